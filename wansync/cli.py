@@ -1,0 +1,208 @@
+"""The subcommands; thin: each parses its flags and calls into the modules that do the work."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import __version__, config, log
+from .daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, Daemon, InboxLocked
+from .errors import AuthRejected, ConfigError, TaskFileError, WansyncError
+from .fsutil import move_durable, write_bytes_atomic
+from .taskfile import TASK_SUFFIX, check_task_id
+
+
+class UsageError(WansyncError):
+    """Bad arguments: exit 2 with one line."""
+
+
+def _config(args: argparse.Namespace) -> config.Config:
+    return config.load(args.config)
+
+
+def _check_folders(cfg: config.Config) -> None:
+    """All three folders on one filesystem: publishing is a rename, never a copy."""
+    devices = {}
+    for key in ("inbox", "outbox", "failed"):
+        folder: Path = getattr(cfg, key)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"{key}: {folder} is not writable")
+        devices[key] = folder.stat().st_dev
+    for key in ("outbox", "failed"):
+        if devices[key] != devices["inbox"]:
+            raise ConfigError(f"{key}: must be on the same filesystem as inbox (moves are renames)")
+
+
+def _daemon(args: argparse.Namespace, burst: bool) -> int:
+    cfg = _config(args)
+    key = config.load_api_key(cfg)
+    log.add_secret(key)
+    log.configure(cfg.log.level, cfg.log.format)
+    _check_folders(cfg)
+    daemon = Daemon(cfg, key)
+    daemon.install_signals()
+    return daemon.run(burst=burst, timeout=getattr(args, "timeout", None))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _daemon(args, burst=False)
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    return _daemon(args, burst=True)
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    try:
+        task_id = check_task_id(args.task_id.strip())
+    except TaskFileError as exc:
+        raise UsageError(f"TASK_ID: {exc}") from None
+    name = args.name or task_id
+    if "/" in name or name.startswith(".") or name in ("", ".."):
+        raise UsageError(f"--name: {name!r} cannot be a file name (no '/', no leading '.')")
+    cfg.inbox.mkdir(parents=True, exist_ok=True)
+    target = cfg.inbox / f"{name}{TASK_SUFFIX}"
+    if target.exists():
+        raise UsageError(f"--name: {target} already exists")
+    write_bytes_atomic(target, f"{task_id}\n".encode())
+    print(target)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .status import collect, render
+
+    rows = collect(_config(args))
+    print(json.dumps(rows, indent=2) if args.json else render(rows))
+    return EXIT_OK
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    name = args.name.removesuffix(TASK_SUFFIX)
+    src = cfg.failed / f"{name}{TASK_SUFFIX}"
+    dst = cfg.inbox / f"{name}{TASK_SUFFIX}"
+    if not src.is_file():
+        raise UsageError(f"NAME: {src} does not exist")
+    if dst.exists():
+        raise UsageError(f"NAME: {dst} already exists in the inbox")
+    move_durable(src, dst)
+    print(dst)
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    print(f"config: ok ({cfg.source or 'defaults, no config file found'})")
+    _check_folders(cfg)
+    print(f"folders: ok ({cfg.inbox}, {cfg.outbox}, {cfg.failed})")
+    key = config.load_api_key(cfg)
+    log.add_secret(key)
+    print("key: found")
+    if args.online:
+        from .api import TaskApi
+
+        api = TaskApi(cfg.api.base_url, key, cfg.api.timeout)
+        try:
+            report = api.fetch("wansync-check-00000000")
+        except AuthRejected as exc:
+            raise ConfigError(f"api.key_file: the API rejected the key ({exc.code})") from None
+        except WansyncError as exc:
+            raise ConfigError(f"api.base_url: {log.scrub(str(exc))}") from None
+        finally:
+            api.close()
+        print(f"api: ok ({cfg.api.base_url} answered, test task is {report.status})")
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .simulator import Simulator
+
+    sim = Simulator(
+        host=args.host, port=args.port, key=args.key, running_polls=args.polls, seconds=args.seconds
+    )
+    print(f"DashScope simulator on {sim.url}  (key: {args.key})", flush=True)
+    print("ids containing 'fail', 'cancel' or 'unknown' end that way; others succeed", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        sim.serve_forever()
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run
+
+    return run()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wansync",
+        description="Fetch finished Wan 2.7 videos from DashScope into a folder.",
+    )
+    parser.add_argument("--version", action="version", version=f"wansync {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-c",
+            "--config",
+            metavar="FILE",
+            help="config file (default: $WANSYNC_CONFIG, ./wansync.yaml, /etc/wansync/config.yaml)",
+        )
+
+    with_config(add("run", cmd_run, "run the daemon in the foreground"))
+    p = add("once", cmd_once, "handle every task in the inbox now to its end, then exit")
+    with_config(p)
+    p.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds (exit 124)")
+    p = add("add", cmd_add, "write a .task file into the inbox atomically")
+    p.add_argument("task_id", metavar="TASK_ID")
+    p.add_argument("--name", help="file name without .task (default: the task id)")
+    with_config(p)
+    p = add("status", cmd_status, "list every task in inbox, outbox and failed")
+    with_config(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p = add("retry", cmd_retry, "move a failed task back into the inbox")
+    p.add_argument("name", metavar="NAME")
+    with_config(p)
+    p = add("check", cmd_check, "validate config, folders and key")
+    with_config(p)
+    p.add_argument("--online", action="store_true", help="also make one API call")
+    p = add("simulate", cmd_simulate, "run a local DashScope-compatible server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--key", default="sim-key", help="the API key it accepts (default sim-key)")
+    p.add_argument("--polls", type=int, default=2, help="polls a task spends RUNNING")
+    p.add_argument("--seconds", type=float, help="time-based tasks: seconds until done")
+    add("demo", cmd_demo, "run the simulator and the daemon on a temp folder and watch")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, UsageError) as exc:
+        print(f"wansync: {log.scrub(str(exc))}", file=sys.stderr)
+        return EXIT_CONFIG
+    except InboxLocked as exc:
+        print(f"wansync: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""YAML configuration → a frozen `Config`, with errors that name the key by its dotted path.
+
+One table (`SCHEMA`) holds every key, its default and its parser, so validation,
+defaults and the documentation cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from .errors import ConfigError
+
+CONFIG_ENV = "WANSYNC_CONFIG"
+KEY_ENV = "DASHSCOPE_API_KEY"
+CREDENTIAL_NAME = "dashscope_api_key"
+SEARCH_PATH = ("./wansync.yaml", "/etc/wansync/config.yaml")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number (`0.2`, `15`) or a string (`15s`, `10m`, `24h`); always > 0."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration (seconds, or like 15s, 10m, 24h)")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(f"{value!r} is not a duration (seconds, or like 15s, 10m, 24h)")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError("must be greater than 0")
+    return seconds
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{value!r} is not a whole number >= 1")
+    return value
+
+
+def _positive_rate(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{value!r} is not a number > 0")
+    return float(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{value!r} is not true or false")
+    return value
+
+
+def _path(value: Any) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{value!r} is not a folder path")
+    return Path(os.path.expanduser(value))
+
+
+def _optional_path(value: Any) -> Path | None:
+    return None if value is None else _path(value)
+
+
+def _base_url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a URL")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query string or fragment")
+    return value.rstrip("/")
+
+
+def _host_patterns(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("must be a list of host name patterns like '*.aliyuncs.com'")
+    return tuple(v.lower() for v in value)
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"{value!r} is not one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+# dotted key -> (default, parser). The YAML nesting follows the dots.
+SCHEMA: dict[str, tuple[Any, Callable[[Any], Any]]] = {
+    "inbox": ("/var/lib/wansync/inbox", _path),
+    "outbox": ("/var/lib/wansync/outbox", _path),
+    "failed": ("/var/lib/wansync/failed", _path),
+    "api.base_url": ("https://dashscope-intl.aliyuncs.com", _base_url),
+    "api.key_file": (None, _optional_path),
+    "api.timeout": (10, parse_duration),
+    "poll.interval": (15, parse_duration),
+    "poll.max_per_second": (10, _positive_rate),
+    "poll.give_up_after": (86400, parse_duration),
+    "download.concurrency": (4, _positive_int),
+    "download.allowed_hosts": (["*.aliyuncs.com"], _host_patterns),
+    "download.max_bytes": (2 * 1024**3, _positive_int),
+    "download.require_https": (True, _bool),
+    "log.format": ("auto", _choice("auto", "json", "console")),
+    "log.level": ("info", _choice("debug", "info", "warning", "error")),
+    "watch.rescan_interval": (10, parse_duration),
+    "watch.polling": (False, _bool),
+}
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    base_url: str
+    key_file: Path | None
+    timeout: float
+
+
+@dataclass(frozen=True)
+class PollConfig:
+    interval: float
+    max_per_second: float
+    give_up_after: float
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    concurrency: int
+    allowed_hosts: tuple[str, ...]
+    max_bytes: int
+    require_https: bool
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    format: str
+    level: str
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    rescan_interval: float
+    polling: bool
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the daemon needs to know, validated; `source` is the file it came from."""
+
+    inbox: Path
+    outbox: Path
+    failed: Path
+    api: ApiConfig
+    poll: PollConfig
+    download: DownloadConfig
+    log: LogConfig
+    watch: WatchConfig
+    source: Path | None = None
+
+
+def _flatten(data: Any, prefix: str, out: dict[str, Any]) -> None:
+    sections = {k.split(".")[0] for k in SCHEMA if "." in k}
+    if not isinstance(data, dict):
+        where = prefix.rstrip(".") or "config"
+        raise ConfigError(f"{where}: must be a mapping of keys, not {type(data).__name__}")
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if not isinstance(key, str):
+            raise ConfigError(f"{dotted}: keys must be strings")
+        if not prefix and key in sections:
+            if value is None:
+                continue
+            _flatten(value, f"{dotted}.", out)
+        elif dotted in SCHEMA:
+            out[dotted] = value
+        else:
+            raise ConfigError(f"{dotted}: unknown key")
+
+
+def from_mapping(data: Any, source: Path | None = None) -> Config:
+    """Validate a parsed YAML document; relative folders resolve against the file's folder."""
+    given: dict[str, Any] = {}
+    if data is not None:
+        _flatten(data, "", given)
+    values: dict[str, Any] = {}
+    for key, (default, parse) in SCHEMA.items():
+        raw = given.get(key, default)
+        try:
+            values[key] = None if raw is None and default is None else parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+    base = source.parent if source else Path.cwd()
+    for key in ("inbox", "outbox", "failed", "api.key_file"):
+        if values[key] is not None and not values[key].is_absolute():
+            values[key] = (base / values[key]).absolute()
+
+    def section(name: str, cls: type) -> Any:
+        fields = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(name + ".")}
+        return cls(**fields)
+
+    return Config(
+        inbox=values["inbox"],
+        outbox=values["outbox"],
+        failed=values["failed"],
+        api=section("api", ApiConfig),
+        poll=section("poll", PollConfig),
+        download=section("download", DownloadConfig),
+        log=section("log", LogConfig),
+        watch=section("watch", WatchConfig),
+        source=source,
+    )
+
+
+def find_config(explicit: str | None) -> Path | None:
+    """`-c FILE`, else `$WANSYNC_CONFIG`, else the first of the search path that exists."""
+    if explicit:
+        return Path(explicit)
+    if env := os.environ.get(CONFIG_ENV):
+        return Path(env)
+    for candidate in SEARCH_PATH:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def load(explicit: str | None = None) -> Config:
+    """Read and validate the configuration; with no file anywhere, every default applies."""
+    path = find_config(explicit)
+    if path is None:
+        return from_mapping(None)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    return from_mapping(data, source=path.absolute())
+
+
+def load_api_key(cfg: Config) -> str:
+    """The key from `api.key_file`, else `$DASHSCOPE_API_KEY`, else the systemd credential."""
+    if cfg.api.key_file is not None:
+        try:
+            key = cfg.api.key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"api.key_file: cannot read {cfg.api.key_file}: {exc.strerror}"
+            ) from None
+        if not key:
+            raise ConfigError(f"api.key_file: {cfg.api.key_file} is empty")
+        return key
+    if key := os.environ.get(KEY_ENV, "").strip():
+        return key
+    if cred_dir := os.environ.get("CREDENTIALS_DIRECTORY"):
+        cred = Path(cred_dir) / CREDENTIAL_NAME
+        if cred.is_file():
+            key = cred.read_text(encoding="utf-8").strip()
+            if key:
+                return key
+    raise ConfigError(
+        f"api.key_file: no API key (set api.key_file, ${KEY_ENV}, "
+        f"or a systemd credential named {CREDENTIAL_NAME})"
+    )

@@ -1,0 +1,721 @@
+"""Wiring and lifecycle: the lock, the threads, signals, and the main loop.
+
+The main loop is the only code that touches task state and sidecars; poll and download
+workers only do I/O and post results back. So there is no locking around tasks, and the
+order of events on disk is the order of this loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import log, publish, sidecar
+from .api import TaskApi, TaskReport
+from .config import Config
+from .download import Downloaded, Downloader, check_url, url_expires
+from .errors import (
+    AuthRejected,
+    RateLimited,
+    Stopping,
+    TaskFailed,
+    TransientError,
+    UrlRefused,
+    WansyncError,
+)
+from .fsutil import sweep_temp_files
+from .notify import Notifier
+from .publish import Folders
+from .scheduler import Scheduler
+from .taskfile import task_name
+from .tracker import Candidates, Task, open_task, scan_inbox
+from .watcher import CHANGED, GONE, READY, InboxWatcher
+
+LOCK_NAME = ".wansync.lock"
+MAX_BACKOFF = 300.0
+AUTH_PAUSE_MIN = 60.0
+STOP_GRACE = 5.0
+STATUS_EVERY = 5.0
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED, EXIT_TIMEOUT = 0, 1, 2, 3, 124
+
+
+class InboxLocked(WansyncError):
+    """Another wansync holds this inbox's lock."""
+
+
+class InboxLock:
+    """An exclusive `flock` on `inbox/.wansync.lock`, released by the kernel if we die."""
+
+    def __init__(self, inbox: Path) -> None:
+        self.path = inbox / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InboxLocked(f"{self.path}: another wansync is running on this inbox") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def backoff(interval: float, n: int, retry_after: float | None = None) -> float:
+    """Delay before the next try after the n-th transient error in a row (SPEC §5)."""
+    return max(retry_after or 0.0, min(interval * 2 ** (n - 1), MAX_BACKOFF))
+
+
+def url_for_log(url: Any) -> str | None:
+    return log.strip_query(url) if isinstance(url, str) else None
+
+
+@dataclass
+class _Workers:
+    """A few daemon threads reading jobs from a queue; they never block the exit."""
+
+    name: str
+    count: int
+    job: Callable[[Any], None]
+    jobs: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        for i in range(self.count):
+            t = threading.Thread(target=self._run, name=f"{self.name}-{i}", daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _run(self) -> None:
+        while True:
+            item = self.jobs.get()
+            if item is None:
+                return
+            self.job(item)
+
+    def submit(self, item: Any) -> None:
+        self.jobs.put(item)
+
+    def stop(self, grace: float) -> None:
+        for _ in self.threads:
+            self.jobs.put(None)
+        deadline = time.monotonic() + grace
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+
+class Daemon:
+    """`run()` is the daemon; `run(burst=True)` handles what is in the inbox now, then ends."""
+
+    def __init__(self, cfg: Config, api_key: str, notifier: Notifier | None = None) -> None:
+        self.cfg = cfg
+        self.log = log.get("wansync.daemon")
+        self.folders = Folders(cfg.inbox, cfg.outbox, cfg.failed)
+        self.stop_event = threading.Event()
+        self.wake = threading.Event()
+        self.results: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self.api = TaskApi(
+            cfg.api.base_url, api_key, cfg.api.timeout, pool_size=self._poll_workers()
+        )
+        self.downloader = Downloader(cfg.download, cfg.api.timeout, self.stop_event)
+        self.scheduler = Scheduler(cfg.poll.interval, cfg.poll.max_per_second)
+        self.candidates = Candidates()
+        self.tasks: dict[str, Task] = {}
+        self.notifier = notifier or Notifier()
+        self.pollers = _Workers("poll", self._poll_workers(), self._poll_job)
+        self.fetchers = _Workers("download", cfg.download.concurrency, self._download_job)
+        self.watcher: InboxWatcher | None = None
+        self.downloads_running = 0
+        self.counts = {"done": 0, "failed": 0}
+        self._auth_paused = False
+        self._burst_names: set[str] | None = None
+        self._burst_failed = False
+        self._scanned: list[Path] = []
+
+    def _poll_workers(self) -> int:
+        return int(min(32, max(4, self.cfg.poll.max_per_second)))
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def request_stop(self, *_: Any) -> None:
+        """Signal handlers only set a flag; the loop notices at once through `wake`."""
+        self.stop_event.set()
+        self.wake.set()
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def prepare_folders(self) -> None:
+        for folder in (self.cfg.inbox, self.cfg.outbox, self.cfg.failed):
+            folder.mkdir(parents=True, exist_ok=True)
+            for removed in sweep_temp_files(folder):
+                self.log.info("temp.removed", path=removed.name)
+
+    def run(self, burst: bool = False, timeout: float | None = None) -> int:
+        """The main loop; returns the process exit code."""
+        self.prepare_folders()
+        lock = InboxLock(self.cfg.inbox)
+        lock.acquire()
+        try:
+            return self._run_locked(burst, timeout)
+        finally:
+            self.notifier.stopping()
+            self.pollers.stop(0.0)
+            self.fetchers.stop(STOP_GRACE)
+            if self.watcher:
+                self.watcher.stop()
+            self.api.close()
+            self.downloader.close()
+            lock.release()
+            self.log.info("daemon.stopped", **self._status_counts())
+
+    def _run_locked(self, burst: bool, timeout: float | None) -> int:
+        started = time.monotonic()
+        deadline = started + timeout if timeout else None
+        if not burst:
+            self.watcher = InboxWatcher(self.cfg.inbox, self.wake, self.cfg.watch.polling)
+            self.watcher.start()  # watch first, then scan: nothing falls in between
+        self.pollers.start()
+        self.fetchers.start()
+        self._startup_scan(started, burst)
+        self.log.info(
+            "daemon.started",
+            inbox=str(self.cfg.inbox),
+            tasks=len(self.tasks),
+            waiting_files=len(self.candidates),
+            burst=burst,
+        )
+        self.notifier.ready(self._status_line())
+        next_rescan = started + self.cfg.watch.rescan_interval
+        next_status = started + STATUS_EVERY
+        next_ping = started
+        while not self.stop_event.is_set():
+            self.wake.clear()
+            now = time.monotonic()
+            if self.watcher:
+                self._watch_events(now)
+                if now >= next_rescan:
+                    self._rescan(now)
+                    next_rescan = now + self.cfg.watch.rescan_interval
+            for path in self.candidates.take(now):
+                self._discover(path, now)
+            self._drain_results()
+            self._dispatch_polls(time.monotonic())
+            self._dispatch_downloads(time.monotonic())
+            if burst and self._burst_done():
+                return EXIT_FAILED if self._burst_failed else EXIT_OK
+            if deadline and now >= deadline:
+                self.log.warning("daemon.timeout", seconds=timeout)
+                return EXIT_TIMEOUT
+            if now >= next_status:
+                self.notifier.status(self._status_line())
+                next_status = now + STATUS_EVERY
+            interval = self.notifier.watchdog_interval
+            if interval and now >= next_ping:
+                if self.watcher is None or self.watcher.alive():
+                    self.notifier.watchdog()
+                else:
+                    self.log.error("watcher.dead", detail="inbox observer thread has stopped")
+                next_ping = now + interval
+            self.wake.wait(self._sleep_time(now, next_rescan, next_status, deadline, next_ping))
+        return EXIT_OK
+
+    def _sleep_time(self, now: float, *marks: float | None) -> float:
+        candidates = [m for m in marks if m is not None]
+        for t in (self.scheduler.next_time(now), self.candidates.next_check(now)):
+            if t is not None:
+                candidates.append(t)
+        waiting = [t.download_due for t in self.tasks.values() if self._download_waiting(t)]
+        if waiting and self.downloads_running < self.cfg.download.concurrency:
+            candidates.append(min(waiting))
+        wake_at = min(candidates, default=now + 1.0)
+        return min(max(0.0, wake_at - time.monotonic()), 1.0 if self._burst_names else 5.0)
+
+    # -- discovery ---------------------------------------------------------------------
+    def _startup_scan(self, now: float, burst: bool) -> None:
+        tasks, orphans = scan_inbox(self.cfg.inbox)
+        for name in orphans:
+            self._orphan_sidecar(name)
+        self._scanned = tasks
+        if burst:
+            self._burst_names = {task_name(p) for p in tasks}
+        for path in tasks:
+            self.candidates.changed(path, now)
+        for path in self.candidates.take(now):
+            self._discover(path, now)
+        self._sweep_parts()
+
+    def _sweep_parts(self) -> None:
+        """Partial downloads no live task owns are ours to remove (the task was removed)."""
+        for entry in os.scandir(self.cfg.outbox):
+            if entry.name.startswith(".") and entry.name.endswith(".mp4.part"):
+                name = entry.name[1 : -len(".mp4.part")]
+                if name not in self.tasks and self.folders.task(name) not in self.candidates:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                    self.log.info("download.part_removed", name=name)
+
+    def _orphan_sidecar(self, name: str) -> None:
+        """A sidecar without its `.task`: a publish cut short, or a task the user removed."""
+        data = sidecar.read(self.folders.sidecar(name))
+        if data and data.get("state") in sidecar.TERMINAL_STATES and data.get("published_as"):
+            final = publish.resume(self.folders, data, task_file_is_ours=False)
+            self.log.info(
+                "task.publish_resumed", name=name, task_id=data.get("task_id"), path=str(final)
+            )
+            return
+        self._forget_files(name)
+        self.log.info(
+            "task.removed",
+            name=name,
+            task_id=(data or {}).get("task_id"),
+            detail="task file was removed while wansync was not running",
+        )
+
+    def _forget_files(self, name: str) -> None:
+        for path in (self.folders.sidecar(name), self.folders.part(name)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def _watch_events(self, now: float) -> None:
+        assert self.watcher is not None
+        for kind, path in self.watcher.drain():
+            if path.parent != self.cfg.inbox:
+                continue
+            if kind == READY:
+                self.candidates.ready(path)
+            elif kind == CHANGED:
+                self.candidates.changed(path, now)
+            elif kind == GONE and not path.exists():
+                self.candidates.forget(path)
+                self._task_removed(task_name(path))
+
+    def _rescan(self, now: float) -> None:
+        """The safety net for missed events (overflow, network filesystems)."""
+        try:
+            tasks, _ = scan_inbox(self.cfg.inbox)
+        except FileNotFoundError:
+            self.log.error("inbox.missing", path=str(self.cfg.inbox))
+            return
+        present = {task_name(p) for p in tasks}
+        for path in tasks:
+            name = task_name(path)
+            if name not in self.tasks and path not in self.candidates:
+                self.candidates.changed(path, now)
+        for name in [n for n in self.tasks if n not in present]:
+            if not self.folders.task(name).exists():
+                self._task_removed(name)
+
+    def _task_removed(self, name: str) -> None:
+        task = self.tasks.get(name)
+        if task is None or task.state in sidecar.TERMINAL_STATES:
+            return
+        self.scheduler.remove(name)
+        del self.tasks[name]
+        task.removed = True  # a result still in flight finds no task and is dropped
+        self._forget_files(name)
+        self.log.warning(
+            "task.removed",
+            name=name,
+            task_id=task.task_id,
+            detail="task file was removed from the inbox; no longer tracked",
+        )
+
+    def _discover(self, path: Path, now: float) -> None:
+        name = task_name(path)
+        if name in self.tasks:
+            return
+        if self._burst_names is not None and name not in self._burst_names:
+            return
+        task, spec = open_task(self.folders, path, time.time())
+        if task.state in sidecar.TERMINAL_STATES:
+            self.tasks[name] = task
+            if spec is None and not task.data.get("published_as"):
+                self.log.warning(
+                    "task.invalid", name=name, file=path.name, error=task.data["error"]["message"]
+                )
+            self._finish(task)
+            return
+        self.tasks[name] = task
+        resumed = task.data["polls"] > 0 or task.state == "downloading"
+        self.log.info(
+            "task.discovered", name=name, task_id=task.task_id, resumed=resumed, state=task.state
+        )
+        if task.state == "downloading" and isinstance(task.data["output"], dict):
+            task.download_due = now
+        else:
+            task.data["state"] = "polling"
+            self.scheduler.add(name, now)
+        sidecar.write(self.folders.sidecar(name), task.data)
+
+    # -- polling -----------------------------------------------------------------------
+    def _dispatch_polls(self, now: float) -> None:
+        while (name := self.scheduler.take(now)) is not None:
+            task = self.tasks.get(name)
+            if task is None or task.busy:
+                continue
+            age = time.time() - (sidecar.parse_iso(task.data["first_seen"]) or time.time())
+            if age > self.cfg.poll.give_up_after:
+                self._fail(
+                    task,
+                    "Timeout",
+                    f"not finished {int(age)} s after it was first seen "
+                    f"(poll.give_up_after is {int(self.cfg.poll.give_up_after)} s)",
+                )
+                continue
+            task.busy = True
+            self.pollers.submit((name, task.task_id, now, time.time()))
+
+    def _poll_job(self, item: tuple[str, str, float, float]) -> None:
+        name, task_id, started, started_wall = item
+        try:
+            outcome: Any = self.api.fetch(task_id)
+        except WansyncError as exc:
+            outcome = exc
+        except Exception as exc:  # a bug must not kill the worker: report it as transient
+            outcome = TransientError(f"unexpected {type(exc).__name__}", "InternalError")
+        self.results.put(("poll", name, started, started_wall, outcome))
+        self.wake.set()
+
+    def _drain_results(self) -> None:
+        while True:
+            try:
+                item = self.results.get_nowait()
+            except queue.Empty:
+                return
+            kind, name, *rest = item
+            task = self.tasks.get(name)
+            if kind == "etag":
+                if task and not task.removed:
+                    task.data["download"] = {"etag": rest[0]}
+                    sidecar.write(self.folders.sidecar(name), task.data)
+                continue
+            if task is None:
+                continue  # removed while the work was in flight
+            task.busy = False
+            if kind == "poll":
+                self._on_poll(task, *rest)
+            else:
+                self.downloads_running -= 1
+                self._on_download(task, *rest)
+
+    def _on_poll(self, task: Task, started: float, started_wall: float, outcome: Any) -> None:
+        data = task.data
+        data["polls"] += 1
+        data["last_polled"] = sidecar.utc_iso(started_wall)
+        if self._auth_paused and not isinstance(outcome, AuthRejected):
+            self._auth_paused = False
+            self.scheduler.probe_done()
+            self.log.info("auth.resumed", detail="the API accepts the key again")
+        if isinstance(outcome, TaskReport):
+            self._on_report(task, started, outcome)
+        elif isinstance(outcome, TaskFailed):
+            self._fail(task, outcome.code, outcome.message)
+        elif isinstance(outcome, AuthRejected):
+            self._on_auth_rejected(task, outcome)
+        elif isinstance(outcome, TransientError):
+            retry_after = outcome.retry_after if isinstance(outcome, RateLimited) else None
+            if isinstance(outcome, RateLimited):
+                # The quota is the account's: hold every poll, not just this task's.
+                self.scheduler.pause_until(time.monotonic() + (retry_after or 1.0))
+            delay = self._transient(task, outcome.code, outcome.message, retry_after)
+            self.scheduler.add(task.name, time.monotonic() + delay)
+
+    def _on_report(self, task: Task, started: float, report: TaskReport) -> None:
+        data = task.data
+        previous_status = data["task_status"]
+        data.update(
+            task_status=report.status,
+            request_id=report.request_id,
+            output=report.output,
+            usage=report.usage,
+        )
+        status = report.status
+        if status == "FAILED":
+            code = report.output.get("code")
+            message = report.output.get("message")
+            self._fail(
+                task,
+                code if isinstance(code, str) and code else "TaskFailed",
+                message
+                if isinstance(message, str) and message
+                else "the task failed and the API gave no reason",
+            )
+            return
+        if status == "CANCELED":
+            self._fail(task, "TaskCanceled", "the task was canceled")
+            return
+        if status == "UNKNOWN":
+            self._fail(
+                task,
+                "TaskNotFound",
+                "the API does not know this task id (wrong id, other region, or older than 24 h)",
+            )
+            return
+        if status == "SUCCEEDED":
+            url = report.output.get("video_url")
+            if not isinstance(url, str) or not url:
+                delay = self._transient(task, "MalformedResponse", "SUCCEEDED without a video_url")
+                self.scheduler.add(task.name, time.monotonic() + delay)
+                return
+            if task.refused_url == url:
+                self._fail(
+                    task,
+                    "VideoUrlExpired",
+                    "storage refused the video URL and the task has no newer one",
+                )
+                return
+            try:
+                check_url(url, self.cfg.download)
+            except TaskFailed as exc:
+                self._fail(task, exc.code, exc.message)
+                return
+            expires = url_expires(url)
+            task.errors_in_row = 0
+            data.update(
+                state="downloading",
+                error=None,
+                next_poll=None,
+                expires=sidecar.utc_iso(expires) if expires else None,
+            )
+            self.scheduler.park(task.name)
+            task.download_due = time.monotonic()
+            sidecar.write(self.folders.sidecar(task.name), data)
+            self.log.info(
+                "task.polled",
+                name=task.name,
+                task_id=task.task_id,
+                task_status=status,
+                url=url_for_log(url),
+            )
+            return
+        # PENDING / RUNNING
+        task.errors_in_row = 0
+        due = started + self.cfg.poll.interval
+        data.update(error=None, next_poll=sidecar.utc_iso(time.time() + due - time.monotonic()))
+        self.scheduler.add(task.name, due)
+        sidecar.write(self.folders.sidecar(task.name), data, durable=False)
+        level = "info" if status != previous_status else "debug"
+        getattr(self.log, level)(
+            "task.polled",
+            name=task.name,
+            task_id=task.task_id,
+            task_status=status,
+            polls=data["polls"],
+        )
+
+    def _transient(
+        self, task: Task, code: str, message: str, retry_after: float | None = None
+    ) -> float:
+        """Record a transient error in the sidecar; returns the backoff before the next try."""
+        task.errors_in_row += 1
+        delay = backoff(self.cfg.poll.interval, task.errors_in_row, retry_after)
+        task.data["error"] = sidecar.error(code, log.scrub(message), True)
+        polling = task.state == "polling"
+        task.data["next_poll"] = sidecar.utc_iso(time.time() + delay) if polling else None
+        sidecar.write(self.folders.sidecar(task.name), task.data)
+        self.log.warning(
+            "task.transient_error",
+            name=task.name,
+            task_id=task.task_id,
+            code=code,
+            message=message,
+            errors_in_row=task.errors_in_row,
+            retry_in=round(delay, 3),
+        )
+        return delay
+
+    def _on_auth_rejected(self, task: Task, exc: AuthRejected) -> None:
+        pause = max(AUTH_PAUSE_MIN, self.cfg.poll.interval)
+        until = time.monotonic() + pause
+        if not self._auth_paused:
+            self.log.error(
+                "auth.rejected",
+                code=exc.code,
+                message=exc.message,
+                detail=f"polling paused for {int(pause)} s; no task fails",
+            )
+        self._auth_paused = True
+        self.scheduler.pause_until(until, probe=True)
+        error = sidecar.error(exc.code, exc.message, True)
+        for other in self.tasks.values():
+            if other.state == "polling":
+                other.data["error"] = error
+                other.data["next_poll"] = sidecar.utc_iso(time.time() + pause)
+                sidecar.write(self.folders.sidecar(other.name), other.data)
+        self.scheduler.add(task.name, until)
+
+    # -- downloading -------------------------------------------------------------------
+    @staticmethod
+    def _download_waiting(task: Task) -> bool:
+        return task.state == "downloading" and not task.busy
+
+    def _dispatch_downloads(self, now: float) -> None:
+        if self.downloads_running >= self.cfg.download.concurrency:
+            return
+        waiting = [
+            t for t in self.tasks.values() if self._download_waiting(t) and t.download_due <= now
+        ]
+        waiting.sort(key=lambda t: t.download_due)
+        for task in waiting[: self.cfg.download.concurrency - self.downloads_running]:
+            task.busy = True
+            self.downloads_running += 1
+            etag = (task.data.get("download") or {}).get("etag")
+            self.fetchers.submit((task.name, task.task_id, task.data["output"]["video_url"], etag))
+
+    def _download_job(self, item: tuple[str, str, str, str | None]) -> None:
+        name, task_id, url, etag = item
+        part = self.folders.part(name)
+        last_log = [time.monotonic()]
+
+        def on_start(new_etag: str | None) -> None:
+            self.results.put(("etag", name, new_etag))
+            self.log.info(
+                "download.started",
+                name=name,
+                task_id=task_id,
+                url=url_for_log(url),
+                resume_from=part.stat().st_size if part.exists() and etag else 0,
+            )
+
+        def on_progress(done: int, total: int | None) -> None:
+            if time.monotonic() - last_log[0] >= 5.0:
+                last_log[0] = time.monotonic()
+                self.log.info(
+                    "download.progress", name=name, task_id=task_id, bytes=done, total=total
+                )
+
+        try:
+            outcome: Any = self.downloader.fetch(url, part, etag, on_start, on_progress)
+        except (WansyncError, OSError) as exc:
+            outcome = exc
+        except Exception as exc:
+            outcome = TransientError(f"unexpected {type(exc).__name__}", "InternalError")
+        self.results.put(("download", name, url, outcome))
+        self.wake.set()
+
+    def _on_download(self, task: Task, url: str, outcome: Any) -> None:
+        if isinstance(outcome, Downloaded):
+            task.data["video"] = {
+                "path": f"{task.name}.mp4",
+                "bytes": outcome.bytes,
+                "sha256": outcome.sha256,
+                "content_type": "video/mp4",
+            }
+            task.data["state"] = "succeeded"
+            self.log.info(
+                "download.completed",
+                name=task.name,
+                task_id=task.task_id,
+                bytes=outcome.bytes,
+                sha256=outcome.sha256,
+            )
+            self._finish(task)
+        elif isinstance(outcome, Stopping):
+            return
+        elif isinstance(outcome, UrlRefused):
+            if task.refused_url is not None and task.refused_url != url:
+                self._fail(
+                    task,
+                    "VideoUrlExpired",
+                    f"storage refused the video URL twice ({outcome}); it has expired",
+                )
+                return
+            task.refused_url = url
+            task.data["state"] = "polling"
+            self._transient(task, "VideoUrlRefused", f"{outcome}; asking the task API again")
+            self.scheduler.add(task.name, time.monotonic())
+        elif isinstance(outcome, TaskFailed):
+            self._fail(task, outcome.code, outcome.message)
+        elif isinstance(outcome, TransientError | OSError):
+            code = getattr(outcome, "code", "DownloadInterrupted")
+            message = getattr(outcome, "message", None) or str(outcome)
+            if isinstance(outcome, OSError):
+                code, message = "DownloadInterrupted", f"disk error: {outcome.strerror}"
+            delay = self._transient(task, code, message, getattr(outcome, "retry_after", None))
+            task.download_due = time.monotonic() + delay
+
+    # -- endings -----------------------------------------------------------------------
+    def _fail(self, task: Task, code: str, message: str) -> None:
+        task.data.update(state="failed", error=sidecar.error(code, log.scrub(message), False))
+        self._finish(task)
+
+    def _finish(self, task: Task) -> None:
+        """Publish into outbox/ or failed/ in crash-safe order, and stop tracking."""
+        data = task.data
+        data["finished"] = data.get("finished") or sidecar.utc_iso()
+        data["next_poll"] = None
+        self.scheduler.remove(task.name)
+        resuming = bool(data.get("published_as"))
+        try:
+            if resuming:
+                final = publish.resume(self.folders, data, task_file_is_ours=True)
+            else:
+                final = publish.publish(self.folders, data)
+        except OSError as exc:
+            # The inbox sidecar keeps the decision; the next start-up finishes the moves.
+            self.log.error(
+                "task.publish_error",
+                name=task.name,
+                task_id=data.get("task_id"),
+                error=f"{type(exc).__name__}: {exc.strerror or exc}",
+            )
+            self.tasks.pop(task.name, None)
+            return
+        self.tasks.pop(task.name, None)
+        succeeded = data["state"] == "succeeded"
+        shown = f"{data['published_as']}.mp4" if succeeded else final.name
+        fields = dict(name=task.name, task_id=data.get("task_id"), path=str(final.parent / shown))
+        if succeeded:
+            self.counts["done"] += 1
+            self.log.info("task.succeeded", **fields, polls=data["polls"])
+        else:
+            self.counts["failed"] += 1
+            if self._burst_names is not None and task.name in self._burst_names:
+                self._burst_failed = True
+            self.log.warning(
+                "task.failed",
+                **fields,
+                code=data["error"]["code"],
+                message=data["error"]["message"],
+            )
+        if self._burst_names is not None:
+            self._burst_names.discard(task.name)
+
+    def _burst_done(self) -> bool:
+        assert self._burst_names is not None
+        live = [n for n in self._burst_names if n in self.tasks]
+        waiting = [p for p in self._scanned if p in self.candidates]
+        if not live and not waiting:
+            return True
+        self._burst_names = set(live) | {task_name(p) for p in waiting}
+        return False
+
+    # -- reporting ---------------------------------------------------------------------
+    def _status_counts(self) -> dict[str, int]:
+        polling = sum(1 for t in self.tasks.values() if t.state == "polling")
+        downloading = sum(1 for t in self.tasks.values() if t.state == "downloading")
+        return {"polling": polling, "downloading": downloading, **self.counts}
+
+    def _status_line(self) -> str:
+        c = self._status_counts()
+        return (
+            f"{c['polling']} polling, {c['downloading']} downloading, "
+            f"{c['done']} done, {c['failed']} failed"
+        )

@@ -1,0 +1,115 @@
+"""`wansync demo`: the simulator and the daemon on a temp folder, with a live view."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TextIO
+
+from . import config, log
+from .daemon import Daemon
+from .fsutil import write_bytes_atomic
+from .simulator import Simulator
+from .status import collect, render
+
+# name, task id, polls the simulator spends RUNNING: they finish one after another
+SAMPLES = [
+    ("beach-sunset", "demo-beach-0001", 2),
+    ("city-timelapse", "demo-city-0002", 4),
+    ("forest-walk", "demo-forest-0003", 6),
+    ("ocean-waves", "demo-ocean-0004", 8),
+    ("broken-prompt", "demo-fail-0005", 3),
+]
+DEADLINE = 60.0
+
+
+def _drop(inbox: Path, name: str, task_id: str) -> None:
+    """Write a task file the way producers should: a hidden temp file, then a rename."""
+    body = json.dumps({"task_id": task_id, "prompt": f"demo clip {name}"}).encode()
+    write_bytes_atomic(inbox / f"{name}.task", body)
+
+
+def run(out: TextIO = sys.stdout) -> int:
+    """Run the whole demo; returns 0 when every sample ended where it should."""
+    root = Path(tempfile.mkdtemp(prefix="wansync-demo-"))
+    key = "demo-" + secrets.token_hex(8)
+    sim = Simulator(key=key, pending_polls=1).start()
+    for _, task_id, running in SAMPLES:
+        sim.add_task(
+            task_id, running_polls=running, outcome="FAILED" if "fail" in task_id else "SUCCEEDED"
+        )
+    cfg = config.from_mapping(
+        {
+            "inbox": str(root / "inbox"),
+            "outbox": str(root / "outbox"),
+            "failed": str(root / "failed"),
+            "api": {"base_url": sim.url},
+            "poll": {"interval": 1},
+            "download": {"allowed_hosts": ["127.0.0.1"], "require_https": False},
+            "log": {"format": "json"},
+        }
+    )
+    log_path = root / "wansync.log"
+    log_file = log_path.open("w", encoding="utf-8")
+    log.configure("info", "json", stream=log_file)
+    daemon = Daemon(cfg, key)
+    thread = threading.Thread(target=daemon.run, name="daemon", daemon=True)
+    print(
+        f"wansync demo in {root}\n  simulator at {sim.url} (no real key, no internet)\n", file=out
+    )
+    thread.start()
+    cfg.inbox.mkdir(parents=True, exist_ok=True)
+    for name, task_id, _ in SAMPLES:
+        _drop(cfg.inbox, name, task_id)
+    finished = _watch(cfg, out)
+    daemon.request_stop()
+    thread.join(10)
+    sim.stop()
+    log_file.close()
+    return _summary(cfg, root, log_path, finished, out)
+
+
+def _watch(cfg: config.Config, out: TextIO) -> bool:
+    tty = out.isatty()
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        rows = collect(cfg)
+        if tty:
+            out.write("\x1b[J" + render(rows) + "\n")
+            out.write(f"\x1b[{len(rows) + 2}A")
+            out.flush()
+        else:
+            for r in rows:
+                label = f"{r['state']} {r['task_status'] or ''}".strip()
+                if seen.get(r["name"]) != label:
+                    seen[r["name"]] = label
+                    print(f"  {r['name']:<15} {label}", file=out, flush=True)
+        ended = [r for r in rows if r["where"] in ("outbox", "failed")]
+        if len(ended) == len(SAMPLES):
+            if tty:
+                out.write("\x1b[J" + render(rows) + "\n")
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def _summary(cfg: config.Config, root: Path, log_path: Path, finished: bool, out: TextIO) -> int:
+    videos = sorted(cfg.outbox.glob("*.mp4"))
+    failed = sorted(cfg.failed.glob("*.status.json"))
+    print("\nVideos (real, playable MP4s):", file=out)
+    for v in videos:
+        print(f"  {v}  ({v.stat().st_size} bytes)", file=out)
+    print("Failed (the sidecar says why):", file=out)
+    for f in failed:
+        err = json.loads(f.read_text())["error"]
+        print(f"  {f}  {err['code']}: {err['message']}", file=out)
+    print(f"Logs (JSON lines): {log_path}", file=out)
+    ok = finished and len(videos) == len(SAMPLES) - 1 and len(failed) == 1
+    print("\ndemo finished" if ok else "\ndemo did not finish as expected", file=out)
+    return 0 if ok else 1

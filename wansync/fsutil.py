@@ -1,0 +1,87 @@
+"""Durable file primitives: every JSON write is temp + fsync + rename, every move a rename."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+TEMP_SUFFIX = ".wansync-tmp"
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (the directory entry itself must reach the disk)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_path(target: Path) -> Path:
+    """A hidden name beside `target`, so a crash mid-write leaves only a dotfile to sweep."""
+    return target.with_name(f".{target.name}{TEMP_SUFFIX}")
+
+
+def write_json_atomic(target: Path, data: Any, durable: bool = True) -> None:
+    """Replace `target` with `data` as JSON in one rename; readers see old or new, never half."""
+    tmp = temp_path(target)
+    payload = json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    if durable:
+        fsync_dir(target.parent)
+
+
+def write_bytes_atomic(target: Path, data: bytes) -> None:
+    """Create `target` holding `data` in one rename (used by `wansync add`)."""
+    tmp = temp_path(target)
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    fsync_dir(target.parent)
+
+
+def move(src: Path, dst: Path) -> None:
+    """Rename `src` to `dst` on one filesystem, refusing to overwrite anything at `dst`.
+
+    Callers pick `dst` names that are free; the check guards against a writer that
+    appeared meanwhile (a plain rename would silently clobber its file).
+    """
+    if os.path.lexists(dst):
+        raise FileExistsError(f"{dst.name} already exists")
+    os.rename(src, dst)
+
+
+def move_durable(src: Path, dst: Path) -> None:
+    """`move`, then fsync both folders so the move survives a power cut."""
+    move(src, dst)
+    fsync_dir(dst.parent)
+    if src.parent != dst.parent:
+        fsync_dir(src.parent)
+
+
+def sweep_temp_files(folder: Path) -> list[Path]:
+    """Remove wansync's own half-written temp files left by a crash; returns what it removed."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            if entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed

@@ -1,0 +1,106 @@
+"""structlog set-up: JSON lines off a TTY, console on one, stdlib logging routed through it.
+
+Every line passes `redact`, which removes the API key and URL query strings from every
+string value, so no code path can leak a signed URL or the key into a log by accident.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#\"'<>]*)\?[^\s\"'<>]*")
+_secrets: set[str] = set()
+
+
+def add_secret(secret: str) -> None:
+    """Register a string (the API key) that must never appear in any output."""
+    if secret:
+        _secrets.add(secret)
+
+
+def scrub(text: str) -> str:
+    """`text` with URL query strings dropped and every registered secret masked."""
+    text = _QUERY.sub(r"\1", text)
+    for secret in _secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def strip_query(url: str) -> str:
+    """A URL without its query string, for logs and messages (signatures live there)."""
+    return scrub(url)
+
+
+def _scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrub_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub_value(v) for v in value]
+    return value
+
+
+def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: scrub every value of the event (and rendered exceptions)."""
+    return {k: _scrub_value(v) for k, v in event_dict.items()}
+
+
+def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Route structlog and stdlib logging to `stream` (stderr) in one format, one event a line."""
+    stream = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "console" if stream.isatty() else "json"
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if fmt == "json":
+        final: list[Any] = [
+            structlog.processors.dict_tracebacks,
+            redact,
+            structlog.processors.JSONRenderer(),
+        ]
+    else:
+        final = [
+            structlog.processors.format_exc_info,
+            redact,
+            structlog.dev.ConsoleRenderer(colors=stream.isatty()),
+        ]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # urllib3 and watchdog chatter at debug would drown the daemon's own events.
+    for noisy in ("urllib3", "watchdog"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+def set_level(level: str) -> None:
+    """Change the level at run time (SIGHUP reload)."""
+    logging.getLogger().setLevel(level.upper())
+
+
+def get(name: str = "wansync") -> Any:
+    return structlog.get_logger(name)

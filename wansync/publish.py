@@ -1,0 +1,91 @@
+"""The ordered moves that end a task in `outbox/` or `failed/`; a crash between any two is harmless.
+
+Order, success: (1) the final sidecar, naming the chosen file, is written in the inbox;
+(2) `.NAME.mp4.part` → `outbox/X.mp4`; (3) the `.task` → `outbox/X.task`;
+(4) the sidecar → `outbox/X.status.json`. Failure skips (2) and drops the `.part`.
+The inbox sidecar is the journal: while it is there and terminal, the publish is not
+finished, and `resume` carries it on from wherever it stopped. Every step is idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import sidecar
+from .fsutil import fsync_dir, move_durable
+from .taskfile import TASK_SUFFIX
+
+MP4 = ".mp4"
+
+
+@dataclass(frozen=True)
+class Folders:
+    inbox: Path
+    outbox: Path
+    failed: Path
+
+    def part(self, name: str) -> Path:
+        """Where a download grows: hidden, in the outbox, so the final rename is atomic."""
+        return self.outbox / f".{name}{MP4}.part"
+
+    def task(self, name: str) -> Path:
+        return self.inbox / f"{name}{TASK_SUFFIX}"
+
+    def sidecar(self, name: str) -> Path:
+        return sidecar.path_for(self.inbox, name)
+
+    def destination(self, data: dict[str, Any]) -> Path:
+        return self.outbox if data["state"] == "succeeded" else self.failed
+
+
+def free_name(folder: Path, name: str) -> str:
+    """`name`, or the smallest `name-k` (k ≥ 2) none of whose three files exist in `folder`."""
+    for candidate in itertools.chain([name], (f"{name}-{k}" for k in itertools.count(2))):
+        suffixes = (MP4, sidecar.SUFFIX, TASK_SUFFIX)
+        if not any((folder / f"{candidate}{s}").exists() for s in suffixes):
+            return candidate
+    raise AssertionError("unreachable")
+
+
+def finalize(folders: Folders, data: dict[str, Any]) -> None:
+    """Step (1): choose the published name and write the terminal sidecar durably."""
+    name = data["name"]
+    dest = folders.destination(data)
+    chosen = free_name(dest, name)
+    data["published_as"] = chosen
+    if data["state"] == "succeeded" and data.get("video"):
+        data["video"]["path"] = f"{chosen}{MP4}"
+    sidecar.write(folders.sidecar(name), data)
+
+
+def resume(folders: Folders, data: dict[str, Any], task_file_is_ours: bool) -> Path:
+    """Steps (2) to (4) from wherever they stopped; returns the published sidecar's path."""
+    name, chosen = data["name"], data["published_as"]
+    dest = folders.destination(data)
+    part = folders.part(name)
+    if data["state"] == "succeeded":
+        video = dest / f"{chosen}{MP4}"
+        if part.exists() and not video.exists():
+            move_durable(part, video)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()  # our own partial download, never published
+    task = folders.task(name)
+    if task_file_is_ours and task.exists():
+        move_durable(task, dest / f"{chosen}{TASK_SUFFIX}")
+    final = dest / f"{chosen}{sidecar.SUFFIX}"
+    src = folders.sidecar(name)
+    if src.exists():
+        move_durable(src, final)
+    fsync_dir(dest)
+    return final
+
+
+def publish(folders: Folders, data: dict[str, Any]) -> Path:
+    """Finalize and move: the whole publish, in order."""
+    finalize(folders, data)
+    return resume(folders, data, task_file_is_ours=True)

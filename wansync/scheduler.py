@@ -1,0 +1,122 @@
+"""Who is polled next: per-task interval, a global sliding-window rate, fairness, pauses.
+
+Pure bookkeeping with `now` passed in (no clock, no threads), so tests drive time by hand.
+The earliest-due task goes first; an overdue task keeps its original due time, so with
+more tasks than the rate allows they are served in order of lateness and none starves.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Hashable
+
+_EPSILON = 0.002  # keep the window strict even when two clocks disagree by a hair
+
+
+class Scheduler:
+    """Poll pacing for many tasks under one account-wide rate."""
+
+    def __init__(self, interval: float, max_per_second: float) -> None:
+        self.interval = interval
+        self.max_per_second = max_per_second
+        self._heap: list[tuple[float, int, Hashable]] = []
+        self._due: dict[Hashable, tuple[float, int]] = {}
+        self._seq = itertools.count()
+        self._recent: deque[float] = deque()  # start times of the last polls (<= 1 s)
+        self._last_start: dict[Hashable, float] = {}
+        self._paused_until = 0.0
+        self._probe_pending = False  # after an auth pause: one probe poll, then wait for it
+        self._probing = False
+
+    # -- membership ------------------------------------------------------------------
+    def add(self, key: Hashable, due: float) -> None:
+        """Schedule `key` at `due`, never sooner than `interval` after its last poll began."""
+        last = self._last_start.get(key)
+        if last is not None:
+            due = max(due, last + self.interval)
+        seq = next(self._seq)
+        self._due[key] = (due, seq)
+        heapq.heappush(self._heap, (due, seq, key))
+
+    def remove(self, key: Hashable) -> None:
+        """Forget `key` (finished, downloading, or removed by the user)."""
+        self._due.pop(key, None)
+        self._last_start.pop(key, None)
+
+    def park(self, key: Hashable) -> None:
+        """Take `key` out of the queue but remember when it was last polled."""
+        self._due.pop(key, None)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._due
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def due_at(self, key: Hashable) -> float | None:
+        entry = self._due.get(key)
+        return entry[0] if entry else None
+
+    # -- account-wide pauses ---------------------------------------------------------
+    def pause_until(self, until: float, probe: bool = False) -> None:
+        """Hold every poll until `until` (429 Retry-After); `probe` lets one through first."""
+        self._paused_until = max(self._paused_until, until)
+        if probe:
+            self._probe_pending = True
+            self._probing = False
+
+    def probe_done(self) -> None:
+        """The probe poll after an auth pause answered without 401/403: resume everyone."""
+        self._probe_pending = False
+        self._probing = False
+
+    @property
+    def paused_until(self) -> float:
+        return self._paused_until
+
+    # -- the decision ----------------------------------------------------------------
+    def _rate_ready_at(self, now: float) -> float:
+        while self._recent and self._recent[0] <= now - 1.0 - _EPSILON:
+            self._recent.popleft()
+        limit = max(1, int(self.max_per_second))
+        start = now
+        if self._recent:
+            start = max(start, self._recent[-1] + 1.0 / self.max_per_second)
+        if len(self._recent) >= limit:
+            start = max(start, self._recent[-limit] + 1.0 + _EPSILON)
+        return start
+
+    def _peek(self) -> tuple[float, Hashable] | None:
+        while self._heap:
+            due, seq, key = self._heap[0]
+            if self._due.get(key) == (due, seq):
+                return due, key
+            heapq.heappop(self._heap)
+        return None
+
+    def next_time(self, now: float) -> float | None:
+        """When the next poll may start (possibly `now` or earlier), or None if nothing waits."""
+        head = self._peek()
+        if head is None or self._probing:
+            return None
+        return max(head[0], self._paused_until, self._rate_ready_at(now))
+
+    def take(self, now: float) -> Hashable | None:
+        """The key to poll now, if any; its start is recorded against the rate."""
+        when = self.next_time(now)
+        if when is None or when > now:
+            return None
+        _, key = self._peek()  # type: ignore[misc]
+        heapq.heappop(self._heap)
+        del self._due[key]
+        self._recent.append(now)
+        self._last_start[key] = now
+        if self._probe_pending:
+            self._probe_pending = False
+            self._probing = True
+        return key
+
+    def last_start(self, key: Hashable) -> float | None:
+        return self._last_start.get(key)

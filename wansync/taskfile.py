@@ -1,0 +1,93 @@
+"""Read and validate one `.task` file: a bare task id, or a JSON object with `task_id`."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import TaskFileError
+
+TASK_SUFFIX = ".task"
+MAX_BYTES = 64 * 1024
+TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{7,127}$")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a valid task file says: the id to poll and the user's own extra keys."""
+
+    task_id: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def is_task_name(filename: str) -> bool:
+    """Only visible `NAME.task` files are tasks; dotfiles (writers' temp files) are ignored."""
+    return (
+        filename.endswith(TASK_SUFFIX)
+        and not filename.startswith(".")
+        and len(filename) > len(TASK_SUFFIX)
+    )
+
+
+def task_name(path: Path) -> str:
+    """`inbox/clip-001.task` → `clip-001`, the name every file of the task is built from."""
+    return path.name[: -len(TASK_SUFFIX)]
+
+
+def check_task_id(task_id: str) -> str:
+    """Return the id if it has the shape DashScope ids have, else raise `TaskFileError`."""
+    if not TASK_ID.match(task_id):
+        shown = task_id if len(task_id) <= 80 else task_id[:77] + "..."
+        raise TaskFileError(f"{shown!r} is not a valid task id (8-128 letters, digits, '-' or '_')")
+    return task_id
+
+
+def parse(data: bytes) -> TaskSpec:
+    """Parse a task file's bytes; every failure says in plain words what was wrong."""
+    if len(data) > MAX_BYTES:
+        raise TaskFileError(f"file is larger than {MAX_BYTES // 1024} KiB")
+    if b"\x00" in data:
+        raise TaskFileError("file is binary, expected a task id as text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise TaskFileError("file is not UTF-8 text") from None
+    stripped = text.strip()
+    if not stripped:
+        raise TaskFileError("file is empty, expected a task id")
+    if stripped.startswith("{"):
+        return _parse_json(stripped)
+    lines = [line.strip() for line in stripped.splitlines() if line.strip()]
+    if len(lines) > 1:
+        raise TaskFileError(f"file holds {len(lines)} lines, expected exactly one task id")
+    return TaskSpec(check_task_id(lines[0]))
+
+
+def _parse_json(text: str) -> TaskSpec:
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        where = f" (line {exc.lineno}, column {exc.colno})" if hasattr(exc, "lineno") else ""
+        raise TaskFileError(f"file is not valid JSON{where}") from None
+    if not isinstance(obj, dict):
+        raise TaskFileError("JSON must be an object with a task_id")
+    if "task_id" not in obj:
+        raise TaskFileError("JSON object has no task_id")
+    task_id = obj["task_id"]
+    if not isinstance(task_id, str):
+        raise TaskFileError(f"task_id must be a string, not {type(task_id).__name__}")
+    meta = {k: v for k, v in obj.items() if k != "task_id"}
+    return TaskSpec(check_task_id(task_id), meta)
+
+
+def read(path: Path) -> TaskSpec:
+    """Read a task file from disk (at most 64 KiB + 1 byte, so a huge file costs nothing)."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
+    except IsADirectoryError:
+        raise TaskFileError("is a folder, not a file") from None
+    return parse(data)

@@ -1,0 +1,161 @@
+"""The live tasks: which inbox files are complete enough to read, and each task's state.
+
+Restores everything from the inbox alone: a `.task` and its sidecar are the whole state,
+so a restart (or a `kill -9`) picks up exactly where the files say it was.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import sidecar
+from .errors import TaskFileError
+from .publish import Folders
+from .taskfile import TaskSpec, is_task_name, read, task_name
+
+SETTLE_SECONDS = 1.0
+
+
+@dataclass
+class Task:
+    """One tracked task; `data` is its sidecar, the single source of truth on disk."""
+
+    name: str
+    data: dict[str, Any]
+    errors_in_row: int = 0
+    busy: bool = False  # a poll or a download for it is in flight
+    removed: bool = False  # the user took the .task away while it was busy
+    download_due: float = 0.0
+    refused_url: str | None = None  # a video URL storage refused once
+
+    @property
+    def task_id(self) -> str:
+        return self.data["task_id"]
+
+    @property
+    def state(self) -> str:
+        return self.data["state"]
+
+
+@dataclass
+class _Candidate:
+    size: int
+    mtime_ns: int
+    since: float  # monotonic time at which this size/mtime was first seen
+
+
+@dataclass
+class Candidates:
+    """Task files seen but perhaps still being written: read once complete."""
+
+    _waiting: dict[Path, _Candidate] = field(default_factory=dict)
+    _ready: set[Path] = field(default_factory=set)
+
+    def ready(self, path: Path) -> None:
+        """A close-after-write or a rename into the inbox: complete unless it is empty."""
+        self._ready.add(path)
+
+    def changed(self, path: Path, now: float) -> None:
+        """A create/modify/scan sighting: read once size and mtime held still for 1 s."""
+        try:
+            st = path.stat()
+        except OSError:
+            self._waiting.pop(path, None)
+            return
+        # The mtime is when it last changed, so a file untouched for a while is ready now.
+        age = max(0.0, (time.time_ns() - st.st_mtime_ns) / 1e9)
+        old = self._waiting.get(path)
+        if old is None or (old.size, old.mtime_ns) != (st.st_size, st.st_mtime_ns):
+            self._waiting[path] = _Candidate(st.st_size, st.st_mtime_ns, now - age)
+
+    def forget(self, path: Path) -> None:
+        self._waiting.pop(path, None)
+        self._ready.discard(path)
+
+    def __len__(self) -> int:
+        return len(self._waiting) + len(self._ready)
+
+    def __contains__(self, path: Path) -> bool:
+        return path in self._waiting or path in self._ready
+
+    def take(self, now: float) -> list[Path]:
+        """Paths ready to read now; empty files only once they have settled."""
+        out: list[Path] = []
+        for path in list(self._ready):
+            self._ready.discard(path)
+            try:
+                empty = path.stat().st_size == 0
+            except OSError:
+                self._waiting.pop(path, None)
+                continue
+            if empty:
+                self.changed(path, now)
+            else:
+                self._waiting.pop(path, None)
+                out.append(path)
+        for path, cand in list(self._waiting.items()):
+            try:
+                st = path.stat()
+            except OSError:
+                del self._waiting[path]
+                continue
+            if (st.st_size, st.st_mtime_ns) != (cand.size, cand.mtime_ns):
+                self._waiting[path] = _Candidate(st.st_size, st.st_mtime_ns, now)
+            elif now - cand.since >= SETTLE_SECONDS:
+                del self._waiting[path]
+                out.append(path)
+        return out
+
+    def next_check(self, now: float) -> float | None:
+        """When `take` could next return something (soon, while anything waits)."""
+        if self._ready:
+            return now
+        if not self._waiting:
+            return None
+        return min(now + 0.25, min(c.since for c in self._waiting.values()) + SETTLE_SECONDS)
+
+
+def scan_inbox(inbox: Path) -> tuple[list[Path], list[str]]:
+    """Visible `.task` files, and the names of sidecars whose `.task` is not there."""
+    tasks, sidecars = [], []
+    with os.scandir(inbox) as entries:
+        for entry in entries:
+            name = entry.name
+            if is_task_name(name):
+                tasks.append(Path(entry.path))
+            elif name.endswith(sidecar.SUFFIX) and not name.startswith("."):
+                sidecars.append(name[: -len(sidecar.SUFFIX)])
+    task_names = {task_name(p) for p in tasks}
+    return tasks, [n for n in sidecars if n not in task_names]
+
+
+def open_task(folders: Folders, path: Path, now_wall: float) -> tuple[Task, TaskSpec | None]:
+    """Read a complete `.task` and its sidecar (if any) into a `Task`.
+
+    An unreadable file yields a task already in state `failed` (`InvalidTaskFile`).
+    A sidecar for another task id (the user replaced the file) is started afresh.
+    """
+    name = task_name(path)
+    previous = sidecar.read(folders.sidecar(name))
+    try:
+        spec = read(path)
+    except TaskFileError as exc:
+        data = sidecar.new(name, exc.task_id, {}, now_wall)
+        data["state"] = "failed"
+        data["finished"] = sidecar.utc_iso(now_wall)
+        data["error"] = sidecar.error("InvalidTaskFile", f"{path.name}: {exc}", False)
+        return Task(name, data), None
+    except OSError as exc:
+        data = sidecar.new(name, None, {}, now_wall)
+        data["state"] = "failed"
+        data["finished"] = sidecar.utc_iso(now_wall)
+        data["error"] = sidecar.error("InvalidTaskFile", f"{path.name}: {exc.strerror}", False)
+        return Task(name, data), None
+    if previous and previous.get("task_id") == spec.task_id:
+        previous["meta"] = spec.meta
+        return Task(name, previous), spec
+    return Task(name, sidecar.new(name, spec.task_id, spec.meta, now_wall)), spec

@@ -1,0 +1,82 @@
+"""Inbox watching: watchdog events → a queue of (kind, path); the daemon rescans as a net.
+
+Handlers only enqueue (an exception inside a handler would silently kill the observer
+thread), and the daemon checks `alive()` before telling systemd it is healthy.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+from .taskfile import is_task_name
+
+READY, CHANGED, GONE = "ready", "changed", "gone"
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, out: queue.SimpleQueue, wake: threading.Event) -> None:
+        self.out = out
+        self.wake = wake
+
+    def _put(self, kind: str, path: str | bytes) -> None:
+        p = Path(path.decode() if isinstance(path, bytes) else path)
+        if is_task_name(p.name):
+            self.out.put((kind, p))
+            self.wake.set()
+
+    def on_closed(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self._put(READY, event.src_path)
+
+    def on_moved(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self._put(GONE, event.src_path)
+            self._put(READY, event.dest_path)
+
+    def on_created(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self._put(CHANGED, event.src_path)
+
+    def on_modified(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self._put(CHANGED, event.src_path)
+
+    def on_deleted(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self._put(GONE, event.src_path)
+
+
+class InboxWatcher:
+    """Starts the observer before the first scan, so nothing falls between the two."""
+
+    def __init__(self, inbox: Path, wake: threading.Event, polling: bool = False) -> None:
+        self.inbox = inbox
+        self.events: queue.SimpleQueue[tuple[str, Path]] = queue.SimpleQueue()
+        self._handler = _Handler(self.events, wake)
+        self._observer = PollingObserver(timeout=1.0) if polling else Observer()
+        self.polling = polling
+
+    def start(self) -> None:
+        self._observer.schedule(self._handler, str(self.inbox), recursive=False)
+        self._observer.daemon = True
+        self._observer.start()
+
+    def alive(self) -> bool:
+        return self._observer.is_alive()
+
+    def stop(self) -> None:
+        self._observer.stop()
+
+    def drain(self) -> list[tuple[str, Path]]:
+        out = []
+        while True:
+            try:
+                out.append(self.events.get_nowait())
+            except queue.Empty:
+                return out
