@@ -38,6 +38,7 @@ from .publish import Folders
 from .scheduler import Scheduler
 from .taskfile import task_name
 from .tracker import Candidates, Task, open_task, scan_inbox
+from .waker import Waker
 from .watcher import CHANGED, GONE, READY, InboxWatcher
 
 LOCK_NAME = ".wansync.lock"
@@ -127,8 +128,9 @@ class Daemon:
         self.cfg = cfg
         self.log = log.get("wansync.daemon")
         self.folders = Folders(cfg.inbox, cfg.outbox, cfg.failed)
-        self.stop_event = threading.Event()
-        self.wake = threading.Event()
+        self.stop_event = threading.Event()  # tells workers to stop; set by the main thread
+        self._stop_requested = False
+        self.wake = Waker()
         self.results: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.api = TaskApi(
             cfg.api.base_url, api_key, cfg.api.timeout, pool_size=self._poll_workers()
@@ -153,8 +155,8 @@ class Daemon:
 
     # -- lifecycle ---------------------------------------------------------------------
     def request_stop(self, *_: Any) -> None:
-        """Signal handlers only set a flag; the loop notices at once through `wake`."""
-        self.stop_event.set()
+        """Signal handlers only set a flag and wake the loop (no locks: see waker.py)."""
+        self._stop_requested = True
         self.wake.set()
 
     def install_signals(self) -> None:
@@ -175,6 +177,7 @@ class Daemon:
         try:
             return self._run_locked(burst, timeout)
         finally:
+            self.stop_event.set()
             self.notifier.stopping()
             self.pollers.stop(0.0)
             self.fetchers.stop(STOP_GRACE)
@@ -205,8 +208,7 @@ class Daemon:
         next_rescan = started + self.cfg.watch.rescan_interval
         next_status = started + STATUS_EVERY
         next_ping = started
-        while not self.stop_event.is_set():
-            self.wake.clear()
+        while not self._stop_requested:
             now = time.monotonic()
             if self.watcher:
                 self._watch_events(now)

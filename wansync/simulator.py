@@ -498,7 +498,8 @@ class _Handler(BaseHTTPRequestHandler):
                 ahead = (sent - start) / task.video_rate - (time.monotonic() - began)
                 if ahead > 0:
                     time.sleep(ahead)
-        if cut is not None:
+        if cut is not None:  # a clean close short of Content-Length: the bytes sent arrive
             self.wfile.flush()
-            self._reset()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.close_connection = True
         return status

@@ -58,7 +58,7 @@ def parse(data: bytes) -> TaskSpec:
     stripped = text.strip()
     if not stripped:
         raise TaskFileError("file is empty, expected a task id")
-    if stripped.startswith("{"):
+    if stripped[0] in '{["':  # JSON of any kind: only an object is valid
         return _parse_json(stripped)
     lines = [line.strip() for line in stripped.splitlines() if line.strip()]
     if len(lines) > 1:

@@ -7,7 +7,6 @@ thread), and the daemon checks `alive()` before telling systemd it is healthy.
 from __future__ import annotations
 
 import queue
-import threading
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -15,12 +14,13 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from .taskfile import is_task_name
+from .waker import Waker
 
 READY, CHANGED, GONE = "ready", "changed", "gone"
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, out: queue.SimpleQueue, wake: threading.Event) -> None:
+    def __init__(self, out: queue.SimpleQueue, wake: Waker) -> None:
         self.out = out
         self.wake = wake
 
@@ -55,7 +55,7 @@ class _Handler(FileSystemEventHandler):
 class InboxWatcher:
     """Starts the observer before the first scan, so nothing falls between the two."""
 
-    def __init__(self, inbox: Path, wake: threading.Event, polling: bool = False) -> None:
+    def __init__(self, inbox: Path, wake: Waker, polling: bool = False) -> None:
         self.inbox = inbox
         self.events: queue.SimpleQueue[tuple[str, Path]] = queue.SimpleQueue()
         self._handler = _Handler(self.events, wake)
