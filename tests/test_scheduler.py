@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 
 from wansync.scheduler import Scheduler
@@ -33,7 +34,7 @@ def test_one_task_never_polled_faster_than_interval():
     sched = Scheduler(interval=15, max_per_second=10)
     sched.add("a", 0)
     starts = drive(sched, 100, step=0.01)["a"]
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert len(starts) == 7 and min(gaps) >= 15
 
 
@@ -55,7 +56,7 @@ def test_no_starvation_when_tasks_outnumber_the_rate():
     for i in range(n):
         sched.add(f"t{i}", 0)
     starts = drive(sched, 120, step=0.005, interval=1)
-    worst = max(b - a for ts in starts.values() for a, b in zip(ts, ts[1:], strict=False))
+    worst = max(b - a for ts in starts.values() for a, b in itertools.pairwise(ts))
     assert len(starts) == n
     assert worst <= 1.1 * n / rate
 
@@ -66,7 +67,7 @@ def test_no_burst_after_idle():
     for i in range(10):
         sched.add(i, 0)
     times = sorted(t for ts in drive(sched, 1.0).values() for t in ts)
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 0.1 - 1e-9
 
 
