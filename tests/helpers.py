@@ -166,15 +166,15 @@ class Daemon:
     def logs(self) -> list[dict[str, Any]]:
         return parse_log(self.stderr_path.read_text(errors="replace"))
 
-    def events(self, name: str, **match: Any) -> list[dict[str, Any]]:
+    def events(self, event: str, **match: Any) -> list[dict[str, Any]]:
         return [
             e
             for e in self.logs()
-            if e.get("event") == name and all(e.get(k) == v for k, v in match.items())
+            if e.get("event") == event and all(e.get(k) == v for k, v in match.items())
         ]
 
-    def wait_event(self, name: str, timeout: float = 20, **match: Any) -> dict[str, Any]:
-        return wait_until(lambda: self.events(name, **match), timeout, f"log event {name}")[0]
+    def wait_event(self, event: str, timeout: float = 20, **match: Any) -> dict[str, Any]:
+        return wait_until(lambda: self.events(event, **match), timeout, f"log event {event}")[0]
 
     def wait_ready(self, timeout: float = 20) -> None:
         self.wait_event("daemon.started", timeout)

@@ -94,6 +94,10 @@ class TaskApi:
     def close(self) -> None:
         self._session.close()
 
+    def set_key(self, key: str) -> None:
+        """A new key (SIGHUP re-read the key file); used from the next request on."""
+        self._auth = {"Authorization": f"Bearer {key}"}
+
     def fetch(self, task_id: str) -> TaskReport:
         url = f"{self.base_url}/api/v1/tasks/{task_id}"
         try:

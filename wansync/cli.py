@@ -47,7 +47,14 @@ def _daemon(args: argparse.Namespace, burst: bool) -> int:
     _check_folders(cfg)
     daemon = Daemon(cfg, key)
     daemon.install_signals()
-    return daemon.run(burst=burst, timeout=getattr(args, "timeout", None))
+    try:
+        return daemon.run(burst=burst, timeout=getattr(args, "timeout", None))
+    except (ConfigError, InboxLocked):
+        raise
+    except Exception:
+        # One JSON line with the traceback as a field, never a multi-line dump on stderr.
+        log.get("wansync").exception("daemon.crashed")
+        return EXIT_FAILED
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ order of events on disk is the order of this loop.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import queue
@@ -19,12 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import log, publish, sidecar
+from . import config, log, publish, sidecar
 from .api import TaskApi, TaskReport
 from .config import Config
 from .download import Downloaded, Downloader, check_url, url_expires
 from .errors import (
     AuthRejected,
+    ConfigError,
     RateLimited,
     Stopping,
     TaskFailed,
@@ -130,6 +132,9 @@ class Daemon:
         self.folders = Folders(cfg.inbox, cfg.outbox, cfg.failed)
         self.stop_event = threading.Event()  # tells workers to stop; set by the main thread
         self._stop_requested = False
+        self._reload_requested = False
+        self.lock = InboxLock(cfg.inbox)
+        self._inbox_trouble_logged = False
         self.wake = Waker()
         self.results: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.api = TaskApi(
@@ -159,9 +164,15 @@ class Daemon:
         self._stop_requested = True
         self.wake.set()
 
+    def request_reload(self, *_: Any) -> None:
+        """SIGHUP: re-read log level, poll settings and the key at the next tick."""
+        self._reload_requested = True
+        self.wake.set()
+
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
 
     def prepare_folders(self) -> None:
         for folder in (self.cfg.inbox, self.cfg.outbox, self.cfg.failed):
@@ -172,8 +183,7 @@ class Daemon:
     def run(self, burst: bool = False, timeout: float | None = None) -> int:
         """The main loop; returns the process exit code."""
         self.prepare_folders()
-        lock = InboxLock(self.cfg.inbox)
-        lock.acquire()
+        self.lock.acquire()
         try:
             return self._run_locked(burst, timeout)
         finally:
@@ -185,7 +195,7 @@ class Daemon:
                 self.watcher.stop()
             self.api.close()
             self.downloader.close()
-            lock.release()
+            self.lock.release()
             self.log.info("daemon.stopped", **self._status_counts())
 
     def _run_locked(self, burst: bool, timeout: float | None) -> int:
@@ -207,10 +217,14 @@ class Daemon:
         self.notifier.ready(self._status_line())
         next_rescan = started + self.cfg.watch.rescan_interval
         next_status = started + STATUS_EVERY
-        next_ping = started
+        next_ping: float | None = started if self.notifier.watchdog_interval else None
         while not self._stop_requested:
             now = time.monotonic()
+            if self._reload_requested:
+                self._reload()
             if self.watcher:
+                if not self.watcher.healthy() and self._restore_watch():
+                    next_rescan = now  # events may have been missed while it was down
                 self._watch_events(now)
                 if now >= next_rescan:
                     self._rescan(now)
@@ -228,15 +242,81 @@ class Daemon:
             if now >= next_status:
                 self.notifier.status(self._status_line())
                 next_status = now + STATUS_EVERY
-            interval = self.notifier.watchdog_interval
-            if interval and now >= next_ping:
-                if self.watcher is None or self.watcher.alive():
+            if next_ping is not None and now >= next_ping:
+                # Only a loop that ticks with a live watcher may tell systemd it is healthy.
+                if self.watcher is None or self.watcher.healthy():
                     self.notifier.watchdog()
-                else:
-                    self.log.error("watcher.dead", detail="inbox observer thread has stopped")
-                next_ping = now + interval
+                next_ping = now + (self.notifier.watchdog_interval or 1.0)
             self.wake.wait(self._sleep_time(now, next_rescan, next_status, deadline, next_ping))
         return EXIT_OK
+
+    def _restore_watch(self) -> bool:
+        """The watch died (inbox deleted?): recreate the inbox, re-lock, watch again."""
+        assert self.watcher is not None
+        self.watcher.stop()
+        try:
+            self.cfg.inbox.mkdir(parents=True, exist_ok=True)
+            self.lock.release()
+            self.lock.acquire()
+            watcher = InboxWatcher(self.cfg.inbox, self.wake, self.cfg.watch.polling)
+            watcher.start()
+        except InboxLocked:
+            self.log.error("inbox.locked", detail="another wansync took the recreated inbox")
+            self.request_stop()
+            return False
+        except OSError as exc:
+            if not self._inbox_trouble_logged:
+                self.log.error(
+                    "inbox.unavailable",
+                    path=str(self.cfg.inbox),
+                    error=f"{type(exc).__name__}: {exc.strerror or exc}",
+                    detail="cannot watch the inbox; will keep trying",
+                )
+                self._inbox_trouble_logged = True
+            return False
+        self.watcher = watcher
+        self._inbox_trouble_logged = False
+        self.log.warning(
+            "inbox.rewatched",
+            path=str(self.cfg.inbox),
+            detail="the inbox watch had stopped (folder removed?); watching again",
+        )
+        return True
+
+    def _reload(self) -> None:
+        """SIGHUP: new log level, poll settings and key; folders need a restart."""
+        self._reload_requested = False
+        self.notifier.reloading(time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000)
+        try:
+            new = config.load(str(self.cfg.source) if self.cfg.source else None)
+            key = config.load_api_key(new)
+        except ConfigError as exc:
+            self.log.error("config.reload_failed", error=str(exc), detail="keeping the old one")
+            self.notifier.ready(self._status_line())
+            return
+        log.add_secret(key)
+        if (new.inbox, new.outbox, new.failed) != (
+            self.cfg.inbox,
+            self.cfg.outbox,
+            self.cfg.failed,
+        ):
+            self.log.warning("config.folders_unchanged", detail="folders change on restart only")
+        self.cfg = dataclasses.replace(
+            new, inbox=self.cfg.inbox, outbox=self.cfg.outbox, failed=self.cfg.failed
+        )
+        log.set_level(new.log.level)
+        self.scheduler.interval = new.poll.interval
+        self.scheduler.max_per_second = new.poll.max_per_second
+        self.api.set_key(key)
+        if self._auth_paused:  # try the new key at once: one probe, then everyone
+            self.scheduler.pause_until(0.0, probe=True)
+            self.scheduler.resume_now()
+            now = time.monotonic()
+            for task in self.tasks.values():
+                if task.state == "polling" and not task.busy:
+                    self.scheduler.add(task.name, now)
+        self.log.info("config.reloaded", source=str(self.cfg.source))
+        self.notifier.ready(self._status_line())
 
     def _sleep_time(self, now: float, *marks: float | None) -> float:
         candidates = [m for m in marks if m is not None]
@@ -312,9 +392,8 @@ class Daemon:
         """The safety net for missed events (overflow, network filesystems)."""
         try:
             tasks, _ = scan_inbox(self.cfg.inbox)
-        except FileNotFoundError:
-            self.log.error("inbox.missing", path=str(self.cfg.inbox))
-            return
+        except OSError:
+            return  # the watch check reports and repairs a missing inbox
         present = {task_name(p) for p in tasks}
         for path in tasks:
             name = task_name(path)

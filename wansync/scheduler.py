@@ -72,6 +72,10 @@ class Scheduler:
         self._probe_pending = False
         self._probing = False
 
+    def resume_now(self) -> None:
+        """Lift a pause at once (a new key arrived); a pending probe still goes first."""
+        self._paused_until = 0.0
+
     @property
     def paused_until(self) -> float:
         return self._paused_until

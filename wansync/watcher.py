@@ -61,14 +61,28 @@ class InboxWatcher:
         self._handler = _Handler(self.events, wake)
         self._observer = PollingObserver(timeout=1.0) if polling else Observer()
         self.polling = polling
+        self._identity: tuple[int, int] | None = None
 
     def start(self) -> None:
+        st = self.inbox.stat()
+        self._identity = (st.st_dev, st.st_ino)
         self._observer.schedule(self._handler, str(self.inbox), recursive=False)
         self._observer.daemon = True
         self._observer.start()
 
-    def alive(self) -> bool:
-        return self._observer.is_alive()
+    def healthy(self) -> bool:
+        """The observer and its emitters run, and the inbox is still the folder we watch.
+
+        An exception in a handler ends the observer; deleting the folder does not always
+        end the emitter (not while a file in it is open, as our lock is), hence the stat.
+        """
+        if not (self._observer.is_alive() and all(e.is_alive() for e in self._observer.emitters)):
+            return False
+        try:
+            st = self.inbox.stat()
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._identity
 
     def stop(self) -> None:
         self._observer.stop()
