@@ -345,10 +345,12 @@ class Daemon:
 
     def _sweep_parts(self) -> None:
         """Partial downloads no live task owns are ours to remove (the task was removed)."""
+        owned = {publish.stem(n) for n in self.tasks}
+        owned |= {publish.stem(task_name(p)) for p in self._scanned if p in self.candidates}
         for entry in os.scandir(self.cfg.outbox):
             if entry.name.startswith(".") and entry.name.endswith(".mp4.part"):
                 name = entry.name[1 : -len(".mp4.part")]
-                if name not in self.tasks and self.folders.task(name) not in self.candidates:
+                if name not in owned:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
                     self.log.info("download.part_removed", name=name)
@@ -433,6 +435,13 @@ class Daemon:
                 )
             self._finish(task)
             return
+        twin = next((t for t in self.tasks.values() if t.task_id == task.task_id), None)
+        if twin is not None:
+            self.tasks[name] = task
+            self._fail(task, "DuplicateTask",
+                       f"{path.name}: task id {task.task_id} is already being fetched for "
+                       f"{twin.name}.task; one video per task id")
+            return
         self.tasks[name] = task
         resumed = task.data["polls"] > 0 or task.state == "downloading"
         self.log.info(
@@ -443,7 +452,8 @@ class Daemon:
         else:
             task.data["state"] = "polling"
             self.scheduler.add(name, now)
-        sidecar.write(self.folders.sidecar(name), task.data)
+        # Not fsynced: lost in a power cut, the task is simply discovered again.
+        sidecar.write(self.folders.sidecar(name), task.data, durable=False)
 
     # -- polling -----------------------------------------------------------------------
     def _dispatch_polls(self, now: float) -> None:
@@ -460,6 +470,8 @@ class Daemon:
                     f"(poll.give_up_after is {int(self.cfg.poll.give_up_after)} s)",
                 )
                 continue
+            if self._auth_paused:
+                self._reread_key()  # this is the probe: a fixed key file is picked up
             task.busy = True
             self.pollers.submit((name, task.task_id, now, time.time()))
 
@@ -621,6 +633,14 @@ class Daemon:
             retry_in=round(delay, 3),
         )
         return delay
+
+    def _reread_key(self) -> None:
+        try:
+            key = config.load_api_key(self.cfg)
+        except ConfigError:
+            return
+        log.add_secret(key)
+        self.api.set_key(key)
 
     def _on_auth_rejected(self, task: Task, exc: AuthRejected) -> None:
         pause = max(AUTH_PAUSE_MIN, self.cfg.poll.interval)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import ipaddress
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -62,6 +64,33 @@ def check_url(url: str, cfg: DownloadConfig) -> None:
         raise rejected(f"video host {host!r} is not in download.allowed_hosts")
 
 
+def _literal_entry(host: str, patterns: tuple[str, ...]) -> bool:
+    return host.lower().rstrip(".") in {p for p in patterns if not any(c in p for c in "*?[")}
+
+
+def check_address(url: str, cfg: DownloadConfig) -> None:
+    """Refuse hosts that resolve to private, loopback or link-local addresses.
+
+    A wildcard like `*.aliyuncs.com` must not become a way into the local network (DNS
+    rebinding, metadata endpoints); only a host listed literally in allowed_hosts may
+    be internal (the simulator on 127.0.0.1, an internal mirror).
+    """
+    host = urlsplit(url).hostname or ""
+    if _literal_entry(host, cfg.allowed_hosts):
+        return
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError) as exc:
+        raise DownloadInterrupted(f"cannot resolve video host {host!r}: {exc}") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not address.is_global or address.is_multicast:
+            raise rejected(
+                f"video host {host!r} resolves to a non-public address ({address}); "
+                "list it literally in download.allowed_hosts to allow it"
+            )
+
+
 def url_expires(url: str) -> float | None:
     """The signed URL's deadline from its `Expires=<unix seconds>` parameter, if any."""
     values = parse_qs(urlsplit(url).query).get("Expires")
@@ -112,6 +141,7 @@ class Downloader:
         """GET with every redirect hop checked against the same rules as the first URL."""
         for _ in range(MAX_REDIRECTS + 1):
             check_url(url, self.cfg)
+            check_address(url, self.cfg)
             try:
                 resp = self._session.get(
                     url, headers=headers, timeout=self.timeout, stream=True, allow_redirects=False
@@ -149,6 +179,9 @@ class Downloader:
             if status in (403, 404, 410):
                 raise UrlRefused(f"storage answered HTTP {status}")
             if status == 416:
+                total = resp.headers.get("Content-Range", "").rpartition("/")[2]
+                if offset and total.isdigit() and int(total) == offset:
+                    return self._verify_complete(part, offset, etag)  # killed after the end
                 part.unlink(missing_ok=True)
                 raise DownloadInterrupted("storage refused the range; starting over")
             if status == 429 or status >= 500:
@@ -179,6 +212,18 @@ class Downloader:
             return self._stream(
                 resp, part, offset, expected, content_type or "video/mp4", new_etag, on_progress
             )
+
+    def _verify_complete(self, part: Path, size: int, etag: str | None) -> Downloaded:
+        """The `.part` already holds the whole object: hash it instead of fetching again."""
+        digest = hashlib.sha256()
+        with part.open("rb") as fh:
+            head = fh.read(8)
+            digest.update(head)
+            while chunk := fh.read(CHUNK):
+                digest.update(chunk)
+        if len(head) < 8 or head[4:8] != b"ftyp":
+            raise rejected("body is not an MP4 (no ftyp box)")
+        return Downloaded(size, digest.hexdigest(), "video/mp4", etag)
 
     def _stream(self, resp, part, offset, expected, content_type, etag, on_progress) -> Downloaded:
         digest = hashlib.sha256()

@@ -10,6 +10,7 @@ finished, and `resume` carries it on from wherever it stopped. Every step is ide
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,21 @@ from .fsutil import fsync_dir, move_durable
 from .taskfile import TASK_SUFFIX
 
 MP4 = ".mp4"
+MAX_STEM_BYTES = 200  # leaves room for ".status.json", "-k", ".part" and temp suffixes
+
+
+def stem(name: str) -> str:
+    """The base of every file wansync makes for task `name`.
+
+    It is `name` itself, unless that would push a derived name (`.NAME.mp4.part`,
+    `NAME-2.status.json`) past the 255-byte limit of most filesystems; then a shortened
+    name plus a hash of the full one. The sidecar's `name` always keeps the full name.
+    """
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= MAX_STEM_BYTES:
+        return name
+    cut = raw[: MAX_STEM_BYTES - 10].decode("utf-8", "ignore")
+    return f"{cut}~{hashlib.sha256(raw).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True)
@@ -30,13 +46,13 @@ class Folders:
 
     def part(self, name: str) -> Path:
         """Where a download grows: hidden, in the outbox, so the final rename is atomic."""
-        return self.outbox / f".{name}{MP4}.part"
+        return self.outbox / f".{stem(name)}{MP4}.part"
 
     def task(self, name: str) -> Path:
         return self.inbox / f"{name}{TASK_SUFFIX}"
 
     def sidecar(self, name: str) -> Path:
-        return sidecar.path_for(self.inbox, name)
+        return sidecar.path_for(self.inbox, stem(name))
 
     def destination(self, data: dict[str, Any]) -> Path:
         return self.outbox if data["state"] == "succeeded" else self.failed
@@ -55,7 +71,7 @@ def finalize(folders: Folders, data: dict[str, Any]) -> None:
     """Step (1): choose the published name and write the terminal sidecar durably."""
     name = data["name"]
     dest = folders.destination(data)
-    chosen = free_name(dest, name)
+    chosen = free_name(dest, stem(name))
     data["published_as"] = chosen
     if data["state"] == "succeeded" and data.get("video"):
         data["video"]["path"] = f"{chosen}{MP4}"

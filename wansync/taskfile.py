@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,10 +87,19 @@ def _parse_json(text: str) -> TaskSpec:
 
 
 def read(path: Path) -> TaskSpec:
-    """Read a task file from disk (at most 64 KiB + 1 byte, so a huge file costs nothing)."""
+    """Read a task file from disk (at most 64 KiB + 1 byte, so a huge file costs nothing).
+
+    Links are not followed (a link could point anywhere outside the inbox), and only
+    regular files are read (opening a FIFO would block the daemon).
+    """
     try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_BYTES + 1)
-    except IsADirectoryError:
-        raise TaskFileError("is a folder, not a file") from None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise TaskFileError("is a symbolic link; wansync does not follow links") from None
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise TaskFileError("is not a regular file")
+        data = fh.read(MAX_BYTES + 1)
     return parse(data)

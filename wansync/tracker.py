@@ -14,7 +14,7 @@ from typing import Any
 
 from . import sidecar
 from .errors import TaskFileError
-from .publish import Folders
+from .publish import Folders, stem
 from .taskfile import TaskSpec, is_task_name, read, task_name
 
 SETTLE_SECONDS = 1.0
@@ -62,7 +62,7 @@ class Candidates:
     def changed(self, path: Path, now: float) -> None:
         """A create/modify/scan sighting: read once size and mtime held still for 1 s."""
         try:
-            st = path.stat()
+            st = path.lstat()
         except OSError:
             self._waiting.pop(path, None)
             return
@@ -88,7 +88,7 @@ class Candidates:
         for path in list(self._ready):
             self._ready.discard(path)
             try:
-                empty = path.stat().st_size == 0
+                empty = path.lstat().st_size == 0
             except OSError:
                 self._waiting.pop(path, None)
                 continue
@@ -99,7 +99,7 @@ class Candidates:
                 out.append(path)
         for path, cand in list(self._waiting.items()):
             try:
-                st = path.stat()
+                st = path.lstat()
             except OSError:
                 del self._waiting[path]
                 continue
@@ -129,8 +129,8 @@ def scan_inbox(inbox: Path) -> tuple[list[Path], list[str]]:
                 tasks.append(Path(entry.path))
             elif name.endswith(sidecar.SUFFIX) and not name.startswith("."):
                 sidecars.append(name[: -len(sidecar.SUFFIX)])
-    task_names = {task_name(p) for p in tasks}
-    return tasks, [n for n in sidecars if n not in task_names]
+    task_stems = {stem(task_name(p)) for p in tasks}
+    return tasks, [n for n in sidecars if n not in task_stems]
 
 
 def open_task(folders: Folders, path: Path, now_wall: float) -> tuple[Task, TaskSpec | None]:
