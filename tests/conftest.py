@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.helpers import TEST_KEY, Env
@@ -15,4 +17,10 @@ def sim():
 
 @pytest.fixture
 def env(tmp_path, sim):
-    return Env(tmp_path, sim)
+    """One wansync set-up; afterwards, whatever the test did, nothing may have leaked."""
+    setup = Env(tmp_path, sim)
+    yield setup
+    assert TEST_KEY not in setup.every_file_text(), "the API key reached a file or a log"
+    for event in setup.all_logs():
+        line = json.dumps(event)
+        assert "Signature=" not in line and "Expires=" not in line, f"query string: {line}"

@@ -92,13 +92,15 @@ class Env:
             timeout=timeout,
         )
 
-    def start(self, command: str = "run", *extra: str, key: str | None = TEST_KEY) -> Daemon:
+    def start(self, command: str = "run", *extra: str, key: str | None = TEST_KEY,
+              preexec_fn: Callable[[], None] | None = None) -> Daemon:
         stderr = self.root / f"daemon-{len(self.stderr_files)}.log"
         self.stderr_files.append(stderr)
         return Daemon(
             [sys.executable, "-m", "wansync", command, "-c", str(self.config_path), *extra],
             self.env(key),
             stderr,
+            preexec_fn,
         )
 
     # -- what the folders hold ----------------------------------------------------------
@@ -156,11 +158,13 @@ def parse_log(text: str) -> list[dict[str, Any]]:
 class Daemon:
     """`wansync run` (or `once`) as a real subprocess; stderr goes to a file."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], stderr: Path) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], stderr: Path,
+                 preexec_fn: Callable[[], None] | None = None) -> None:
         self.stderr_path = stderr
         self._stderr = stderr.open("w")
         self.proc = subprocess.Popen(
-            argv, env=env, stdout=subprocess.PIPE, stderr=self._stderr, text=True
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=self._stderr, text=True,
+            preexec_fn=preexec_fn,
         )
 
     def logs(self) -> list[dict[str, Any]]:
@@ -183,8 +187,10 @@ class Daemon:
         self.proc.send_signal(sig)
 
     def stop(self, timeout: float = 10) -> int:
-        """SIGTERM and wait; the contract says exit 0 within 10 s."""
+        """SIGTERM a daemon that is up, and wait; the contract says exit 0 within 10 s."""
         if self.proc.poll() is None:
+            wait_until(lambda: self.proc.poll() is not None or self.events("daemon.started"),
+                       20, "the daemon to start")
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout)

@@ -687,6 +687,7 @@ class Daemon:
 
         def on_start(new_etag: str | None) -> None:
             self.results.put(("etag", name, new_etag))
+            self.wake.set()  # the sidecar must know the ETag before much is on disk
             self.log.info(
                 "download.started",
                 name=name,

@@ -51,6 +51,11 @@ def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, 
     return {k: _scrub_value(v) for k, v in event_dict.items()}
 
 
+def _drop_benign(record: logging.LogRecord) -> bool:
+    """watchdog logs an error when its emitter is stopped on shutdown; it means nothing."""
+    return not (record.name.startswith("watchdog") and "thread is inactive" in record.msg)
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Route structlog and stdlib logging to `stream` (stderr) in one format, one event a line."""
     stream = stream or sys.stderr
@@ -79,6 +84,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
+    handler.addFilter(_drop_benign)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

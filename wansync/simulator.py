@@ -90,8 +90,9 @@ class Fault:
     """Applied to the next `count` requests that match `target` (and `task_id`, if set).
 
     kinds: status (answer `status` with an error body), reset (close without answering),
-    slow (wait `delay`, then answer normally), malformed (200, not JSON), truncate (a video
-    body cut after `at` bytes), html (a 200 HTML page instead of the video), expired (403).
+    slow (wait `delay`, then answer normally), malformed (200, not JSON; or `body` as
+    JSON), truncate (a video body cut after `at` bytes), html (a 200 HTML page instead of
+    the video), expired (403), redirect (302 to `body`), endless (a video that never ends).
     """
 
     target: str  # "task" | "video"
@@ -325,7 +326,14 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "reset":
             self._reset()
         elif fault.kind == "malformed":
-            self._send(200, fault.body or b"<html>not json</html>", "text/html")
+            if fault.body is None:
+                self._send(200, b"<html>not json</html>", "text/html")
+            else:
+                self._send(200, fault.body, "application/json")
+        elif fault.kind == "redirect":
+            self._send(302, b"", headers={"Location": (fault.body or b"/").decode()})
+        elif fault.kind == "endless":
+            self._endless()
         elif fault.kind == "html":
             self._send(200, b"<html><body>Access page</body></html>", "text/html")
         elif fault.kind == "expired":
@@ -339,6 +347,17 @@ class _Handler(BaseHTTPRequestHandler):
             }.get(fault.status, "InternalError")
             self._error(fault.status, code, f"simulated {fault.status}", headers)
         return True
+
+    def _endless(self) -> None:
+        """A 200 video with no length that never ends (until the client hangs up)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        task = SimTask("endless", video_size=1 << 62)
+        for chunk in self.sim.video_bytes(task):
+            self.wfile.write(chunk)
 
     def _expired(self) -> None:
         body = (
