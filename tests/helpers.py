@@ -92,8 +92,13 @@ class Env:
             timeout=timeout,
         )
 
-    def start(self, command: str = "run", *extra: str, key: str | None = TEST_KEY,
-              preexec_fn: Callable[[], None] | None = None) -> Daemon:
+    def start(
+        self,
+        command: str = "run",
+        *extra: str,
+        key: str | None = TEST_KEY,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> Daemon:
         stderr = self.root / f"daemon-{len(self.stderr_files)}.log"
         self.stderr_files.append(stderr)
         return Daemon(
@@ -101,6 +106,7 @@ class Env:
             self.env(key),
             stderr,
             preexec_fn,
+            self.inbox / ".wansync.lock",
         )
 
     # -- what the folders hold ----------------------------------------------------------
@@ -158,12 +164,23 @@ def parse_log(text: str) -> list[dict[str, Any]]:
 class Daemon:
     """`wansync run` (or `once`) as a real subprocess; stderr goes to a file."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], stderr: Path,
-                 preexec_fn: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        stderr: Path,
+        preexec_fn: Callable[[], None] | None = None,
+        lock: Path | None = None,
+    ) -> None:
+        self.lock = lock
         self.stderr_path = stderr
         self._stderr = stderr.open("w")
         self.proc = subprocess.Popen(
-            argv, env=env, stdout=subprocess.DEVNULL, stderr=self._stderr, text=True,
+            argv,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            text=True,
             preexec_fn=preexec_fn,
         )
 
@@ -183,14 +200,23 @@ class Daemon:
     def wait_ready(self, timeout: float = 20) -> None:
         self.wait_event("daemon.started", timeout)
 
+    def holds_lock(self) -> bool:
+        try:
+            return self.lock is not None and self.lock.read_text().strip() == str(self.proc.pid)
+        except OSError:
+            return False
+
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
     def stop(self, timeout: float = 10) -> int:
         """SIGTERM a daemon that is up, and wait; the contract says exit 0 within 10 s."""
         if self.proc.poll() is None:
-            wait_until(lambda: self.proc.poll() is not None or self.events("daemon.started"),
-                       20, "the daemon to start")
+            wait_until(
+                lambda: self.proc.poll() is not None or self.holds_lock(),
+                20,
+                "the daemon to take its lock (its signal handlers are set by then)",
+            )
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout)

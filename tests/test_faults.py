@@ -29,14 +29,19 @@ def assert_clean(env, names):
             seen.setdefault(data["name"], []).append((folder.name, data))
     for name in names:
         assert len(seen.get(name, [])) == 1, (name, seen.get(name))
-    leftovers = [p.name for f in (env.inbox, env.outbox, env.failed) for p in f.iterdir()
-                 if p.name.startswith(".") and p.name != ".wansync.lock"]
+    leftovers = [
+        p.name
+        for f in (env.inbox, env.outbox, env.failed)
+        for p in f.iterdir()
+        if p.name.startswith(".") and p.name != ".wansync.lock"
+    ]
     assert leftovers == []
     assert [p.name for p in env.inbox.iterdir()] in ([".wansync.lock"], [])
     return {name: entries[0] for name, entries in seen.items()}
 
 
 # -- crashes ------------------------------------------------------------------------------
+
 
 def test_crash_point_sweep(env, sim):
     """24 SIGKILLs spread over polling and downloading, then a clean finish: exactly once."""
@@ -47,8 +52,9 @@ def test_crash_point_sweep(env, sim):
         sim.add_task(f"sweep-small-000{i}", running_polls=2 + i)
     for i in range(3):
         names[f"big-{i}"] = f"sweep-big-00000{i}"
-        sim.add_task(f"sweep-big-00000{i}", video_size=3_000_000, video_rate=4_000_000,
-                     running_polls=1 + i)
+        sim.add_task(
+            f"sweep-big-00000{i}", video_size=3_000_000, video_rate=4_000_000, running_polls=1 + i
+        )
     names["bad"] = "sweep-fail-00001"
     sim.add_task("sweep-fail-00001", outcome="FAILED", running_polls=3)
     for name, task_id in names.items():
@@ -90,32 +96,44 @@ def test_crash_at_every_publish_step_is_finished_on_restart(env, sim, steps_done
     part = folders.part("clip")
     part.write_bytes(b"\0\0\0\x20ftypisom" + b"x" * 100)
     data = sidecar.new("clip", "task-publish-0001", {}, time.time())
-    data.update(state="succeeded", video={"path": "clip.mp4", "bytes": 112, "sha256": "x",
-                                          "content_type": "video/mp4"})
+    data.update(
+        state="succeeded",
+        video={"path": "clip.mp4", "bytes": 112, "sha256": "x", "content_type": "video/mp4"},
+    )
     publish.finalize(folders, data)  # step 1: the decision, durable
-    moves = [(part, env.outbox / "clip-2.mp4"),
-             (env.inbox / "clip.task", env.outbox / "clip-2.task"),
-             (env.inbox / "clip.status.json", env.outbox / "clip-2.status.json")]
+    moves = [
+        (part, env.outbox / "clip-2.mp4"),
+        (env.inbox / "clip.task", env.outbox / "clip-2.task"),
+        (env.inbox / "clip.status.json", env.outbox / "clip-2.status.json"),
+    ]
     for src, dst in moves[:steps_done]:
         os.rename(src, dst)
     result = env.cli("once")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in env.outbox.iterdir()) == [
-        "clip-2.mp4", "clip-2.status.json", "clip-2.task", "clip.mp4"]
+        "clip-2.mp4",
+        "clip-2.status.json",
+        "clip-2.task",
+        "clip.mp4",
+    ]
     assert (env.outbox / "clip.mp4").read_bytes() == b"an older clip"
     assert not sim.requests("task")  # nothing was fetched again
 
 
 # -- downloads ----------------------------------------------------------------------------
 
+
 def _range_start(request) -> int:
-    return int(request["range"][len("bytes="):-1]) if request["range"] else 0
+    return int(request["range"][len("bytes=") : -1]) if request["range"] else 0
 
 
-@pytest.mark.parametrize("size", [
-    pytest.param(20_000_000, id="20MB"),
-    pytest.param(300_000_000, id="300MB", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(20_000_000, id="20MB"),
+        pytest.param(300_000_000, id="300MB", marks=pytest.mark.slow),
+    ],
+)
 def test_restart_mid_download_continues_with_range(env, sim, size):
     """kill -9 mid-download: the restart asks only for the rest, and the bytes are right."""
     sim.add_task("large-video-0001", video_size=size, video_rate=size / 4)
@@ -178,19 +196,25 @@ def test_disk_full_keeps_the_task_and_serves_others(env, sim):
 
 # -- the remote misbehaving ---------------------------------------------------------------
 
+
 def test_misbehaving_task_api_never_fails_a_task(env, sim):
     """429 storms, 5xx, resets, stalls, huge and malformed 200s: all end as videos."""
     env.configure(api={"timeout": 0.5}, poll={"interval": 0.1})
     scripts = {
-        "storm": [dict(kind="status", status=429, count=8),
-                  dict(kind="status", status=429, retry_after="0.3", count=3)],
+        # six in a row: the backoff doubles from 0.1 s to 3.2 s (SPEC §5), about 6 s in all
+        "storm": [
+            dict(kind="status", status=429, count=4),
+            dict(kind="status", status=429, retry_after="0.3", count=2),
+        ],
         "errors": [dict(kind="status", status=503, count=3), dict(kind="reset", count=2)],
         "stall": [dict(kind="slow", delay=1.5, count=2)],
         "huge": [dict(kind="malformed", body=b"[" + b"1," * 1_000_000 + b"1]", count=1)],
-        "types": [dict(kind="malformed", body=b'{"output": {"task_status": 7}}', count=1),
-                  dict(kind="malformed", body=b'{"output": "RUNNING"}', count=1),
-                  dict(kind="malformed", body=b'{"request_id": 5}', count=1),
-                  dict(kind="malformed", body=b"null", count=1)],
+        "types": [
+            dict(kind="malformed", body=b'{"output": {"task_status": 7}}', count=1),
+            dict(kind="malformed", body=b'{"output": "RUNNING"}', count=1),
+            dict(kind="malformed", body=b'{"request_id": 5}', count=1),
+            dict(kind="malformed", body=b"null", count=1),
+        ],
     }
     for name, faults in scripts.items():
         task_id = f"{name}-task-00001"
@@ -212,21 +236,27 @@ def test_succeeded_without_video_url_keeps_polling_then_times_out(env, sim):
     drop(env.inbox, "nourl", "no-url-task-0001")
     daemon = env.start()
     error = wait_until(lambda: (env.sidecar(env.inbox, "nourl") or {}).get("error"), 10, "error")
-    assert error == {"code": "MalformedResponse", "message": "SUCCEEDED without a video_url",
-                     "transient": True}
+    assert error == {
+        "code": "MalformedResponse",
+        "message": "SUCCEEDED without a video_url",
+        "transient": True,
+    }
     ended = env.wait_ended("nourl")
     assert daemon.stop() == 0
     assert ended["nourl"]["error"]["code"] == "Timeout"
 
 
-@pytest.mark.parametrize(("url", "settings", "reason"), [
-    ("file:///etc/passwd", {}, "scheme 'file'"),
-    ("http://{host}/videos/x.mp4", {"require_https": True}, "scheme 'http'"),
-    ("http://169.254.169.254/latest/meta-data", {"allowed_hosts": ["*"]}, "non-public"),
-    ("http://{host}/videos/x.mp4", {"allowed_hosts": ["*"]}, "non-public"),
-    ("http://localhost:{port}/videos/x.mp4", {"allowed_hosts": ["local*"]}, "non-public"),
-    ("http://evil.example/videos/x.mp4", {}, "not in download.allowed_hosts"),
-])
+@pytest.mark.parametrize(
+    ("url", "settings", "reason"),
+    [
+        ("file:///etc/passwd", {}, "scheme 'file'"),
+        ("http://{host}/videos/x.mp4", {"require_https": True}, "scheme 'http'"),
+        ("http://169.254.169.254/latest/meta-data", {"allowed_hosts": ["*"]}, "non-public"),
+        ("http://{host}/videos/x.mp4", {"allowed_hosts": ["*"]}, "non-public"),
+        ("http://localhost:{port}/videos/x.mp4", {"allowed_hosts": ["local*"]}, "non-public"),
+        ("http://evil.example/videos/x.mp4", {}, "not in download.allowed_hosts"),
+    ],
+)
 def test_video_urls_that_are_refused(env, sim, url, settings, reason):
     """Only allowed schemes and hosts are fetched; internal addresses need a literal entry."""
     env.configure(download=settings)
@@ -279,17 +309,19 @@ def test_endless_body_is_cut_at_max_bytes(env, sim):
 
 # -- the inbox misbehaving ----------------------------------------------------------------
 
+
 def test_five_thousand_files_at_once_are_all_picked_up(env, sim):
     """More files than one inotify burst carries comfortably: the rescan catches the rest."""
     n = 5000
-    env.configure(poll={"interval": 60, "max_per_second": 20}, log={"level": "warning"})
+    env.configure(poll={"interval": 60, "max_per_second": 20}, log={"level": "info"})
     sim.add_task("never-mind")  # keep the simulator's auto tasks cheap
     daemon = env.start()
     daemon.wait_ready()
     for i in range(n):
         drop(env.inbox, f"bulk-{i:05d}", f"bulk-task-{i:05d}")
-    wait_until(lambda: len(list(env.inbox.glob("*.status.json"))) == n, 90,
-               f"{n} sidecars", step=0.5)
+    wait_until(
+        lambda: len(list(env.inbox.glob("*.status.json"))) == n, 90, f"{n} sidecars", step=0.5
+    )
     assert daemon.stop() == 0
 
 
@@ -338,8 +370,11 @@ def test_symlink_is_not_followed(env, sim, tmp_path):
 
 def test_names_with_spaces_unicode_and_255_bytes(env, sim):
     long_name = "L" * 250  # "L…L.task" is 255 bytes, the filesystem's limit
-    names = {"clip with spaces": "space-task-0001", "видео-é-视频": "unicode-task-01",
-             long_name: "long-name-task-1"}
+    names = {
+        "clip with spaces": "space-task-0001",
+        "видео-é-视频": "unicode-task-01",
+        long_name: "long-name-task-1",
+    }
     for name, task_id in names.items():
         tmp = env.inbox / ".tmp-name.task.tmp"  # a writer's temp name must fit too
         tmp.write_text(task_id)
@@ -369,6 +404,7 @@ def test_inbox_removed_and_recreated_while_running(env, sim):
 
 
 # -- auth, secrets, shutdown --------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_wrong_key_pauses_then_resumes_when_the_key_file_is_fixed(env, sim, tmp_path):
@@ -421,3 +457,47 @@ def test_sigterm_at_awkward_moments_exits_0_quickly(env, sim, moment):
     env.wait_ended("term", timeout=30)
     assert daemon.stop() == 0
     assert_clean(env, ["term"])
+
+
+@pytest.mark.slow
+def test_load_1000_tasks_with_10_percent_faults(env, sim, capsys):
+    """1,000 tasks through the whole life cycle with ~10% of requests faulty: exactly once."""
+    n = 1000
+    sim.chaos = 0.1
+    env.configure(
+        poll={"interval": 0.5, "max_per_second": 200},
+        download={"concurrency": 8},
+        log={"level": "warning"},
+    )
+    for i in range(n):
+        task_id = f"load-task-{i:05d}" if i % 50 else f"load-fail-{i:05d}"
+        sim.add_task(
+            task_id,
+            outcome="FAILED" if "fail" in task_id else "SUCCEEDED",
+            pending_polls=i % 3,
+            running_polls=i % 4,
+            video_size=None if i % 10 else 300_000,
+        )
+        drop(env.inbox, f"load-{i:05d}", task_id)
+    t0 = time.monotonic()
+    daemon = env.start()
+    wait_until(
+        lambda: len(list(env.outbox.glob("*.task"))) + len(list(env.failed.glob("*.task"))) == n,
+        300,
+        "every task to end",
+        step=0.5,
+    )
+    wall = time.monotonic() - t0
+    assert daemon.stop() == 0
+    final = assert_clean(env, [f"load-{i:05d}" for i in range(n)])
+    failed = [name for name, (where, _) in final.items() if where == "failed"]
+    assert len(failed) == n // 50
+    for name, (where, data) in final.items():
+        if where == "outbox":
+            assert data["video"]["sha256"] == sim.video_sha256(data["task_id"]), name
+    faults = sum(1 for r in sim.log if r["status"] not in (200, 206))
+    with capsys.disabled():
+        print(
+            f"\nload: {n} tasks in {wall:.1f} s, {len(sim.log)} requests "
+            f"({faults} faulty = {faults / len(sim.log):.0%})"
+        )

@@ -61,7 +61,7 @@ def _bool(value: Any) -> bool:
 
 
 def _path(value: Any) -> Path:
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
         raise ValueError(f"{value!r} is not a folder path")
     return Path(os.path.expanduser(value))
 

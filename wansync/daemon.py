@@ -438,9 +438,12 @@ class Daemon:
         twin = next((t for t in self.tasks.values() if t.task_id == task.task_id), None)
         if twin is not None:
             self.tasks[name] = task
-            self._fail(task, "DuplicateTask",
-                       f"{path.name}: task id {task.task_id} is already being fetched for "
-                       f"{twin.name}.task; one video per task id")
+            self._fail(
+                task,
+                "DuplicateTask",
+                f"{path.name}: task id {task.task_id} is already being fetched for "
+                f"{twin.name}.task; one video per task id",
+            )
             return
         self.tasks[name] = task
         resumed = task.data["polls"] > 0 or task.state == "downloading"

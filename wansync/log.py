@@ -13,7 +13,9 @@ from typing import Any, TextIO
 
 import structlog
 
-_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#\"'<>]*)\?[^\s\"'<>]*")
+# A query string anywhere: after a full URL, or after a bare path as urllib3 writes it
+# in its error texts ("Max retries exceeded with url: /v.mp4?Expires=…&Signature=…").
+_QUERY = re.compile(r"\?[^\s\"'<>()?]*=[^\s\"'<>()]*")
 _secrets: set[str] = set()
 
 
@@ -25,7 +27,7 @@ def add_secret(secret: str) -> None:
 
 def scrub(text: str) -> str:
     """`text` with URL query strings dropped and every registered secret masked."""
-    text = _QUERY.sub(r"\1", text)
+    text = _QUERY.sub("", text)
     for secret in _secrets:
         text = text.replace(secret, "***")
     return text

@@ -119,8 +119,12 @@ class Simulator:
         pending_polls: int = 1,
         running_polls: int = 1,
         seconds: float | None = None,
+        chaos: float = 0.0,
+        seed: int = 1,
     ) -> None:
         self.key = key
+        self.chaos = chaos  # share of requests that get a random fault (load tests)
+        self._chaos_rng = random.Random(seed)
         self.auto = auto
         self.defaults = {
             "pending_polls": pending_polls,
@@ -265,7 +269,24 @@ class Simulator:
                 if fault.count > 0 and fault.target == target and fault.task_id in (None, task_id):
                     fault.count -= 1
                     return fault
+            if self.chaos and self._chaos_rng.random() < self.chaos:
+                return self._random_fault(target)
         return None
+
+    def _random_fault(self, target: str) -> Fault:
+        kinds = [
+            ("status", {"status": 429, "retry_after": "0.2"}),
+            ("status", {"status": 500}),
+            ("status", {"status": 503}),
+            ("reset", {}),
+            ("slow", {"delay": 0.3}),
+        ]
+        if target == "video":
+            kinds += [("truncate", {"at": 4096}), ("truncate", {"at": 100})]
+        else:
+            kinds += [("malformed", {})]
+        kind, spec = self._chaos_rng.choice(kinds)
+        return Fault(target, kind, **spec)
 
     def record(self, **entry: Any) -> None:
         entry["t"] = time.monotonic()
