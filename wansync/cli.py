@@ -135,7 +135,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     sim = Simulator(
         host=args.host, port=args.port, key=args.key, running_polls=args.polls, seconds=args.seconds
     )
-    print(f"DashScope simulator on {sim.url}  (key: {args.key})", flush=True)
+    print(f"DashScope simulator on {sim.url}  (key: {args.key})", flush=True)  # line 1: URL
     print("ids containing 'fail', 'cancel' or 'unknown' end that way; others succeed", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         sim.serve_forever()

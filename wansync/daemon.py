@@ -36,6 +36,7 @@ from .errors import (
 )
 from .fsutil import sweep_temp_files
 from .notify import Notifier
+from .predictor import CompletionModel
 from .publish import Folders
 from .scheduler import Scheduler
 from .taskfile import task_name
@@ -142,6 +143,7 @@ class Daemon:
         )
         self.downloader = Downloader(cfg.download, cfg.api.timeout, self.stop_event)
         self.scheduler = Scheduler(cfg.poll.interval, cfg.poll.max_per_second)
+        self.model = CompletionModel()
         self.candidates = Candidates()
         self.tasks: dict[str, Task] = {}
         self.notifier = notifier or Notifier()
@@ -149,6 +151,7 @@ class Daemon:
         self.fetchers = _Workers("download", cfg.download.concurrency, self._download_job)
         self.watcher: InboxWatcher | None = None
         self.downloads_running = 0
+        self.download_due: dict[str, float] = {}  # tasks waiting for a download slot
         self.counts = {"done": 0, "failed": 0}
         self._auth_paused = False
         self._burst_names: set[str] | None = None
@@ -323,9 +326,8 @@ class Daemon:
         for t in (self.scheduler.next_time(now), self.candidates.next_check(now)):
             if t is not None:
                 candidates.append(t)
-        waiting = [t.download_due for t in self.tasks.values() if self._download_waiting(t)]
-        if waiting and self.downloads_running < self.cfg.download.concurrency:
-            candidates.append(min(waiting))
+        if self.download_due and self.downloads_running < self.cfg.download.concurrency:
+            candidates.append(min(self.download_due.values()))
         wake_at = min(candidates, default=now + 1.0)
         return min(max(0.0, wake_at - time.monotonic()), 1.0 if self._burst_names else 5.0)
 
@@ -410,6 +412,7 @@ class Daemon:
         if task is None or task.state in sidecar.TERMINAL_STATES:
             return
         self.scheduler.remove(name)
+        self.download_due.pop(name, None)
         del self.tasks[name]
         task.removed = True  # a result still in flight finds no task and is dropped
         self._forget_files(name)
@@ -451,7 +454,7 @@ class Daemon:
             "task.discovered", name=name, task_id=task.task_id, resumed=resumed, state=task.state
         )
         if task.state == "downloading" and isinstance(task.data["output"], dict):
-            task.download_due = now
+            self.download_due[name] = now
         else:
             task.data["state"] = "polling"
             self.scheduler.add(name, now)
@@ -533,7 +536,26 @@ class Daemon:
             delay = self._transient(task, outcome.code, outcome.message, retry_after)
             self.scheduler.add(task.name, time.monotonic() + delay)
 
+    def _defer(self, output: dict[str, Any]) -> float:
+        """Seconds until the next poll of an unfinished task: `interval`, or later when the
+        rate cannot poll everyone that often and the task is unlikely to be done by then.
+
+        Never more than one full cycle (`N / rate`), so with the scheduler serving the
+        earliest-due first every task is still polled at least every two cycles.
+        """
+        interval = self.cfg.poll.interval
+        cycle = len(self.tasks) / self.cfg.poll.max_per_second
+        if cycle <= interval:
+            return interval  # the rate covers everyone: plain polling, nothing to ration
+        done_at = self.model.likely_done_at(output)
+        if done_at is None:
+            return interval
+        return min(cycle, max(interval, done_at - time.time()))
+
     def _on_report(self, task: Task, started: float, report: TaskReport) -> None:
+        self.model.observe(
+            report.output, time.time(), finished=report.status in ("SUCCEEDED", "FAILED")
+        )
         data = task.data
         previous_status = data["task_status"]
         data.update(
@@ -591,7 +613,7 @@ class Daemon:
                 expires=sidecar.utc_iso(expires) if expires else None,
             )
             self.scheduler.park(task.name)
-            task.download_due = time.monotonic()
+            self.download_due[task.name] = time.monotonic()
             sidecar.write(self.folders.sidecar(task.name), data)
             self.log.info(
                 "task.polled",
@@ -603,7 +625,7 @@ class Daemon:
             return
         # PENDING / RUNNING
         task.errors_in_row = 0
-        due = started + self.cfg.poll.interval
+        due = started + self._defer(report.output)
         data.update(error=None, next_poll=sidecar.utc_iso(time.time() + due - time.monotonic()))
         self.scheduler.add(task.name, due)
         sidecar.write(self.folders.sidecar(task.name), data, durable=False)
@@ -666,18 +688,17 @@ class Daemon:
         self.scheduler.add(task.name, until)
 
     # -- downloading -------------------------------------------------------------------
-    @staticmethod
-    def _download_waiting(task: Task) -> bool:
-        return task.state == "downloading" and not task.busy
-
     def _dispatch_downloads(self, now: float) -> None:
-        if self.downloads_running >= self.cfg.download.concurrency:
+        """Start the earliest-due waiting downloads, up to `download.concurrency`."""
+        free = self.cfg.download.concurrency - self.downloads_running
+        if free <= 0 or not self.download_due:
             return
-        waiting = [
-            t for t in self.tasks.values() if self._download_waiting(t) and t.download_due <= now
-        ]
-        waiting.sort(key=lambda t: t.download_due)
-        for task in waiting[: self.cfg.download.concurrency - self.downloads_running]:
+        due = sorted((d, n) for n, d in self.download_due.items() if d <= now)[:free]
+        for _, name in due:
+            del self.download_due[name]
+            task = self.tasks.get(name)
+            if task is None or task.state != "downloading" or task.busy:
+                continue
             task.busy = True
             self.downloads_running += 1
             etag = (task.data.get("download") or {}).get("etag")
@@ -754,7 +775,7 @@ class Daemon:
             if isinstance(outcome, OSError):
                 code, message = "DownloadInterrupted", f"disk error: {outcome.strerror}"
             delay = self._transient(task, code, message, getattr(outcome, "retry_after", None))
-            task.download_due = time.monotonic() + delay
+            self.download_due[task.name] = time.monotonic() + delay
 
     # -- endings -----------------------------------------------------------------------
     def _fail(self, task: Task, code: str, message: str) -> None:
@@ -767,6 +788,7 @@ class Daemon:
         data["finished"] = data.get("finished") or sidecar.utc_iso()
         data["next_poll"] = None
         self.scheduler.remove(task.name)
+        self.download_due.pop(task.name, None)
         resuming = bool(data.get("published_as"))
         try:
             if resuming:

@@ -51,6 +51,8 @@ class SimTask:
     pending_polls: int = 1
     running_polls: int = 1
     seconds: float | None = None  # time-based: PENDING for a third, then RUNNING
+    queue_seconds: float | None = None  # realistic: PENDING this long after `created`,
+    run_seconds: float | None = None  # then RUNNING this long (times as the API reports)
     video_size: int | None = None  # None: the sample MP4; else a synthetic body of this size
     video_rate: float | None = None  # bytes per second when serving the video
     url_ttl: float = 86400.0
@@ -68,6 +70,15 @@ class SimTask:
     def status(self, now: float) -> str:
         if self.outcome == "UNKNOWN":
             return "UNKNOWN"
+        if self.run_seconds is not None:
+            elapsed = now - self.created
+            queue = self.queue_seconds or 0.0
+            if elapsed < queue:
+                return "PENDING"
+            if elapsed < queue + self.run_seconds:
+                return "RUNNING"
+            self.end_time = self.created + queue + self.run_seconds
+            return self.outcome
         if self.seconds is not None:
             start = self.first_poll if self.first_poll is not None else now
             elapsed = now - start
@@ -396,7 +407,14 @@ class _Handler(BaseHTTPRequestHandler):
             elif parts.path.startswith(VIDEO_PREFIX) and parts.path.endswith(".mp4"):
                 self._video(parts.path[len(VIDEO_PREFIX) : -4], parse_qs(parts.query))
             elif parts.path == "/_sim/requests":
-                self._json(200, self.sim.requests())
+                query = parse_qs(parts.query)
+                kind = query.get("kind", [None])[0]
+                since = float(query.get("since", ["0"])[0])
+                self._json(200, [r for r in self.sim.requests(kind) if r["t"] >= since])
+            elif parts.path == "/_sim/tasks":
+                with self.sim._lock:
+                    tasks = [vars(t).copy() for t in self.sim.tasks.values()]
+                self._json(200, tasks)
             else:
                 self._error(404, "NotFound", "no such path")
         except (BrokenPipeError, ConnectionResetError):
@@ -407,9 +425,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
-        if self.path == "/_sim/tasks":
-            task = self.sim.add_task(body.pop("task_id"), **body)
-            self._json(200, {"task_id": task.task_id})
+        if self.path == "/_sim/tasks":  # one task, or {"tasks": [...]} in bulk
+            for spec in body.get("tasks", [body]):
+                self.sim.add_task(spec.pop("task_id"), **spec)
+            self._json(200, {"ok": True})
         elif self.path == "/_sim/faults":
             self.sim.add_fault(body.pop("target"), body.pop("kind"), **body)
             self._json(200, {"ok": True})
@@ -418,6 +437,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _task(self, task_id: str) -> None:
         sim = self.sim
+        self._reported = None
         auth = self.headers.get("Authorization", "")
         fault = sim.take_fault("task", task_id)
         status_code = 200
@@ -436,7 +456,10 @@ class _Handler(BaseHTTPRequestHandler):
                 task_id=task_id,
                 method=self.command,
                 status=fault.kind if status_code == -1 and fault else status_code,
+                task_status=self._reported,
             )
+
+    _reported: str | None = None  # the task_status answered, for the request log
 
     def _task_report(self, task_id: str) -> None:
         sim = self.sim
@@ -447,11 +470,15 @@ class _Handler(BaseHTTPRequestHandler):
             if task.first_poll is None:
                 task.first_poll = now
             status = task.status(now)
+        self._reported = status
         output: dict[str, Any] = {"task_id": task_id, "task_status": status}
         if status != "UNKNOWN":
             output["submit_time"] = _api_time(task.created)
         if status in ("RUNNING", "SUCCEEDED", "FAILED"):
-            output["scheduled_time"] = _api_time(task.first_poll or now)
+            scheduled = task.first_poll or now
+            if task.run_seconds is not None:
+                scheduled = task.created + (task.queue_seconds or 0.0)
+            output["scheduled_time"] = _api_time(scheduled)
         if status in ("SUCCEEDED", "FAILED", "CANCELED"):
             output["end_time"] = _api_time(task.end_time or now)
         usage = None

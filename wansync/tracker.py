@@ -29,7 +29,6 @@ class Task:
     errors_in_row: int = 0
     busy: bool = False  # a poll or a download for it is in flight
     removed: bool = False  # the user took the .task away while it was busy
-    download_due: float = 0.0
     refused_url: str | None = None  # a video URL storage refused once
 
     @property
