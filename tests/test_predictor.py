@@ -15,8 +15,11 @@ def api(ts: float) -> str:
 
 
 def finished(now: float, queue: float, run: float) -> dict:
-    return {"submit_time": api(now - queue - run), "scheduled_time": api(now - run),
-            "end_time": api(now)}
+    return {
+        "submit_time": api(now - queue - run),
+        "scheduled_time": api(now - run),
+        "end_time": api(now),
+    }
 
 
 def test_not_ready_before_five_finished_tasks():

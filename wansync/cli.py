@@ -132,8 +132,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .simulator import Simulator
 
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
     sim = Simulator(
-        host=args.host, port=args.port, key=args.key, running_polls=args.polls, seconds=args.seconds
+        tls=tls,
+        host=args.host,
+        port=args.port,
+        key=args.key,
+        running_polls=args.polls,
+        seconds=args.seconds,
     )
     print(f"DashScope simulator on {sim.url}  (key: {args.key})", flush=True)  # line 1: URL
     print("ids containing 'fail', 'cancel' or 'unknown' end that way; others succeed", flush=True)
@@ -192,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", default="sim-key", help="the API key it accepts (default sim-key)")
     p.add_argument("--polls", type=int, default=2, help="polls a task spends RUNNING")
     p.add_argument("--seconds", type=float, help="time-based tasks: seconds until done")
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
     add("demo", cmd_demo, "run the simulator and the daemon on a temp folder and watch")
     return parser
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import math
 import os
 import queue
 import signal
@@ -159,7 +160,8 @@ class Daemon:
         self._scanned: list[Path] = []
 
     def _poll_workers(self) -> int:
-        return int(min(32, max(4, self.cfg.poll.max_per_second)))
+        """Enough threads for the rate at ~300 ms per answer; more would only add switching."""
+        return int(min(16, max(2, math.ceil(self.cfg.poll.max_per_second * 0.3))))
 
     # -- lifecycle ---------------------------------------------------------------------
     def request_stop(self, *_: Any) -> None:

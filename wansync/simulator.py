@@ -16,6 +16,7 @@ import json
 import random
 import secrets
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -132,6 +133,7 @@ class Simulator:
         seconds: float | None = None,
         chaos: float = 0.0,
         seed: int = 1,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.key = key
         self.chaos = chaos  # share of requests that get a random fault (load tests)
@@ -152,6 +154,14 @@ class Simulator:
         self._server = ThreadingHTTPServer((host, port), _Handler)
         self._server.daemon_threads = True
         self._server.sim = self  # type: ignore[attr-defined]
+        self.scheme = "http"
+        if tls:  # HTTPS with the given certificate and key files, as the real service
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
+            self.scheme = "https"
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -162,7 +172,7 @@ class Simulator:
     @property
     def url(self) -> str:
         host = self._server.server_address[0]
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def start(self) -> Simulator:
         self._thread = threading.Thread(
@@ -301,6 +311,7 @@ class Simulator:
 
     def record(self, **entry: Any) -> None:
         entry["t"] = time.monotonic()
+        entry["wall"] = time.time()
         with self._lock:
             self.log.append(entry)
 
@@ -486,7 +497,8 @@ class _Handler(BaseHTTPRequestHandler):
             output["orig_prompt"] = "a simulated prompt"
             if task.with_url:
                 host = self.headers.get("Host") or f"127.0.0.1:{sim.port}"
-                output["video_url"] = task.video_url or sim.signed_url(task, f"http://{host}")
+                base = f"{sim.scheme}://{host}"
+                output["video_url"] = task.video_url or sim.signed_url(task, base)
             usage = {
                 "duration": 5,
                 "input_video_duration": 0,

@@ -1,0 +1,588 @@
+"""All benchmarks in one run, each against a baseline measured in the same run.
+
+    python -m bench            # everything, about 8 minutes on 2 cores
+    python -m bench --only latency,cpu
+
+Prints one table: what was measured, the baseline, wansync's figure, the ratio or the
+goal, and whether the goal is met. Every server is the simulator on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+
+from watchdog.events import FileSystemEventHandler
+from watchdog.observers import Observer
+
+from bench.harness import (
+    KEY,
+    DaemonProcess,
+    SimProcess,
+    drop,
+    percentile,
+    proc_cpu,
+    proc_mem,
+    self_signed_cert,
+    wait_for,
+)
+
+ROWS: list[tuple[str, str, str, str, str]] = []  # what, baseline, wansync, goal, met
+
+
+def row(what: str, baseline: str, measured: str, goal: str, met: bool | None) -> None:
+    mark = "n/a" if met is None else ("yes" if met else "NO")
+    ROWS.append((what, baseline, measured, goal, mark))
+    print(f"  {what}: {measured} (baseline {baseline}; goal {goal}: {mark})", flush=True)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+# -- 1. drop -> first poll -------------------------------------------------------------------
+
+
+def bare_watchdog_latency(root: Path, n: int) -> list[float]:
+    """The floor: how long a bare watchdog observer takes to report a finished file."""
+    folder = root / "floor"
+    folder.mkdir()
+    seen: dict[str, float] = {}
+    events: dict[str, threading.Event] = defaultdict(threading.Event)
+
+    class Handler(FileSystemEventHandler):
+        def _hit(self, path: str) -> None:
+            name = os.path.basename(path)
+            if name.endswith(".task") and not name.startswith(".") and name not in seen:
+                seen[name] = time.monotonic()
+                events[name].set()
+
+        def on_closed(self, event):
+            self._hit(event.src_path)
+
+        def on_moved(self, event):
+            self._hit(event.dest_path)
+
+    observer = Observer()
+    observer.schedule(Handler(), str(folder))
+    observer.start()
+    out = []
+    try:
+        for i in range(n):
+            name = f"f{i:05d}"
+            t0 = time.monotonic()
+            drop(folder, name, f"floor-task-{i:05d}", in_place=bool(i % 2))
+            events[f"{name}.task"].wait(5)
+            out.append(seen[f"{name}.task"] - t0)
+            time.sleep(0.02)
+    finally:
+        observer.stop()
+        observer.join()
+    return out
+
+
+def bench_latency(root: Path, n: int = 240) -> None:
+    floor = bare_watchdog_latency(root, n)
+    sim = SimProcess()
+    daemon = DaemonProcess(root / "latency", sim.url, poll={"max_per_second": 200}).start()
+    try:
+        wait_for(lambda: daemon.count("daemon.started"), 20, "daemon start")
+        drops = {}
+        for i in range(n):
+            task_id = f"latency-task-{i:05d}"
+            drops[task_id] = (time.monotonic(), bool(i % 2))
+            drop(daemon.inbox, f"l{i:05d}", task_id, in_place=bool(i % 2))
+            time.sleep(0.02)
+        wait_for(lambda: len({r["task_id"] for r in sim.requests()}) >= n, 30, "first polls")
+        first: dict[str, float] = {}
+        for r in sim.requests():
+            first.setdefault(r["task_id"], r["t"])
+    finally:
+        daemon.stop()
+        sim.stop()
+    lat = [first[t] - t0 for t, (t0, _) in drops.items()]
+    for label, values in (
+        ("write+rename", [first[t] - t0 for t, (t0, ip) in drops.items() if not ip]),
+        ("in place", [first[t] - t0 for t, (t0, ip) in drops.items() if ip]),
+    ):
+        row(
+            f"drop -> first poll, {label} (p50/p99, n={len(values)})",
+            f"bare watchdog {ms(percentile(floor, 0.5))} / {ms(percentile(floor, 0.99))}",
+            f"{ms(percentile(values, 0.5))} / {ms(percentile(values, 0.99))}",
+            "p99 <= floor p99 + 50 ms",
+            percentile(values, 0.99) <= percentile(floor, 0.99) + 0.05,
+        )
+    del lat
+
+
+# -- 2. CPU per 1,000 polls ------------------------------------------------------------------
+
+SDK_LOOP = """
+import sys, time, dashscope
+from dashscope import VideoSynthesis
+dashscope.base_http_api_url = sys.argv[1] + "/api/v1"
+VideoSynthesis.fetch("cpu-sdk-task-0001", api_key=sys.argv[2])
+t = time.process_time()
+for _ in range(int(sys.argv[3])):
+    VideoSynthesis.fetch("cpu-sdk-task-0001", api_key=sys.argv[2])
+print(time.process_time() - t)
+"""
+
+CLIENT_LOOP = """
+import sys, time
+from wansync.api import TaskApi
+api = TaskApi(sys.argv[1], sys.argv[2], 10)
+api.fetch("cpu-client-task-1")
+t = time.process_time()
+for _ in range(int(sys.argv[3])):
+    api.fetch("cpu-client-task-1")
+print(time.process_time() - t)
+"""
+
+
+def _loop_cpu(script: str, url: str, polls: int, env: dict[str, str]) -> float | None:
+    """CPU ms per poll of a fetch loop in its own process (None if it cannot run)."""
+    out = subprocess.run(
+        [sys.executable, "-c", script, url, KEY, str(polls)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
+    if out.returncode != 0:
+        return None
+    return float(out.stdout.split()[-1]) / polls * 1000
+
+
+def _daemon_cpu(
+    root: Path,
+    sim: SimProcess,
+    env: dict[str, str],
+    n: int,
+    interval: float,
+    rate: float,
+    seconds: float,
+) -> tuple[float, float]:
+    """The whole daemon's CPU ms per poll (sidecars, logs, scheduling included), and polls/s."""
+    daemon = DaemonProcess(root, sim.url, poll={"interval": interval, "max_per_second": rate})
+    for i in range(n):
+        drop(daemon.inbox, f"c{i:05d}", f"cpu-daemon-task-{i:05d}")
+    time.sleep(1.1)
+    daemon.start(env)
+    try:
+        wait_for(lambda: len(list(daemon.inbox.glob("*.status.json"))) == n, 60, "tracking")
+        time.sleep(3)
+        t0, c0 = time.monotonic(), proc_cpu(daemon.pid)
+        time.sleep(seconds)
+        c1, t1 = proc_cpu(daemon.pid), time.monotonic()
+        polls = len([r for r in sim.requests(since=t0) if r["t"] <= t1])
+    finally:
+        daemon.stop()
+    return (c1 - c0) / polls * 1000, polls / (t1 - t0)
+
+
+def bench_cpu(root: Path, polls: int = 2000) -> None:
+    try:
+        import dashscope  # noqa: F401
+    except ImportError:
+        print("  dashscope is not installed: pip install -r bench/requirements.txt")
+        return
+    cert, key = self_signed_cert(root)
+    env = {"SSL_CERT_FILE": str(cert), "REQUESTS_CA_BUNDLE": str(cert)}
+    for tls in (False, True):
+        sim = SimProcess(tls=(cert, key) if tls else None)
+        proto = "HTTPS" if tls else "plain HTTP"
+        try:
+            sdk = _loop_cpu(SDK_LOOP, sim.url, polls, env)
+            client = _loop_cpu(CLIENT_LOOP, sim.url, polls, env)
+            row(
+                f"client CPU per 1,000 polls, {proto}: fetch loop vs fetch loop",
+                f"SDK {sdk * 1000:.0f} ms",
+                f"{client * 1000:.0f} ms ({client / sdk:.2f} x)",
+                "<= 0.5 x SDK",
+                client <= 0.5 * sdk,
+            )
+            # the whole daemon at a realistic pace: 750 tasks every 15 s = 50 polls/s
+            per_poll, rate = _daemon_cpu(root / f"cpu-{tls}", sim, env, 750, 15, 50, 20)
+            row(
+                f"client CPU per 1,000 polls, {proto}: whole daemon ({rate:.0f} polls/s, "
+                "sidecars and logs included)",
+                f"SDK {sdk * 1000:.0f} ms",
+                f"{per_poll * 1000:.0f} ms ({per_poll / sdk:.2f} x)",
+                "<= 0.5 x SDK",
+                per_poll <= 0.5 * sdk,
+            )
+        finally:
+            sim.stop()
+
+
+# -- 3. saturated pacing ---------------------------------------------------------------------
+
+
+def bench_pacing(root: Path, n: int = 2000, rate: float = 50, seconds: float = 95) -> None:
+    sim = SimProcess()
+    daemon = DaemonProcess(root / "pacing", sim.url, poll={"interval": 15, "max_per_second": rate})
+    for i in range(n):
+        drop(daemon.inbox, f"p{i:05d}", f"pacing-task-{i:05d}")
+    time.sleep(1.1)
+    daemon.start()
+    try:
+        wait_for(lambda: daemon.count("daemon.started"), 30, "start")
+        time.sleep(seconds)
+        reqs = sim.requests()
+    finally:
+        daemon.stop()
+        sim.stop()
+    times = sorted(r["t"] for r in reqs)
+    start = times[0] + 5  # past the start-up
+    steady = [t for t in times if start <= t <= times[-1]]
+    achieved = (len(steady) - 1) / (steady[-1] - steady[0])
+    worst, lo = 0, 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - 1.0:
+            lo += 1
+        worst = max(worst, hi - lo + 1)
+    per_task: dict[str, list[float]] = defaultdict(list)
+    for r in reqs:
+        per_task[r["task_id"]].append(r["t"])
+    gaps = [b - a for ts in per_task.values() for a, b in zip(ts, ts[1:], strict=False)]
+    bound = 1.1 * n / rate
+    row(
+        f"saturated pacing, {n} tasks, cap {rate:g}/s: achieved rate",
+        f"cap {rate:g}/s",
+        f"{achieved:.2f}/s ({achieved / rate:.3f} x)",
+        ">= 0.95 x cap",
+        achieved >= 0.95 * rate,
+    )
+    row(
+        "saturated pacing: most polls in any 1 s window",
+        f"cap {rate:g}",
+        str(worst),
+        "<= cap",
+        worst <= rate,
+    )
+    row(
+        "saturated pacing: largest gap between two polls of one task",
+        f"N/rate = {n / rate:.0f} s",
+        f"{max(gaps):.1f} s",
+        f"<= {bound:.0f} s",
+        max(gaps) <= bound,
+    )
+
+
+# -- 4. headroom -----------------------------------------------------------------------------
+
+
+def bench_headroom(root: Path, n: int = 3000, seconds: float = 10) -> None:
+    sim = SimProcess()
+    daemon = DaemonProcess(
+        root / "headroom",
+        sim.url,
+        poll={"interval": 1, "max_per_second": 100000},
+        log={"level": "warning"},
+    )
+    for i in range(n):
+        drop(daemon.inbox, f"h{i:05d}", f"headroom-task-{i:05d}")
+    time.sleep(1.1)
+    daemon.start()
+    try:
+        wait_for(lambda: len(sim.requests()) >= n, 60, "the first round")
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        got = len(sim.requests(since=t0))
+        cpu = proc_cpu(daemon.pid)
+    finally:
+        daemon.stop()
+        sim.stop()
+    rate = got / seconds
+    row(
+        "headroom: polls/s with the cap lifted (2 cores, simulator included)",
+        "DashScope limit ~20/s",
+        f"{rate:.0f}/s ({rate / 20:.0f} x)",
+        ">= 10 x (200/s)",
+        rate >= 200,
+    )
+    del cpu
+
+
+# -- 5. completion lag -----------------------------------------------------------------------
+
+
+def realistic_tasks(n: int, scale: float, prefix: str) -> list[dict]:
+    """Queue 1-5 min and generation 2-6 min (DashScope-like), scaled down by `scale`."""
+    import random
+
+    rng = random.Random(42)
+    return [
+        {
+            "task_id": f"{prefix}-{i:05d}",
+            "queue_seconds": rng.uniform(60, 300) / scale,
+            "run_seconds": rng.uniform(120, 360) / scale,
+        }
+        for i in range(n)
+    ]
+
+
+def lags(sim: SimProcess) -> list[float]:
+    ends = {
+        t["task_id"]: t["created"] + (t["queue_seconds"] or 0) + t["run_seconds"]
+        for t in sim.tasks()
+        if t.get("run_seconds")
+    }
+    seen: dict[str, float] = {}
+    for r in sim.requests():
+        if r.get("task_status") == "SUCCEEDED":
+            seen.setdefault(r["task_id"], r["wall"])
+    return [seen[t] - end for t, end in ends.items() if t in seen]
+
+
+def round_robin(
+    sim: SimProcess, ids: list[str], rate: float, interval: float, deadline: float
+) -> None:
+    """The baseline: a polling loop over all tasks in turn at the same rate and interval."""
+    import requests
+
+    session = requests.Session()
+    pending = list(ids)
+    last: dict[str, float] = {}
+    while pending and time.monotonic() < deadline:
+        for task_id in list(pending):
+            wait = max(0.0, last.get(task_id, 0) + interval - time.monotonic())
+            time.sleep(max(wait, 1.0 / rate))
+            last[task_id] = time.monotonic()
+            r = session.get(
+                f"{sim.url}/api/v1/tasks/{task_id}",
+                headers={"Authorization": f"Bearer {KEY}"},
+                timeout=10,
+            )
+            if r.json()["output"]["task_status"] == "SUCCEEDED":
+                pending.remove(task_id)
+
+
+def bench_completion_lag(root: Path, rate: float = 10, scale: float = 10) -> None:
+    interval = 15 / scale
+    n = int(5 * rate * interval)
+    results = {}
+    for who in ("round-robin", "wansync"):
+        sim = SimProcess()
+        specs = realistic_tasks(n, scale, f"lag-{who[:2]}")
+        longest = max(s["queue_seconds"] + s["run_seconds"] for s in specs)
+        sim.add_tasks([dict(s) for s in specs])
+        ids = [s["task_id"] for s in specs]
+        deadline = time.monotonic() + longest + 60
+        try:
+            if who == "round-robin":
+                round_robin(sim, ids, rate, interval, deadline)
+            else:
+                daemon = DaemonProcess(
+                    root / "lag",
+                    sim.url,
+                    download={"concurrency": 8},
+                    poll={"interval": interval, "max_per_second": rate},
+                )
+                for i, task_id in enumerate(ids):
+                    drop(daemon.inbox, f"g{i:04d}", task_id)
+                daemon.start()
+                wait_for(
+                    lambda d=daemon: len(list(d.outbox.glob("*.mp4"))) == n,
+                    longest + 60,
+                    "all videos",
+                    step=0.5,
+                )
+                daemon.stop()
+            results[who] = lags(sim)
+        finally:
+            sim.stop()
+    rr, ws = results["round-robin"], results["wansync"]
+    ratio = statistics.mean(ws) / statistics.mean(rr)
+    row(
+        f"completion lag, {n} tasks at {rate:g}/s, interval {interval:g} s "
+        f"(time /{scale:g}; mean, p90)",
+        f"round-robin {statistics.mean(rr):.2f} s, {percentile(rr, 0.9):.2f} s",
+        f"{statistics.mean(ws):.2f} s, {percentile(ws, 0.9):.2f} s ({ratio:.2f} x)",
+        "<= 0.5 x round-robin",
+        ratio <= 0.5,
+    )
+
+
+# -- 6. download -----------------------------------------------------------------------------
+
+
+def bench_download(root: Path, size: int = 1 << 30) -> None:
+    import requests
+
+    sim = SimProcess()
+    sim.add_tasks(
+        [
+            {
+                "task_id": "download-task-0001",
+                "video_size": size,
+                "pending_polls": 0,
+                "running_polls": 0,
+            }
+        ]
+    )
+    folder = root / "download"
+    folder.mkdir()
+    try:
+        url = requests.get(
+            f"{sim.url}/api/v1/tasks/download-task-0001",
+            headers={"Authorization": f"Bearer {KEY}"},
+            timeout=10,
+        ).json()["output"]["video_url"]
+        curl_times = []
+        for _ in range(2):
+            t0 = time.monotonic()
+            subprocess.run(["curl", "-s", "-o", str(folder / "curl.mp4"), url], check=True)
+            curl_times.append(time.monotonic() - t0)
+            (folder / "curl.mp4").unlink()
+        curl = size / min(curl_times)
+        daemon = DaemonProcess(folder / "w", sim.url, log={"level": "info"})
+        daemon.start()
+        wait_for(lambda: daemon.count("daemon.started"), 20, "start")
+        time.sleep(0.5)
+        before = proc_mem(daemon.pid)["VmRSS"]
+        drop(daemon.inbox, "big", "download-task-0001")
+        wait_for(lambda: daemon.count("download.completed"), 300, "download", step=0.1)
+        peak = proc_mem(daemon.pid)["VmHWM"]
+        started = daemon.events("download.started")[0]["timestamp"]
+        done = daemon.events("download.completed")[0]["timestamp"]
+        daemon.stop()
+    finally:
+        sim.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    from datetime import datetime
+
+    took = datetime.fromisoformat(done[:-1]) - datetime.fromisoformat(started[:-1])
+    ours = size / took.total_seconds()
+    row(
+        f"download of a {size >> 20} MiB video: throughput",
+        f"curl -o {curl / 2**20:.0f} MiB/s",
+        f"{ours / 2**20:.0f} MiB/s ({ours / curl:.2f} x)",
+        ">= 0.9 x curl",
+        ours >= 0.9 * curl,
+    )
+    growth = (peak - before) / 2**20
+    row("download: peak RSS growth", "-", f"{growth:.1f} MB", "<= 16 MB", growth <= 16)
+
+
+# -- 7 + 8. many tracked tasks ---------------------------------------------------------------
+
+
+def tracked(root: Path, n: int) -> dict[str, float]:
+    sim = SimProcess()
+    daemon = DaemonProcess(
+        root / f"tracked-{n}",
+        sim.url,
+        poll={"interval": 3600, "max_per_second": 3000},
+        log={"level": "warning"},
+    )
+    for i in range(n):
+        (daemon.inbox / f"t{i:06d}.task").write_text(f"tracked-task-{i:06d}\n")
+    time.sleep(1.1)
+    try:
+        daemon.start()
+        wait_for(lambda: len(os.listdir(daemon.inbox)) >= 2 * n + 1, 120, "all tracked", step=0.05)
+        startup = time.monotonic() - daemon.started_at
+        wait_for(lambda: len(sim.requests()) >= n, 300, "the first round of polls", step=1)
+        time.sleep(3)
+        c0, t0 = proc_cpu(daemon.pid), time.monotonic()
+        time.sleep(10)
+        idle = (proc_cpu(daemon.pid) - c0) / (time.monotonic() - t0)
+        rss = proc_mem(daemon.pid)["VmRSS"] / 2**20
+    finally:
+        daemon.stop()
+        sim.stop()
+    return {"startup": startup, "idle": idle, "rss": rss}
+
+
+def bench_tracked(root: Path, sizes: tuple[int, ...] = (1000, 10000, 50000)) -> None:
+    results = {n: tracked(root, n) for n in sizes}
+    if 10000 in results:
+        r = results[10000]
+        row(
+            "10,000 tracked tasks: daemon RSS",
+            "-",
+            f"{r['rss']:.0f} MB",
+            "<= 60 MB",
+            r["rss"] <= 60,
+        )
+        row(
+            "10,000 tracked tasks: start-up to all tracked",
+            "-",
+            f"{r['startup']:.2f} s",
+            "<= 3 s",
+            r["startup"] <= 3,
+        )
+        row(
+            "10,000 tracked tasks: idle CPU (all waiting)",
+            "-",
+            f"{r['idle'] * 100:.2f} %",
+            "<= 1 % of a core",
+            r["idle"] <= 0.01,
+        )
+    base = results[sizes[0]]
+    for n, r in results.items():
+        k = n / sizes[0]
+        row(
+            f"growth, {n:,} tasks: RSS / start-up / idle CPU",
+            f"{sizes[0]:,} tasks x {k:g}",
+            f"{r['rss']:.0f} MB / {r['startup']:.2f} s / {r['idle'] * 100:.2f} %",
+            "no worse than linear",
+            r["rss"] <= base["rss"] * k * 1.1
+            and r["startup"] <= max(base["startup"], 0.5) * k
+            and r["idle"] <= max(base["idle"], 0.002) * k,
+        )
+
+
+BENCHES = {
+    "latency": bench_latency,
+    "cpu": bench_cpu,
+    "pacing": bench_pacing,
+    "headroom": bench_headroom,
+    "lag": bench_completion_lag,
+    "download": bench_download,
+    "tracked": bench_tracked,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHES)}")
+    parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    args = parser.parse_args()
+    chosen = args.only.split(",") if args.only else list(BENCHES)
+    root = Path(tempfile.mkdtemp(prefix="wansync-bench-"))
+    began = time.monotonic()
+    try:
+        for name in chosen:
+            print(f"[{name}]", flush=True)
+            BENCHES[name](root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"\nwansync bench, {os.cpu_count()} cores, {time.monotonic() - began:.0f} s\n")
+    print("| what | baseline (same run) | wansync | goal | met |")
+    print("|---|---|---|---|---|")
+    for r in ROWS:
+        print("| " + " | ".join(r) + " |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(ROWS, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
