@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -82,7 +82,7 @@ class SimProcess:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method="POST" if data else "GET")
         context = ssl.create_default_context(cafile=str(self.tls[0])) if self.tls else None
-        with urllib.request.urlopen(req, timeout=120, context=context) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=120, context=context) as resp:
             return json.loads(resp.read())
 
     def add_tasks(self, specs: list[dict[str, Any]]) -> None:

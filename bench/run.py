@@ -10,6 +10,7 @@ goal, and whether the goal is met. Every server is the simulator on 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -19,7 +20,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
@@ -255,7 +255,7 @@ def bench_pacing(root: Path, n: int = 2000, rate: float = 50, seconds: float = 9
     per_task: dict[str, list[float]] = defaultdict(list)
     for r in reqs:
         per_task[r["task_id"]].append(r["t"])
-    gaps = [b - a for ts in per_task.values() for a, b in zip(ts, ts[1:], strict=False)]
+    gaps = [b - a for ts in per_task.values() for a, b in itertools.pairwise(ts)]
     bound = 1.1 * n / rate
     row(
         f"saturated pacing, {n} tasks, cap {rate:g}/s: achieved rate",
