@@ -20,6 +20,7 @@ def env(tmp_path, sim):
     """One wansync set-up; afterwards, whatever the test did, nothing may have leaked."""
     setup = Env(tmp_path, sim)
     yield setup
+    setup.reap()
     assert TEST_KEY not in setup.every_file_text(), "the API key reached a file or a log"
     for event in setup.all_logs():
         line = json.dumps(event)

@@ -63,6 +63,7 @@ class Env:
         }
         self.configure(**overrides)
         self.stderr_files: list[Path] = []
+        self.daemons: list[Daemon] = []
 
     def configure(self, **sections: Any) -> None:
         for key, value in sections.items():
@@ -101,13 +102,22 @@ class Env:
     ) -> Daemon:
         stderr = self.root / f"daemon-{len(self.stderr_files)}.log"
         self.stderr_files.append(stderr)
-        return Daemon(
+        daemon = Daemon(
             [sys.executable, "-m", "wansync", command, "-c", str(self.config_path), *extra],
             self.env(key),
             stderr,
             preexec_fn,
             self.inbox / ".wansync.lock",
         )
+        self.daemons.append(daemon)
+        return daemon
+
+    def reap(self) -> None:
+        """Kill whatever a failed test left running, so no daemon outlives its test."""
+        for daemon in self.daemons:
+            if daemon.proc.poll() is None:
+                daemon.proc.kill()
+                daemon.proc.wait(10)
 
     # -- what the folders hold ----------------------------------------------------------
     def sidecar(self, folder: Path, name: str) -> dict[str, Any] | None:
