@@ -33,10 +33,14 @@ def assert_clean(env, names):
         p.name
         for f in (env.inbox, env.outbox, env.failed)
         for p in f.iterdir()
-        if p.name.startswith(".") and p.name != ".wansync.lock"
+        if p.name.startswith(".") and p.name not in (".wansync.lock", ".wansync")
     ]
     assert leftovers == []
-    assert [p.name for p in env.inbox.iterdir()] in ([".wansync.lock"], [])
+    assert not list((env.inbox / ".wansync").glob("*"))  # no temp file in the scratch folder
+    assert sorted(p.name for p in env.inbox.iterdir() if p.name != ".wansync") in (
+        [".wansync.lock"],
+        [],
+    )
     return {name: entries[0] for name, entries in seen.items()}
 
 

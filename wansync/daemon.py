@@ -158,6 +158,7 @@ class Daemon:
         self._burst_names: set[str] | None = None
         self._burst_failed = False
         self._scanned: list[Path] = []
+        self._by_id: dict[str, str] = {}  # task id -> name of the live task fetching it
 
     def _poll_workers(self) -> int:
         """Enough threads for the rate at ~300 ms per answer; more would only add switching."""
@@ -415,7 +416,7 @@ class Daemon:
             return
         self.scheduler.remove(name)
         self.download_due.pop(name, None)
-        del self.tasks[name]
+        self._untrack(name)
         task.removed = True  # a result still in flight finds no task and is dropped
         self._forget_files(name)
         self.log.warning(
@@ -424,6 +425,11 @@ class Daemon:
             task_id=task.task_id,
             detail="task file was removed from the inbox; no longer tracked",
         )
+
+    def _untrack(self, name: str) -> None:
+        task = self.tasks.pop(name, None)
+        if task is not None and self._by_id.get(task.data.get("task_id") or "") == name:
+            del self._by_id[task.data["task_id"]]
 
     def _discover(self, path: Path, now: float) -> None:
         name = task_name(path)
@@ -440,7 +446,7 @@ class Daemon:
                 )
             self._finish(task)
             return
-        twin = next((t for t in self.tasks.values() if t.task_id == task.task_id), None)
+        twin = self.tasks.get(self._by_id.get(task.task_id, ""))
         if twin is not None:
             self.tasks[name] = task
             self._fail(
@@ -451,6 +457,7 @@ class Daemon:
             )
             return
         self.tasks[name] = task
+        self._by_id[task.task_id] = name
         resumed = task.data["polls"] > 0 or task.state == "downloading"
         self.log.info(
             "task.discovered", name=name, task_id=task.task_id, resumed=resumed, state=task.state
@@ -805,9 +812,9 @@ class Daemon:
                 task_id=data.get("task_id"),
                 error=f"{type(exc).__name__}: {exc.strerror or exc}",
             )
-            self.tasks.pop(task.name, None)
+            self._untrack(task.name)
             return
-        self.tasks.pop(task.name, None)
+        self._untrack(task.name)
         succeeded = data["state"] == "succeeded"
         shown = f"{data['published_as']}.mp4" if succeeded else final.name
         fields = dict(name=task.name, task_id=data.get("task_id"), path=str(final.parent / shown))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 TEMP_SUFFIX = ".wansync-tmp"
+SCRATCH = ".wansync"  # hidden folder beside the files we rewrite often (not watched)
 
 
 def fsync_dir(folder: Path) -> None:
@@ -25,9 +26,22 @@ def temp_path(target: Path) -> Path:
     return target.with_name(f".{target.name}{TEMP_SUFFIX}")
 
 
+def scratch_path(target: Path) -> Path:
+    """Where `target`'s next version is written before the rename.
+
+    A hidden subfolder, not a dotfile beside it: the inbox is watched, and a temp file
+    there would cost the watcher three events (create, close, move) on every poll;
+    a rename from the subfolder costs one.
+    """
+    folder = target.parent / SCRATCH
+    if not folder.is_dir():
+        folder.mkdir(exist_ok=True)
+    return folder / f"{target.name}{TEMP_SUFFIX}"
+
+
 def write_json_atomic(target: Path, data: Any, durable: bool = True) -> None:
     """Replace `target` with `data` as JSON in one rename; readers see old or new, never half."""
-    tmp = temp_path(target)
+    tmp = scratch_path(target)
     payload = json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
@@ -78,10 +92,13 @@ def move_durable(src: Path, dst: Path) -> None:
 def sweep_temp_files(folder: Path) -> list[Path]:
     """Remove wansync's own half-written temp files left by a crash; returns what it removed."""
     removed = []
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir(folder):
-            if entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-                    removed.append(Path(entry.path))
+    for where in (folder, folder / SCRATCH):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            for entry in os.scandir(where):
+                if entry.name.endswith(TEMP_SUFFIX) and (
+                    entry.name.startswith(".") or where.name == SCRATCH
+                ):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        removed.append(Path(entry.path))
     return removed

@@ -20,7 +20,7 @@ from .taskfile import TaskSpec, is_task_name, read, task_name
 SETTLE_SECONDS = 1.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Task:
     """One tracked task; `data` is its sidecar, the single source of truth on disk."""
 
