@@ -105,3 +105,11 @@ def test_missing_key_is_a_config_error(monkeypatch):
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     with pytest.raises(ConfigError, match="no API key"):
         config.load_api_key(config.from_mapping(None))
+
+
+def test_an_empty_key_is_named_visibly():
+    """Found by hypothesis: an empty key once gave the message ': unknown key'."""
+    with pytest.raises(ConfigError, match=r"^'': unknown key"):
+        config.from_mapping({"": None})
+    with pytest.raises(ConfigError, match=r"^poll\.'': unknown key"):
+        config.from_mapping({"poll": {"": 1}})

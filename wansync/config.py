@@ -173,7 +173,7 @@ def _flatten(data: Any, prefix: str, out: dict[str, Any]) -> None:
         where = prefix.rstrip(".") or "config"
         raise ConfigError(f"{where}: must be a mapping of keys, not {type(data).__name__}")
     for key, value in data.items():
-        dotted = f"{prefix}{key}"
+        dotted = f"{prefix}{key}" if isinstance(key, str) and key.strip() else f"{prefix}{key!r}"
         if not isinstance(key, str):
             raise ConfigError(f"{dotted}: keys must be strings")
         if not prefix and key in sections:

@@ -40,7 +40,7 @@ from .notify import Notifier
 from .predictor import CompletionModel
 from .publish import Folders
 from .scheduler import Scheduler
-from .taskfile import task_name
+from .taskfile import TASK_SUFFIX, is_task_name, task_name
 from .tracker import Candidates, Task, open_task, scan_inbox
 from .waker import Waker
 from .watcher import CHANGED, GONE, READY, InboxWatcher
@@ -159,6 +159,7 @@ class Daemon:
         self._burst_failed = False
         self._scanned: list[Path] = []
         self._by_id: dict[str, str] = {}  # task id -> name of the live task fetching it
+        self._unsaved: dict[str, None] = {}  # found tasks whose first sidecar is not written
 
     def _poll_workers(self) -> int:
         """Enough threads for the rate at ~300 ms per answer; more would only add switching."""
@@ -195,6 +196,7 @@ class Daemon:
         finally:
             self.stop_event.set()
             self.notifier.stopping()
+            self._flush_unsaved(2.0)
             self.pollers.stop(0.0)
             self.fetchers.stop(STOP_GRACE)
             if self.watcher:
@@ -240,6 +242,8 @@ class Daemon:
             self._drain_results()
             self._dispatch_polls(time.monotonic())
             self._dispatch_downloads(time.monotonic())
+            if self._unsaved:
+                self._flush_unsaved(0.05)
             if burst and self._burst_done():
                 return EXIT_FAILED if self._burst_failed else EXIT_OK
             if deadline and now >= deadline:
@@ -331,6 +335,8 @@ class Daemon:
                 candidates.append(t)
         if self.download_due and self.downloads_running < self.cfg.download.concurrency:
             candidates.append(min(self.download_due.values()))
+        if self._unsaved:
+            return 0.0
         wake_at = min(candidates, default=now + 1.0)
         return min(max(0.0, wake_at - time.monotonic()), 1.0 if self._burst_names else 5.0)
 
@@ -347,6 +353,8 @@ class Daemon:
         for path in self.candidates.take(now):
             self._discover(path, now)
         self._sweep_parts()
+        if not burst:
+            self._scanned = []  # only `once` needs the list later
 
     def _sweep_parts(self) -> None:
         """Partial downloads no live task owns are ours to remove (the task was removed)."""
@@ -398,13 +406,13 @@ class Daemon:
     def _rescan(self, now: float) -> None:
         """The safety net for missed events (overflow, network filesystems)."""
         try:
-            tasks, _ = scan_inbox(self.cfg.inbox)
+            with os.scandir(self.cfg.inbox) as entries:
+                present = {e.name[: -len(TASK_SUFFIX)] for e in entries if is_task_name(e.name)}
         except OSError:
             return  # the watch check reports and repairs a missing inbox
-        present = {task_name(p) for p in tasks}
-        for path in tasks:
-            name = task_name(path)
-            if name not in self.tasks and path not in self.candidates:
+        for name in present.difference(self.tasks):  # strings only: cheap with 10,000 tasks
+            path = self.folders.task(name)
+            if path not in self.candidates:
                 self.candidates.changed(path, now)
         for name in [n for n in self.tasks if n not in present]:
             if not self.folders.task(name).exists():
@@ -467,8 +475,22 @@ class Daemon:
         else:
             task.data["state"] = "polling"
             self.scheduler.add(name, now)
-        # Not fsynced: lost in a power cut, the task is simply discovered again.
-        sidecar.write(self.folders.sidecar(name), task.data, durable=False)
+        self._unsaved[name] = None  # its first sidecar is written between ticks
+
+    def _flush_unsaved(self, budget: float) -> None:
+        """Write first sidecars of newly found tasks, for at most `budget` seconds.
+
+        Tracking 10,000 files at start-up must not wait for 10,000 file writes: the tasks
+        are scheduled at once, their sidecars follow in batches. Not fsynced: lost in a
+        power cut, a task is simply discovered again.
+        """
+        deadline = time.monotonic() + budget
+        while self._unsaved and time.monotonic() < deadline:
+            name = next(iter(self._unsaved))
+            del self._unsaved[name]
+            task = self.tasks.get(name)
+            if task is not None and task.state not in sidecar.TERMINAL_STATES:
+                sidecar.write(self.folders.sidecar(name), task.data, durable=False)
 
     # -- polling -----------------------------------------------------------------------
     def _dispatch_polls(self, now: float) -> None:
