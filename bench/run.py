@@ -319,14 +319,16 @@ def bench_headroom(root: Path, n: int = 3000, seconds: float = 10) -> None:
 # -- 5. completion lag -----------------------------------------------------------------------
 
 
-def realistic_tasks(n: int, scale: float, prefix: str) -> list[dict]:
-    """Queue 1-5 min and generation 2-6 min (DashScope-like), scaled down by `scale`."""
+def realistic_tasks(n: int, scale: float, prefix: str, arrive_over: float) -> list[dict]:
+    """A pipeline's stream of tasks: arrivals spread over `arrive_over` seconds, each
+    queueing 1-5 min and generating 2-6 min (DashScope-like), all scaled down by `scale`."""
     import random
 
     rng = random.Random(42)
     return [
         {
             "task_id": f"{prefix}-{i:05d}",
+            "at": i * arrive_over / n,
             "queue_seconds": rng.uniform(60, 300) / scale,
             "run_seconds": rng.uniform(120, 360) / scale,
         }
@@ -347,16 +349,32 @@ def lags(sim: SimProcess) -> list[float]:
     return [seen[t] - end for t, end in ends.items() if t in seen]
 
 
+def feed(sim: SimProcess, specs: list[dict], submit) -> None:
+    """Submit each task at its arrival time: to the simulator, then to the poller."""
+    began = time.monotonic()
+    for spec in specs:
+        time.sleep(max(0.0, began + spec["at"] - time.monotonic()))
+        sim.add_tasks([{k: v for k, v in spec.items() if k != "at"}])
+        submit(spec["task_id"])
+
+
 def round_robin(
-    sim: SimProcess, ids: list[str], rate: float, interval: float, deadline: float
+    sim: SimProcess, specs: list[dict], rate: float, interval: float, deadline: float
 ) -> None:
-    """The baseline: a polling loop over all tasks in turn at the same rate and interval."""
+    """The baseline: one polling loop over all unfinished tasks in turn, same rate and
+    interval, new tasks joining the end of the rotation."""
     import requests
 
     session = requests.Session()
-    pending = list(ids)
+    pending: list[str] = []
+    feeder = threading.Thread(target=feed, args=(sim, specs, pending.append), daemon=True)
+    feeder.start()
     last: dict[str, float] = {}
-    while pending and time.monotonic() < deadline:
+    done = 0
+    while done < len(specs) and time.monotonic() < deadline:
+        if not pending:
+            time.sleep(0.01)
+            continue
         for task_id in list(pending):
             wait = max(0.0, last.get(task_id, 0) + interval - time.monotonic())
             time.sleep(max(wait, 1.0 / rate))
@@ -368,22 +386,25 @@ def round_robin(
             )
             if r.json()["output"]["task_status"] == "SUCCEEDED":
                 pending.remove(task_id)
+                done += 1
 
 
-def bench_completion_lag(root: Path, rate: float = 10, scale: float = 10) -> None:
+def bench_completion_lag(root: Path, rate: float = 10, scale: float = 20) -> None:
+    """Tasks arrive steadily; with 5x more in flight than the rate can poll every interval,
+    how long after a task finishes does the poller notice?"""
     interval = 15 / scale
-    n = int(5 * rate * interval)
+    mean_duration = (180 + 240) / scale
+    in_flight = 5 * rate * interval  # five times what the rate covers at this interval
+    arrive_over = 2 * mean_duration
+    n = int(in_flight * arrive_over / mean_duration)
     results = {}
     for who in ("round-robin", "wansync"):
         sim = SimProcess()
-        specs = realistic_tasks(n, scale, f"lag-{who[:2]}")
-        longest = max(s["queue_seconds"] + s["run_seconds"] for s in specs)
-        sim.add_tasks([dict(s) for s in specs])
-        ids = [s["task_id"] for s in specs]
-        deadline = time.monotonic() + longest + 60
+        specs = realistic_tasks(n, scale, f"lag-{who[:2]}", arrive_over)
+        deadline = time.monotonic() + arrive_over + 3 * mean_duration + 60
         try:
             if who == "round-robin":
-                round_robin(sim, ids, rate, interval, deadline)
+                round_robin(sim, specs, rate, interval, deadline)
             else:
                 daemon = DaemonProcess(
                     root / "lag",
@@ -391,12 +412,13 @@ def bench_completion_lag(root: Path, rate: float = 10, scale: float = 10) -> Non
                     download={"concurrency": 8},
                     poll={"interval": interval, "max_per_second": rate},
                 )
-                for i, task_id in enumerate(ids):
-                    drop(daemon.inbox, f"g{i:04d}", task_id)
                 daemon.start()
+                wait_for(lambda d=daemon: d.count("daemon.started"), 20, "start")
+                counter = iter(range(n))
+                feed(sim, specs, lambda t, d=daemon, c=counter: drop(d.inbox, f"g{next(c):04d}", t))
                 wait_for(
                     lambda d=daemon: len(list(d.outbox.glob("*.mp4"))) == n,
-                    longest + 60,
+                    max(1.0, deadline - time.monotonic()),
                     "all videos",
                     step=0.5,
                 )
@@ -407,8 +429,8 @@ def bench_completion_lag(root: Path, rate: float = 10, scale: float = 10) -> Non
     rr, ws = results["round-robin"], results["wansync"]
     ratio = statistics.mean(ws) / statistics.mean(rr)
     row(
-        f"completion lag, {n} tasks at {rate:g}/s, interval {interval:g} s "
-        f"(time /{scale:g}; mean, p90)",
+        f"completion lag, {n} tasks arriving steadily, ~{in_flight:.0f} in flight, "
+        f"{rate:g}/s, interval {interval:g} s (time /{scale:g}; mean, p90)",
         f"round-robin {statistics.mean(rr):.2f} s, {percentile(rr, 0.9):.2f} s",
         f"{statistics.mean(ws):.2f} s, {percentile(ws, 0.9):.2f} s ({ratio:.2f} x)",
         "<= 0.5 x round-robin",
@@ -501,7 +523,12 @@ def tracked(root: Path, n: int) -> dict[str, float]:
         startup = time.monotonic() - daemon.started_at
         wait_for(lambda: len(os.listdir(daemon.inbox)) >= 2 * n + 2, 120, "all sidecars", step=0.2)
         sidecars = time.monotonic() - daemon.started_at
-        wait_for(lambda: len(sim.requests()) >= n, 300, "the first round of polls", step=1)
+        # "all waiting": a 429 with Retry-After holds every poll (one request, any N)
+        sim._call(
+            "/_sim/faults",
+            {"target": "task", "kind": "status", "status": 429, "retry_after": "3600", "count": 1},
+        )
+        wait_for(lambda: sim.requests(), 30, "the held poll", step=0.2)
         time.sleep(3)
         c0, t0 = proc_cpu(daemon.pid), time.monotonic()
         time.sleep(10)
