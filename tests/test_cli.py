@@ -115,3 +115,12 @@ def test_folders_on_different_filesystems_are_refused(env, tmp_path):
         assert "outbox: must be on the same filesystem" in result.stderr
     finally:
         shutil.rmtree(other)
+
+
+def test_add_never_races_a_starting_daemon(env, sim):
+    """Found by the demo on a terminal: a starting daemon swept `add`'s temp file away."""
+    daemon = env.start()
+    for i in range(20):
+        assert env.cli("add", f"task-race-{i:05d}").returncode == 0
+    env.wait_ended(*(f"task-race-{i:05d}" for i in range(20)))
+    assert daemon.stop() == 0

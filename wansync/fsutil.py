@@ -21,9 +21,9 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def temp_path(target: Path) -> Path:
-    """A hidden name beside `target`, so a crash mid-write leaves only a dotfile to sweep."""
-    return target.with_name(f".{target.name}{TEMP_SUFFIX}")
+def producer_temp_path(target: Path) -> Path:
+    """`.NAME.task.PID.tmp`: the producers' convention (SPEC §2), never swept by a daemon."""
+    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
 
 
 def scratch_path(target: Path) -> Path:
@@ -60,8 +60,8 @@ def write_json_atomic(target: Path, data: Any, durable: bool = True) -> None:
 
 
 def write_bytes_atomic(target: Path, data: bytes) -> None:
-    """Create `target` holding `data` in one rename (used by `wansync add`)."""
-    tmp = temp_path(target)
+    """Create `target` holding `data` in one rename, as a producer does (`wansync add`)."""
+    tmp = producer_temp_path(target)
     with tmp.open("wb") as fh:
         fh.write(data)
         fh.flush()
@@ -92,13 +92,10 @@ def move_durable(src: Path, dst: Path) -> None:
 def sweep_temp_files(folder: Path) -> list[Path]:
     """Remove wansync's own half-written temp files left by a crash; returns what it removed."""
     removed = []
-    for where in (folder, folder / SCRATCH):
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-            for entry in os.scandir(where):
-                if entry.name.endswith(TEMP_SUFFIX) and (
-                    entry.name.startswith(".") or where.name == SCRATCH
-                ):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(entry.path)
-                        removed.append(Path(entry.path))
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in os.scandir(folder / SCRATCH):  # only our own folder: producers write
+            if entry.name.endswith(TEMP_SUFFIX):  # their temp files beside the tasks
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
     return removed
