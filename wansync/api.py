@@ -16,10 +16,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import requests
 import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from . import __version__
 from .errors import AuthRejected, MalformedResponse, RateLimited, RemoteUnavailable, TaskFailed
@@ -53,17 +50,6 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
-
-
-def make_session(pool_size: int, retries: Retry | int = 0) -> requests.Session:
-    """A session whose pool fits `pool_size` concurrent requests (one per worker thread)."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=retries)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers["User-Agent"] = USER_AGENT
-    session.trust_env = False  # no ~/.netrc: it would override the Authorization header
-    return session
 
 
 def _read_bounded(resp: urllib3.BaseHTTPResponse) -> bytes:

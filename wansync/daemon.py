@@ -40,7 +40,7 @@ from .notify import Notifier
 from .predictor import CompletionModel
 from .publish import Folders
 from .scheduler import Scheduler
-from .taskfile import TASK_SUFFIX, is_task_name, task_name
+from .taskfile import task_name
 from .tracker import Candidates, Task, open_task, scan_inbox
 from .waker import Waker
 from .watcher import CHANGED, GONE, READY, InboxWatcher
@@ -342,9 +342,10 @@ class Daemon:
 
     # -- discovery ---------------------------------------------------------------------
     def _startup_scan(self, now: float, burst: bool) -> None:
-        tasks, orphans = scan_inbox(self.cfg.inbox)
+        names, orphans = scan_inbox(self.cfg.inbox)
         for name in orphans:
             self._orphan_sidecar(name)
+        tasks = [self.folders.task(n) for n in sorted(names)]
         self._scanned = tasks
         if burst:
             self._burst_names = {task_name(p) for p in tasks}
@@ -406,8 +407,7 @@ class Daemon:
     def _rescan(self, now: float) -> None:
         """The safety net for missed events (overflow, network filesystems)."""
         try:
-            with os.scandir(self.cfg.inbox) as entries:
-                present = {e.name[: -len(TASK_SUFFIX)] for e in entries if is_task_name(e.name)}
+            present, _ = scan_inbox(self.cfg.inbox)
         except OSError:
             return  # the watch check reports and repairs a missing inbox
         for name in present.difference(self.tasks):  # strings only: cheap with 10,000 tasks
@@ -425,7 +425,7 @@ class Daemon:
         self.scheduler.remove(name)
         self.download_due.pop(name, None)
         self._untrack(name)
-        task.removed = True  # a result still in flight finds no task and is dropped
+        # a result still in flight finds no task and is dropped (see _drain_results)
         self._forget_files(name)
         self.log.warning(
             "task.removed",
@@ -532,7 +532,7 @@ class Daemon:
             kind, name, *rest = item
             task = self.tasks.get(name)
             if kind == "etag":
-                if task and not task.removed:
+                if task:
                     task.data["download"] = {"etag": rest[0]}
                     sidecar.write(self.folders.sidecar(name), task.data)
                 continue

@@ -19,9 +19,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .api import make_session, parse_retry_after
+from .api import USER_AGENT, parse_retry_after
 from .config import DownloadConfig
 from .errors import DownloadInterrupted, Stopping, TaskFailed, UrlRefused
 from .log import strip_query
@@ -29,6 +30,17 @@ from .log import strip_query
 CHUNK = 256 * 1024  # what a broken read loses at most; small enough, big enough
 MAX_REDIRECTS = 5
 REJECTED_TYPES = ("text/", "html", "json", "xml")
+
+
+def make_session(pool_size: int, retries: Retry | int = 0) -> requests.Session:
+    """A session whose pool fits `pool_size` concurrent requests (one per worker thread)."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=retries)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    session.trust_env = False  # no ~/.netrc: it would override the Authorization header
+    return session
 
 
 @dataclass(frozen=True)

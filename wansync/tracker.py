@@ -15,7 +15,7 @@ from typing import Any
 from . import sidecar
 from .errors import TaskFileError
 from .publish import Folders, stem
-from .taskfile import TaskSpec, is_task_name, read, task_name
+from .taskfile import TASK_SUFFIX, TaskSpec, is_task_name, read, task_name
 
 SETTLE_SECONDS = 1.0
 
@@ -28,7 +28,6 @@ class Task:
     data: dict[str, Any]
     errors_in_row: int = 0
     busy: bool = False  # a poll or a download for it is in flight
-    removed: bool = False  # the user took the .task away while it was busy
     refused_url: str | None = None  # a video URL storage refused once
 
     @property
@@ -118,17 +117,20 @@ class Candidates:
         return min(now + 0.25, min(c.since for c in self._waiting.values()) + SETTLE_SECONDS)
 
 
-def scan_inbox(inbox: Path) -> tuple[list[Path], list[str]]:
-    """Visible `.task` files, and the names of sidecars whose `.task` is not there."""
-    tasks, sidecars = [], []
+def scan_inbox(inbox: Path) -> tuple[set[str], list[str]]:
+    """Names of the visible `.task` files, and of sidecars whose `.task` is not there.
+
+    Names, not paths: the daemon rescans 10,000-task inboxes with this every few seconds.
+    """
+    tasks, sidecars = set(), []
     with os.scandir(inbox) as entries:
         for entry in entries:
             name = entry.name
             if is_task_name(name):
-                tasks.append(Path(entry.path))
+                tasks.add(name[: -len(TASK_SUFFIX)])
             elif name.endswith(sidecar.SUFFIX) and not name.startswith("."):
                 sidecars.append(name[: -len(sidecar.SUFFIX)])
-    task_stems = {stem(task_name(p)) for p in tasks}
+    task_stems = {stem(n) for n in tasks}
     return tasks, [n for n in sidecars if n not in task_stems]
 
 
@@ -142,17 +144,12 @@ def open_task(folders: Folders, path: Path, now_wall: float) -> tuple[Task, Task
     previous = sidecar.read(folders.sidecar(name))
     try:
         spec = read(path)
-    except TaskFileError as exc:
-        data = sidecar.new(name, exc.task_id, {}, now_wall)
+    except (TaskFileError, OSError) as exc:
+        reason = exc if isinstance(exc, TaskFileError) else exc.strerror
+        data = sidecar.new(name, getattr(exc, "task_id", None), {}, now_wall)
         data["state"] = "failed"
         data["finished"] = sidecar.utc_iso(now_wall)
-        data["error"] = sidecar.error("InvalidTaskFile", f"{path.name}: {exc}", False)
-        return Task(name, data), None
-    except OSError as exc:
-        data = sidecar.new(name, None, {}, now_wall)
-        data["state"] = "failed"
-        data["finished"] = sidecar.utc_iso(now_wall)
-        data["error"] = sidecar.error("InvalidTaskFile", f"{path.name}: {exc.strerror}", False)
+        data["error"] = sidecar.error("InvalidTaskFile", f"{path.name}: {reason}", False)
         return Task(name, data), None
     if previous and previous.get("task_id") == spec.task_id:
         previous["meta"] = spec.meta
