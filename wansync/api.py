@@ -13,18 +13,49 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import urllib3
 
 from . import __version__
-from .errors import AuthRejected, MalformedResponse, RateLimited, RemoteUnavailable, TaskFailed
+from .errors import (
+    AuthRejected,
+    MalformedResponse,
+    RateLimited,
+    RemoteUnavailable,
+    SubmitAmbiguous,
+    TaskFailed,
+    TransientError,
+)
 from .log import scrub
+from .taskfile import TASK_ID
 
 MAX_BODY = 1024 * 1024
 USER_AGENT = f"wansync/{__version__}"
 STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN")
+SUBMIT_PATH = "/api/v1/services/aigc/video-generation/video-synthesis"
+LIST_PAGE_SIZE = 100
+LIST_MAX_PAGES = 10
+API_ZONE = timedelta(hours=8)  # the API's times are Beijing time (assumed for the task list)
+
+
+def api_time(ts: float, compact: bool = False) -> str:
+    """A wall time as the API writes it: `2025-09-25 11:07:28.590`, or `20250925110728`."""
+    moment = datetime.fromtimestamp(ts, tz=UTC) + API_ZONE
+    if compact:
+        return moment.strftime("%Y%m%d%H%M%S")
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The answer to a submit: the new task's id."""
+
+    task_id: str
+    request_id: str | None
 
 
 @dataclass(frozen=True)
@@ -95,6 +126,131 @@ class TaskApi:
             "User-Agent": USER_AGENT,
             "Accept-Encoding": "gzip, deflate",
         }
+
+    def _get_json(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        """GET an API object; errors become the usual types (never `TaskFailed` here)."""
+        url = f"{self.base_url}{path}?{urlencode(params)}"
+        try:
+            resp = self._pool.request(
+                "GET", url, headers=self._headers, preload_content=False, redirect=False
+            )
+            try:
+                body = _read_bounded(resp)
+            finally:
+                resp.release_conn()
+        except urllib3.exceptions.HTTPError as exc:
+            raise RemoteUnavailable(scrub(f"{type(exc).__name__}: {exc}")) from None
+        if resp.status != 200:
+            try:
+                self._interpret(resp, body)
+            except TaskFailed as exc:
+                raise RemoteUnavailable(f"HTTP {resp.status}: {exc.message}", exc.code) from None
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            raise MalformedResponse("answer is not JSON") from None
+        if not isinstance(obj, dict):
+            raise MalformedResponse("answer is not a JSON object")
+        return obj
+
+    def upload_policy(self, model: str) -> dict[str, Any]:
+        """A temporary-storage upload policy (`GET /api/v1/uploads?action=getPolicy`)."""
+        data = self._get_json("/api/v1/uploads", {"action": "getPolicy", "model": model})
+        policy = data.get("data")
+        needed = ("upload_host", "upload_dir", "policy", "signature", "oss_access_key_id")
+        if not isinstance(policy, dict) or not all(isinstance(policy.get(k), str) for k in needed):
+            raise MalformedResponse("upload policy answer lacks upload_host/policy/signature")
+        return policy
+
+    def list_tasks(self, model: str, start: float, end: float) -> list[dict[str, Any]]:
+        """Tasks of `model` created between two wall times (`GET /api/v1/tasks`), all pages."""
+        found: list[dict[str, Any]] = []
+        for page in range(1, LIST_MAX_PAGES + 1):
+            params = {
+                "model_name": model,
+                "start_time": api_time(start, compact=True),
+                "end_time": api_time(end, compact=True),
+                "page_no": page,
+                "page_size": LIST_PAGE_SIZE,
+            }
+            data = self._get_json("/api/v1/tasks", params)
+            rows = data.get("data")
+            if not isinstance(rows, list):
+                raise MalformedResponse("task list answer has no data list")
+            found.extend(
+                r for r in rows if isinstance(r, dict) and isinstance(r.get("task_id"), str)
+            )
+            total_pages = data.get("total_page")
+            if (
+                len(rows) < LIST_PAGE_SIZE
+                or not isinstance(total_pages, int)
+                or page >= total_pages
+            ):
+                return found
+        return found
+
+    def submit(self, body: dict[str, Any], resolve_oss: bool) -> Submitted:
+        """Create a task. Errors say whether a task may exist:
+
+        `RateLimited`, `AuthRejected`, `RemoteUnavailable` (could not connect) and
+        `TaskFailed` (4xx) prove nothing was created; `SubmitAmbiguous` does not.
+        """
+        headers = {
+            **self._headers,
+            "Content-Type": "application/json",
+            "X-DashScope-Async": "enable",
+            # A fresh connection: a stale keep-alive one fails *after* sending, which
+            # would turn a harmless hiccup into an uncertain submit.
+            "Connection": "close",
+        }
+        if resolve_oss:
+            headers["X-DashScope-OssResourceResolve"] = "enable"
+        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        try:
+            resp = self._pool.request(
+                "POST",
+                f"{self.base_url}{SUBMIT_PATH}",
+                body=payload,
+                headers=headers,
+                preload_content=False,
+                redirect=False,
+            )
+            try:
+                answer = _read_bounded(resp)
+            finally:
+                resp.release_conn()
+        except urllib3.exceptions.ConnectTimeoutError as exc:  # also NewConnectionError
+            raise RemoteUnavailable(scrub(f"could not connect: {type(exc).__name__}")) from None
+        except (urllib3.exceptions.HTTPError, MalformedResponse) as exc:
+            raise SubmitAmbiguous(scrub(f"no answer after sending: {type(exc).__name__}")) from None
+        if resp.status == 200:
+            return self._parse_submitted(answer)
+        if resp.status >= 500 or resp.status in (408, 409):
+            _, message = _error_fields(answer)
+            detail = scrub(message or resp.reason or "no message")
+            raise SubmitAmbiguous(f"HTTP {resp.status}: {detail}")
+        try:
+            self._interpret(resp, answer)
+        except AuthRejected as exc:
+            if resp.status == 403:  # 403 on a submit: this model or call is not allowed
+                raise TaskFailed(exc.code, exc.message) from None
+            raise
+        except TransientError as exc:  # a 4xx this client does not know: nothing created
+            raise TaskFailed(exc.code, exc.message) from None
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _parse_submitted(body: bytes) -> Submitted:
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            raise SubmitAmbiguous("HTTP 200 but the answer is not JSON") from None
+        output = obj.get("output") if isinstance(obj, dict) else None
+        task_id = output.get("task_id") if isinstance(output, dict) else None
+        if not isinstance(task_id, str) or not TASK_ID.match(task_id):
+            raise SubmitAmbiguous("HTTP 200 but the answer has no task_id")
+        request_id = obj.get("request_id")
+        return Submitted(task_id, request_id if isinstance(request_id, str) else None)
 
     def fetch(self, task_id: str) -> TaskReport:
         url = f"{self.base_url}/api/v1/tasks/{task_id}"

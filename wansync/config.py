@@ -87,6 +87,12 @@ def _host_patterns(value: Any) -> tuple[str, ...]:
     return tuple(v.lower() for v in value)
 
 
+def _model_name(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
+        raise ValueError(f"{value!r} is not a model name like wan2.7-i2v")
+    return value
+
+
 def _choice(*options: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         if value not in options:
@@ -111,6 +117,10 @@ SCHEMA: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "download.allowed_hosts": (["*.aliyuncs.com"], _host_patterns),
     "download.max_bytes": (2 * 1024**3, _positive_int),
     "download.require_https": (True, _bool),
+    "submit.model": ("wan2.7-i2v", _model_name),
+    "submit.max_in_progress": (5, _positive_int),
+    "submit.max_per_second": (1, _positive_rate),
+    "submit.max_upload_bytes": (100 * 1024**2, _positive_int),
     "log.format": ("auto", _choice("auto", "json", "console")),
     "log.level": ("info", _choice("debug", "info", "warning", "error")),
     "watch.rescan_interval": (10, parse_duration),
@@ -141,6 +151,14 @@ class DownloadConfig:
 
 
 @dataclass(frozen=True)
+class SubmitConfig:
+    model: str
+    max_in_progress: int
+    max_per_second: float
+    max_upload_bytes: int
+
+
+@dataclass(frozen=True)
 class LogConfig:
     format: str
     level: str
@@ -162,6 +180,7 @@ class Config:
     api: ApiConfig
     poll: PollConfig
     download: DownloadConfig
+    submit: SubmitConfig
     log: LogConfig
     watch: WatchConfig
     source: Path | None = None
@@ -214,6 +233,7 @@ def from_mapping(data: Any, source: Path | None = None) -> Config:
         api=section("api", ApiConfig),
         poll=section("poll", PollConfig),
         download=section("download", DownloadConfig),
+        submit=section("submit", SubmitConfig),
         log=section("log", LogConfig),
         watch=section("watch", WatchConfig),
         source=source,

@@ -10,18 +10,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import json
 import math
 import os
 import queue
 import signal
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import config, log, publish, sidecar
+from . import config, jobfile, log, publish, sidecar
 from .api import TaskApi, TaskReport
 from .config import Config
 from .download import Downloaded, Downloader, check_url, url_expires
@@ -35,15 +34,17 @@ from .errors import (
     UrlRefused,
     WansyncError,
 )
-from .fsutil import sweep_temp_files
+from .fsutil import sweep_temp_files, write_bytes_atomic
 from .notify import Notifier
 from .predictor import CompletionModel
 from .publish import Folders
 from .scheduler import Scheduler
+from .submitter import Submitter
 from .taskfile import task_name
 from .tracker import Candidates, Task, open_task, scan_inbox
 from .waker import Waker
 from .watcher import CHANGED, GONE, READY, InboxWatcher
+from .workers import Workers
 
 LOCK_NAME = ".wansync.lock"
 MAX_BACKOFF = 300.0
@@ -91,40 +92,6 @@ def url_for_log(url: Any) -> str | None:
     return log.strip_query(url) if isinstance(url, str) else None
 
 
-@dataclass
-class _Workers:
-    """A few daemon threads reading jobs from a queue; they never block the exit."""
-
-    name: str
-    count: int
-    job: Callable[[Any], None]
-    jobs: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
-    threads: list[threading.Thread] = field(default_factory=list)
-
-    def start(self) -> None:
-        for i in range(self.count):
-            t = threading.Thread(target=self._run, name=f"{self.name}-{i}", daemon=True)
-            t.start()
-            self.threads.append(t)
-
-    def _run(self) -> None:
-        while True:
-            item = self.jobs.get()
-            if item is None:
-                return
-            self.job(item)
-
-    def submit(self, item: Any) -> None:
-        self.jobs.put(item)
-
-    def stop(self, grace: float) -> None:
-        for _ in self.threads:
-            self.jobs.put(None)
-        deadline = time.monotonic() + grace
-        for t in self.threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-
-
 class Daemon:
     """`run()` is the daemon; `run(burst=True)` handles what is in the inbox now, then ends."""
 
@@ -148,8 +115,8 @@ class Daemon:
         self.candidates = Candidates()
         self.tasks: dict[str, Task] = {}
         self.notifier = notifier or Notifier()
-        self.pollers = _Workers("poll", self._poll_workers(), self._poll_job)
-        self.fetchers = _Workers("download", cfg.download.concurrency, self._download_job)
+        self.pollers = Workers("poll", self._poll_workers(), self._poll_job)
+        self.fetchers = Workers("download", cfg.download.concurrency, self._download_job)
         self.watcher: InboxWatcher | None = None
         self.downloads_running = 0
         self.download_due: dict[str, float] = {}  # tasks waiting for a download slot
@@ -160,6 +127,7 @@ class Daemon:
         self._scanned: list[Path] = []
         self._by_id: dict[str, str] = {}  # task id -> name of the live task fetching it
         self._unsaved: dict[str, None] = {}  # found tasks whose first sidecar is not written
+        self.submitter = Submitter(cfg, self.folders, self.api, self, self.results, self.wake.set)
 
     def _poll_workers(self) -> int:
         """Enough threads for the rate at ~300 ms per answer; more would only add switching."""
@@ -198,6 +166,7 @@ class Daemon:
             self.notifier.stopping()
             self._flush_unsaved(2.0)
             self.pollers.stop(0.0)
+            self.submitter.stop()
             self.fetchers.stop(STOP_GRACE)
             if self.watcher:
                 self.watcher.stop()
@@ -214,6 +183,7 @@ class Daemon:
             self.watcher.start()  # watch first, then scan: nothing falls in between
         self.pollers.start()
         self.fetchers.start()
+        self.submitter.start()
         self._startup_scan(started, burst)
         self.log.info(
             "daemon.started",
@@ -242,6 +212,7 @@ class Daemon:
             self._drain_results()
             self._dispatch_polls(time.monotonic())
             self._dispatch_downloads(time.monotonic())
+            self.submitter.dispatch(time.monotonic())
             if self._unsaved:
                 self._flush_unsaved(0.05)
             if burst and self._burst_done():
@@ -325,12 +296,17 @@ class Daemon:
             for task in self.tasks.values():
                 if task.state == "polling" and not task.busy:
                     self.scheduler.add(task.name, now)
+        self.submitter.cfg = self.cfg
         self.log.info("config.reloaded", source=str(self.cfg.source))
         self.notifier.ready(self._status_line())
 
     def _sleep_time(self, now: float, *marks: float | None) -> float:
         candidates = [m for m in marks if m is not None]
-        for t in (self.scheduler.next_time(now), self.candidates.next_check(now)):
+        for t in (
+            self.scheduler.next_time(now),
+            self.candidates.next_check(now),
+            self.submitter.next_time(),
+        ):
             if t is not None:
                 candidates.append(t)
         if self.download_due and self.downloads_running < self.cfg.download.concurrency:
@@ -342,13 +318,14 @@ class Daemon:
 
     # -- discovery ---------------------------------------------------------------------
     def _startup_scan(self, now: float, burst: bool) -> None:
-        names, orphans = scan_inbox(self.cfg.inbox)
-        for name in orphans:
+        listing = scan_inbox(self.cfg.inbox)
+        for name in listing.orphans:
             self._orphan_sidecar(name)
-        tasks = [self.folders.task(n) for n in sorted(names)]
+        tasks = [self.folders.task(n) for n in sorted(listing.tasks)]
+        tasks += [self.folders.job(n) for n in sorted(listing.jobs - listing.tasks)]
         self._scanned = tasks
         if burst:
-            self._burst_names = {task_name(p) for p in tasks}
+            self._burst_names = listing.tasks | listing.jobs
         for path in tasks:
             self.candidates.changed(path, now)
         for path in self.candidates.take(now):
@@ -360,7 +337,7 @@ class Daemon:
     def _sweep_parts(self) -> None:
         """Partial downloads no live task owns are ours to remove (the task was removed)."""
         owned = {publish.stem(n) for n in self.tasks}
-        owned |= {publish.stem(task_name(p)) for p in self._scanned if p in self.candidates}
+        owned |= {publish.stem(_name(p)) for p in self._scanned if p in self.candidates}
         for entry in os.scandir(self.cfg.outbox):
             if entry.name.startswith(".") and entry.name.endswith(".mp4.part"):
                 name = entry.name[1 : -len(".mp4.part")]
@@ -402,18 +379,28 @@ class Daemon:
                 self.candidates.changed(path, now)
             elif kind == GONE and not path.exists():
                 self.candidates.forget(path)
-                self._task_removed(task_name(path))
+                if jobfile.is_job_name(path.name):
+                    self.submitter.removed(jobfile.job_name(path))
+                else:
+                    self._task_removed(task_name(path))
 
     def _rescan(self, now: float) -> None:
         """The safety net for missed events (overflow, network filesystems)."""
         try:
-            present, _ = scan_inbox(self.cfg.inbox)
+            listing = scan_inbox(self.cfg.inbox)
         except OSError:
             return  # the watch check reports and repairs a missing inbox
+        present = listing.tasks
         for name in present.difference(self.tasks):  # strings only: cheap with 10,000 tasks
             path = self.folders.task(name)
             if path not in self.candidates:
                 self.candidates.changed(path, now)
+        for name in listing.jobs.difference(self.tasks, self.submitter.jobs, present):
+            path = self.folders.job(name)
+            if path not in self.candidates:
+                self.candidates.changed(path, now)
+        for name in [n for n in self.submitter.jobs if n not in listing.jobs]:
+            self.submitter.removed(name)
         for name in [n for n in self.tasks if n not in present]:
             if not self.folders.task(name).exists():
                 self._task_removed(name)
@@ -435,15 +422,19 @@ class Daemon:
         )
 
     def _untrack(self, name: str) -> None:
+        self.submitter.slots_changed = True
         task = self.tasks.pop(name, None)
         if task is not None and self._by_id.get(task.data.get("task_id") or "") == name:
             del self._by_id[task.data["task_id"]]
 
     def _discover(self, path: Path, now: float) -> None:
-        name = task_name(path)
+        name = _name(path)
         if name in self.tasks:
             return
         if self._burst_names is not None and name not in self._burst_names:
+            return
+        if jobfile.is_job_name(path.name):
+            self.submitter.discover(path, now)
             return
         task, spec = open_task(self.folders, path, time.time())
         if task.state in sidecar.TERMINAL_STATES:
@@ -530,6 +521,9 @@ class Daemon:
             except queue.Empty:
                 return
             kind, name, *rest = item
+            if kind == "job":
+                self.submitter.on_result(name, *rest)
+                continue
             task = self.tasks.get(name)
             if kind == "etag":
                 if task:
@@ -587,6 +581,8 @@ class Daemon:
         self.model.observe(
             report.output, time.time(), finished=report.status in ("SUCCEEDED", "FAILED")
         )
+        if report.status not in ("PENDING", "RUNNING"):
+            self.submitter.slots_changed = True  # one task fewer in progress
         data = task.data
         previous_status = data["task_status"]
         data.update(
@@ -858,22 +854,71 @@ class Daemon:
 
     def _burst_done(self) -> bool:
         assert self._burst_names is not None
-        live = [n for n in self._burst_names if n in self.tasks]
+        live = [n for n in self._burst_names if n in self.tasks or n in self.submitter.jobs]
         waiting = [p for p in self._scanned if p in self.candidates]
         if not live and not waiting:
             return True
-        self._burst_names = set(live) | {task_name(p) for p in waiting}
+        self._burst_names = set(live) | {_name(p) for p in waiting}
         return False
+
+    # -- what the submitter asks of the daemon (submitter.JobHost) ----------------------
+    def in_progress(self) -> int:
+        """Tasks the account is generating now: every tracked one not yet finished."""
+        return sum(
+            1
+            for t in self.tasks.values()
+            if t.state == "polling" and t.data["task_status"] in (None, "PENDING", "RUNNING")
+        )
+
+    def known_task_ids(self) -> set[str]:
+        """Ids of our tasks: tracked, or ended in the last day (a search must skip them)."""
+        known = set(self._by_id)
+        since = time.time() - 86400
+        for folder in (self.cfg.outbox, self.cfg.failed):
+            with contextlib.suppress(OSError), os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.endswith(sidecar.SUFFIX) and entry.stat().st_mtime >= since:
+                        data = sidecar.read(Path(entry.path))
+                        if data and data.get("task_id"):
+                            known.add(data["task_id"])
+        return known
+
+    def is_tracked(self, name: str) -> bool:
+        return name in self.tasks
+
+    def adopt(self, name: str, task_id: str, meta: dict[str, Any]) -> None:
+        """A job's task now exists: write its `.task` (what a user would drop) and track it."""
+        path = self.folders.task(name)
+        content = json.dumps({**meta, "task_id": task_id}, ensure_ascii=False) + "\n"
+        try:
+            if not path.exists():
+                write_bytes_atomic(path, content.encode("utf-8"))
+        except OSError as exc:  # the sidecar holds the id: the next rescan tries again
+            self.log.error("job.task_file_error", name=name, task_id=task_id, error=str(exc))
+            return
+        self.candidates.forget(path)
+        self._discover(path, time.monotonic())
+
+    def finish(self, task: Task) -> None:
+        self.tasks[task.name] = task
+        self._finish(task)
 
     # -- reporting ---------------------------------------------------------------------
     def _status_counts(self) -> dict[str, int]:
         polling = sum(1 for t in self.tasks.values() if t.state == "polling")
         downloading = sum(1 for t in self.tasks.values() if t.state == "downloading")
-        return {"polling": polling, "downloading": downloading, **self.counts}
+        jobs = self.submitter.waiting()
+        return {"jobs": jobs, "polling": polling, "downloading": downloading, **self.counts}
 
     def _status_line(self) -> str:
         c = self._status_counts()
+        jobs = f"{c['jobs']} jobs waiting, " if c["jobs"] else ""
         return (
-            f"{c['polling']} polling, {c['downloading']} downloading, "
+            f"{jobs}{c['polling']} polling, {c['downloading']} downloading, "
             f"{c['done']} done, {c['failed']} failed"
         )
+
+
+def _name(path: Path) -> str:
+    """`NAME` of `inbox/NAME.task` or `inbox/NAME.job`: one name for a job and its task."""
+    return jobfile.job_name(path) if jobfile.is_job_name(path.name) else task_name(path)

@@ -19,6 +19,10 @@ class TaskFileError(WansyncError):
         self.task_id = task_id
 
 
+class JobFileError(WansyncError):
+    """A `.job` file cannot be submitted as written; it goes to `failed/` as `InvalidJobFile`."""
+
+
 class TaskFailed(WansyncError):
     """A terminal outcome: the task ends in `failed/` with this code and message."""
 
@@ -72,6 +76,15 @@ class DownloadInterrupted(TransientError):
     """The video stream broke off or the disk refused it; the `.part` is kept for a resume."""
 
     code = "DownloadInterrupted"
+
+
+class SubmitAmbiguous(TransientError):
+    """A submit whose answer was lost after the request went out: a task may exist.
+
+    Never re-sent blindly; the task list is searched instead (see submitter.py).
+    """
+
+    code = "SubmitUncertain"
 
 
 class UrlRefused(WansyncError):

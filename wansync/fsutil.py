@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,28 @@ def move_durable(src: Path, dst: Path) -> None:
     fsync_dir(dst.parent)
     if src.parent != dst.parent:
         fsync_dir(src.parent)
+
+
+class NotARegularFile(Exception):
+    """A user's file we refuse to read: a link (it could point anywhere) or not a file."""
+
+
+def read_small(path: Path, limit: int) -> bytes:
+    """At most `limit + 1` bytes of a regular file, without following a link or blocking.
+
+    A FIFO would block the daemon forever and a link could point outside the inbox,
+    so both are refused; the caller turns the refusal into its own error.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotARegularFile("is a symbolic link; wansync does not follow links") from None
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotARegularFile("is not a regular file")
+        return fh.read(limit + 1)
 
 
 def sweep_temp_files(folder: Path) -> list[Path]:

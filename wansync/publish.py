@@ -1,8 +1,9 @@
 """The ordered moves that end a task in `outbox/` or `failed/`; a crash between any two is harmless.
 
 Order, success: (1) the final sidecar, naming the chosen file, is written in the inbox;
-(2) `.NAME.mp4.part` → `outbox/X.mp4`; (3) the `.task` → `outbox/X.task`;
-(4) the sidecar → `outbox/X.status.json`. Failure skips (2) and drops the `.part`.
+(2) `.NAME.mp4.part` → `outbox/X.mp4`; (3) a job's `.job` → `outbox/X.job`; (4) the
+`.task` → `outbox/X.task`; (5) the sidecar → `outbox/X.status.json`. Failure skips (2)
+and drops the `.part`; a job that failed before it had a task has no `.task`.
 The inbox sidecar is the journal: while it is there and terminal, the publish is not
 finished, and `resume` carries it on from wherever it stopped. Every step is idempotent.
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 from . import sidecar
 from .fsutil import fsync_dir, move_durable
+from .jobfile import JOB_SUFFIX
 from .taskfile import TASK_SUFFIX
 
 MP4 = ".mp4"
@@ -51,6 +53,9 @@ class Folders:
     def task(self, name: str) -> Path:
         return self.inbox / f"{name}{TASK_SUFFIX}"
 
+    def job(self, name: str) -> Path:
+        return self.inbox / f"{name}{JOB_SUFFIX}"
+
     def sidecar(self, name: str) -> Path:
         return sidecar.path_for(self.inbox, stem(name))
 
@@ -59,9 +64,9 @@ class Folders:
 
 
 def free_name(folder: Path, name: str) -> str:
-    """`name`, or the smallest `name-k` (k ≥ 2) none of whose three files exist in `folder`."""
+    """`name`, or the smallest `name-k` (k ≥ 2) none of whose files exist in `folder`."""
     for candidate in itertools.chain([name], (f"{name}-{k}" for k in itertools.count(2))):
-        suffixes = (MP4, sidecar.SUFFIX, TASK_SUFFIX)
+        suffixes = (MP4, sidecar.SUFFIX, TASK_SUFFIX, JOB_SUFFIX)
         if not any((folder / f"{candidate}{s}").exists() for s in suffixes):
             return candidate
     raise AssertionError("unreachable")
@@ -79,7 +84,11 @@ def finalize(folders: Folders, data: dict[str, Any]) -> None:
 
 
 def resume(folders: Folders, data: dict[str, Any], task_file_is_ours: bool) -> Path:
-    """Steps (2) to (4) from wherever they stopped; returns the published sidecar's path."""
+    """Steps (2) to (5) from wherever they stopped; returns the published sidecar's path.
+
+    `task_file_is_ours` is False when the `.task` had already gone: then a `.task` or
+    `.job` of the same name in the inbox is a new one the user dropped (a retry).
+    """
     name, chosen = data["name"], data["published_as"]
     dest = folders.destination(data)
     part = folders.part(name)
@@ -90,6 +99,9 @@ def resume(folders: Folders, data: dict[str, Any], task_file_is_ours: bool) -> P
     else:
         with contextlib.suppress(FileNotFoundError):
             part.unlink()  # our own partial download, never published
+    job = folders.job(name)
+    if task_file_is_ours and data.get("job") and job.exists():
+        move_durable(job, dest / f"{chosen}{JOB_SUFFIX}")
     task = folders.task(name)
     if task_file_is_ours and task.exists():
         move_durable(task, dest / f"{chosen}{TASK_SUFFIX}")

@@ -21,26 +21,22 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .api import SUBMIT_PATH, api_time
+from .simulator_submit import OSS_PATH, SubmitDesk
+
 TASK_PREFIX = "/api/v1/tasks/"
 VIDEO_PREFIX = "/videos/"
 PATTERN_SIZE = 1024 * 1024
-BEIJING = timedelta(hours=8)
 
 
 def sample_video() -> bytes:
     """The small, real, playable MP4 that ships in the package."""
     return resources.files("wansync").joinpath("data/sample.mp4").read_bytes()
-
-
-def _api_time(ts: float) -> str:
-    moment = datetime.fromtimestamp(ts, tz=UTC) + BEIJING
-    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 
 
 @dataclass
@@ -107,7 +103,7 @@ class Fault:
     the video), expired (403), redirect (302 to `body`), endless (a video that never ends).
     """
 
-    target: str  # "task" | "video"
+    target: str  # "task" | "video" | "submit" | "list"
     kind: str
     task_id: str | None = None
     count: int = 1
@@ -117,6 +113,7 @@ class Fault:
     at: int = 0
     code: str | None = None
     body: bytes | None = None
+    created: bool = False  # "submit" only: make the task first, then answer with the fault
 
 
 class Simulator:
@@ -134,6 +131,7 @@ class Simulator:
         chaos: float = 0.0,
         seed: int = 1,
         tls: tuple[str, str] | None = None,
+        max_in_progress: int = 5,
     ) -> None:
         self.key = key
         self.chaos = chaos  # share of requests that get a random fault (load tests)
@@ -163,6 +161,7 @@ class Simulator:
             )
             self.scheme = "https"
         self._thread: threading.Thread | None = None
+        self.desk = SubmitDesk(self, max_in_progress)
 
     # -- lifecycle ---------------------------------------------------------------------
     @property
@@ -422,6 +421,21 @@ class _Handler(BaseHTTPRequestHandler):
                 kind = query.get("kind", [None])[0]
                 since = float(query.get("since", ["0"])[0])
                 self._json(200, [r for r in self.sim.requests(kind) if r["t"] >= since])
+            elif parts.path == "/api/v1/tasks":
+                self.sim.desk.list_tasks(self, parse_qs(parts.query))
+            elif parts.path == "/api/v1/uploads":
+                self.sim.desk.policy(self, parse_qs(parts.query))
+            elif parts.path == "/_sim/created":
+                with self.sim._lock:
+                    desk = self.sim.desk
+                    self._json(
+                        200,
+                        {
+                            "created": desk.created,
+                            "most_in_progress": desk.most_in_progress,
+                            "rejected_busy": desk.rejected_busy,
+                        },
+                    )
             elif parts.path == "/_sim/tasks":
                 with self.sim._lock:
                     tasks = [vars(t).copy() for t in self.sim.tasks.values()]
@@ -435,7 +449,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"{}")
+        raw = self.rfile.read(length)
+        path = urlsplit(self.path).path
+        if path == SUBMIT_PATH:
+            self.sim.desk.submit(self, raw)
+            return
+        if path == OSS_PATH:
+            self.sim.desk.oss_upload(self, raw)
+            return
+        body = json.loads(raw or b"{}")
         if self.path == "/_sim/tasks":  # one task, or {"tasks": [...]} in bulk
             for spec in body.get("tasks", [body]):
                 self.sim.add_task(spec.pop("task_id"), **spec)
@@ -484,14 +506,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._reported = status
         output: dict[str, Any] = {"task_id": task_id, "task_status": status}
         if status != "UNKNOWN":
-            output["submit_time"] = _api_time(task.created)
+            output["submit_time"] = api_time(task.created)
         if status in ("RUNNING", "SUCCEEDED", "FAILED"):
             scheduled = task.first_poll or now
             if task.run_seconds is not None:
                 scheduled = task.created + (task.queue_seconds or 0.0)
-            output["scheduled_time"] = _api_time(scheduled)
+            output["scheduled_time"] = api_time(scheduled)
         if status in ("SUCCEEDED", "FAILED", "CANCELED"):
-            output["end_time"] = _api_time(task.end_time or now)
+            output["end_time"] = api_time(task.end_time or now)
         usage = None
         if status == "SUCCEEDED":
             output["orig_prompt"] = "a simulated prompt"

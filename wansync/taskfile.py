@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import TaskFileError
+from .fsutil import NotARegularFile, read_small
 
 TASK_SUFFIX = ".task"
 MAX_BYTES = 64 * 1024
@@ -87,19 +85,9 @@ def _parse_json(text: str) -> TaskSpec:
 
 
 def read(path: Path) -> TaskSpec:
-    """Read a task file from disk (at most 64 KiB + 1 byte, so a huge file costs nothing).
-
-    Links are not followed (a link could point anywhere outside the inbox), and only
-    regular files are read (opening a FIFO would block the daemon).
-    """
+    """Read a task file from disk (at most 64 KiB + 1 byte, so a huge file costs nothing)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise TaskFileError("is a symbolic link; wansync does not follow links") from None
-        raise
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise TaskFileError("is not a regular file")
-        data = fh.read(MAX_BYTES + 1)
+        data = read_small(path, MAX_BYTES)
+    except NotARegularFile as exc:
+        raise TaskFileError(str(exc)) from None
     return parse(data)

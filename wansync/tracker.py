@@ -14,6 +14,7 @@ from typing import Any
 
 from . import sidecar
 from .errors import TaskFileError
+from .jobfile import JOB_SUFFIX, is_job_name
 from .publish import Folders, stem
 from .taskfile import TASK_SUFFIX, TaskSpec, is_task_name, read, task_name
 
@@ -117,21 +118,29 @@ class Candidates:
         return min(now + 0.25, min(c.since for c in self._waiting.values()) + SETTLE_SECONDS)
 
 
-def scan_inbox(inbox: Path) -> tuple[set[str], list[str]]:
-    """Names of the visible `.task` files, and of sidecars whose `.task` is not there.
+@dataclass
+class InboxListing:
+    """Names (not paths: the daemon rescans 10,000-task inboxes every few seconds)."""
 
-    Names, not paths: the daemon rescans 10,000-task inboxes with this every few seconds.
-    """
-    tasks, sidecars = set(), []
+    tasks: set[str]
+    jobs: set[str]
+    orphans: list[str]  # sidecars with neither a `.task` nor a `.job`
+
+
+def scan_inbox(inbox: Path) -> InboxListing:
+    """The visible `.task` and `.job` files, and the sidecars that have neither."""
+    tasks, jobs, sidecars = set(), set(), []
     with os.scandir(inbox) as entries:
         for entry in entries:
             name = entry.name
             if is_task_name(name):
                 tasks.add(name[: -len(TASK_SUFFIX)])
+            elif is_job_name(name):
+                jobs.add(name[: -len(JOB_SUFFIX)])
             elif name.endswith(sidecar.SUFFIX) and not name.startswith("."):
                 sidecars.append(name[: -len(sidecar.SUFFIX)])
-    task_stems = {stem(n) for n in tasks}
-    return tasks, [n for n in sidecars if n not in task_stems]
+    owned = {stem(n) for n in tasks | jobs}
+    return InboxListing(tasks, jobs, [n for n in sidecars if n not in owned])
 
 
 def open_task(folders: Folders, path: Path, now_wall: float) -> tuple[Task, TaskSpec | None]:

@@ -21,6 +21,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from .jobfile import is_job_name
 from .taskfile import is_task_name
 from .waker import Waker
 
@@ -35,7 +36,7 @@ class _Handler(FileSystemEventHandler):
 
     def _put(self, kind: str, path: str | bytes) -> None:
         p = Path(path.decode() if isinstance(path, bytes) else path)
-        if is_task_name(p.name):
+        if is_task_name(p.name) or is_job_name(p.name):
             self.out.put((kind, p))
             self.wake.set()
 

@@ -1,0 +1,248 @@
+"""The simulator's task-creating side: submit, temporary file uploads, and the task list.
+
+Kept apart from `simulator.py` (the task API and video hosting) because it has its own
+state: the tasks created per request (so tests can prove a job made exactly one), the
+account's in-progress limit, and the uploaded objects.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import json
+import secrets
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from .api import API_ZONE, api_time
+from .jobfile import MEDIA_TYPES, RESOLUTIONS, uses_media
+
+if TYPE_CHECKING:
+    from .simulator import Simulator, _Handler
+
+OSS_PATH = "/_oss"
+
+
+class Rejected(Exception):
+    """An answer that creates nothing: HTTP status, code and message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class SubmitDesk:
+    def __init__(self, sim: Simulator, max_in_progress: int) -> None:
+        self.sim = sim
+        self.max_in_progress = max_in_progress
+        self.created: list[dict[str, Any]] = []  # one entry per task made by a submit
+        self.most_in_progress = 0  # the highest in-progress count a submit ever saw
+        self.rejected_busy = 0  # submits answered 429 for the in-progress limit
+        self.objects: dict[str, bytes] = {}  # uploaded files by OSS key
+        self._upload_dirs: set[str] = set()
+
+    # -- POST /api/v1/services/aigc/video-generation/video-synthesis ---------------------
+    def submit(self, handler: _Handler, raw: bytes) -> None:
+        sim = self.sim
+        fault = sim.take_fault("submit", None)
+        status: Any = 200
+        task_id = None
+        try:
+            if fault and not fault.created and handler._apply(fault):
+                status = fault.kind
+                return
+            body = self._check(handler, raw)
+            with sim._lock:
+                running = self._in_progress()
+                if running >= self.max_in_progress:
+                    self.rejected_busy += 1
+                    raise Rejected(
+                        429,
+                        "Throttling.AllocationQuota",
+                        f"Too many tasks in progress: {running} (the limit is "
+                        f"{self.max_in_progress}); retry when one has finished.",
+                    )
+                task_id = str(uuid.uuid4())
+                self.most_in_progress = max(self.most_in_progress, running + 1)
+            prompt = body["input"].get("prompt") or ""
+            outcome = "FAILED" if "[fail]" in prompt else "SUCCEEDED"
+            sim.add_task(task_id, outcome=outcome)
+            with sim._lock:
+                self.created.append(
+                    {"task_id": task_id, "model": body["model"], "prompt": prompt, "body": body}
+                )
+            if fault and handler._apply(fault):  # created, then the answer goes wrong
+                status = fault.kind
+                return
+            handler._json(
+                200,
+                {
+                    "request_id": secrets.token_hex(8),
+                    "output": {"task_id": task_id, "task_status": "PENDING"},
+                },
+            )
+        except Rejected as exc:
+            status = exc.status
+            handler._error(exc.status, exc.code, exc.message)
+        finally:
+            sim.record(kind="submit", task_id=task_id, method="POST", status=status)
+
+    def _in_progress(self) -> int:
+        now = time.time()
+        tasks = [self.sim.tasks.get(c["task_id"]) for c in self.created]
+        return sum(1 for t in tasks if t and t.status(now) in ("PENDING", "RUNNING"))
+
+    def _check(self, handler: _Handler, raw: bytes) -> dict[str, Any]:
+        """What the real service checks before it makes a task (as far as we know it)."""
+        if handler.headers.get("Authorization", "") != f"Bearer {self.sim.key}":
+            raise Rejected(401, "InvalidApiKey", "Invalid API-key provided.")
+        if handler.headers.get("X-DashScope-Async") != "enable":
+            raise Rejected(
+                403, "AccessDenied", "current user api does not support synchronous calls"
+            )
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise Rejected(400, "InvalidParameter", "request body is not JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            raise Rejected(400, "InvalidParameter", "model is required")
+        inputs = body.get("input")
+        if not isinstance(inputs, dict):
+            raise Rejected(400, "InvalidParameter", "input is required")
+        resolve = handler.headers.get("X-DashScope-OssResourceResolve") == "enable"
+        if uses_media(body["model"]):
+            media = inputs.get("media")
+            if not isinstance(media, list) or not media:
+                raise Rejected(400, "InvalidParameter", "image-to-video must provide media")
+            types = [m.get("type") for m in media if isinstance(m, dict)]
+            if len(types) != len(media) or any(t not in MEDIA_TYPES for t in types):
+                raise Rejected(400, "InvalidParameter", f"media type must be one of {MEDIA_TYPES}")
+            if "first_frame" not in types and "first_clip" not in types:
+                raise Rejected(400, "InvalidParameter", "media must have a first_frame")
+            urls = [m.get("url") for m in media]
+        else:
+            if "media" in inputs or not inputs.get("img_url"):
+                raise Rejected(400, "InvalidParameter", "img_url is required for this model")
+            urls = [inputs["img_url"]]
+        for url in urls:
+            self._check_url(url, resolve)
+        params = body.get("parameters") or {}
+        if params.get("resolution", "720P") not in RESOLUTIONS:
+            raise Rejected(400, "InvalidParameter", "resolution must be 480P, 720P or 1080P")
+        duration = params.get("duration", 5)
+        if isinstance(duration, bool) or not isinstance(duration, int) or not 2 <= duration <= 15:
+            raise Rejected(400, "InvalidParameter", "duration must be 2 to 15")
+        return body
+
+    def _check_url(self, url: Any, resolve: bool) -> None:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://", "oss://")):
+            raise Rejected(400, "InvalidParameter", "url error, please check url!")
+        if url.startswith("oss://"):
+            if not resolve:
+                raise Rejected(400, "InvalidParameter", "oss:// needs OssResourceResolve")
+            if url[len("oss://") :] not in self.objects:
+                raise Rejected(400, "InvalidParameter.DataInspection", "file not found")
+
+    # -- GET /api/v1/uploads?action=getPolicy ---------------------------------------------
+    def policy(self, handler: _Handler, query: dict[str, list[str]]) -> None:
+        if handler.headers.get("Authorization", "") != f"Bearer {self.sim.key}":
+            handler._error(401, "InvalidApiKey", "Invalid API-key provided.")
+            return
+        if query.get("action") != ["getPolicy"] or not query.get("model"):
+            handler._error(400, "InvalidParameter", "action=getPolicy and model are required")
+            return
+        upload_dir = f"dashscope-instant/{secrets.token_hex(8)}"
+        with self.sim._lock:
+            self._upload_dirs.add(upload_dir)
+        host = handler.headers.get("Host") or f"127.0.0.1:{self.sim.port}"
+        data = {
+            "policy": "c2ltdWxhdGVkLXBvbGljeQ==",
+            "signature": "sim-signature",
+            "upload_dir": upload_dir,
+            "upload_host": f"{self.sim.scheme}://{host}{OSS_PATH}",
+            "expire_in_seconds": 300,
+            "max_file_size_mb": 100,
+            "capacity_limit_mb": 999999,
+            "oss_access_key_id": "sim-access-key-id",
+            "x_oss_object_acl": "private",
+            "x_oss_forbid_overwrite": "true",
+        }
+        self.sim.record(kind="policy", task_id=None, method="GET", status=200)
+        handler._json(200, {"request_id": secrets.token_hex(8), "data": data})
+
+    # -- POST {upload_host}: an OSS form upload -------------------------------------------
+    def oss_upload(self, handler: _Handler, raw: bytes) -> None:
+        ctype = handler.headers.get("Content-Type", "")
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {ctype}\r\n\r\n".encode() + raw
+        )
+        fields: dict[str, bytes] = {}
+        for part in message.iter_parts() if message.is_multipart() else []:
+            name = part.get_param("name", header="content-disposition")
+            if isinstance(name, str):
+                fields[name] = part.get_payload(decode=True) or b""
+        key = fields.get("key", b"").decode()
+        status = 200
+        with self.sim._lock:
+            allowed = any(key.startswith(d + "/") for d in self._upload_dirs)
+            if fields.get("Signature") != b"sim-signature" or not allowed or "file" not in fields:
+                status = 403
+            elif key in self.objects:
+                status = 409  # x-oss-forbid-overwrite
+            else:
+                self.objects[key] = fields["file"]
+        self.sim.record(kind="upload", task_id=None, method="POST", status=status, key=key)
+        if status == 200:
+            handler._send(200, b"", "text/plain")
+        else:
+            body = f"<Error><Code>Refused{status}</Code></Error>".encode()
+            handler._send(status, body, "application/xml")
+
+    # -- GET /api/v1/tasks: the task list ---------------------------------------------------
+    def list_tasks(self, handler: _Handler, query: dict[str, list[str]]) -> None:
+        if handler.headers.get("Authorization", "") != f"Bearer {self.sim.key}":
+            handler._error(401, "InvalidApiKey", "Invalid API-key provided.")
+            return
+        fault = self.sim.take_fault("list", None)
+        if fault and handler._apply(fault):
+            return
+
+        def moment(name: str, default: float) -> float:
+            text = query.get(name, [""])[0]
+            if not text:
+                return default
+            parsed = datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+            return (parsed - API_ZONE).timestamp()
+
+        start = moment("start_time", 0.0)
+        end = moment("end_time", 4e9) + 1.0  # the API's times have whole seconds
+        model = query.get("model_name", [None])[0]
+        page = int(query.get("page_no", ["1"])[0])
+        size = int(query.get("page_size", ["10"])[0])
+        with self.sim._lock:
+            rows = []
+            for c in self.created:
+                task = self.sim.tasks[c["task_id"]]
+                if (model is None or c["model"] == model) and start <= task.created <= end:
+                    rows.append(
+                        {
+                            "task_id": c["task_id"],
+                            "model_name": c["model"],
+                            "status": task.status(time.time()),
+                            "gmt_create": api_time(task.created),
+                        }
+                    )
+        self.sim.record(kind="list", task_id=None, method="GET", status=200)
+        handler._json(
+            200,
+            {
+                "request_id": secrets.token_hex(8),
+                "data": rows[(page - 1) * size : page * size],
+                "total": len(rows),
+                "total_page": max(1, -(-len(rows) // size)),
+                "page_no": page,
+                "page_size": size,
+            },
+        )
