@@ -14,6 +14,7 @@ from . import __version__, config, log
 from .daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, Daemon, InboxLocked
 from .errors import AuthRejected, ConfigError, TaskFileError, WansyncError
 from .fsutil import move_durable, write_bytes_atomic
+from .jobfile import JOB_SUFFIX
 from .taskfile import TASK_SUFFIX, check_task_id
 
 
@@ -39,7 +40,7 @@ def _check_folders(cfg: config.Config) -> None:
             raise ConfigError(f"{key}: must be on the same filesystem as inbox (moves are renames)")
 
 
-def _daemon(args: argparse.Namespace, burst: bool) -> int:
+def _daemon(args: argparse.Namespace, burst: bool, only: set[str] | None = None) -> int:
     cfg = _config(args)
     key = config.load_api_key(cfg)
     log.add_secret(key)
@@ -48,7 +49,7 @@ def _daemon(args: argparse.Namespace, burst: bool) -> int:
     daemon = Daemon(cfg, key)
     daemon.install_signals()
     try:
-        return daemon.run(burst=burst, timeout=getattr(args, "timeout", None))
+        return daemon.run(burst=burst, timeout=getattr(args, "timeout", None), only=only)
     except (ConfigError, InboxLocked):
         raise
     except Exception:
@@ -83,6 +84,12 @@ def cmd_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from .submit_cli import submit
+
+    return submit(args, lambda name: _daemon(args, burst=True, only={name}))
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from .status import collect, render
 
@@ -92,10 +99,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    """A failed job is submitted anew (a new task); a failed task is polled again."""
     cfg = _config(args)
-    name = args.name.removesuffix(TASK_SUFFIX)
-    src = cfg.failed / f"{name}{TASK_SUFFIX}"
-    dst = cfg.inbox / f"{name}{TASK_SUFFIX}"
+    name = args.name.removesuffix(TASK_SUFFIX).removesuffix(JOB_SUFFIX)
+    suffix = JOB_SUFFIX if (cfg.failed / f"{name}{JOB_SUFFIX}").is_file() else TASK_SUFFIX
+    src = cfg.failed / f"{name}{suffix}"
+    dst = cfg.inbox / f"{name}{suffix}"
     if not src.is_file():
         raise UsageError(f"NAME: {src} does not exist")
     if dst.exists():
@@ -182,6 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("add", cmd_add, "write a .task file into the inbox atomically")
     p.add_argument("task_id", metavar="TASK_ID")
     p.add_argument("--name", help="file name without .task (default: the task id)")
+    with_config(p)
+    p = add("submit", cmd_submit, "write a .job for one picture (and with --wait, get the MP4)")
+    p.add_argument("image", metavar="IMAGE_OR_URL", help="the first frame: a file or a URL")
+    p.add_argument("--prompt", required=True, help="what should happen in the video")
+    p.add_argument("--name", help="file name without .job (default: the picture's name)")
+    p.add_argument("--model", help="default: submit.model from the config")
+    p.add_argument("--resolution", help="480P, 720P or 1080P")
+    p.add_argument("--duration", type=int, help="seconds of video (2 to 15)")
+    p.add_argument("--wait", action="store_true", help="wait for the video; print its path")
+    p.add_argument("--timeout", type=float, metavar="S", help="with --wait: give up after S s")
     with_config(p)
     p = add("status", cmd_status, "list every task in inbox, outbox and failed")
     with_config(p)

@@ -123,6 +123,7 @@ class Daemon:
         self.counts = {"done": 0, "failed": 0}
         self._auth_paused = False
         self._burst_names: set[str] | None = None
+        self._only: set[str] | None = None
         self._burst_failed = False
         self._scanned: list[Path] = []
         self._by_id: dict[str, str] = {}  # task id -> name of the live task fetching it
@@ -155,10 +156,13 @@ class Daemon:
             for removed in sweep_temp_files(folder):
                 self.log.info("temp.removed", path=removed.name)
 
-    def run(self, burst: bool = False, timeout: float | None = None) -> int:
-        """The main loop; returns the process exit code."""
+    def run(
+        self, burst: bool = False, timeout: float | None = None, only: set[str] | None = None
+    ) -> int:
+        """The main loop; returns the process exit code. `only`: in burst, just these names."""
         self.prepare_folders()
         self.lock.acquire()
+        self._only = only
         try:
             return self._run_locked(burst, timeout)
         finally:
@@ -321,6 +325,9 @@ class Daemon:
         listing = scan_inbox(self.cfg.inbox)
         for name in listing.orphans:
             self._orphan_sidecar(name)
+        if burst and self._only is not None:
+            listing.tasks &= self._only
+            listing.jobs &= self._only
         tasks = [self.folders.task(n) for n in sorted(listing.tasks)]
         tasks += [self.folders.job(n) for n in sorted(listing.jobs - listing.tasks)]
         self._scanned = tasks
@@ -330,7 +337,8 @@ class Daemon:
             self.candidates.changed(path, now)
         for path in self.candidates.take(now):
             self._discover(path, now)
-        self._sweep_parts()
+        if self._only is None:  # others' partial downloads are not ours to judge
+            self._sweep_parts()
         if not burst:
             self._scanned = []  # only `once` needs the list later
 

@@ -188,7 +188,7 @@ class _Parser:
                 raise JobFileError(f"{where}.type: {kind} given twice")
             seen.add(kind)
             out.append(
-                {"type": kind, "url": self._source(item, where, kind, ("input", "media", i))}
+                {"type": kind, "url": self._source(item, where, kind, ("input", "media", i, "url"))}
             )
         if ("first_frame" in seen) == ("first_clip" in seen):
             raise JobFileError("media: needs exactly one of first_frame or first_clip")

@@ -1,4 +1,4 @@
-"""`wansync status`: every task in inbox, outbox and failed, read from the files alone."""
+"""`wansync status`: every task and job in inbox, outbox and failed, from the files alone."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from . import sidecar
 from .config import Config
+from .jobfile import is_job_name, job_name
 from .taskfile import TASK_SUFFIX, is_task_name
 
 
@@ -34,12 +35,15 @@ def collect(cfg: Config) -> list[dict[str, Any]]:
     now = time.time()
     rows: list[dict[str, Any]] = []
     if cfg.inbox.is_dir():
-        for entry in sorted(os.scandir(cfg.inbox), key=lambda e: e.name):
-            if is_task_name(entry.name):
-                name = entry.name[: -len(TASK_SUFFIX)]
-                rows.append(
-                    _row("inbox", name, sidecar.read(sidecar.path_for(cfg.inbox, name)), now)
-                )
+        names = {e.name for e in os.scandir(cfg.inbox)}
+        for filename in sorted(names):
+            if is_task_name(filename):
+                name = filename[: -len(TASK_SUFFIX)]
+            elif is_job_name(filename) and f"{job_name(Path(filename))}{TASK_SUFFIX}" not in names:
+                name = job_name(Path(filename))  # a job still waiting for its task
+            else:
+                continue
+            rows.append(_row("inbox", name, sidecar.read(sidecar.path_for(cfg.inbox, name)), now))
     for where, folder in (("outbox", cfg.outbox), ("failed", cfg.failed)):
         if not folder.is_dir():
             continue
