@@ -235,6 +235,8 @@ class TaskApi:
             if resp.status == 403:  # 403 on a submit: this model or call is not allowed
                 raise TaskFailed(exc.code, exc.message) from None
             raise
+        except RateLimited:
+            raise
         except TransientError as exc:  # a 4xx this client does not know: nothing created
             raise TaskFailed(exc.code, exc.message) from None
         raise AssertionError("unreachable")

@@ -121,6 +121,7 @@ SCHEMA: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "submit.max_in_progress": (5, _positive_int),
     "submit.max_per_second": (1, _positive_rate),
     "submit.max_upload_bytes": (100 * 1024**2, _positive_int),
+    "submit.search_for": (30, parse_duration),
     "log.format": ("auto", _choice("auto", "json", "console")),
     "log.level": ("info", _choice("debug", "info", "warning", "error")),
     "watch.rescan_interval": (10, parse_duration),
@@ -156,6 +157,7 @@ class SubmitConfig:
     max_in_progress: int
     max_per_second: float
     max_upload_bytes: int
+    search_for: float
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from .workers import Workers
 
 MAX_BACKOFF = 300.0
 AUTH_PAUSE = 60.0
-LOOKUP_DELAYS = (2.0, 8.0, 20.0)  # searches of the task list after an uncertain create
+SEARCHES = (0.0, 0.25, 1.0)  # when to search the task list, in parts of submit.search_for
 LOOKUP_MARGIN = 120.0  # seconds either side of the create the search covers (clock skew)
 RECOUNT_EVERY = 5.0  # in-progress tasks are recounted at least this often while jobs wait
 HOLD_ENV = "WANSYNC_TEST_HOLD"  # tests: stop dead at a named step, to be killed there
@@ -83,6 +83,7 @@ class Job:
     errors_in_row: int = 0
     lookups: int = 0
     due: float = 0.0  # monotonic: not before this (a backoff, the next search)
+    searching_since: float = 0.0
 
 
 class Submitter:
@@ -340,7 +341,8 @@ class Submitter:
 
     def _start_uncertain(self, job: Job, now: float, restarted: bool) -> None:
         job.step, job.spec, job.lookups = "looking", None, 0
-        job.due = now + (0.0 if restarted else LOOKUP_DELAYS[0])
+        job.searching_since = now
+        job.due = now + (0.0 if restarted else 0.1 * self.cfg.submit.search_for)
         why = "wansync stopped during the create" if restarted else "the create's answer was lost"
         job.data["error"] = sidecar.error(
             "SubmitUncertain", f"{why}; searching the task list for the task", True
@@ -379,8 +381,8 @@ class Submitter:
             )
             return
         job.lookups += 1
-        if job.lookups < len(LOOKUP_DELAYS):
-            job.due = now + LOOKUP_DELAYS[job.lookups]
+        if job.lookups < len(SEARCHES):
+            job.due = job.searching_since + SEARCHES[job.lookups] * self.cfg.submit.search_for
             return
         self.uncertain.popleft()
         self._fail(
