@@ -18,7 +18,7 @@ def test_help_lists_every_command():
     out = subprocess.run(
         [sys.executable, "-m", "wansync", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for command in ("run", "once", "add", "status", "retry", "check", "simulate", "demo"):
+    for command in ("run", "once", "add", "submit", "status", "retry", "check", "simulate", "demo"):
         assert command in out
 
 

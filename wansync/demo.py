@@ -25,6 +25,9 @@ SAMPLES = [
     ("ocean-waves", "demo-ocean-0004", 8),
     ("broken-prompt", "demo-fail-0005", 3),
 ]
+# and one job: wansync uploads the picture, creates the task, then fetches it like the rest
+JOB_NAME = "portrait-from-picture"
+ENDINGS = len(SAMPLES) + 1
 DEADLINE = 60.0
 
 
@@ -32,6 +35,18 @@ def _drop(inbox: Path, name: str, task_id: str) -> None:
     """Write a task file the way producers should: a hidden temp file, then a rename."""
     body = json.dumps({"task_id": task_id, "prompt": f"demo clip {name}"}).encode()
     write_bytes_atomic(inbox / f"{name}.task", body)
+
+
+def _drop_job(root: Path, inbox: Path) -> None:
+    """A `.job`: a (stand-in) picture on disk and a prompt; no task id yet."""
+    picture = root / "pictures" / "portrait.png"
+    picture.parent.mkdir()
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n a stand-in picture for the demo")
+    job = {
+        "prompt": "she turns to the camera and smiles",
+        "media": [{"type": "first_frame", "path": str(picture)}],
+    }
+    write_bytes_atomic(inbox / f"{JOB_NAME}.job", json.dumps(job, indent=2).encode())
 
 
 def run(out: TextIO = sys.stdout) -> int:
@@ -66,6 +81,7 @@ def run(out: TextIO = sys.stdout) -> int:
     cfg.inbox.mkdir(parents=True, exist_ok=True)
     for name, task_id, _ in SAMPLES:
         _drop(cfg.inbox, name, task_id)
+    _drop_job(root, cfg.inbox)
     finished = _watch(cfg, out)
     daemon.request_stop()
     thread.join(10)
@@ -91,7 +107,7 @@ def _watch(cfg: config.Config, out: TextIO) -> bool:
                     seen[r["name"]] = label
                     print(f"  {r['name']:<15} {label}", file=out, flush=True)
         ended = [r for r in rows if r["where"] in ("outbox", "failed")]
-        if len(ended) == len(SAMPLES):
+        if len(ended) == ENDINGS:
             if tty:
                 out.write("\x1b[J" + render(rows) + "\n")
             return True
@@ -110,6 +126,6 @@ def _summary(cfg: config.Config, root: Path, log_path: Path, finished: bool, out
         err = json.loads(f.read_text())["error"]
         print(f"  {f}  {err['code']}: {err['message']}", file=out)
     print(f"Logs (JSON lines): {log_path}", file=out)
-    ok = finished and len(videos) == len(SAMPLES) - 1 and len(failed) == 1
+    ok = finished and len(videos) == ENDINGS - 1 and len(failed) == 1
     print("\ndemo finished" if ok else "\ndemo did not finish as expected", file=out)
     return 0 if ok else 1
