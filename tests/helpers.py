@@ -126,20 +126,28 @@ class Env:
         except (OSError, ValueError):
             return None
 
-    def ended(self, name: str) -> dict[str, Any] | None:
-        """The final sidecar of `name` once it is complete in outbox/ or failed/."""
+    def ended(self, name: str, kind: str = ".task") -> dict[str, Any] | None:
+        """The final sidecar of `name` once it is complete in outbox/ or failed/.
+
+        `kind` is the file that moved with it: `.task`, or `.job` for a job (which may
+        have failed before it ever had a `.task`).
+        """
         for folder in (self.outbox, self.failed):
             data = self.sidecar(folder, name)
             if (
                 data
-                and (folder / f"{name}.task").exists()
+                and (folder / f"{name}{kind}").exists()
                 and not (self.inbox / f"{name}.status.json").exists()
             ):
                 return data
         return None
 
-    def wait_ended(self, *names: str, timeout: float = 30) -> dict[str, dict[str, Any]]:
-        return {n: wait_until(lambda n=n: self.ended(n), timeout, f"{n} to end") for n in names}
+    def wait_ended(
+        self, *names: str, timeout: float = 30, kind: str = ".task"
+    ) -> dict[str, dict[str, Any]]:
+        return {
+            n: wait_until(lambda n=n: self.ended(n, kind), timeout, f"{n} to end") for n in names
+        }
 
     def all_logs(self) -> list[dict[str, Any]]:
         lines = []

@@ -35,21 +35,11 @@ def drop_job(inbox: Path, name: str, doc: Any) -> Path:
 
 
 def job_ended(env: Env, name: str) -> dict[str, Any] | None:
-    """The final sidecar once the job's files have all left the inbox."""
-    for folder in (env.outbox, env.failed):
-        data = env.sidecar(folder, name)
-        if (
-            data
-            and (folder / f"{name}.job").exists()
-            and not (env.inbox / f"{name}.job").exists()
-            and not (env.inbox / f"{name}.status.json").exists()
-        ):
-            return data
-    return None
+    return env.ended(name, ".job")
 
 
 def wait_jobs(env: Env, *names: str, timeout: float = 30) -> dict[str, dict[str, Any]]:
-    return {n: wait_until(lambda n=n: job_ended(env, n), timeout, f"job {n} to end") for n in names}
+    return env.wait_ended(*names, timeout=timeout, kind=".job")
 
 
 def created(sim: Simulator, prompt: str | None = None) -> list[dict[str, Any]]:

@@ -129,17 +129,7 @@ class TaskApi:
 
     def _get_json(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         """GET an API object; errors become the usual types (never `TaskFailed` here)."""
-        url = f"{self.base_url}{path}?{urlencode(params)}"
-        try:
-            resp = self._pool.request(
-                "GET", url, headers=self._headers, preload_content=False, redirect=False
-            )
-            try:
-                body = _read_bounded(resp)
-            finally:
-                resp.release_conn()
-        except urllib3.exceptions.HTTPError as exc:
-            raise RemoteUnavailable(scrub(f"{type(exc).__name__}: {exc}")) from None
+        resp, body = self._get(f"{self.base_url}{path}?{urlencode(params)}")
         if resp.status != 200:
             try:
                 self._interpret(resp, body)
@@ -255,18 +245,21 @@ class TaskApi:
         return Submitted(task_id, request_id if isinstance(request_id, str) else None)
 
     def fetch(self, task_id: str) -> TaskReport:
-        url = f"{self.base_url}/api/v1/tasks/{task_id}"
+        resp, body = self._get(f"{self.base_url}/api/v1/tasks/{task_id}")
+        return self._interpret(resp, body)
+
+    def _get(self, url: str) -> tuple[urllib3.BaseHTTPResponse, bytes]:
+        """One GET, its body bounded; a transport failure is `RemoteUnavailable`."""
         try:
             resp = self._pool.request(
                 "GET", url, headers=self._headers, preload_content=False, redirect=False
             )
             try:
-                body = _read_bounded(resp)
+                return resp, _read_bounded(resp)
             finally:
                 resp.release_conn()
         except urllib3.exceptions.HTTPError as exc:
             raise RemoteUnavailable(scrub(f"{type(exc).__name__}: {exc}")) from None
-        return self._interpret(resp, body)
 
     def _interpret(self, resp: urllib3.BaseHTTPResponse, body: bytes) -> TaskReport:
         status = resp.status
