@@ -102,6 +102,29 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None]:
     return (code if isinstance(code, str) else None, message if isinstance(message, str) else None)
 
 
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _status_error(resp: urllib3.BaseHTTPResponse, body: bytes) -> TaskFailed | TransientError:
+    """The error a non-200 answer means, by status: the main loop treats each type its way."""
+    status = resp.status
+    code, message = _error_fields(body)
+    detail = scrub(message or resp.reason or "no message")
+    if status == 429:
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        return RateLimited(f"HTTP 429: {detail}", retry_after, code or "Throttling")
+    if status in (401, 403):
+        return AuthRejected(f"HTTP {status}: {detail}", code or "InvalidApiKey")
+    if status == 400:
+        return TaskFailed(code or "InvalidParameter", detail)
+    return RemoteUnavailable(f"HTTP {status}: {detail}", code or f"HTTP{status}")
+
+
 class TaskApi:
     """`fetch(task_id)` → `TaskReport`, or one of the errors the main loop knows how to treat."""
 
@@ -131,15 +154,12 @@ class TaskApi:
         """GET an API object; errors become the usual types (never `TaskFailed` here)."""
         resp, body = self._get(f"{self.base_url}{path}?{urlencode(params)}")
         if resp.status != 200:
-            try:
-                self._interpret(resp, body)
-            except TaskFailed as exc:
-                raise RemoteUnavailable(f"HTTP {resp.status}: {exc.message}", exc.code) from None
-        try:
-            obj = json.loads(body)
-        except ValueError:
-            raise MalformedResponse("answer is not JSON") from None
-        if not isinstance(obj, dict):
+            error = _status_error(resp, body)
+            if isinstance(error, TaskFailed):
+                raise RemoteUnavailable(f"HTTP {resp.status}: {error.message}", error.code)
+            raise error
+        obj = _json_object(body)
+        if obj is None:
             raise MalformedResponse("answer is not a JSON object")
         return obj
 
@@ -219,27 +239,18 @@ class TaskApi:
             _, message = _error_fields(answer)
             detail = scrub(message or resp.reason or "no message")
             raise SubmitAmbiguous(f"HTTP {resp.status}: {detail}")
-        try:
-            self._interpret(resp, answer)
-        except AuthRejected as exc:
-            if resp.status == 403:  # 403 on a submit: this model or call is not allowed
-                raise TaskFailed(exc.code, exc.message) from None
-            raise
-        except RateLimited:
-            raise
-        except TransientError as exc:  # a 4xx this client does not know: nothing created
-            raise TaskFailed(exc.code, exc.message) from None
-        raise AssertionError("unreachable")
+        error = _status_error(resp, answer)
+        if isinstance(error, RateLimited) or resp.status == 401:
+            raise error  # the account's limit, or the key: nothing made, try again later
+        # 403 (this model or call is not allowed) and other 4xx: nothing made, and final
+        raise TaskFailed(error.code, error.message)
 
     @staticmethod
     def _parse_submitted(body: bytes) -> Submitted:
-        try:
-            obj = json.loads(body)
-        except ValueError:
-            raise SubmitAmbiguous("HTTP 200 but the answer is not JSON") from None
-        output = obj.get("output") if isinstance(obj, dict) else None
+        obj = _json_object(body)
+        output = obj.get("output") if obj else None
         task_id = output.get("task_id") if isinstance(output, dict) else None
-        if not isinstance(task_id, str) or not TASK_ID.match(task_id):
+        if obj is None or not isinstance(task_id, str) or not TASK_ID.match(task_id):
             raise SubmitAmbiguous("HTTP 200 but the answer has no task_id")
         request_id = obj.get("request_id")
         return Submitted(task_id, request_id if isinstance(request_id, str) else None)
@@ -262,27 +273,16 @@ class TaskApi:
             raise RemoteUnavailable(scrub(f"{type(exc).__name__}: {exc}")) from None
 
     def _interpret(self, resp: urllib3.BaseHTTPResponse, body: bytes) -> TaskReport:
-        status = resp.status
-        if status == 200:
+        if resp.status == 200:
             return self._parse_report(body)
-        code, message = _error_fields(body)
-        detail = scrub(message or resp.reason or "no message")
-        if status == 429:
-            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            raise RateLimited(f"HTTP 429: {detail}", retry_after, code or "Throttling")
-        if status in (401, 403):
-            raise AuthRejected(f"HTTP {status}: {detail}", code or "InvalidApiKey")
-        if status == 400:
-            raise TaskFailed(code or "InvalidParameter", detail)
-        raise RemoteUnavailable(f"HTTP {status}: {detail}", code or f"HTTP{status}")
+        raise _status_error(resp, body)
 
     @staticmethod
     def _parse_report(body: bytes) -> TaskReport:
-        try:
-            obj = json.loads(body)
-        except ValueError:
-            raise MalformedResponse("answer is not JSON") from None
-        output = obj.get("output") if isinstance(obj, dict) else None
+        obj = _json_object(body)
+        if obj is None:
+            raise MalformedResponse("answer is not a JSON object")
+        output = obj.get("output")
         if not isinstance(output, dict):
             raise MalformedResponse("answer has no output object")
         task_status = output.get("task_status")

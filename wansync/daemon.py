@@ -38,7 +38,7 @@ from .fsutil import sweep_temp_files, write_bytes_atomic
 from .notify import Notifier
 from .predictor import CompletionModel
 from .publish import Folders
-from .scheduler import Scheduler
+from .scheduler import AUTH_PAUSE_MIN, Scheduler, backoff
 from .submitter import Submitter
 from .taskfile import task_name
 from .tracker import Candidates, Task, open_task, scan_inbox
@@ -47,8 +47,6 @@ from .watcher import CHANGED, GONE, READY, InboxWatcher
 from .workers import Workers
 
 LOCK_NAME = ".wansync.lock"
-MAX_BACKOFF = 300.0
-AUTH_PAUSE_MIN = 60.0
 STOP_GRACE = 5.0
 STATUS_EVERY = 5.0
 
@@ -81,11 +79,6 @@ class InboxLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-def backoff(interval: float, n: int, retry_after: float | None = None) -> float:
-    """Delay before the next try after the n-th transient error in a row (SPEC §5)."""
-    return max(retry_after or 0.0, min(interval * 2 ** (n - 1), MAX_BACKOFF))
 
 
 def url_for_log(url: Any) -> str | None:

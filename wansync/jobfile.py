@@ -19,6 +19,7 @@ import yaml
 
 from .errors import JobFileError
 from .fsutil import NotARegularFile, read_small
+from .taskfile import is_visible
 
 JOB_SUFFIX = ".job"
 MAX_BYTES = 256 * 1024
@@ -68,11 +69,7 @@ class JobSpec:
 
 
 def is_job_name(filename: str) -> bool:
-    return (
-        filename.endswith(JOB_SUFFIX)
-        and not filename.startswith(".")
-        and len(filename) > len(JOB_SUFFIX)
-    )
+    return is_visible(filename, JOB_SUFFIX)
 
 
 def job_name(path: Path) -> str:

@@ -44,12 +44,11 @@ from .errors import (
     WansyncError,
 )
 from .publish import Folders
+from .scheduler import AUTH_PAUSE_MIN, backoff
 from .tracker import Task
 from .upload import Uploader
 from .workers import Workers
 
-MAX_BACKOFF = 300.0
-AUTH_PAUSE = 60.0
 SEARCHES = (0.0, 0.25, 1.0)  # when to search the task list, in parts of submit.search_for
 LOOKUP_MARGIN = 120.0  # seconds either side of the create the search covers (clock skew)
 RECOUNT_EVERY = 5.0  # in-progress tasks are recounted at least this often while jobs wait
@@ -317,11 +316,9 @@ class Submitter:
             return
         job.errors_in_row += 1
         retry_after = outcome.retry_after if isinstance(outcome, RateLimited) else None
-        delay = max(
-            retry_after or 0.0, min(self.cfg.poll.interval * 2 ** (job.errors_in_row - 1), 300)
-        )
+        delay = backoff(self.cfg.poll.interval, job.errors_in_row, retry_after)
         if isinstance(outcome, AuthRejected):
-            delay = max(delay, AUTH_PAUSE)
+            delay = max(delay, AUTH_PAUSE_MIN)
         if isinstance(outcome, RateLimited | AuthRejected):
             self.paused_until = now + delay  # the account's limit: hold every job
         code = getattr(outcome, "code", "TransientError")
@@ -354,7 +351,7 @@ class Submitter:
     def _on_search(self, job: Job, outcome: Any, now: float) -> None:
         if not isinstance(outcome, list):  # the search itself failed: try it again later
             job.errors_in_row += 1
-            job.due = now + min(self.cfg.poll.interval * 2**job.errors_in_row, MAX_BACKOFF)
+            job.due = now + backoff(self.cfg.poll.interval, job.errors_in_row)
             self.log.warning("job.search_failed", name=job.name, error=str(outcome))
             return
         known = self.host.known_task_ids()

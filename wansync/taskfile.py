@@ -24,13 +24,13 @@ class TaskSpec:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def is_visible(filename: str, suffix: str) -> bool:
+    """A visible `NAME{suffix}`; dotfiles (writers' temp files) are never ours to read."""
+    return filename.endswith(suffix) and not filename.startswith(".") and filename != suffix
+
+
 def is_task_name(filename: str) -> bool:
-    """Only visible `NAME.task` files are tasks; dotfiles (writers' temp files) are ignored."""
-    return (
-        filename.endswith(TASK_SUFFIX)
-        and not filename.startswith(".")
-        and len(filename) > len(TASK_SUFFIX)
-    )
+    return is_visible(filename, TASK_SUFFIX)
 
 
 def task_name(path: Path) -> str:
