@@ -1,8 +1,8 @@
-"""The simulator's task-creating side: submit, temporary file uploads, and the task list.
+"""The task-creating side: create, temporary file uploads, and the task list.
 
-Kept apart from `simulator.py` (the task API and video hosting) because it has its own
-state: the tasks created per request (so tests can prove a job made exactly one), the
-account's in-progress limit, and the uploaded objects.
+Its own state: the tasks created per request (so tests can prove a job made exactly one),
+the account's in-progress limit, and the uploaded objects. It reads the shared state
+(`state.py`) and never the server, so the import graph runs one way.
 """
 
 from __future__ import annotations
@@ -14,15 +14,28 @@ import secrets
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .api import API_ZONE, api_time
-from .jobfile import MEDIA_TYPES, RESOLUTIONS, uses_media
-
-if TYPE_CHECKING:
-    from .simulator import Simulator, _Handler
+from ..api import API_ZONE, api_time
+from ..jobfile import MEDIA_TYPES, RESOLUTIONS, uses_media
+from . import faults
+from .reply import Reply
+from .state import SimState
 
 OSS_PATH = "/_oss"
+# Image-to-video models the create endpoint knows; any other is "Model not exist."
+MODELS = frozenset(
+    {
+        "wan2.7-i2v",
+        "wan2.6-i2v",
+        "wan2.6-i2v-flash",
+        "wan2.5-i2v-preview",
+        "wan2.2-i2v-plus",
+        "wan2.2-i2v-flash",
+        "wanx2.1-i2v-plus",
+        "wanx2.1-i2v-turbo",
+    }
+)
 
 
 class Rejected(Exception):
@@ -34,8 +47,10 @@ class Rejected(Exception):
 
 
 class SubmitDesk:
-    def __init__(self, sim: Simulator, max_in_progress: int) -> None:
-        self.sim = sim
+    """The create endpoint and what goes with it: uploads and the task list."""
+
+    def __init__(self, state: SimState, max_in_progress: int) -> None:
+        self.state = state
         self.max_in_progress = max_in_progress
         self.created: list[dict[str, Any]] = []  # one entry per task made by a submit
         self.most_in_progress = 0  # the highest in-progress count a submit ever saw
@@ -44,61 +59,78 @@ class SubmitDesk:
         self._upload_dirs: set[str] = set()
 
     # -- POST /api/v1/services/aigc/video-generation/video-synthesis ---------------------
-    def submit(self, handler: _Handler, raw: bytes) -> None:
-        sim = self.sim
-        fault = sim.take_fault("submit", None)
-        status: Any = 200
-        task_id = None
+    def submit(self, reply: Reply, raw: bytes) -> None:
+        """Check, make the task, answer; faults and stalls may intervene before or after."""
+        fault = self.state.take_fault("submit", None)
+        outcome: dict[str, Any] = {"status": 200, "task_id": None}
         try:
-            if fault and not fault.created and handler._apply(fault):
-                status = fault.kind
+            if fault and not fault.created and faults.apply(reply, fault, self.state.video):
+                outcome["status"] = fault.kind
                 return
-            body = self._check(handler, raw)
-            with sim._lock:
-                running = self._in_progress()
-                if running >= self.max_in_progress:
-                    self.rejected_busy += 1
-                    raise Rejected(
-                        429,
-                        "Throttling.AllocationQuota",
-                        f"Too many tasks in progress: {running} (the limit is "
-                        f"{self.max_in_progress}); retry when one has finished.",
-                    )
-                task_id = str(uuid.uuid4())
-                self.most_in_progress = max(self.most_in_progress, running + 1)
-            prompt = body["input"].get("prompt") or ""
-            outcome = "FAILED" if "[fail]" in prompt else "SUCCEEDED"
-            sim.add_task(task_id, outcome=outcome)
-            with sim._lock:
-                self.created.append(
-                    {"task_id": task_id, "model": body["model"], "prompt": prompt, "body": body}
-                )
-            if fault and handler._apply(fault):  # created, then the answer goes wrong
-                status = fault.kind
+            if self._held(reply, "before", outcome):
                 return
-            handler._json(
-                200,
-                {
-                    "request_id": secrets.token_hex(8),
-                    "output": {"task_id": task_id, "task_status": "PENDING"},
-                },
-            )
+            outcome["task_id"] = task_id = self._create(self._check(reply, raw))
+            if self._held(reply, "after", outcome):
+                return
+            if fault and faults.apply(reply, fault, self.state.video):  # made, answer lost
+                outcome["status"] = fault.kind
+                return
+            answer = {"task_id": task_id, "task_status": "PENDING"}
+            reply.reply_json(200, {"request_id": secrets.token_hex(8), "output": answer})
         except Rejected as exc:
-            status = exc.status
-            handler._error(exc.status, exc.code, exc.message)
+            outcome["status"] = exc.status
+            reply.reply_error(exc.status, exc.code, exc.message)
         finally:
-            sim.record(kind="submit", task_id=task_id, method="POST", status=status)
+            self.state.record(kind="submit", method="POST", **outcome)
+
+    def _held(self, reply: Reply, when: str, outcome: dict[str, Any]) -> bool:
+        """A scripted stall at this point: hold the request unanswered; True if it was."""
+        stall = self.state.take_stall("create", when)
+        if stall is None:
+            return False
+        stall.hold(reply)
+        outcome["status"] = f"stalled-{when}"
+        return True
+
+    def _create(self, body: dict[str, Any]) -> str:
+        """Make the task (within the account's in-progress limit) and remember it."""
+        state = self.state
+        with state._lock:
+            running = self._in_progress()
+            if running >= self.max_in_progress:
+                self.rejected_busy += 1
+                raise Rejected(
+                    429,
+                    "Throttling.AllocationQuota",
+                    f"Too many tasks in progress: {running} (the limit is "
+                    f"{self.max_in_progress}); retry when one has finished.",
+                )
+            task_id = str(uuid.uuid4())
+            self.most_in_progress = max(self.most_in_progress, running + 1)
+        prompt = body["input"].get("prompt") or ""
+        resolution = str((body.get("parameters") or {}).get("resolution", "720P"))
+        state.add_task(
+            task_id,
+            outcome="FAILED" if "[fail]" in prompt else "SUCCEEDED",
+            prompt=prompt,
+            resolution=int(resolution.rstrip("Pp")),
+        )
+        with state._lock:
+            self.created.append(
+                {"task_id": task_id, "model": body["model"], "prompt": prompt, "body": body}
+            )
+        return task_id
 
     def _in_progress(self) -> int:
         now = time.time()
-        tasks = [self.sim.tasks.get(c["task_id"]) for c in self.created]
+        tasks = [self.state.tasks.get(c["task_id"]) for c in self.created]
         return sum(1 for t in tasks if t and t.status(now) in ("PENDING", "RUNNING"))
 
-    def _check(self, handler: _Handler, raw: bytes) -> dict[str, Any]:
+    def _check(self, reply: Reply, raw: bytes) -> dict[str, Any]:
         """What the real service checks before it makes a task (as far as we know it)."""
-        if handler.headers.get("Authorization", "") != f"Bearer {self.sim.key}":
+        if not reply.authorized(self.state.key):
             raise Rejected(401, "InvalidApiKey", "Invalid API-key provided.")
-        if handler.headers.get("X-DashScope-Async") != "enable":
+        if reply.headers.get("X-DashScope-Async") != "enable":
             raise Rejected(
                 403, "AccessDenied", "current user api does not support synchronous calls"
             )
@@ -108,11 +140,24 @@ class SubmitDesk:
             raise Rejected(400, "InvalidParameter", "request body is not JSON") from None
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             raise Rejected(400, "InvalidParameter", "model is required")
+        if body["model"] not in MODELS:  # as DashScope answers a model it does not have
+            raise Rejected(400, "InvalidParameter", "Model not exist.")
         inputs = body.get("input")
         if not isinstance(inputs, dict):
             raise Rejected(400, "InvalidParameter", "input is required")
-        resolve = handler.headers.get("X-DashScope-OssResourceResolve") == "enable"
-        if uses_media(body["model"]):
+        self._check_inputs(body["model"], inputs, reply)
+        params = body.get("parameters") or {}
+        if params.get("resolution", "720P") not in RESOLUTIONS:
+            raise Rejected(400, "InvalidParameter", "resolution must be 480P, 720P or 1080P")
+        duration = params.get("duration", 5)
+        if isinstance(duration, bool) or not isinstance(duration, int) or not 2 <= duration <= 15:
+            raise Rejected(400, "InvalidParameter", "duration must be 2 to 15")
+        return body
+
+    def _check_inputs(self, model: str, inputs: dict[str, Any], reply: Reply) -> None:
+        """The picture(s): a `media` list for wan2.7, an `img_url` before; URLs that resolve."""
+        resolve = reply.headers.get("X-DashScope-OssResourceResolve") == "enable"
+        if uses_media(model):
             media = inputs.get("media")
             if not isinstance(media, list) or not media:
                 raise Rejected(400, "InvalidParameter", "image-to-video must provide media")
@@ -128,13 +173,6 @@ class SubmitDesk:
             urls = [inputs["img_url"]]
         for url in urls:
             self._check_url(url, resolve)
-        params = body.get("parameters") or {}
-        if params.get("resolution", "720P") not in RESOLUTIONS:
-            raise Rejected(400, "InvalidParameter", "resolution must be 480P, 720P or 1080P")
-        duration = params.get("duration", 5)
-        if isinstance(duration, bool) or not isinstance(duration, int) or not 2 <= duration <= 15:
-            raise Rejected(400, "InvalidParameter", "duration must be 2 to 15")
-        return body
 
     def _check_url(self, url: Any, resolve: bool) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://", "oss://")):
@@ -146,22 +184,22 @@ class SubmitDesk:
                 raise Rejected(400, "InvalidParameter.DataInspection", "file not found")
 
     # -- GET /api/v1/uploads?action=getPolicy ---------------------------------------------
-    def policy(self, handler: _Handler, query: dict[str, list[str]]) -> None:
-        if handler.headers.get("Authorization", "") != f"Bearer {self.sim.key}":
-            handler._error(401, "InvalidApiKey", "Invalid API-key provided.")
+    def policy(self, reply: Reply, query: dict[str, list[str]]) -> None:
+        if reply.headers.get("Authorization", "") != f"Bearer {self.state.key}":
+            reply.reply_error(401, "InvalidApiKey", "Invalid API-key provided.")
             return
         if query.get("action") != ["getPolicy"] or not query.get("model"):
-            handler._error(400, "InvalidParameter", "action=getPolicy and model are required")
+            reply.reply_error(400, "InvalidParameter", "action=getPolicy and model are required")
             return
         upload_dir = f"dashscope-instant/{secrets.token_hex(8)}"
-        with self.sim._lock:
+        with self.state._lock:
             self._upload_dirs.add(upload_dir)
-        host = handler.headers.get("Host") or f"127.0.0.1:{self.sim.port}"
+        host = reply.headers.get("Host") or self.state.netloc
         data = {
             "policy": "c2ltdWxhdGVkLXBvbGljeQ==",
             "signature": "sim-signature",
             "upload_dir": upload_dir,
-            "upload_host": f"{self.sim.scheme}://{host}{OSS_PATH}",
+            "upload_host": f"{self.state.scheme}://{host}{OSS_PATH}",
             "expire_in_seconds": 300,
             "max_file_size_mb": 100,
             "capacity_limit_mb": 999999,
@@ -169,23 +207,24 @@ class SubmitDesk:
             "x_oss_object_acl": "private",
             "x_oss_forbid_overwrite": "true",
         }
-        self.sim.record(kind="policy", task_id=None, method="GET", status=200)
-        handler._json(200, {"request_id": secrets.token_hex(8), "data": data})
+        self.state.record(kind="policy", task_id=None, method="GET", status=200)
+        reply.reply_json(200, {"request_id": secrets.token_hex(8), "data": data})
 
     # -- POST {upload_host}: an OSS form upload -------------------------------------------
-    def oss_upload(self, handler: _Handler, raw: bytes) -> None:
-        ctype = handler.headers.get("Content-Type", "")
+    def oss_upload(self, reply: Reply, raw: bytes) -> None:
+        ctype = reply.headers.get("Content-Type", "")
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
             f"Content-Type: {ctype}\r\n\r\n".encode() + raw
         )
         fields: dict[str, bytes] = {}
         for part in message.iter_parts() if message.is_multipart() else []:
             name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
             if isinstance(name, str):
-                fields[name] = part.get_payload(decode=True) or b""
+                fields[name] = payload if isinstance(payload, bytes) else b""
         key = fields.get("key", b"").decode()
         status = 200
-        with self.sim._lock:
+        with self.state._lock:
             allowed = any(key.startswith(d + "/") for d in self._upload_dirs)
             if fields.get("Signature") != b"sim-signature" or not allowed or "file" not in fields:
                 status = 403
@@ -193,20 +232,20 @@ class SubmitDesk:
                 status = 409  # x-oss-forbid-overwrite
             else:
                 self.objects[key] = fields["file"]
-        self.sim.record(kind="upload", task_id=None, method="POST", status=status, key=key)
+        self.state.record(kind="upload", task_id=None, method="POST", status=status, key=key)
         if status == 200:
-            handler._send(200, b"", "text/plain")
+            reply.reply(200, b"", "text/plain")
         else:
             body = f"<Error><Code>Refused{status}</Code></Error>".encode()
-            handler._send(status, body, "application/xml")
+            reply.reply(status, body, "application/xml")
 
     # -- GET /api/v1/tasks: the task list ---------------------------------------------------
-    def list_tasks(self, handler: _Handler, query: dict[str, list[str]]) -> None:
-        if handler.headers.get("Authorization", "") != f"Bearer {self.sim.key}":
-            handler._error(401, "InvalidApiKey", "Invalid API-key provided.")
+    def list_tasks(self, reply: Reply, query: dict[str, list[str]]) -> None:
+        if reply.headers.get("Authorization", "") != f"Bearer {self.state.key}":
+            reply.reply_error(401, "InvalidApiKey", "Invalid API-key provided.")
             return
-        fault = self.sim.take_fault("list", None)
-        if fault and handler._apply(fault):
+        fault = self.state.take_fault("list", None)
+        if fault and faults.apply(reply, fault, self.state.video):
             return
 
         def moment(name: str, default: float) -> float:
@@ -221,10 +260,10 @@ class SubmitDesk:
         model = query.get("model_name", [None])[0]
         page = int(query.get("page_no", ["1"])[0])
         size = int(query.get("page_size", ["10"])[0])
-        with self.sim._lock:
+        with self.state._lock:
             rows = []
             for c in self.created:
-                task = self.sim.tasks[c["task_id"]]
+                task = self.state.tasks[c["task_id"]]
                 if (model is None or c["model"] == model) and start <= task.created <= end:
                     rows.append(
                         {
@@ -234,8 +273,8 @@ class SubmitDesk:
                             "gmt_create": api_time(task.created),
                         }
                     )
-        self.sim.record(kind="list", task_id=None, method="GET", status=200)
-        handler._json(
+        self.state.record(kind="list", task_id=None, method="GET", status=200)
+        reply.reply_json(
             200,
             {
                 "request_id": secrets.token_hex(8),

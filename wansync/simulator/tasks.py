@@ -1,0 +1,122 @@
+"""The task API: `GET /api/v1/tasks/{id}` (the poll) and `POST /api/v1/tasks/{id}/cancel`.
+
+A poll advances its task's script (PENDING → RUNNING → its outcome) and answers as SPEC §1
+shows; a SUCCEEDED task carries a signed video URL and `usage` matching the file served.
+Cancel works as the vendor documents it: only a PENDING task can be canceled.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from ..api import api_time
+from . import faults
+from .model import SimTask
+from .reply import Reply
+from .state import SimState
+
+TASK_PREFIX = "/api/v1/tasks/"
+CANCEL_SUFFIX = "/cancel"
+SCRIPTED_PROMPT = "a simulated prompt"  # orig_prompt of a task not made by the create endpoint
+
+
+def poll(reply: Reply, state: SimState, task_id: str) -> None:
+    """Answer one poll (faults and the key check first); every poll is recorded."""
+    fault = state.take_fault("task", task_id)
+    status: Any = 200
+    reported = None
+    try:
+        if fault and faults.apply(reply, fault, state.video):
+            status = fault.kind
+            return
+        if not reply.authorized(state.key):
+            status = 401
+            reply.reply_error(401, "InvalidApiKey", "Invalid API-key provided.")
+            return
+        reported = _report(reply, state, task_id)
+    finally:
+        state.record(
+            kind="task", task_id=task_id, method=reply.command, status=status, task_status=reported
+        )
+
+
+def _report(reply: Reply, state: SimState, task_id: str) -> str:
+    now = time.time()
+    with state._lock:
+        task = state.tasks.get(task_id) or state.auto_task(task_id)
+        task.polls += 1
+        if task.first_poll is None:
+            task.first_poll = now
+        status = task.status(now)
+    output: dict[str, Any] = {"task_id": task_id, "task_status": status}
+    if status != "UNKNOWN":
+        output["submit_time"] = api_time(task.created)
+    if status in ("RUNNING", "SUCCEEDED", "FAILED"):
+        scheduled = task.first_poll or now
+        if task.run_seconds is not None:
+            scheduled = task.created + (task.queue_seconds or 0.0)
+        output["scheduled_time"] = api_time(scheduled)
+    if status in ("SUCCEEDED", "FAILED", "CANCELED"):
+        output["end_time"] = api_time(task.end_time or now)
+    usage = None
+    if status == "SUCCEEDED":
+        output["orig_prompt"] = task.prompt if task.prompt is not None else SCRIPTED_PROMPT
+        if task.with_url:
+            base = f"{state.scheme}://{reply.headers.get('Host') or state.netloc}"
+            output["video_url"] = task.video_url or state.video.signed_url(task, base)
+        usage = _usage(state, task)
+    elif status == "FAILED":
+        if task.code:
+            output["code"] = task.code
+        if task.message:
+            output["message"] = task.message
+    reply.reply_json(200, {"request_id": secrets.token_hex(8), "output": output, "usage": usage})
+    return status
+
+
+def _usage(state: SimState, task: SimTask) -> dict[str, Any]:
+    """Billing as the API reports it; every duration is the served file's real one."""
+    seconds = state.video.seconds(task)
+    return {
+        "duration": seconds,
+        "video_duration": seconds,
+        "input_video_duration": 0,
+        "output_video_duration": seconds,
+        "video_count": 1,
+        "SR": task.resolution,
+    }
+
+
+def cancel(reply: Reply, state: SimState, task_id: str) -> None:
+    """PENDING → CANCELED with 200 `{"request_id"}`; any other task, or none, is refused."""
+    fault = state.take_fault("cancel", task_id)
+    status: Any = 200
+    try:
+        if fault and faults.apply(reply, fault, state.video):
+            status = fault.kind
+            return
+        if not reply.authorized(state.key):
+            status = 401
+            reply.reply_error(401, "InvalidApiKey", "Invalid API-key provided.")
+            return
+        now = time.time()
+        with state._lock:
+            task = state.tasks.get(task_id)
+            current = task.status(now) if task else "UNKNOWN"
+            if task is not None and current == "PENDING":
+                task.canceled_at = now
+        if current != "PENDING":
+            status = 400
+            reply.reply_error(400, "UnsupportedOperation", _refusal(task_id, current))
+            return
+        reply.reply_json(200, {"request_id": secrets.token_hex(8)})
+    finally:
+        state.record(kind="cancel", task_id=task_id, method=reply.command, status=status)
+
+
+def _refusal(task_id: str, status: str) -> str:
+    if status == "UNKNOWN":
+        return f"Task {task_id} does not exist (or is older than 24 h); it cannot be canceled."
+    return f"Task {task_id} is {status}, not PENDING; only a PENDING task can be canceled."
