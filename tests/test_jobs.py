@@ -1,23 +1,24 @@
 """.job files: from a picture and a prompt to an MP4, with the task created at most once.
 
-Real daemon subprocesses against the simulator; the crash tests stop the daemon dead
-at each step of a submit (`WANSYNC_TEST_HOLD`) and `kill -9` it there.
+Real daemon subprocesses against the simulator; the crash tests make the simulator hold
+a create request unanswered (`Simulator.stall`) and `kill -9` the daemon while it waits.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import subprocess
-import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 
 from tests.helpers import TEST_KEY, Env, wait_until
+from wansync import sidecar
+from wansync.api import SUBMIT_PATH
 from wansync.simulator import Simulator
 
 SAMPLE_PNG = bytes.fromhex("89504e470d0a1a0a") + b"a tiny picture, not decoded by anyone"
@@ -305,39 +306,74 @@ def test_a_5xx_without_a_task_ends_as_submit_uncertain_with_advice(jobs_env, sim
     assert len(created(sim)) == 1
 
 
-@pytest.mark.parametrize("step", ["before_request", "after_answer", "after_record"])
-def test_kill_9_at_each_step_of_a_submit_never_duplicates_nor_loses(jobs_env, sim, step):
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_kill_9_while_the_simulator_withholds_the_create_answer(jobs_env, sim, when):
+    """Killed while its create waits (task not made / made): never re-sent, never lost."""
     env = jobs_env
-    drop_job(env.inbox, "crash", {"prompt": f"crash at {step}", "media": URL_FRAME})
-    cmd = [sys.executable, "-m", "wansync", "run", "-c", str(env.config_path)]
-    log = env.root / f"held-{step}.log"
-    env.stderr_files.append(log)
-    with log.open("w") as err:
-        proc = subprocess.Popen(cmd, env={**env.env(), "WANSYNC_TEST_HOLD": step}, stderr=err)
-    try:
-        wait_until(lambda: '"test.hold"' in log.read_text(), 20, f"the daemon to hold at {step}")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    journal = env.sidecar(env.inbox, "crash")
-    expected_state = {"before_request": "submitting", "after_answer": "submitting"}
-    assert journal["state"] == expected_state.get(step, "polling")
+    env.configure(api={"timeout": 30})  # the daemon must still be waiting when it is killed
+    stall = sim.stall("create", when=when)
+    drop_job(env.inbox, "crash", {"prompt": f"crash {when} the task is made", "media": URL_FRAME})
+    d = env.start("run")
+    assert stall.reached.wait(20), f"the create to reach the simulator ({when})"
+    d.kill()
+    wait_until(lambda: sim.requests("submit"), 10, "the held create to be logged")
+    assert env.sidecar(env.inbox, "crash")["state"] == "submitting"
     made_before = len(created(sim))
-    assert made_before == (0 if step == "before_request" else 1)
+    assert made_before == (0 if when == "before" else 1)
     result = env.cli("once", "--timeout", "30")
     data = job_ended(env, "crash")
     assert data is not None, "the job is never lost"
     assert len(created(sim)) == made_before, "a restart never creates the task again"
-    assert len(sim.requests("submit")) == made_before
-    if step == "before_request":  # a task may have been made: the user is told to check
+    assert len(sim.requests("submit")) == 1, "the create was sent once, and never again"
+    if when == "before":  # a task may have been made: the user is told to check
         assert result.returncode == 1
         assert data["error"]["code"] == "SubmitUncertain"
     else:
         assert result.returncode == 0, result.stderr
         assert data["state"] == "succeeded" and data["task_id"] == created(sim)[0]["task_id"]
-        assert data["job"]["found_by"] == ("task list" if step == "after_answer" else None)
+        assert data["job"]["found_by"] == "task list"
+
+
+def test_a_restart_after_the_task_id_was_recorded_but_not_its_task_file(jobs_env, sim):
+    """Crash state built on disk: the sidecar has the new task id, no `.task` yet; no re-create.
+
+    This is the daemon killed between writing the task id into the job's sidecar
+    (`state: polling`) and writing `NAME.task`: the test makes the task through the
+    simulator's create endpoint, writes that sidecar itself, then starts the daemon on it.
+    """
+    env = jobs_env
+    drop_job(env.inbox, "crash", {"prompt": "crash after the record", "media": URL_FRAME})
+    answer = requests.post(
+        sim.url + SUBMIT_PATH,
+        json={
+            "model": "wan2.7-i2v",
+            "input": {"prompt": "crash after the record", "media": URL_FRAME},
+        },
+        headers={"Authorization": f"Bearer {TEST_KEY}", "X-DashScope-Async": "enable"},
+        timeout=10,
+    )
+    task_id = answer.json()["output"]["task_id"]
+    journal = sidecar.new("crash", task_id, {}, time.time())
+    started = sidecar.utc_iso()
+    journal["state"] = "polling"
+    journal["job"] = {
+        "file": "crash.job",
+        "model": "wan2.7-i2v",
+        "attempts": 1,
+        "submit_started": started,
+        "submitted": started,
+        "found_by": None,
+    }
+    sidecar.write(env.inbox / "crash.status.json", journal)
+    assert not (env.inbox / "crash.task").exists()
+    result = env.cli("once", "--timeout", "30")
+    assert result.returncode == 0, result.stderr
+    data = job_ended(env, "crash")
+    assert data is not None, "the job is never lost"
+    assert data["state"] == "succeeded" and data["task_id"] == task_id
+    assert data["job"]["found_by"] is None
+    assert len(created(sim)) == 1, "a restart never creates the task again"
+    assert len(sim.requests("submit")) == 1
 
 
 def test_kill_9_while_the_create_is_on_the_wire(jobs_env, sim):

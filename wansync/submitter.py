@@ -23,7 +23,6 @@ All state lives on the main thread; the one worker thread only does the HTTP cal
 from __future__ import annotations
 
 import collections
-import os
 import queue
 import time
 from collections.abc import Callable
@@ -52,15 +51,6 @@ from .workers import Workers
 SEARCHES = (0.0, 0.25, 1.0)  # when to search the task list, in parts of submit.search_for
 LOOKUP_MARGIN = 120.0  # seconds either side of the create the search covers (clock skew)
 RECOUNT_EVERY = 5.0  # in-progress tasks are recounted at least this often while jobs wait
-HOLD_ENV = "WANSYNC_TEST_HOLD"  # tests: stop dead at a named step, to be killed there
-
-
-def hold(step: str) -> None:
-    """For the crash tests: at `$WANSYNC_TEST_HOLD`'s step, say so and wait to be killed."""
-    if os.environ.get(HOLD_ENV) == step:
-        log.get("wansync.test").warning("test.hold", step=step)
-        while True:
-            time.sleep(3600)
 
 
 class JobHost(Protocol):
@@ -265,9 +255,7 @@ class Submitter:
             if kind == "upload":
                 outcome = self.uploader.upload_all(*args)
             elif kind == "post":
-                hold("before_request")
                 outcome = self.api.submit(*args)
-                hold("after_answer")
             else:
                 model, (start, end) = args
                 outcome = self.api.list_tasks(model, start, end)
@@ -397,7 +385,6 @@ class Submitter:
         block.update(submitted=sidecar.utc_iso(), found_by=found_by)
         job.data.update(task_id=task_id, state="polling", request_id=request_id, error=None)
         sidecar.write(self.folders.sidecar(job.name), job.data)
-        hold("after_record")
         self.log.info("job.submitted", name=job.name, task_id=task_id, found_by=found_by)
         self.slots_changed = True
         self._hand_over(job.name, job.data)
