@@ -255,6 +255,28 @@ class TaskApi:
         request_id = obj.get("request_id")
         return Submitted(task_id, request_id if isinstance(request_id, str) else None)
 
+    def cancel(self, task_id: str) -> str | None:
+        """Ask for a PENDING task to be canceled (`POST …/tasks/{id}/cancel`, as the SDK's
+        `VideoSynthesis.cancel`); the request id when accepted, else the status's error."""
+        try:
+            resp = self._pool.request(
+                "POST",
+                f"{self.base_url}/api/v1/tasks/{task_id}/cancel",
+                headers=self._headers,
+                preload_content=False,
+                redirect=False,
+            )
+            try:
+                body = _read_bounded(resp)
+            finally:
+                resp.release_conn()
+        except urllib3.exceptions.HTTPError as exc:
+            raise RemoteUnavailable(scrub(f"{type(exc).__name__}: {exc}")) from None
+        if resp.status != 200:
+            raise _status_error(resp, body)
+        request_id = (_json_object(body) or {}).get("request_id")
+        return request_id if isinstance(request_id, str) else None
+
     def fetch(self, task_id: str) -> TaskReport:
         resp, body = self._get(f"{self.base_url}/api/v1/tasks/{task_id}")
         return self._interpret(resp, body)

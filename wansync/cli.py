@@ -138,6 +138,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from .cancel import NotATask, run
+
+    cfg = _config(args)
+    key = config.load_api_key(cfg)
+    log.add_secret(key)
+    try:
+        return run(cfg, key, args.target)
+    except NotATask as exc:
+        raise UsageError(f"NAME_OR_TASK_ID: {exc}") from None
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .simulator import Simulator
 
@@ -211,12 +223,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("check", cmd_check, "validate config, folders and key")
     with_config(p)
     p.add_argument("--online", action="store_true", help="also make one API call")
+    p = add("cancel", cmd_cancel, "cancel a task that has not started (PENDING)")
+    p.add_argument("target", metavar="NAME_OR_TASK_ID", help="a name in the inbox, or a task id")
+    with_config(p)
     p = add("simulate", cmd_simulate, "run a local DashScope-compatible server")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--key", default="sim-key", help="the API key it accepts (default sim-key)")
-    p.add_argument("--polls", type=int, default=2, help="polls a task spends RUNNING")
-    p.add_argument("--seconds", type=float, help="time-based tasks: seconds until done")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    p.add_argument("--port", type=int, default=8765, help="port (default: %(default)s)")
+    p.add_argument("--key", default="sim-key", help="the API key it accepts (default: %(default)s)")
+    p.add_argument(
+        "--polls",
+        type=int,
+        default=2,
+        help="polls a task answers RUNNING, after one PENDING poll (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seconds",
+        type=float,
+        help="time-based tasks instead: seconds from the first poll "
+        "until done, a third of it PENDING (default: unset, --polls counts)",
+    )
     p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate")
     p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
     add("demo", cmd_demo, "run the simulator and the daemon on a temp folder and watch")

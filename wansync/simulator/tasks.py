@@ -90,7 +90,11 @@ def _usage(state: SimState, task: SimTask) -> dict[str, Any]:
 
 
 def cancel(reply: Reply, state: SimState, task_id: str) -> None:
-    """PENDING → CANCELED with 200 `{"request_id"}`; any other task, or none, is refused."""
+    """PENDING → CANCELED with 200 `{"request_id"}`; any other task, or none, is refused.
+
+    The real refusal's shape is not documented anywhere we could read: HTTP 400
+    `UnsupportedOperation` with a message naming the task's status is our stand-in.
+    """
     fault = state.take_fault("cancel", task_id)
     status: Any = 200
     try:
@@ -102,10 +106,10 @@ def cancel(reply: Reply, state: SimState, task_id: str) -> None:
             reply.reply_error(401, "InvalidApiKey", "Invalid API-key provided.")
             return
         now = time.time()
-        with state._lock:
-            task = state.tasks.get(task_id)
-            current = task.status(now) if task else "UNKNOWN"
-            if task is not None and current == "PENDING":
+        with state._lock:  # an unseen id is made as a poll would make it (see auto_task)
+            task = state.tasks.get(task_id) or state.auto_task(task_id)
+            current = task.status(now)
+            if current == "PENDING":
                 task.canceled_at = now
         if current != "PENDING":
             status = 400
@@ -113,7 +117,9 @@ def cancel(reply: Reply, state: SimState, task_id: str) -> None:
             return
         reply.reply_json(200, {"request_id": secrets.token_hex(8)})
     finally:
-        state.record(kind="cancel", task_id=task_id, method=reply.command, status=status)
+        state.record(
+            kind="cancel", task_id=task_id, method=reply.command, status=status, path=reply.path
+        )
 
 
 def _refusal(task_id: str, status: str) -> str:
