@@ -92,7 +92,7 @@ def test_an_unknown_name_or_id(env, sim):
     bad = env.cli("cancel", "nope")
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "NAME_OR_TASK_ID" in clean(bad)
-    assert "no nope.task" in bad.stderr and "not a valid task id" in bad.stderr
+    assert "nothing named 'nope'" in bad.stderr and "not a valid task id" in bad.stderr
     unknown = env.cli("cancel", "an-unknown-task-1")
     assert unknown.returncode == 1
     assert "does not exist" in clean(unknown)

@@ -48,7 +48,7 @@ def find_task_id(inbox: Path, arg: str) -> tuple[str, str]:
     try:
         return taskfile.check_task_id(arg), arg
     except TaskFileError as exc:
-        raise NotATask(f"no {name}.task or {name}.job in {inbox}, and {exc}") from None
+        raise NotATask(f"nothing named {name!r} in {inbox}, and {exc}") from None
 
 
 def _sidecar_task_id(path: Path) -> str | None:

@@ -29,7 +29,7 @@ class Stall:
 
     For the crash tests: the daemon waits for an answer that does not come, the test sees
     `reached` and kills it there. `before` holds a create before the task is made, `after`
-    once it is made.  Plain HTTP only: over TLS the hang-up cannot be peeked at,
+    once it is made. Plain HTTP only: over TLS the hang-up cannot be peeked at,
     so the hold ends at once.
     """
 
