@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 
 from .model import Fault
 from .reply import Reply
@@ -42,7 +43,7 @@ def apply(reply: Reply, fault: Fault, store: VideoStore) -> bool:
 
 def random_fault(rng: random.Random, target: str) -> Fault:
     """One fault of the kinds a flaky network and service produce (chaos for load tests)."""
-    kinds: list[tuple[str, dict[str, object]]] = [
+    kinds: list[tuple[str, dict[str, Any]]] = [
         ("status", {"status": 429, "retry_after": "0.2"}),
         ("status", {"status": 500}),
         ("status", {"status": 503}),
@@ -54,4 +55,4 @@ def random_fault(rng: random.Random, target: str) -> Fault:
     else:
         kinds += [("malformed", {})]
     kind, spec = rng.choice(kinds)
-    return Fault(target, kind, **spec)  # type: ignore[arg-type]
+    return Fault(target, kind, **spec)
