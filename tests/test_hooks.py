@@ -405,7 +405,10 @@ def test_unconfigured_hook_stays_pending(setup):
     path = setup.lay("clip")
     with capture_logs() as logs:
         hooks = setup.start(on_failure=setup.command())
-        hooks.consume(succeeded(path))
+        hooks.consume(succeeded(path))  # no on_success: not even looked at
+        assert hooks.wait(20)
+        assert not [e for e in logs if e["event"].startswith("hook.")]
+        hooks.resume_pending()  # at start-up it is found, and left alone
         assert hooks.wait(20)
     assert setup.hook_record(path)["state"] == "pending" and setup.runs() == []
     assert [e["event"] for e in logs if e["event"].startswith("hook.")] == ["hook.not_configured"]

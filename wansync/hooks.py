@@ -166,15 +166,19 @@ class Hooks:
     def consume(self, event: Event) -> None:
         """Bus consumer: a task ended, its final sidecar says whether a hook is pending."""
         if isinstance(event, TaskSucceeded | TaskFailed):
-            self._enqueue(Path(os.path.abspath(event.sidecar)), 0.0)
+            kind = "succeeded" if isinstance(event, TaskSucceeded) else "failed"
+            if self.pending_record(kind) is not None:  # else no record was written either
+                self._enqueue(Path(os.path.abspath(event.sidecar)), 0.0)
 
     def resume_pending(self) -> None:
         """At start-up: run every hook a final sidecar in outbox/ or failed/ says is pending.
 
-        The folders may hold thousands of sidecars, so the scan runs on its own thread.
+        The folders may hold thousands of sidecars, so the scan runs on its own thread;
+        with no hook configured at all there is nothing to run and nothing is read.
         """
+        cfg = self.get_cfg()
         with self._cond:
-            if self._closed:
+            if self._closed or not (cfg.on_success or cfg.on_failure):
                 return
             self._scans += 1
         threading.Thread(target=self._scan, name="hooks-scan", daemon=True).start()
