@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -493,3 +496,52 @@ def test_a_hook_that_moves_its_files_away_is_not_recreated(setup):
     assert hooks.wait(20)
     assert not path.exists() and (elsewhere / "clip.status.json").exists()
     assert [r.result for r in setup.reports] == ["ok"]
+
+
+class _Webhook(BaseHTTPRequestHandler):
+    """A webhook receiver: the first POST gets a 500, the others a 200; bodies are kept."""
+
+    bodies: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.bodies.append(json.loads(body))
+        self.send_response(500 if len(self.bodies) == 1 else 200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl, jq")
+def test_the_readme_webhook_hook_posts_and_is_retried(setup):
+    """examples/webhook-hook.sh posts the task's event; an HTTP 500 is retried."""
+    _Webhook.bodies = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        script = Path(__file__).parent.parent / "examples" / "webhook-hook.sh"
+        command = f"{script} http://127.0.0.1:{server.server_address[1]}/hook"
+        ok, bad = setup.lay("clip"), setup.lay("broken", event="failed")
+        hooks = setup.start(on_success=command, on_failure=command)
+        hooks.consume(succeeded(ok))
+        assert hooks.wait(30)
+        hooks.consume(failed(bad, name="broken"))
+        assert hooks.wait(30)
+    finally:
+        server.shutdown()
+        server.server_close()
+    first, again, fail = _Webhook.bodies
+    assert first == again
+    assert again["event"] == "succeeded" and again["name"] == "clip"
+    assert again["video"] == str(setup.folders.outbox / "clip.mp4")
+    assert again["text"] == f"wansync: clip is ready: {again['video']}"
+    assert fail["text"] == "wansync: broken failed: TaskFailed the model said no"
+    assert setup.hook_record(ok) == {
+        "event": "succeeded",
+        "state": "done",
+        "attempts": 2,
+        "exit_code": 0,
+    }
+    assert setup.hook_record(bad)["state"] == "done"
