@@ -545,3 +545,17 @@ def test_the_readme_webhook_hook_posts_and_is_retried(setup):
         "exit_code": 0,
     }
     assert setup.hook_record(bad)["state"] == "done"
+
+
+def test_a_hook_that_leaves_a_child_holding_its_output_still_ends(setup):
+    """`cmd &` in a hook keeps the output pipe open: the try ends when the hook exits."""
+    path = setup.lay("clip")
+    hooks = setup.start(on_success="sh -c 'sleep 60 & echo $! > bg.pid; echo done'")
+    started = time.monotonic()
+    hooks.consume(succeeded(path))
+    try:
+        assert hooks.wait(20)
+        assert time.monotonic() - started < 10
+        assert setup.hook_record(path)["state"] == "done"
+    finally:
+        os.kill(int((setup.folders.outbox / "bg.pid").read_text()), 9)
