@@ -54,13 +54,12 @@ class _Lines:
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
 
     def feed(self, data: bytes) -> None:
-        self.partial += data
-        while b"\n" in self.partial or len(self.partial) > MAX_LINE * 4:
-            line, sep, rest = self.partial.partition(b"\n")
-            if not sep:  # a line with no end in sight: take what we have as one line
-                line, rest = self.partial[: MAX_LINE * 4], self.partial[MAX_LINE * 4 :]
-            self.partial = rest
-            self._line(line)
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        for raw in lines:
+            self._line(raw)
+        while len(self.partial) > MAX_LINE * 4:  # no end in sight: take it as one line
+            self._line(self.partial[: MAX_LINE * 4])
+            self.partial = self.partial[MAX_LINE * 4 :]
 
     def close(self) -> None:
         if self.partial:
