@@ -6,8 +6,10 @@ defaults and the documentation cannot drift apart.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,9 +99,42 @@ def _choice(*options: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         if value not in options:
             raise ValueError(f"{value!r} is not one of {', '.join(options)}")
-        return value
+        return str(value)
 
     return parse
+
+
+def _command(value: Any) -> str:
+    """A hook's command line: split like a shell would, run without one."""
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ValueError(f"{value!r} is not a command line")
+    try:
+        shlex.split(value)
+    except ValueError as exc:  # "No closing quotation", "No escaped character"
+        raise ValueError(f"{value!r} is not a command line: {exc}") from None
+    return value
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9-]{1,63})*")
+
+
+def _listen(value: Any) -> tuple[str, int]:
+    """`HOST:PORT` (`127.0.0.1:9464`, `localhost:9464`, `[::1]:9464`) → (host, port)."""
+    text = value if isinstance(value, str) else ""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT like 127.0.0.1:9464 (port 1-65535)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{value!r}: {host!r} is not an IPv6 address") from None
+    elif ":" in host:
+        raise ValueError(f"{value!r}: write an IPv6 address in brackets, like [::1]:9464")
+    elif not _HOST_NAME.fullmatch(host):
+        raise ValueError(f"{value!r}: {host!r} is not a host name or address")
+    return host, int(port)
 
 
 # dotted key -> (default, parser). The YAML nesting follows the dots.
@@ -126,6 +161,11 @@ SCHEMA: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "log.level": ("info", _choice("debug", "info", "warning", "error")),
     "watch.rescan_interval": (10, parse_duration),
     "watch.polling": (False, _bool),
+    "hooks.on_success": (None, _command),
+    "hooks.on_failure": (None, _command),
+    "hooks.timeout": (60, parse_duration),
+    "hooks.attempts": (3, _positive_int),
+    "metrics.listen": (None, _listen),
 }
 
 
@@ -173,6 +213,19 @@ class WatchConfig:
 
 
 @dataclass(frozen=True)
+class HooksConfig:
+    on_success: str | None
+    on_failure: str | None
+    timeout: float
+    attempts: int
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: tuple[str, int] | None
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the daemon needs to know, validated; `source` is the file it came from."""
 
@@ -185,6 +238,8 @@ class Config:
     submit: SubmitConfig
     log: LogConfig
     watch: WatchConfig
+    hooks: HooksConfig
+    metrics: MetricsConfig
     source: Path | None = None
 
 
@@ -238,6 +293,8 @@ def from_mapping(data: Any, source: Path | None = None) -> Config:
         submit=section("submit", SubmitConfig),
         log=section("log", LogConfig),
         watch=section("watch", WatchConfig),
+        hooks=section("hooks", HooksConfig),
+        metrics=section("metrics", MetricsConfig),
         source=source,
     )
 

@@ -25,6 +25,11 @@ def add_secret(secret: str) -> None:
         _secrets.add(secret)
 
 
+def holds_secret(text: str) -> bool:
+    """True when `text` contains a registered secret (a hook's environment must not)."""
+    return any(secret in text for secret in _secrets)
+
+
 def scrub(text: str) -> str:
     """`text` with URL query strings dropped and every registered secret masked."""
     text = _QUERY.sub("", text)
