@@ -5,7 +5,9 @@ overlay of this machine's root; the box shares the host's network, so the simula
 here on 127.0.0.1 answers the unit. One box and one install per module (README steps 1-2),
 then each unit in turn (steps 3-4): `wansync.service` and the instance `wansync@beijing`.
 To add a check: `service.reconfigure(section={...})` writes the baseline config with that
-section merged in and restarts the unit; `service.box.run(...)` runs a command in the box.
+section merged in and restarts the unit (it must come up); `service.box.put(path, text,
+mode)` writes a file in the box (a hook script), `service.box.run(...)` runs a command
+there; a server the unit listens with on 127.0.0.1 is reachable from this process too.
 """
 
 from __future__ import annotations
