@@ -82,9 +82,13 @@ class Box:
 
 def install_project(box: Box) -> None:
     """README steps 1-2, as root in the box; pip installs the checkout from local wheels."""
-    ignore = shutil.ignore_patterns(".git", ".venv*", "*.egg-info", "build", "dist", "*cache*")
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv*", "*.egg-info", "build", "dist", "__pycache__", ".*_cache"
+    )
     shutil.copytree(REPO, box.path(SRC), ignore=ignore)
-    wheels = [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(box.path(WHEELS))]
+    # the box's python3 is the host's /usr/bin/python3 (same root): build wheels for it
+    pip = [sys.executable, "-m", "pip", "--python", "/usr/bin/python3"]
+    wheels = [*pip, "wheel", "-q", "-w", str(box.path(WHEELS))]
     built = subprocess.run(
         [*wheels, str(box.path(SRC)), "setuptools>=77"], capture_output=True, text=True, timeout=600
     )
