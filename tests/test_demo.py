@@ -1,0 +1,59 @@
+"""`wansync demo` as a user sees it: its real output replayed through a terminal emulator."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.tty import PtyRun, screen
+
+BEFORE = "a line printed before the demo started"
+
+
+def _demo_folder(text: str) -> Path:
+    match = re.search(r"wansync demo in (\S+)", text)
+    assert match, text
+    return Path(match.group(1))
+
+
+def test_demo_on_a_terminal_keeps_the_lines_above_its_table():
+    """The live table is redrawn in place: nothing above it is lost, one table remains."""
+    run = PtyRun("demo")
+    code = run.wait(120)
+    text = run.text()
+    folder = _demo_folder(text)
+    try:
+        assert code == 0, text[-2000:]
+        shown = screen(BEFORE + "\r\n", text)
+        assert shown[0] == BEFORE
+        assert shown[1].startswith("wansync demo in ")
+        assert shown[2].strip().startswith("simulator at http://127.0.0.1:")
+        assert sum(line.startswith("WHERE") for line in shown) == 1, "\n".join(shown)
+        assert not any(re.search(r"\s-\d+(\.\d+)?s\b", line) for line in shown)
+        assert any(line.startswith("Everything is in ") and str(folder) in line for line in shown)
+        assert "demo finished" in shown
+        assert len(list((folder / "outbox").glob("*.mp4"))) == 5  # kept, as it says
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_demo_off_a_terminal_keeps_its_columns():
+    """Piped, one line per change, the state column aligned even for long names."""
+    result = subprocess.run(
+        [sys.executable, "-m", "wansync", "demo"], capture_output=True, text=True, timeout=120
+    )
+    folder = _demo_folder(result.stdout)
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "\x1b[" not in result.stdout
+        live = result.stdout.split("\nVideos", 1)[0].splitlines()[3:]  # after the header
+        changes = [line for line in live if line.strip()]
+        assert any("portrait-from-picture" in line for line in changes)
+        columns = {len(re.match(r"  \S+ +", line).group(0)) for line in changes}
+        assert len(columns) == 1, changes
+        assert f"Everything is in {folder}" in result.stdout and folder.is_dir()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
