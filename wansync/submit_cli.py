@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -24,14 +25,14 @@ from .publish import free_name
 from .taskfile import TASK_SUFFIX
 
 
-def job_document(args: argparse.Namespace, default_model: str) -> dict:
+def job_document(args: argparse.Namespace, default_model: str) -> dict[str, Any]:
     """The `.job` for the command line: URL media as given, local files by absolute path."""
     source = args.image
     if source.startswith(URL_SCHEMES):
         frame = {"type": "first_frame", "url": source}
     else:
         frame = {"type": "first_frame", "path": str(Path(source).expanduser().absolute())}
-    doc: dict = {"prompt": args.prompt}
+    doc: dict[str, Any] = {"prompt": args.prompt}
     if args.model:
         doc["model"] = args.model
     if not uses_media(args.model or default_model):
@@ -102,7 +103,7 @@ def watch(cfg: config.Config, name: str, timeout: float | None, since: float) ->
         time.sleep(0.5)
 
 
-def _final(cfg: config.Config, name: str, since: float) -> tuple[Path, dict] | None:
+def _final(cfg: config.Config, name: str, since: float) -> tuple[Path, dict[str, Any]] | None:
     """This run's ended sidecar in outbox/ or failed/ for job `name` (it may be NAME-2)."""
     found = []
     for folder in (cfg.outbox, cfg.failed):
