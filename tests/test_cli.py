@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TEST_KEY, drop
+from tests.helpers import TEST_KEY, drop, wait_until
 
 
 def test_help_lists_every_command():
@@ -124,3 +125,156 @@ def test_add_never_races_a_starting_daemon(env, sim):
         assert env.cli("add", f"task-race-{i:05d}").returncode == 0
     env.wait_ended(*(f"task-race-{i:05d}" for i in range(20)))
     assert daemon.stop() == 0
+
+
+# -- one line and exit 2, never a traceback ------------------------------------------------
+
+
+def _one_line(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("command", ["check", "once"])
+def test_an_inbox_that_cannot_be_a_folder_is_one_line(env, command):
+    """An inbox under /proc, or one that is a regular file: one line naming it, exit 2."""
+    env.configure(inbox="/proc/nope/inbox", outbox="/proc/nope/outbox", failed="/proc/nope/f")
+    _one_line(env.cli(command), "inbox", "/proc/nope/inbox")
+    plain = env.root / "plain-file"
+    plain.write_text("not a folder")
+    env.configure(inbox=str(plain), outbox=str(env.outbox), failed=str(env.failed))
+    _one_line(env.cli(command), "inbox:", str(plain), "is not a folder")
+
+
+def _unprivileged() -> list[str]:
+    """A prefix that runs a child without root's power to write anyone's folder.
+
+    A throwaway user cannot run this venv's python (it lives under /root, mode 0700), so
+    as root we drop every capability instead (`setpriv`): uid 0 without
+    CAP_DAC_OVERRIDE is held to the permission bits like any user.
+    """
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root and setpriv (util-linux) is not installed")
+    return ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
+
+
+def test_add_without_write_permission_names_the_folder_and_the_group(env):
+    """`add` by a user who may not write the inbox: one line, the folder, the newgrp hint."""
+    env.inbox.chmod(0o555)
+    try:
+        add = ["add", "task-perm-00001", "-c", str(env.config_path)]
+        result = subprocess.run(
+            [*_unprivileged(), sys.executable, "-m", "wansync", *add],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env.env(),
+        )
+        _one_line(result, "inbox:", str(env.inbox), "permission denied", "newgrp")
+        assert list(env.inbox.iterdir()) == []
+    finally:
+        env.inbox.chmod(0o755)
+
+
+# -- check changes nothing -----------------------------------------------------------------
+
+
+def test_check_creates_nothing_and_says_run_will(env):
+    """Missing folders are reported (run creates them), never made by `check`."""
+    env.configure(inbox=str(env.root / "new" / "inbox"), outbox=str(env.root / "new" / "out"))
+    result = env.cli("check")
+    assert result.returncode == 0, result.stderr
+    assert f"inbox {env.root}/new/inbox does not exist yet; `wansync run` will create it" in (
+        result.stdout
+    )
+    assert not (env.root / "new").exists()
+
+
+def test_check_reads_the_key_from_key_file(env, sim, tmp_path):
+    """`check --key-file` finds a key that only the service can otherwise see."""
+    key_file = tmp_path / "the.key"
+    key_file.write_text(TEST_KEY + "\n")
+    result = env.cli("check", "--online", "--key-file", str(key_file), key=None)
+    assert result.returncode == 0, result.stderr
+    assert f"key: found ({key_file})" in result.stdout
+    assert "the key works" in result.stdout and "PENDING" not in result.stdout
+    missing = env.cli("check", "--key-file", str(tmp_path / "nope.key"), key=None)
+    _one_line(missing, "--key-file:", "nope.key")
+
+
+def test_the_service_key_file_follows_the_unit():
+    """As the units say: config.yaml -> dashscope_api_key, NAME.yaml -> NAME.key."""
+    from wansync import checks, config
+
+    main = config.from_mapping(None, source=Path("/etc/wansync/config.yaml"))
+    beijing = config.from_mapping(None, source=Path("/etc/wansync/beijing.yaml"))
+    assert checks.service_key_file(main) == Path("/etc/wansync/dashscope_api_key")
+    assert checks.service_key_file(beijing) == Path("/etc/wansync/beijing.key")
+    units = Path(__file__).parent.parent / "systemd"
+    assert "/etc/wansync/dashscope_api_key" in (units / "wansync.service").read_text()
+    assert "/etc/wansync/%i.key" in (units / "wansync@.service").read_text()
+
+
+def test_a_locked_inbox_names_the_pid_of_its_holder(env, sim):
+    """`once` beside a running daemon: exit 3 and the daemon's PID."""
+    daemon = env.start()
+    wait_until(daemon.holds_lock, 20, "the daemon to hold the lock")
+    result = env.cli("once")
+    assert result.returncode == 3
+    assert f"another wansync (PID {daemon.proc.pid}) is running" in result.stderr
+    assert daemon.stop() == 0
+
+
+def test_every_help_is_clear_and_shows_defaults():
+    """Each command's --help works and names the defaults of its options."""
+    for command in ("run", "once", "add", "submit", "status", "retry", "check", "demo"):
+        out = subprocess.run(
+            [sys.executable, "-m", "wansync", command, "--help"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert out.startswith("usage: wansync " + command)
+        if command not in ("demo",):
+            assert "default: $WANSYNC_CONFIG" in out
+    check = subprocess.run(
+        [sys.executable, "-m", "wansync", "check", "--help"], capture_output=True, text=True
+    ).stdout
+    assert "--key-file" in check and "changes nothing" in check
+
+
+# -- retry ----------------------------------------------------------------------------------
+
+
+def test_retry_takes_the_latest_failed_record_and_keeps_the_name(env, sim):
+    """Failed twice (NAME, NAME-2): retry NAME and retry NAME-2 both bring back NAME."""
+    sim.add_task("task-twice-00001", outcome="FAILED")
+    drop(env.inbox, "twice", "task-twice-00001")
+    assert env.cli("once").returncode == 1
+    assert env.cli("retry", "twice").returncode == 0
+    assert env.cli("once").returncode == 1  # fails again: failed/twice-2.*
+    assert (env.failed / "twice-2.task").exists() and (env.failed / "twice.status.json").exists()
+    result = env.cli("retry", "twice")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(env.inbox / "twice.task")
+    assert f"moved {env.failed / 'twice-2.task'} to {env.inbox / 'twice.task'}" in result.stderr
+    again = env.cli("retry", "twice-2")
+    assert again.returncode == 2 and "already in the inbox" in again.stderr
+    assert env.cli("once").returncode == 1  # fails a third time: failed/twice-3.*
+    by_stem = env.cli("retry", "twice-3")
+    assert by_stem.returncode == 0 and (env.inbox / "twice.task").exists()
+    assert not list(env.inbox.glob("twice-*"))
+
+
+def test_retry_of_a_success_says_where_the_video_is(env, sim):
+    """A task that succeeded is not retried: exit 2 naming its video."""
+    drop(env.inbox, "fine", "task-fine-000001")
+    assert env.cli("once").returncode == 0
+    result = env.cli("retry", "fine")
+    _one_line(result, "fine: it succeeded", str(env.outbox / "fine.mp4"))
+    _one_line(env.cli("retry", "nothing-here"), "no failed task or job", str(env.failed))

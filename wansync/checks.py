@@ -92,6 +92,7 @@ def check_folders(cfg: config.Config) -> list[str]:
             raise ConfigError(f"{key}: {folder} exists and is not a folder")
         if not is_dir:
             raise ConfigError(f"{key}: {folder} cannot be created: {base} is not a folder")
+        _check_storage(key, folder, base)
         if not os.access(base, os.W_OK | os.X_OK):
             what = "is not writable" if base == folder else f"cannot be created in {base}"
             raise ConfigError(f"{key}: {folder} {what}" + permission_hint(base))
@@ -101,6 +102,18 @@ def check_folders(cfg: config.Config) -> list[str]:
         if devices[key] != devices["inbox"]:
             raise ConfigError(f"{key}: must be on the same filesystem as inbox (moves are renames)")
     return missing
+
+
+def _check_storage(key: str, folder: Path, base: Path) -> None:
+    """Refuse what `access()` cannot see: a read-only mount, or /proc-like virtual ones."""
+    try:
+        info = os.statvfs(base)
+    except OSError as exc:
+        raise ConfigError(f"{key}: {describe(exc, base)}") from None
+    if info.f_flag & os.ST_RDONLY:
+        raise ConfigError(f"{key}: {folder}: {base} is on a read-only filesystem")
+    if info.f_blocks == 0:
+        raise ConfigError(f"{key}: {folder}: {base} is on a virtual filesystem (like /proc)")
 
 
 def service_key_file(cfg: config.Config) -> Path:
