@@ -164,12 +164,23 @@ def _unprivileged() -> list[str]:
 
 
 def test_add_without_write_permission_names_the_folder_and_the_group(env):
-    """`add` by a user who may not write the inbox: one line, the folder, the newgrp hint."""
+    """`add`, `submit` by a user who may not write the inbox: one line naming it, the hint."""
     env.inbox.chmod(0o555)
     try:
         add = ["add", "task-perm-00001", "-c", str(env.config_path)]
         result = subprocess.run(
             [*_unprivileged(), sys.executable, "-m", "wansync", *add],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env.env(),
+        )
+        _one_line(result, "inbox:", str(env.inbox), "permission denied", "newgrp")
+        picture = env.root / "pic.png"
+        picture.write_bytes(b"\x89PNG\r\n\x1a\n a stand-in picture")
+        submit = ["submit", str(picture), "--prompt", "waves", "-c", str(env.config_path)]
+        result = subprocess.run(
+            [*_unprivileged(), sys.executable, "-m", "wansync", *submit],
             capture_output=True,
             text=True,
             timeout=60,

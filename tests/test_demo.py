@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import wait_until
 from tests.tty import PtyRun, screen
 
 BEFORE = "a line printed before the demo started"
@@ -55,5 +58,21 @@ def test_demo_off_a_terminal_keeps_its_columns():
         columns = {len(re.match(r"  \S+ +", line).group(0)) for line in changes}
         assert len(columns) == 1, changes
         assert f"Everything is in {folder}" in result.stdout and folder.is_dir()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_ctrl_c_ends_the_demo_with_one_line_saying_where_its_files_are():
+    """Interrupted: no traceback, exit 130, and the folder it leaves named."""
+    run = PtyRun("demo")
+    wait_until(lambda: "WHERE" in run.text(), 60, "the first frame")
+    os.killpg(run.proc.pid, signal.SIGINT)
+    code = run.wait(60)
+    text = run.text()
+    folder = _demo_folder(text)
+    try:
+        assert code == 130, text[-2000:]
+        assert "Traceback" not in text
+        assert f"demo interrupted; what it made so far is in {folder}" in text
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -59,6 +59,13 @@ def describe(exc: OSError, path: Path | str | None = None) -> str:
     return line
 
 
+def inbox_error(exc: OSError, inbox: Path) -> ConfigError:
+    """Writing into the inbox failed (`add`, `submit`): name the key, the folder, the cause."""
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        return ConfigError(f"inbox: {inbox} is not a folder")
+    return ConfigError(f"inbox: cannot write {describe(exc, inbox)}")
+
+
 def prepare_folders(cfg: config.Config) -> None:
     """Create the three folders if missing (for `run`/`once`), then check them."""
     for key in FOLDER_KEYS:

@@ -67,7 +67,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             raise UsageError(f"--name: {target} already exists")
         write_bytes_atomic(target, f"{task_id}\n".encode())
     except OSError as exc:
-        raise ConfigError(f"inbox: cannot write {checks.describe(exc, cfg.inbox)}") from None
+        raise checks.inbox_error(exc, cfg.inbox) from None
     print(target)
     return EXIT_OK
 

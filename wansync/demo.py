@@ -83,11 +83,16 @@ def run(out: TextIO = sys.stdout) -> int:
     for name, task_id, _ in SAMPLES:
         _drop(cfg.inbox, name, task_id)
     _drop_job(root, cfg.inbox)
-    finished = _watch(cfg, out)
-    daemon.request_stop()
-    thread.join(10)
-    sim.stop()
-    log_file.close()
+    try:
+        finished = _watch(cfg, out)
+    except KeyboardInterrupt:
+        print(f"\ndemo interrupted; what it made so far is in {root}", file=out)
+        return 130
+    finally:
+        daemon.request_stop()
+        thread.join(10)
+        sim.stop()
+        log_file.close()
     return _summary(cfg, root, log_path, finished, out)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from . import config, sidecar
+from .checks import inbox_error
 from .daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, InboxLocked
 from .errors import ConfigError, JobFileError
 from .fsutil import write_bytes_atomic
@@ -59,7 +60,10 @@ def submit(args: argparse.Namespace, run_burst: Callable[[str], int]) -> int:
     except JobFileError as exc:
         print(f"wansync: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    cfg.inbox.mkdir(parents=True, exist_ok=True)
+    try:
+        cfg.inbox.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise inbox_error(exc, cfg.inbox) from None
     if args.name:
         name = args.name.removesuffix(JOB_SUFFIX)
         if "/" in name or name.startswith(".") or not name:
@@ -72,7 +76,10 @@ def submit(args: argparse.Namespace, run_burst: Callable[[str], int]) -> int:
         name = free_name(cfg.inbox, _default_name(args.image))
     path = cfg.inbox / f"{name}{JOB_SUFFIX}"
     since = time.time() - 1.0
-    write_bytes_atomic(path, text.encode("utf-8"))
+    try:
+        write_bytes_atomic(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise inbox_error(exc, cfg.inbox) from None
     if not args.wait:
         print(path)
         return EXIT_OK
