@@ -289,3 +289,20 @@ def test_retry_of_a_success_says_where_the_video_is(env, sim):
     result = env.cli("retry", "fine")
     _one_line(result, "fine: it succeeded", str(env.outbox / "fine.mp4"))
     _one_line(env.cli("retry", "nothing-here"), "no failed task or job", str(env.failed))
+
+
+def test_as_root_check_falls_back_to_the_service_key_file(tmp_path, monkeypatch):
+    """No key anywhere else: root reads the file the unit's LoadCredential= reads."""
+    from wansync import checks, config
+
+    if os.geteuid() != 0:
+        pytest.skip("the fallback is for root only")
+    for name in ("DASHSCOPE_API_KEY", "CREDENTIALS_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(checks, "SERVICE_KEY_DIR", tmp_path)
+    cfg = config.from_mapping(None, source=tmp_path / "config.yaml")
+    with pytest.raises(config.ConfigError, match="no API key"):
+        checks.find_key(cfg, None)
+    (tmp_path / "dashscope_api_key").write_text("sk-from-the-service\n")
+    key, source = checks.find_key(cfg, None)
+    assert key == "sk-from-the-service" and str(tmp_path / "dashscope_api_key") in source
