@@ -135,6 +135,15 @@ def service_key_file(cfg: config.Config) -> Path:
     return SERVICE_KEY_DIR / config.CREDENTIAL_NAME
 
 
+def _key_source(cfg: config.Config) -> str:
+    """Where `config.load_api_key` found the key, in its own order."""
+    if cfg.api.key_file is not None:
+        return f"api.key_file {cfg.api.key_file}"
+    if os.environ.get(config.KEY_ENV, "").strip():
+        return f"${config.KEY_ENV}"
+    return f"the systemd credential {config.CREDENTIAL_NAME}"
+
+
 def find_key(cfg: config.Config, key_file: str | None) -> tuple[str, str]:
     """The API key and where it came from, for `check`.
 
@@ -149,7 +158,7 @@ def find_key(cfg: config.Config, key_file: str | None) -> tuple[str, str]:
         except ConfigError as exc:
             raise ConfigError(str(exc).replace("api.key_file:", "--key-file:", 1)) from None
     try:
-        return config.load_api_key(cfg), "api.key_file, $DASHSCOPE_API_KEY or credential"
+        return config.load_api_key(cfg), _key_source(cfg)
     except ConfigError:
         fallback = service_key_file(cfg)
         if os.geteuid() != 0 or not fallback.is_file():

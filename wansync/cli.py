@@ -187,40 +187,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wansync",
-        description="Fetch finished Wan 2.7 videos from DashScope into a folder.",
-    )
-    parser.add_argument("--version", action="version", version=f"wansync {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+Command = Callable[[argparse.Namespace], int]
 
-    def add(
-        name: str, func: Callable[[argparse.Namespace], int], help_text: str
-    ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(func=func)
-        return p
 
-    def with_config(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "-c",
-            "--config",
-            metavar="FILE",
-            help="config file (default: $WANSYNC_CONFIG, ./wansync.yaml, /etc/wansync/config.yaml)",
-        )
+def _subcommand(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, func: Command, text: str
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=text, description=text)
+    p.set_defaults(func=func)
+    return p
 
-    with_config(add("run", cmd_run, "run the daemon in the foreground"))
-    p = add("once", cmd_once, "handle every task in the inbox now to its end, then exit")
-    with_config(p)
+
+def with_config(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--timeout", type=float, metavar="S", help="give up after S s, exit 124 (default: none)"
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="config file (default: $WANSYNC_CONFIG, ./wansync.yaml, /etc/wansync/config.yaml)",
     )
+
+
+def _inbox_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`add` and `submit`: the two ways to put work into the inbox."""
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        return _subcommand(sub, name, func, help_text)
+
     p = add("add", cmd_add, "write a .task file into the inbox atomically")
     p.add_argument("task_id", metavar="TASK_ID", help="the DashScope task id to fetch")
     p.add_argument("--name", help="file name without .task (default: the task id)")
     with_config(p)
     p = add("submit", cmd_submit, "write a .job for one picture (and with --wait, get the MP4)")
+    p.epilog = "exit: 0 done (--wait: the MP4's path on stdout), 1 failed, 2 bad job, 124 timed out"
     p.add_argument("image", metavar="IMAGE_OR_URL", help="the first frame: a file or a URL")
     p.add_argument("--prompt", required=True, help="what should happen in the video")
     p.add_argument("--name", help="file name without .job (default: the picture's name)")
@@ -232,6 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, metavar="S", help="with --wait: give up after S s (default: none)"
     )
     with_config(p)
+
+
+def _inspect_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`status`, `retry` and `check`: look at (and put right) what is there."""
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        return _subcommand(sub, name, func, help_text)
+
     p = add("status", cmd_status, "list every task in inbox, outbox and failed")
     with_config(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -256,6 +262,28 @@ def build_parser() -> argparse.ArgumentParser:
         "systemd credential; as root, then the service's file in /etc/wansync)",
     )
     p.add_argument("--online", action="store_true", help="also make one API call with the key")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wansync",
+        description="Fetch finished Wan 2.7 videos from DashScope into a folder.",
+    )
+    parser.add_argument("--version", action="version", version=f"wansync {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        return _subcommand(sub, name, func, help_text)
+
+    with_config(add("run", cmd_run, "run the daemon in the foreground"))
+    p = add("once", cmd_once, "handle every task and job in the inbox now to its end, then exit")
+    p.epilog = "exit: 0 all succeeded, 1 any failed, 2 bad config, 3 inbox locked, 124 timed out"
+    with_config(p)
+    p.add_argument(
+        "--timeout", type=float, metavar="S", help="give up after S s, exit 124 (default: none)"
+    )
+    _inbox_commands(sub)
+    _inspect_commands(sub)
     p = add("cancel", cmd_cancel, "cancel a task that has not started (PENDING)")
     p.add_argument("target", metavar="NAME_OR_TASK_ID", help="a name in the inbox, or a task id")
     with_config(p)
@@ -279,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate")
     p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
-    add("demo", cmd_demo, "run the simulator and the daemon on a temp folder and watch")
+    add("demo", cmd_demo, "run the simulator and the daemon on a new temp folder (kept) and watch")
     return parser
 
 
