@@ -100,7 +100,7 @@ def retry(cfg: Config, asked: str) -> tuple[Path, str]:
     error = record.data.get("error") or {}
     why = f"{error.get('code')}: {error.get('message')}" if error else "no error recorded"
     again = "submitted anew (a new task)" if src.suffix == JOB_SUFFIX else "polled again"
-    return dst, f"moved {src} to {dst}; it failed with {why}; it will be {again}"
+    return dst, f"moved {src} to {dst}; it will be {again} (it had failed with {why})"
 
 
 def _without_sidecar(cfg: Config, name: str, had_records: bool) -> tuple[Path, str]:
