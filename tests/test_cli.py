@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TEST_KEY, drop, wait_until
+from tests.helpers import TEST_KEY, Env, drop, wait_until
+from wansync.errors import ConfigError
+from wansync.simulator import Simulator
 
 
-def test_help_lists_every_command():
+def test_help_lists_every_command() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "wansync", "--help"], capture_output=True, text=True, check=True
     ).stdout
@@ -23,7 +25,7 @@ def test_help_lists_every_command():
         assert command in out
 
 
-def test_add_writes_a_task_atomically(env):
+def test_add_writes_a_task_atomically(env: Env) -> None:
     result = env.cli("add", "task-added-00001", "--name", "clip")
     assert result.returncode == 0
     assert (env.inbox / "clip.task").read_text() == "task-added-00001\n"
@@ -32,14 +34,14 @@ def test_add_writes_a_task_atomically(env):
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
-def test_add_rejects_a_bad_id_with_exit_2(env):
+def test_add_rejects_a_bad_id_with_exit_2(env: Env) -> None:
     result = env.cli("add", "bad id")
     assert result.returncode == 2
     assert result.stderr.startswith("wansync: TASK_ID:") and len(result.stderr.splitlines()) == 1
     assert not list(env.inbox.iterdir())
 
 
-def test_status_reports_every_folder(env, sim):
+def test_status_reports_every_folder(env: Env, sim: Simulator) -> None:
     drop(env.inbox, "queued", "task-queued-0001")
     env.cli("once")  # ends it in the outbox
     drop(env.inbox, "waiting", "task-waiting-0002")
@@ -72,7 +74,7 @@ def test_status_reports_every_folder(env, sim):
     assert table.splitlines()[0].split()[:3] == ["WHERE", "NAME", "TASK"]
 
 
-def test_retry_moves_the_task_back(env, sim):
+def test_retry_moves_the_task_back(env: Env, sim: Simulator) -> None:
     sim.add_task("task-retry-00001", outcome="FAILED")
     drop(env.inbox, "again", "task-retry-00001")
     assert env.cli("once").returncode == 1
@@ -86,7 +88,7 @@ def test_retry_moves_the_task_back(env, sim):
     assert env.cli("retry", "nothing-here").returncode == 2
 
 
-def test_check_offline_and_online(env, sim):
+def test_check_offline_and_online(env: Env, sim: Simulator) -> None:
     result = env.cli("check", "--online")
     assert result.returncode == 0, result.stderr
     assert "api: ok" in result.stdout and TEST_KEY not in result.stdout + result.stderr
@@ -97,13 +99,13 @@ def test_check_offline_and_online(env, sim):
     assert nokey.returncode == 2 and "no API key" in nokey.stderr
 
 
-def test_run_without_a_key_exits_2_with_one_line(env):
+def test_run_without_a_key_exits_2_with_one_line(env: Env) -> None:
     result = env.cli("run", key=None)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "api.key_file" in result.stderr
 
 
-def test_folders_on_different_filesystems_are_refused(env, tmp_path):
+def test_folders_on_different_filesystems_are_refused(env: Env, tmp_path: Path) -> None:
     """Publishing is a rename, so an outbox on another filesystem is a config error."""
     shm = Path("/dev/shm")
     if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
@@ -118,7 +120,7 @@ def test_folders_on_different_filesystems_are_refused(env, tmp_path):
         shutil.rmtree(other)
 
 
-def test_add_never_races_a_starting_daemon(env, sim):
+def test_add_never_races_a_starting_daemon(env: Env, sim: Simulator) -> None:
     """Found by the demo on a terminal: a starting daemon swept `add`'s temp file away."""
     daemon = env.start()
     for i in range(20):
@@ -130,7 +132,7 @@ def test_add_never_races_a_starting_daemon(env, sim):
 # -- one line and exit 2, never a traceback ------------------------------------------------
 
 
-def _one_line(result: subprocess.CompletedProcess, *words: str) -> None:
+def _one_line(result: subprocess.CompletedProcess[str], *words: str) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -139,7 +141,7 @@ def _one_line(result: subprocess.CompletedProcess, *words: str) -> None:
 
 
 @pytest.mark.parametrize("command", ["check", "once"])
-def test_an_inbox_that_cannot_be_a_folder_is_one_line(env, command):
+def test_an_inbox_that_cannot_be_a_folder_is_one_line(env: Env, command: str) -> None:
     """An inbox under /proc, or one that is a regular file: one line naming it, exit 2."""
     env.configure(inbox="/proc/nope/inbox", outbox="/proc/nope/outbox", failed="/proc/nope/f")
     _one_line(env.cli(command), "inbox", "/proc/nope/inbox")
@@ -163,7 +165,7 @@ def _unprivileged() -> list[str]:
     return ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
 
 
-def test_add_without_write_permission_names_the_folder_and_the_group(env):
+def test_add_without_write_permission_names_the_folder_and_the_group(env: Env) -> None:
     """`add`, `submit` by a user who may not write the inbox: one line naming it, the hint."""
     env.inbox.chmod(0o555)
     try:
@@ -195,7 +197,7 @@ def test_add_without_write_permission_names_the_folder_and_the_group(env):
 # -- check changes nothing -----------------------------------------------------------------
 
 
-def test_check_creates_nothing_and_says_run_will(env):
+def test_check_creates_nothing_and_says_run_will(env: Env) -> None:
     """Missing folders are reported (run creates them), never made by `check`."""
     env.configure(inbox=str(env.root / "new" / "inbox"), outbox=str(env.root / "new" / "out"))
     result = env.cli("check")
@@ -206,7 +208,7 @@ def test_check_creates_nothing_and_says_run_will(env):
     assert not (env.root / "new").exists()
 
 
-def test_check_reads_the_key_from_key_file(env, sim, tmp_path):
+def test_check_reads_the_key_from_key_file(env: Env, sim: Simulator, tmp_path: Path) -> None:
     """`check --key-file` finds a key that only the service can otherwise see."""
     key_file = tmp_path / "the.key"
     key_file.write_text(TEST_KEY + "\n")
@@ -218,7 +220,7 @@ def test_check_reads_the_key_from_key_file(env, sim, tmp_path):
     _one_line(missing, "--key-file:", "nope.key")
 
 
-def test_the_service_key_file_follows_the_unit():
+def test_the_service_key_file_follows_the_unit() -> None:
     """As the units say: config.yaml -> dashscope_api_key, NAME.yaml -> NAME.key."""
     from wansync import checks, config
 
@@ -231,7 +233,7 @@ def test_the_service_key_file_follows_the_unit():
     assert "/etc/wansync/%i.key" in (units / "wansync@.service").read_text()
 
 
-def test_a_locked_inbox_names_the_pid_of_its_holder(env, sim):
+def test_a_locked_inbox_names_the_pid_of_its_holder(env: Env, sim: Simulator) -> None:
     """`once` beside a running daemon: exit 3 and the daemon's PID."""
     daemon = env.start()
     wait_until(daemon.holds_lock, 20, "the daemon to hold the lock")
@@ -241,7 +243,7 @@ def test_a_locked_inbox_names_the_pid_of_its_holder(env, sim):
     assert daemon.stop() == 0
 
 
-def test_every_help_is_clear_and_shows_defaults():
+def test_every_help_is_clear_and_shows_defaults() -> None:
     """Each command's --help works and names the defaults of its options."""
     for command in ("run", "once", "add", "submit", "status", "retry", "check", "demo"):
         out = subprocess.run(
@@ -262,7 +264,7 @@ def test_every_help_is_clear_and_shows_defaults():
 # -- retry ----------------------------------------------------------------------------------
 
 
-def test_retry_takes_the_latest_failed_record_and_keeps_the_name(env, sim):
+def test_retry_takes_the_latest_failed_record_and_keeps_the_name(env: Env, sim: Simulator) -> None:
     """Failed twice (NAME, NAME-2): retry NAME and retry NAME-2 both bring back NAME."""
     sim.add_task("task-twice-00001", outcome="FAILED")
     drop(env.inbox, "twice", "task-twice-00001")
@@ -282,7 +284,7 @@ def test_retry_takes_the_latest_failed_record_and_keeps_the_name(env, sim):
     assert not list(env.inbox.glob("twice-*"))
 
 
-def test_retry_of_a_success_says_where_the_video_is(env, sim):
+def test_retry_of_a_success_says_where_the_video_is(env: Env, sim: Simulator) -> None:
     """A task that succeeded is not retried: exit 2 naming its video."""
     drop(env.inbox, "fine", "task-fine-000001")
     assert env.cli("once").returncode == 0
@@ -291,7 +293,9 @@ def test_retry_of_a_success_says_where_the_video_is(env, sim):
     _one_line(env.cli("retry", "nothing-here"), "no failed task or job", str(env.failed))
 
 
-def test_as_root_check_falls_back_to_the_service_key_file(tmp_path, monkeypatch):
+def test_as_root_check_falls_back_to_the_service_key_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No key anywhere else: root reads the file the unit's LoadCredential= reads."""
     from wansync import checks, config
 
@@ -301,7 +305,7 @@ def test_as_root_check_falls_back_to_the_service_key_file(tmp_path, monkeypatch)
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(checks, "SERVICE_KEY_DIR", tmp_path)
     cfg = config.from_mapping(None, source=tmp_path / "config.yaml")
-    with pytest.raises(config.ConfigError, match="no API key"):
+    with pytest.raises(ConfigError, match="no API key"):
         checks.find_key(cfg, None)
     (tmp_path / "dashscope_api_key").write_text("sk-from-the-service\n")
     key, source = checks.find_key(cfg, None)

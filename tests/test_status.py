@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import drop, wait_until
+from tests.helpers import Env, drop, wait_until
 from tests.tty import PtyRun, screen
 from wansync import sidecar
 
 BEFORE = "a line printed before status --watch"
 
 
-def test_a_queued_task_shows_its_task_id(env):
+def test_a_queued_task_shows_its_task_id(env: Env) -> None:
     """A `.task` the daemon has not picked up shows the id it holds (a bad one shows -)."""
     drop(env.inbox, "waiting", '{"task_id": "task-waiting-0001", "shot": 3}')
     drop(env.inbox, "garbage", "not a task id at all")
@@ -30,7 +30,7 @@ def test_a_queued_task_shows_its_task_id(env):
     assert "task-waiting-0001" in table
 
 
-def test_a_download_shows_bytes_and_percent(env):
+def test_a_download_shows_bytes_and_percent(env: Env) -> None:
     """The sidecar's download bytes/total appear as MB and percent in the table."""
     drop(env.inbox, "big", "task-big-000001")
     data = sidecar.new("big", "task-big-000001", {}, 1_700_000_000.0)
@@ -45,7 +45,7 @@ def test_a_download_shows_bytes_and_percent(env):
     assert row["download"] == {"bytes": 5_000_000, "total": None}
 
 
-def test_without_a_config_it_says_which_folders_it_looked_at(tmp_path):
+def test_without_a_config_it_says_which_folders_it_looked_at(tmp_path: Path) -> None:
     """No -c, no $WANSYNC_CONFIG, no ./wansync.yaml: one stderr line naming the folders."""
     if Path("/etc/wansync/config.yaml").exists():
         pytest.skip("/etc/wansync/config.yaml exists on this machine")
@@ -64,7 +64,7 @@ def test_without_a_config_it_says_which_folders_it_looked_at(tmp_path):
     assert result.stdout.startswith("WHERE")
 
 
-def test_watch_on_a_terminal_redraws_in_place(env):
+def test_watch_on_a_terminal_redraws_in_place(env: Env) -> None:
     """Frames replace each other: the lines above stay, one table shows, Ctrl-C exits 0."""
     drop(env.inbox, "first", "task-first-00001")
     run = PtyRun("status", "--watch", "-c", str(env.config_path), env=env.env())
@@ -81,7 +81,7 @@ def test_watch_on_a_terminal_redraws_in_place(env):
     assert "Traceback" not in run.text()
 
 
-def test_watch_off_a_terminal_prints_one_table_a_second(env):
+def test_watch_off_a_terminal_prints_one_table_a_second(env: Env) -> None:
     """Piped: whole tables, about one a second, no escape codes; SIGINT ends it with 0."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "wansync", "status", "--watch", "-c", str(env.config_path)],
