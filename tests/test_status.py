@@ -104,3 +104,18 @@ def test_watch_off_a_terminal_prints_one_table_a_second(env: Env) -> None:
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "\x1b" not in "".join(lines) + out
+
+
+def test_a_hand_edited_sidecar_cannot_break_the_table(env: Env) -> None:
+    """Wrong types and control characters in a sidecar or a name: a table, no escapes."""
+    drop(env.failed, "odd\x1b[2Jname", "task-odd-000001")
+    (env.failed / "odd\x1b[2Jname.status.json").write_text(
+        json.dumps(
+            {"schema": 1, "state": ["x"], "task_id": 12345, "polls": "many", "error": "boom\x07"}
+        )
+    )
+    result = env.cli("status")
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "odd?[2Jname" in result.stdout and "12345" in result.stdout and "boom?" in result.stdout
+    assert json.loads(env.cli("status", "--json").stdout)[0]["polls"] == 0

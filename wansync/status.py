@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from pathlib import Path
@@ -18,19 +19,40 @@ from .taskfile import TASK_SUFFIX, is_task_name
 MB = 1_000_000
 
 
+def _text(value: Any, cap: int = 200) -> str | None:
+    """A sidecar string for the table, or None: a hand-edited sidecar may hold anything."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text[:cap]
+
+
+def _clean(text: str) -> str:
+    """No control characters reach the terminal (a file name may hold ESC)."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _error(value: Any) -> dict[str, Any] | None:
+    if not value:
+        return None
+    if not isinstance(value, dict):
+        return {"code": "?", "message": _text(value), "transient": None}
+    return {**value, "code": _text(value.get("code")), "message": _text(value.get("message"))}
+
+
 def _row(where: str, name: str, data: dict[str, Any] | None, now: float) -> dict[str, Any]:
     data = data or {}
     first = sidecar.parse_iso(data.get("first_seen"))
-    error = data.get("error") or None
+    polls = data.get("polls", 0)
     return {
         "where": where,
         "name": name,
-        "task_id": data.get("task_id"),
-        "state": data.get("state") or ("queued" if where == "inbox" else "unknown"),
-        "task_status": data.get("task_status"),
-        "polls": data.get("polls", 0),
+        "task_id": _text(data.get("task_id")),
+        "state": _text(data.get("state")) or ("queued" if where == "inbox" else "unknown"),
+        "task_status": _text(data.get("task_status")),
+        "polls": polls if isinstance(polls, int) and not isinstance(polls, bool) else 0,
         "age_seconds": round(max(0.0, now - first), 1) if first else None,
-        "error": error,
+        "error": _error(data.get("error")),
         "video": data.get("video"),
         "download": _progress(data.get("download")),
     }
@@ -107,7 +129,7 @@ def _state(row: dict[str, Any]) -> str:
 def render(rows: list[dict[str, Any]]) -> str:
     """A plain table for people; `--json` gives the same rows for programs."""
     header = ("WHERE", "NAME", "TASK ID", "STATE", "POLLS", "AGE", "ERROR")
-    table = [header]
+    table: list[tuple[str, ...]] = [header]
     for r in rows:
         err = r["error"]
         table.append(
@@ -121,6 +143,7 @@ def render(rows: list[dict[str, Any]]) -> str:
                 f"{err['code']}: {err['message']}" if err else "",
             )
         )
+    table = [tuple(_clean(str(cell)) for cell in row) for row in table]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
