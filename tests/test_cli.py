@@ -310,3 +310,23 @@ def test_as_root_check_falls_back_to_the_service_key_file(
     (tmp_path / "dashscope_api_key").write_text("sk-from-the-service\n")
     key, source = checks.find_key(cfg, None)
     assert key == "sk-from-the-service" and str(tmp_path / "dashscope_api_key") in source
+
+
+def test_the_permission_hint_spots_a_group_not_yet_in_this_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listed in the folder's group but not in this login's groups: log in again / newgrp."""
+    import grp
+    import pwd
+
+    from wansync import checks
+
+    gid = tmp_path.stat().st_gid
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    group = grp.struct_group(("wansync", "x", gid, [me]))
+    monkeypatch.setattr(grp, "getgrgid", lambda _gid: group)
+    monkeypatch.setattr(os, "getgroups", lambda: [])
+    hint = checks.permission_hint(tmp_path / "inbox")
+    assert "you were added to group wansync after logging in" in hint and "newgrp wansync" in hint
+    monkeypatch.setattr(os, "getgroups", lambda: [gid])
+    assert "must log in again or run `newgrp wansync`" in checks.permission_hint(tmp_path)
