@@ -5,16 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-from . import __version__, config, log
+from . import __version__, checks, config, log
 from .daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, Daemon, InboxLocked
 from .errors import AuthRejected, ConfigError, TaskFileError, WansyncError
-from .fsutil import move_durable, write_bytes_atomic
-from .jobfile import JOB_SUFFIX
+from .fsutil import write_bytes_atomic
 from .taskfile import TASK_SUFFIX, check_task_id
 
 
@@ -26,31 +23,19 @@ def _config(args: argparse.Namespace) -> config.Config:
     return config.load(args.config)
 
 
-def _check_folders(cfg: config.Config) -> None:
-    """All three folders on one filesystem: publishing is a rename, never a copy."""
-    devices = {}
-    for key in ("inbox", "outbox", "failed"):
-        folder: Path = getattr(cfg, key)
-        folder.mkdir(parents=True, exist_ok=True)
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise ConfigError(f"{key}: {folder} is not writable")
-        devices[key] = folder.stat().st_dev
-    for key in ("outbox", "failed"):
-        if devices[key] != devices["inbox"]:
-            raise ConfigError(f"{key}: must be on the same filesystem as inbox (moves are renames)")
-
-
 def _daemon(args: argparse.Namespace, burst: bool, only: set[str] | None = None) -> int:
     cfg = _config(args)
     key = config.load_api_key(cfg)
     log.add_secret(key)
     log.configure(cfg.log.level, cfg.log.format)
-    _check_folders(cfg)
+    checks.prepare_folders(cfg)
     daemon = Daemon(cfg, key)
     daemon.install_signals()
     try:
         return daemon.run(burst=burst, timeout=getattr(args, "timeout", None), only=only)
-    except (ConfigError, InboxLocked):
+    except InboxLocked:
+        raise InboxLocked(checks.lock_message(cfg.inbox)) from None
+    except ConfigError:
         raise
     except Exception:
         # One JSON line with the traceback as a field, never a multi-line dump on stderr.
@@ -75,11 +60,14 @@ def cmd_add(args: argparse.Namespace) -> int:
     name = args.name or task_id
     if "/" in name or name.startswith(".") or name in ("", ".."):
         raise UsageError(f"--name: {name!r} cannot be a file name (no '/', no leading '.')")
-    cfg.inbox.mkdir(parents=True, exist_ok=True)
     target = cfg.inbox / f"{name}{TASK_SUFFIX}"
-    if target.exists():
-        raise UsageError(f"--name: {target} already exists")
-    write_bytes_atomic(target, f"{task_id}\n".encode())
+    try:
+        cfg.inbox.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            raise UsageError(f"--name: {target} already exists")
+        write_bytes_atomic(target, f"{task_id}\n".encode())
+    except OSError as exc:
+        raise checks.inbox_error(exc, cfg.inbox) from None
     print(target)
     return EXIT_OK
 
@@ -91,51 +79,75 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import collect, render
+    from .status import collect, render, watch
 
-    rows = collect(_config(args))
+    cfg = _config(args)
+    _say_where(cfg)
+    if args.watch:
+        if args.json:
+            raise UsageError("--watch: not with --json (run `status --json` in a loop instead)")
+        watch(cfg, sys.stdout)
+        return EXIT_OK
+    rows = collect(cfg)
     print(json.dumps(rows, indent=2) if args.json else render(rows))
     return EXIT_OK
 
 
+def _say_where(cfg: config.Config) -> None:
+    """With no config file, or no folders, one line on stderr saying what was looked at."""
+    folders = f"{cfg.inbox}, {cfg.outbox}, {cfg.failed}"
+    if cfg.source is None:
+        print(
+            f"wansync: no config file found ($WANSYNC_CONFIG, {', '.join(config.SEARCH_PATH)});"
+            f" showing the default folders {folders}",
+            file=sys.stderr,
+        )
+    elif not any(f.is_dir() for f in (cfg.inbox, cfg.outbox, cfg.failed)):
+        print(f"wansync: {cfg.source}: none of its folders exist yet ({folders})", file=sys.stderr)
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     """A failed job is submitted anew (a new task); a failed task is polled again."""
-    cfg = _config(args)
-    name = args.name.removesuffix(TASK_SUFFIX).removesuffix(JOB_SUFFIX)
-    suffix = JOB_SUFFIX if (cfg.failed / f"{name}{JOB_SUFFIX}").is_file() else TASK_SUFFIX
-    src = cfg.failed / f"{name}{suffix}"
-    dst = cfg.inbox / f"{name}{suffix}"
-    if not src.is_file():
-        raise UsageError(f"NAME: {src} does not exist")
-    if dst.exists():
-        raise UsageError(f"NAME: {dst} already exists in the inbox")
-    move_durable(src, dst)
-    print(dst)
+    from .retry_cli import NothingToRetry, retry
+
+    try:
+        path, done = retry(_config(args), args.name)
+    except NothingToRetry as exc:
+        raise UsageError(str(exc)) from None
+    print(f"wansync: {done}", file=sys.stderr)
+    print(path)
     return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Validate; change nothing (missing folders are reported, `run` creates them)."""
     cfg = _config(args)
     print(f"config: ok ({cfg.source or 'defaults, no config file found'})")
-    _check_folders(cfg)
+    missing = checks.check_folders(cfg)
     print(f"folders: ok ({cfg.inbox}, {cfg.outbox}, {cfg.failed})")
-    key = config.load_api_key(cfg)
+    for folder in missing:
+        print(f"  {folder} does not exist yet; `wansync run` will create it")
+    key, source = checks.find_key(cfg, args.key_file)
     log.add_secret(key)
-    print("key: found")
+    print(f"key: found ({source})")
     if args.online:
-        from .api import TaskApi
-
-        api = TaskApi(cfg.api.base_url, key, cfg.api.timeout)
-        try:
-            report = api.fetch("wansync-check-00000000")
-        except AuthRejected as exc:
-            raise ConfigError(f"api.key_file: the API rejected the key ({exc.code})") from None
-        except WansyncError as exc:
-            raise ConfigError(f"api.base_url: {log.scrub(str(exc))}") from None
-        finally:
-            api.close()
-        print(f"api: ok ({cfg.api.base_url} answered, test task is {report.status})")
+        _check_online(cfg, key)
     return EXIT_OK
+
+
+def _check_online(cfg: config.Config, key: str) -> None:
+    from .api import TaskApi
+
+    api = TaskApi(cfg.api.base_url, key, cfg.api.timeout)
+    try:
+        api.fetch("wansync-check-00000000")  # a made-up id: any answer proves key and URL
+    except AuthRejected as exc:
+        raise ConfigError(f"api.key_file: the API rejected the key ({exc.code})") from None
+    except WansyncError as exc:
+        raise ConfigError(f"api.base_url: {log.scrub(str(exc))}") from None
+    finally:
+        api.close()
+    print(f"api: ok (the key works: {cfg.api.base_url} accepted it and answered a test query)")
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -175,6 +187,83 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run()
 
 
+Command = Callable[[argparse.Namespace], int]
+
+
+def _subcommand(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, func: Command, text: str
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=text, description=text)
+    p.set_defaults(func=func)
+    return p
+
+
+def with_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="config file (default: $WANSYNC_CONFIG, ./wansync.yaml, /etc/wansync/config.yaml)",
+    )
+
+
+def _inbox_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`add` and `submit`: the two ways to put work into the inbox."""
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        return _subcommand(sub, name, func, help_text)
+
+    p = add("add", cmd_add, "write a .task file into the inbox atomically")
+    p.add_argument("task_id", metavar="TASK_ID", help="the DashScope task id to fetch")
+    p.add_argument("--name", help="file name without .task (default: the task id)")
+    with_config(p)
+    p = add("submit", cmd_submit, "write a .job for one picture (and with --wait, get the MP4)")
+    p.epilog = "exit: 0 done (--wait: the MP4's path on stdout), 1 failed, 2 bad job, 124 timed out"
+    p.add_argument("image", metavar="IMAGE_OR_URL", help="the first frame: a file or a URL")
+    p.add_argument("--prompt", required=True, help="what should happen in the video")
+    p.add_argument("--name", help="file name without .job (default: the picture's name)")
+    p.add_argument("--model", help="the model (default: submit.model from the config)")
+    p.add_argument("--resolution", help="480P, 720P or 1080P (default: the model's own)")
+    p.add_argument("--duration", type=int, help="seconds of video, 2 to 15 (default: the model's)")
+    p.add_argument("--wait", action="store_true", help="wait for the video; print its path")
+    p.add_argument(
+        "--timeout", type=float, metavar="S", help="with --wait: give up after S s (default: none)"
+    )
+    with_config(p)
+
+
+def _inspect_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`status`, `retry` and `check`: look at (and put right) what is there."""
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        return _subcommand(sub, name, func, help_text)
+
+    p = add("status", cmd_status, "list every task in inbox, outbox and failed")
+    with_config(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="redraw the table every second (in place on a terminal) until Ctrl-C",
+    )
+    p = add(
+        "retry",
+        cmd_retry,
+        "move the latest failed record of a task or job back into the inbox, under its name",
+    )
+    p.add_argument("name", metavar="NAME", help="the task's name (NAME-2 means the same task)")
+    with_config(p)
+    p = add("check", cmd_check, "validate config, folders and key; changes nothing")
+    with_config(p)
+    p.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="read the API key from FILE (default: api.key_file, $DASHSCOPE_API_KEY, the "
+        "systemd credential; as root, then the service's file in /etc/wansync)",
+    )
+    p.add_argument("--online", action="store_true", help="also make one API call with the key")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wansync",
@@ -183,46 +272,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wansync {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Callable, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(func=func)
-        return p
-
-    def with_config(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "-c",
-            "--config",
-            metavar="FILE",
-            help="config file (default: $WANSYNC_CONFIG, ./wansync.yaml, /etc/wansync/config.yaml)",
-        )
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        return _subcommand(sub, name, func, help_text)
 
     with_config(add("run", cmd_run, "run the daemon in the foreground"))
-    p = add("once", cmd_once, "handle every task in the inbox now to its end, then exit")
+    p = add("once", cmd_once, "handle every task and job in the inbox now to its end, then exit")
+    p.epilog = "exit: 0 all succeeded, 1 any failed, 2 bad config, 3 inbox locked, 124 timed out"
     with_config(p)
-    p.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds (exit 124)")
-    p = add("add", cmd_add, "write a .task file into the inbox atomically")
-    p.add_argument("task_id", metavar="TASK_ID")
-    p.add_argument("--name", help="file name without .task (default: the task id)")
-    with_config(p)
-    p = add("submit", cmd_submit, "write a .job for one picture (and with --wait, get the MP4)")
-    p.add_argument("image", metavar="IMAGE_OR_URL", help="the first frame: a file or a URL")
-    p.add_argument("--prompt", required=True, help="what should happen in the video")
-    p.add_argument("--name", help="file name without .job (default: the picture's name)")
-    p.add_argument("--model", help="default: submit.model from the config")
-    p.add_argument("--resolution", help="480P, 720P or 1080P")
-    p.add_argument("--duration", type=int, help="seconds of video (2 to 15)")
-    p.add_argument("--wait", action="store_true", help="wait for the video; print its path")
-    p.add_argument("--timeout", type=float, metavar="S", help="with --wait: give up after S s")
-    with_config(p)
-    p = add("status", cmd_status, "list every task in inbox, outbox and failed")
-    with_config(p)
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p = add("retry", cmd_retry, "move a failed task back into the inbox")
-    p.add_argument("name", metavar="NAME")
-    with_config(p)
-    p = add("check", cmd_check, "validate config, folders and key")
-    with_config(p)
-    p.add_argument("--online", action="store_true", help="also make one API call")
+    p.add_argument(
+        "--timeout", type=float, metavar="S", help="give up after S s, exit 124 (default: none)"
+    )
+    _inbox_commands(sub)
+    _inspect_commands(sub)
     p = add("cancel", cmd_cancel, "cancel a task that has not started (PENDING)")
     p.add_argument("target", metavar="NAME_OR_TASK_ID", help="a name in the inbox, or a task id")
     with_config(p)
@@ -246,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate")
     p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
-    add("demo", cmd_demo, "run the simulator and the daemon on a temp folder and watch")
+    add("demo", cmd_demo, "run the simulator and the daemon on a new temp folder (kept) and watch")
     return parser
 
 
@@ -261,6 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InboxLocked as exc:
         print(f"wansync: {exc}", file=sys.stderr)
         return EXIT_LOCKED
+    except OSError as exc:
+        # A folder or file the user pointed us at: one line, exit 2. Anything else that
+        # gets here is a bug in wansync, and its traceback is what a bug report needs.
+        print(f"wansync: {log.scrub(checks.describe(exc))}", file=sys.stderr)
+        return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_FAILED
 

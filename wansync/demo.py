@@ -14,6 +14,7 @@ from typing import TextIO
 from . import config, log
 from .daemon import Daemon
 from .fsutil import write_bytes_atomic
+from .screen import LiveBlock
 from .simulator import Simulator
 from .status import collect, render
 
@@ -82,34 +83,37 @@ def run(out: TextIO = sys.stdout) -> int:
     for name, task_id, _ in SAMPLES:
         _drop(cfg.inbox, name, task_id)
     _drop_job(root, cfg.inbox)
-    finished = _watch(cfg, out)
-    daemon.request_stop()
-    thread.join(10)
-    sim.stop()
-    log_file.close()
+    try:
+        finished = _watch(cfg, out)
+    except KeyboardInterrupt:
+        print(f"\ndemo interrupted; what it made so far is in {root}", file=out)
+        return 130
+    finally:
+        daemon.request_stop()
+        thread.join(10)
+        sim.stop()
+        log_file.close()
     return _summary(cfg, root, log_path, finished, out)
 
 
 def _watch(cfg: config.Config, out: TextIO) -> bool:
-    tty = out.isatty()
+    """The live table on a terminal; elsewhere one line per change of a task's state."""
+    block = LiveBlock(out)
+    width = max(len(n) for n in [JOB_NAME, *(s[0] for s in SAMPLES)])
     seen: dict[str, str] = {}
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline:
         rows = collect(cfg)
-        if tty:
-            out.write("\x1b[J" + render(rows) + "\n")
-            out.write(f"\x1b[{len(rows) + 2}A")
-            out.flush()
+        if block.tty:
+            block.draw(render(rows))
         else:
             for r in rows:
                 label = f"{r['state']} {r['task_status'] or ''}".strip()
                 if seen.get(r["name"]) != label:
                     seen[r["name"]] = label
-                    print(f"  {r['name']:<15} {label}", file=out, flush=True)
-        ended = [r for r in rows if r["where"] in ("outbox", "failed")]
-        if len(ended) == ENDINGS:
-            if tty:
-                out.write("\x1b[J" + render(rows) + "\n")
+                    width = max(width, len(r["name"]))
+                    print(f"  {r['name']:<{width}}  {label}", file=out, flush=True)
+        if sum(r["where"] in ("outbox", "failed") for r in rows) == ENDINGS:
             return True
         time.sleep(0.25)
     return False
@@ -127,5 +131,9 @@ def _summary(cfg: config.Config, root: Path, log_path: Path, finished: bool, out
         print(f"  {f}  {err['code']}: {err['message']}", file=out)
     print(f"Logs (JSON lines): {log_path}", file=out)
     ok = finished and len(videos) == ENDINGS - 1 and len(failed) == 1
+    print(
+        f"Everything is in {root} (kept, so you can play the videos; `rm -r` it when done)",
+        file=out,
+    )
     print("\ndemo finished" if ok else "\ndemo did not finish as expected", file=out)
     return 0 if ok else 1

@@ -2,32 +2,80 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from . import sidecar
+from . import sidecar, taskfile
 from .config import Config
+from .errors import TaskFileError
 from .jobfile import is_job_name, job_name
+from .screen import LiveBlock
 from .taskfile import TASK_SUFFIX, is_task_name
+
+MB = 1_000_000
+
+
+def _text(value: Any, cap: int = 200) -> str | None:
+    """A sidecar string for the table, or None: a hand-edited sidecar may hold anything."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text[:cap]
+
+
+def _clean(text: str) -> str:
+    """No control characters reach the terminal (a file name may hold ESC)."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _error(value: Any) -> dict[str, Any] | None:
+    if not value:
+        return None
+    if not isinstance(value, dict):
+        return {"code": "?", "message": _text(value), "transient": None}
+    return {**value, "code": _text(value.get("code")), "message": _text(value.get("message"))}
 
 
 def _row(where: str, name: str, data: dict[str, Any] | None, now: float) -> dict[str, Any]:
     data = data or {}
     first = sidecar.parse_iso(data.get("first_seen"))
-    error = data.get("error") or None
+    polls = data.get("polls", 0)
     return {
         "where": where,
         "name": name,
-        "task_id": data.get("task_id"),
-        "state": data.get("state") or ("queued" if where == "inbox" else "unknown"),
-        "task_status": data.get("task_status"),
-        "polls": data.get("polls", 0),
-        "age_seconds": round(now - first, 1) if first else None,
-        "error": error,
+        "task_id": _text(data.get("task_id")),
+        "state": _text(data.get("state")) or ("queued" if where == "inbox" else "unknown"),
+        "task_status": _text(data.get("task_status")),
+        "polls": polls if isinstance(polls, int) and not isinstance(polls, bool) else 0,
+        "age_seconds": round(max(0.0, now - first), 1) if first else None,
+        "error": _error(data.get("error")),
         "video": data.get("video"),
+        "download": _progress(data.get("download")),
     }
+
+
+def _progress(download: Any) -> dict[str, int | None] | None:
+    """`bytes`/`total` of a download in progress, if the sidecar carries sane numbers."""
+    if not isinstance(download, dict):
+        return None
+    done, total = download.get("bytes"), download.get("total")
+    if not isinstance(done, int) or isinstance(done, bool) or done < 0:
+        return None
+    if not isinstance(total, int) or isinstance(total, bool) or total <= 0:
+        total = None
+    return {"bytes": done, "total": total}
+
+
+def _queued_task_id(path: Path) -> str | None:
+    """The id in a `.task` the daemon has not picked up yet (read capped, links refused)."""
+    try:
+        return taskfile.read(path).task_id
+    except (OSError, TaskFileError):
+        return None
 
 
 def collect(cfg: Config) -> list[dict[str, Any]]:
@@ -43,7 +91,10 @@ def collect(cfg: Config) -> list[dict[str, Any]]:
                 name = job_name(Path(filename))  # a job still waiting for its task
             else:
                 continue
-            rows.append(_row("inbox", name, sidecar.read(sidecar.path_for(cfg.inbox, name)), now))
+            row = _row("inbox", name, sidecar.read(sidecar.path_for(cfg.inbox, name)), now)
+            if row["task_id"] is None and is_task_name(filename):
+                row["task_id"] = _queued_task_id(cfg.inbox / filename)
+            rows.append(row)
     for where, folder in (("outbox", cfg.outbox), ("failed", cfg.failed)):
         if not folder.is_dir():
             continue
@@ -63,10 +114,22 @@ def _age(seconds: float | None) -> str:
     return f"{seconds:.0f}s"
 
 
+def _state(row: dict[str, Any]) -> str:
+    """The state, with bytes and percent for a download in progress."""
+    progress = row.get("download")
+    if row["state"] != "downloading" or not progress:
+        return str(row["state"])
+    done, total = progress["bytes"], progress["total"]
+    if total is None:
+        return f"downloading {done / MB:.1f} MB"
+    percent = min(100, done * 100 // total)
+    return f"downloading {done / MB:.1f} MB/{total / MB:.1f} MB {percent}%"
+
+
 def render(rows: list[dict[str, Any]]) -> str:
     """A plain table for people; `--json` gives the same rows for programs."""
     header = ("WHERE", "NAME", "TASK ID", "STATE", "POLLS", "AGE", "ERROR")
-    table = [header]
+    table: list[tuple[str, ...]] = [header]
     for r in rows:
         err = r["error"]
         table.append(
@@ -74,15 +137,31 @@ def render(rows: list[dict[str, Any]]) -> str:
                 r["where"],
                 r["name"],
                 r["task_id"] or "-",
-                r["state"],
+                _state(r),
                 str(r["polls"]),
                 _age(r["age_seconds"]),
                 f"{err['code']}: {err['message']}" if err else "",
             )
         )
+    table = [tuple(_clean(str(cell)) for cell in row) for row in table]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
         for row in table
     ]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def frame(rows: list[dict[str, Any]], now: float) -> str:
+    """One `--watch` frame: the time, a count, and the table."""
+    clock = time.strftime("%H:%M:%S", time.localtime(now))
+    return f"{clock}  {len(rows)} tasks  (Ctrl-C to stop)\n{render(rows)}"
+
+
+def watch(cfg: Config, out: TextIO, interval: float = 1.0) -> None:
+    """Redraw the table every `interval` s (in place on a terminal) until Ctrl-C."""
+    block = LiveBlock(out)
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            block.draw(frame(collect(cfg), time.time()))
+            time.sleep(interval)

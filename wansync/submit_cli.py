@@ -12,10 +12,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from . import config, sidecar
+from .checks import inbox_error
 from .daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, InboxLocked
 from .errors import ConfigError, JobFileError
 from .fsutil import write_bytes_atomic
@@ -24,14 +26,14 @@ from .publish import free_name
 from .taskfile import TASK_SUFFIX
 
 
-def job_document(args: argparse.Namespace, default_model: str) -> dict:
+def job_document(args: argparse.Namespace, default_model: str) -> dict[str, Any]:
     """The `.job` for the command line: URL media as given, local files by absolute path."""
     source = args.image
     if source.startswith(URL_SCHEMES):
         frame = {"type": "first_frame", "url": source}
     else:
         frame = {"type": "first_frame", "path": str(Path(source).expanduser().absolute())}
-    doc: dict = {"prompt": args.prompt}
+    doc: dict[str, Any] = {"prompt": args.prompt}
     if args.model:
         doc["model"] = args.model
     if not uses_media(args.model or default_model):
@@ -58,7 +60,10 @@ def submit(args: argparse.Namespace, run_burst: Callable[[str], int]) -> int:
     except JobFileError as exc:
         print(f"wansync: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    cfg.inbox.mkdir(parents=True, exist_ok=True)
+    try:
+        cfg.inbox.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise inbox_error(exc, cfg.inbox) from None
     if args.name:
         name = args.name.removesuffix(JOB_SUFFIX)
         if "/" in name or name.startswith(".") or not name:
@@ -71,7 +76,10 @@ def submit(args: argparse.Namespace, run_burst: Callable[[str], int]) -> int:
         name = free_name(cfg.inbox, _default_name(args.image))
     path = cfg.inbox / f"{name}{JOB_SUFFIX}"
     since = time.time() - 1.0
-    write_bytes_atomic(path, text.encode("utf-8"))
+    try:
+        write_bytes_atomic(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise inbox_error(exc, cfg.inbox) from None
     if not args.wait:
         print(path)
         return EXIT_OK
@@ -102,7 +110,7 @@ def watch(cfg: config.Config, name: str, timeout: float | None, since: float) ->
         time.sleep(0.5)
 
 
-def _final(cfg: config.Config, name: str, since: float) -> tuple[Path, dict] | None:
+def _final(cfg: config.Config, name: str, since: float) -> tuple[Path, dict[str, Any]] | None:
     """This run's ended sidecar in outbox/ or failed/ for job `name` (it may be NAME-2)."""
     found = []
     for folder in (cfg.outbox, cfg.failed):

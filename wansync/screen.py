@@ -1,0 +1,50 @@
+"""A block of text redrawn in place on a terminal, without touching the lines above it.
+
+`demo` and `status --watch` both show a live table. Redrawing means moving the cursor
+back up over exactly the lines the previous frame took, so every frame is cut to the
+terminal's width (a wrapped line would take two rows and the count would be wrong) and
+height (rows scrolled off the top cannot be reached again).
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import TextIO
+
+CLEAR_BELOW = "\x1b[J"
+
+
+def _up(rows: int) -> str:
+    """To the start of the line `rows` lines up (`ESC[0A` would move one line on most)."""
+    return f"\r\x1b[{rows}A" if rows > 0 else "\r"
+
+
+def fit(text: str, columns: int, rows: int) -> list[str]:
+    """The lines of `text`, each cut to `columns - 1`, at most `rows` of them."""
+    width = max(columns - 1, 10)
+    lines = [line[:width] for line in text.splitlines()]
+    if len(lines) > rows:
+        hidden = len(lines) - rows + 1
+        lines = [*lines[: rows - 1], f"... {hidden} more lines (make the terminal taller)"[:width]]
+    return lines
+
+
+class LiveBlock:
+    """Draw a frame; the next `draw` replaces it. `out` must be a terminal for in-place."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self._drawn = 0  # rows the last frame took; the cursor is on the row below them
+
+    def draw(self, text: str) -> None:
+        """On a terminal, replace the previous frame; otherwise print the frame and a blank line."""
+        if not self.tty:
+            self.out.write(text + "\n\n")
+            self.out.flush()
+            return
+        size = shutil.get_terminal_size()
+        lines = fit(text, size.columns, max(size.lines - 1, 3))
+        self.out.write(_up(self._drawn) + CLEAR_BELOW + "".join(line + "\n" for line in lines))
+        self.out.flush()
+        self._drawn = len(lines)
