@@ -10,13 +10,9 @@ from collections.abc import Callable, Sequence
 
 from . import __version__, checks, config, log
 from .daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, Daemon, InboxLocked
-from .errors import AuthRejected, ConfigError, TaskFileError, WansyncError
+from .errors import AuthRejected, ConfigError, TaskFileError, UsageError, WansyncError
 from .fsutil import write_bytes_atomic
 from .taskfile import TASK_SUFFIX, check_task_id
-
-
-class UsageError(WansyncError):
-    """Bad arguments: exit 2 with one line."""
 
 
 def _config(args: argparse.Namespace) -> config.Config:

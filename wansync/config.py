@@ -353,3 +353,17 @@ def load_api_key(cfg: Config) -> str:
         f"api.key_file: no API key (set api.key_file, ${KEY_ENV}, "
         f"or a systemd credential named {CREDENTIAL_NAME})"
     )
+
+
+class Live:
+    """The one current config, replaced whole by a reload (SIGHUP).
+
+    Everything that needs a setting reads `live.cfg` when it uses it and keeps no copy,
+    so a reload applies everywhere at once (the download's redirect hops included).
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def download(self) -> DownloadConfig:
+        return self.cfg.download

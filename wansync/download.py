@@ -126,9 +126,14 @@ class Downloader:
     """One per daemon; `fetch` is safe to call from several worker threads at once."""
 
     def __init__(
-        self, cfg: DownloadConfig, timeout: float, stop: threading.Event, max_seconds: float = 3600
+        self,
+        cfg: DownloadConfig | Callable[[], DownloadConfig],
+        timeout: float,
+        stop: threading.Event,
+        max_seconds: float = 3600,
     ) -> None:
-        self.cfg = cfg
+        # A callable is read at each use, so a reload applies to every hop of a redirect.
+        self._cfg = cfg if callable(cfg) else (lambda: cfg)
         self.timeout = timeout
         self.stop = stop
         self.max_seconds = max_seconds
@@ -144,7 +149,12 @@ class Downloader:
             raise_on_status=False,
             respect_retry_after_header=True,
         )
-        self._session = make_session(max(2, cfg.concurrency), retries=retry)
+        self._session = make_session(max(2, self.cfg.concurrency), retries=retry)
+
+    @property
+    def cfg(self) -> DownloadConfig:
+        """The download settings now (the daemon's live config after a reload)."""
+        return self._cfg()
 
     def close(self) -> None:
         self._session.close()
@@ -198,9 +208,9 @@ class Downloader:
                 raise DownloadInterrupted("storage refused the range; starting over")
             if status == 429 or status >= 500:
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                err = DownloadInterrupted(f"storage answered HTTP {status}")
-                err.retry_after = retry_after  # type: ignore[attr-defined]
-                raise err
+                raise DownloadInterrupted(
+                    f"storage answered HTTP {status}", retry_after=retry_after
+                )
             if status not in (200, 206):
                 raise rejected(f"storage answered HTTP {status}")
             if status == 206 and _content_range_start(resp.headers.get("Content-Range")) != offset:

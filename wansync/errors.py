@@ -1,4 +1,20 @@
-"""The exception tree: the main loop decides retry or quarantine by type alone."""
+"""The exception tree: the loop decides retry, pause or quarantine by type alone.
+
+Every error carries `code` (the sidecar's `error.code`), `message` (its text, no code
+prefix) and `retry_after` (seconds the remote asked us to wait, or None):
+
+    WansyncError
+    ├── ConfigError, UsageError, InboxLocked     the CLI exits 2 / 3 with the text
+    ├── TaskFileError, JobFileError, NotARegularFile   a user's file we cannot use
+    ├── TaskFailed(code, message)                terminal: the task ends in failed/
+    ├── UrlRefused                               storage said 403: ask the API again
+    ├── Stopping                                 shutting down: leave it resumable
+    └── TransientError                           may work later: back off and retry
+        ├── RemoteUnavailable, MalformedResponse, DownloadInterrupted
+        ├── RateLimited                          429: pause the whole account
+        ├── AuthRejected                         401/403: pause, probe, fail nothing
+        └── SubmitAmbiguous                      a create may have worked: search
+"""
 
 from __future__ import annotations
 
@@ -6,13 +22,40 @@ from __future__ import annotations
 class WansyncError(Exception):
     """Base of every error wansync raises on purpose."""
 
+    code: str = "Error"
+
+    def __init__(
+        self, message: str = "", code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.retry_after = retry_after
+
 
 class ConfigError(WansyncError):
     """The configuration (or the key) is unusable; the CLI exits 2 with this text."""
 
+    code = "ConfigError"
+
+
+class UsageError(WansyncError):
+    """Bad command-line arguments: exit 2 with one line."""
+
+    code = "UsageError"
+
+
+class InboxLocked(WansyncError):
+    """Another wansync holds this inbox's lock."""
+
+    code = "InboxLocked"
+
 
 class TaskFileError(WansyncError):
     """A `.task` file cannot be read as a task; it goes to `failed/` as `InvalidTaskFile`."""
+
+    code = "InvalidTaskFile"
 
     def __init__(self, message: str, task_id: str | None = None) -> None:
         super().__init__(message)
@@ -22,26 +65,42 @@ class TaskFileError(WansyncError):
 class JobFileError(WansyncError):
     """A `.job` file cannot be submitted as written; it goes to `failed/` as `InvalidJobFile`."""
 
+    code = "InvalidJobFile"
+
+
+class NotARegularFile(WansyncError):
+    """A user's file we refuse to read: a link (it could point anywhere) or not a file."""
+
+    code = "NotARegularFile"
+
 
 class TaskFailed(WansyncError):
     """A terminal outcome: the task ends in `failed/` with this code and message."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+        super().__init__(message, code)
+        self.args = (f"{code}: {message}",)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class UrlRefused(WansyncError):
+    """Storage refused the signed URL (403): it may have expired; poll once more to be sure."""
+
+    code = "VideoUrlRefused"
+
+
+class Stopping(WansyncError):
+    """The daemon is shutting down; work in progress is left resumable."""
+
+    code = "Stopping"
 
 
 class TransientError(WansyncError):
     """Something that may work later: the task keeps going, the error shows in its sidecar."""
 
     code = "TransientError"
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if code:
-            self.code = code
 
 
 class RemoteUnavailable(TransientError):
@@ -62,8 +121,7 @@ class RateLimited(TransientError):
     code = "Throttling"
 
     def __init__(self, message: str, retry_after: float | None, code: str | None = None) -> None:
-        super().__init__(message, code)
-        self.retry_after = retry_after
+        super().__init__(message, code, retry_after)
 
 
 class AuthRejected(TransientError):
@@ -87,9 +145,6 @@ class SubmitAmbiguous(TransientError):
     code = "SubmitUncertain"
 
 
-class UrlRefused(WansyncError):
-    """Storage refused the signed URL (403): it may have expired; poll once more to be sure."""
-
-
-class Stopping(WansyncError):
-    """The daemon is shutting down; work in progress is left resumable."""
+def internal(exc: BaseException, error: type[WansyncError] = TransientError) -> WansyncError:
+    """A bug's exception as an outcome the loop understands (never its text: it may hold data)."""
+    return error(f"unexpected {type(exc).__name__}", "InternalError")

@@ -55,6 +55,7 @@ class TaskPolled(Event):
     polls: int
     seconds: float
     changed: bool  # task_status differs from the previous poll's (the log says it at info)
+    url: str | None = None  # SUCCEEDED: the video URL, without its query string
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,6 +83,7 @@ class TaskSucceeded(Event):
     video: str  # absolute path of the MP4
     sidecar: str  # absolute path of the final sidecar
     polls: int
+    path: str = ""  # the video's path (the log's field)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,6 +98,7 @@ class TaskFailed(Event):
     sidecar: str  # absolute path of the final sidecar
     code: str
     message: str
+    path: str = ""  # the failed sidecar's path (the log's field)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,6 +164,7 @@ class AuthRejected(Event):
     code: str
     message: str
     pause: float
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,6 +10,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from .errors import NotARegularFile
+
 TEMP_SUFFIX = ".wansync-tmp"
 SCRATCH = ".wansync"  # hidden folder beside the files we rewrite often (not watched)
 
@@ -89,10 +91,6 @@ def move_durable(src: Path, dst: Path) -> None:
     fsync_dir(dst.parent)
     if src.parent != dst.parent:
         fsync_dir(src.parent)
-
-
-class NotARegularFile(Exception):
-    """A user's file we refuse to read: a link (it could point anywhere) or not a file."""
 
 
 def read_small(path: Path, limit: int) -> bytes:

@@ -124,12 +124,3 @@ class Scheduler:
 
     def last_start(self, key: Hashable) -> float | None:
         return self._last_start.get(key)
-
-
-MAX_BACKOFF = 300.0
-AUTH_PAUSE_MIN = 60.0  # a rejected key: nothing is asked again for at least this long
-
-
-def backoff(interval: float, n: int, retry_after: float | None = None) -> float:
-    """Delay before the next try after the n-th transient error in a row (SPEC §5)."""
-    return max(retry_after or 0.0, min(interval * 2 ** (n - 1), MAX_BACKOFF))

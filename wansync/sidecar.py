@@ -6,13 +6,21 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .fsutil import write_json_atomic
 
 SCHEMA_VERSION = 1
 SUFFIX = ".status.json"
 TERMINAL_STATES = ("succeeded", "failed")
+
+# A job is `queued` then `submitting`; from `polling` on, a job and a task are the same.
+State = Literal["queued", "submitting", "polling", "downloading", "succeeded", "failed"]
+
+
+def set_state(data: dict[str, Any], state: State) -> None:
+    """The one place a sidecar's `state` is assigned (so every transition is typed)."""
+    data["state"] = state
 
 
 def utc_iso(ts: float | None = None) -> str:
@@ -38,7 +46,7 @@ def new(name: str, task_id: str | None, meta: dict[str, Any], now: float) -> dic
         "name": name,
         "task_id": task_id,
         "meta": meta,
-        "state": "polling",
+        "state": "polling",  # the start of every task's way (see set_state)
         "task_status": None,
         "polls": 0,
         "first_seen": utc_iso(now),
@@ -57,6 +65,12 @@ def new(name: str, task_id: str | None, meta: dict[str, Any], now: float) -> dic
 def error(code: str, message: str, transient: bool) -> dict[str, Any]:
     """The sidecar's `error` object."""
     return {"code": code, "message": message, "transient": transient}
+
+
+def download(etag: str | None, done: int = 0, total: int | None = None) -> dict[str, Any]:
+    """The sidecar's `download` object: `etag` is what a resume must match; `bytes` of
+    `total` are on disk so far (`wansync status` shows it)."""
+    return {"etag": etag, "bytes": done, "total": total}
 
 
 def path_for(folder: Path, name: str) -> Path:

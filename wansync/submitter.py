@@ -17,50 +17,89 @@ Only one create request is in flight at a time. So at most one job is ever uncer
 and nothing else is sent until it is settled: a task of this model that appears in the
 task list in its time window, and that no job or task of ours knows, is its own.
 
-All state lives on the main thread; the one worker thread only does the HTTP calls.
+All state lives on the main thread; the one worker thread only does the HTTP calls and
+posts their outcomes (messages.py). The submitter never calls into the daemon: what it
+hands over (`Adopt`: a task now exists; `End`: publish this job) is returned to the loop.
 """
 
 from __future__ import annotations
 
 import collections
-import queue
+import contextlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal
 
+from . import events as ev
 from . import jobfile, log, sidecar
 from .api import Submitted, TaskApi, api_time
-from .config import Config
+from .config import Live
 from .errors import (
-    AuthRejected,
     JobFileError,
-    RateLimited,
     SubmitAmbiguous,
     TaskFailed,
     TransientError,
     WansyncError,
 )
+from .lifecycle import Now
+from .messages import JobStepDone, LookupDone, Mailbox, PostDone, UploadDone
 from .publish import Folders
-from .scheduler import AUTH_PAUSE_MIN, backoff
+from .retry import backoff, plan
 from .tracker import Task
 from .upload import Uploader
-from .workers import Workers
+from .workers import Workers, attempt
 
 SEARCHES = (0.0, 0.25, 1.0)  # when to search the task list, in parts of submit.search_for
 LOOKUP_MARGIN = 120.0  # seconds either side of the create the search covers (clock skew)
 RECOUNT_EVERY = 5.0  # in-progress tasks are recounted at least this often while jobs wait
+Step = Literal["queued", "uploading", "posting", "looking"]
 
 
-class JobHost(Protocol):
-    """What the submitter needs from the daemon."""
+@dataclass(frozen=True, slots=True)
+class Adopt:
+    """Hand-over: the job's task exists; write `NAME.task` and track it like any task."""
 
-    def in_progress(self) -> int: ...
-    def known_task_ids(self) -> set[str]: ...
-    def adopt(self, name: str, task_id: str, meta: dict[str, Any]) -> None: ...
-    def finish(self, task: Task) -> None: ...
-    def is_tracked(self, name: str) -> bool: ...
+    name: str
+    task_id: str
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """Hand-over: publish this job (failed, or a publish cut short) like any task."""
+
+    task: Task
+
+
+Handover = Adopt | End
+
+
+@dataclass(frozen=True, slots=True)
+class UploadJob:
+    name: str
+    model: str
+    paths: list[Path]
+
+
+@dataclass(frozen=True, slots=True)
+class PostJob:
+    name: str
+    body: dict[str, Any]
+    resolve_oss: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LookupJob:
+    name: str
+    model: str
+    start: float
+    end: float
+
+
+WorkItem = UploadJob | PostJob | LookupJob
 
 
 @dataclass(slots=True)
@@ -68,7 +107,7 @@ class Job:
     name: str
     data: dict[str, Any]  # its sidecar
     spec: jobfile.JobSpec | None  # None once submitting: the file is not needed again
-    step: str = "queued"  # queued | uploading | posting | looking
+    step: Step = "queued"
     errors_in_row: int = 0
     lookups: int = 0
     due: float = 0.0  # monotonic: not before this (a backoff, the next search)
@@ -76,41 +115,62 @@ class Job:
 
 
 class Submitter:
+    """The submit state machine (main thread) and its one HTTP worker."""
+
     def __init__(
         self,
-        cfg: Config,
+        live: Live,
         folders: Folders,
         api: TaskApi,
-        host: JobHost,
-        results: queue.SimpleQueue,
-        wake: Callable[[], None],
+        mailbox: Mailbox,
+        in_progress: Callable[[], int],
+        tracked_ids: Callable[[], set[str]],
     ) -> None:
-        self.cfg = cfg
+        self.live = live
         self.folders = folders
         self.api = api
-        self.host = host
         self.log = log.get("wansync.submit")
-        self.uploader = Uploader(api, cfg.api.timeout)
+        self.uploader = Uploader(api, live.cfg.api.timeout)
         self.jobs: dict[str, Job] = {}
         self.queue: collections.deque[str] = collections.deque()
         self.active: str | None = None  # the one job whose upload/create/search is in flight
         self.uncertain: collections.deque[str] = collections.deque()
         self.paused_until = 0.0
         self.next_send = 0.0
-        self.slots_changed = True
+        self._slots_changed = True
         self._in_progress = 0
         self._recount_at = 0.0
-        self._results = results
-        self._wake = wake
-        self.worker = Workers("submit", 1, self._work)
+        self._count = in_progress
+        self._tracked_ids = tracked_ids
+        self._mailbox = mailbox
+        self.worker: Workers[WorkItem] = Workers("submit", 1, self._work)
         self._name_taken_logged: set[str] = set()
 
+    # -- events: a task that ends or leaves frees a place under submit.max_in_progress --
+    def __call__(self, event: ev.Event) -> None:
+        match event:
+            case ev.TaskPolled(task_status=status) if status not in ("PENDING", "RUNNING"):
+                self._slots_changed = True
+            case ev.TaskSucceeded() | ev.TaskFailed() | ev.TaskRemoved():
+                self._slots_changed = True
+            case _:
+                pass
+
+    def _save(self, job: Job, durable: bool = True) -> bool:
+        """Write the job's sidecar; a failed write is logged, never raised into the loop."""
+        try:
+            sidecar.write(self.folders.sidecar(job.name), job.data, durable=durable)
+        except OSError as exc:
+            self.log.error("sidecar.write_error", name=job.name, error=str(exc.strerror or exc))
+            return False
+        return True
+
     # -- discovery ---------------------------------------------------------------------
-    def discover(self, path: Path, now: float) -> None:
+    def discover(self, path: Path, now: Now) -> list[Handover]:
         """A settled `.job` file: queue it, or carry on from where its sidecar says."""
         name = jobfile.job_name(path)
-        if name in self.jobs or self.host.is_tracked(name):
-            return
+        if name in self.jobs:
+            return []
         data = sidecar.read(self.folders.sidecar(name))
         if data is not None and not isinstance(data.get("job"), dict):
             data = None  # a removed task's leftover, not this job's journal
@@ -122,46 +182,35 @@ class Submitter:
                     name=name,
                     detail=f"{name}.task is in the inbox too; rename one of them",
                 )
-            return  # handed over already: the task path owns it
+            return []  # handed over already: the task path owns it
         if data is not None:
             if data["state"] in sidecar.TERMINAL_STATES and data.get("published_as"):
-                self.host.finish(Task(name, data))  # a publish cut short: carry it on
-                return
+                return [End(Task(name, data))]  # a publish cut short: carry it on
             if data.get("task_id"):
-                self._hand_over(name, data)  # recorded, but NAME.task was not written yet
-                return
+                return [self._hand_over(name, data)]  # recorded; NAME.task not written yet
             if data["state"] == "submitting":
                 self._start_uncertain(Job(name, data, None, "looking"), now, restarted=True)
-                return
+                return []
+        cfg = self.live.cfg.submit
         try:
-            spec = jobfile.read(path, self.cfg.submit.model, self.cfg.submit.max_upload_bytes)
+            spec = jobfile.read(path, cfg.model, cfg.max_upload_bytes)
         except (JobFileError, OSError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-            fresh = sidecar.new(name, None, {}, time.time())
-            fresh["job"] = self._job_block(path.name, None)
+            fresh = sidecar.new(name, None, {}, now.wall)
+            fresh["job"] = _job_block(path.name, None)
             self.log.warning("job.invalid", name=name, file=path.name, error=reason)
-            self._fail(Job(name, fresh, None), "InvalidJobFile", f"{path.name}: {reason}")
-            return
-        fresh = sidecar.new(name, None, spec.meta, time.time())
+            return [self._fail(Job(name, fresh, None), "InvalidJobFile", f"{path.name}: {reason}")]
+        fresh = sidecar.new(name, None, spec.meta, now.wall)
         if data is not None:
             fresh["first_seen"] = data.get("first_seen") or fresh["first_seen"]
-        fresh["state"] = "queued"
-        fresh["job"] = self._job_block(path.name, spec.model)
-        sidecar.write(self.folders.sidecar(name), fresh, durable=False)
-        self.jobs[name] = Job(name, fresh, spec)
+        sidecar.set_state(fresh, "queued")
+        fresh["job"] = _job_block(path.name, spec.model)
+        job = Job(name, fresh, spec)
+        self._save(job, durable=False)
+        self.jobs[name] = job
         self.queue.append(name)
         self.log.info("job.queued", name=name, model=spec.model, uploads=len(spec.uploads))
-
-    @staticmethod
-    def _job_block(file: str, model: str | None) -> dict[str, Any]:
-        return {
-            "file": file,
-            "model": model,
-            "attempts": 0,
-            "submit_started": None,
-            "submitted": None,
-            "found_by": None,
-        }
+        return []
 
     def removed(self, name: str) -> None:
         """The `.job` left the inbox: forget it, unless a task may already exist for it."""
@@ -176,6 +225,9 @@ class Submitter:
 
     def waiting(self) -> int:
         return len(self.jobs)
+
+    def names(self) -> set[str]:
+        return set(self.jobs)
 
     # -- dispatch (main thread) --------------------------------------------------------
     def start(self) -> None:
@@ -193,21 +245,21 @@ class Submitter:
             return max(mark, self.jobs[self.uncertain[0]].due)
         return max(mark, self.jobs[self.queue[0]].due) if self.queue[0] in self.jobs else mark
 
-    def dispatch(self, now: float) -> None:
+    def dispatch(self, now: Now) -> None:
         """Start the next upload, create or search, if the limits allow one now."""
-        if self.active is not None or now < self.paused_until:
+        if self.active is not None or now.mono < self.paused_until:
             return
         if self.uncertain:  # nothing else goes out until the uncertain job is settled
             job = self.jobs[self.uncertain[0]]
-            if now >= job.due:
-                self._search(job)
+            if now.mono >= job.due:
+                self._search(job, now)
             return
         while self.queue and self.queue[0] not in self.jobs:
             self.queue.popleft()
-        if not self.queue or now < self.next_send:
+        if not self.queue or now.mono < self.next_send:
             return
         job = self.jobs[self.queue[0]]
-        if now < job.due or self._slots_free(now) <= 0:
+        if now.mono < job.due or self._slots_free(now.mono) <= 0:
             return
         self.queue.popleft()
         self.active = job.name
@@ -215,188 +267,223 @@ class Submitter:
         if job.spec.uploads:
             job.step = "uploading"
             paths = [u.path for u in job.spec.uploads]
-            self.worker.submit(("upload", job.name, job.spec.model, paths))
+            self.worker.submit(UploadJob(job.name, job.spec.model, paths))
         else:
             self._send(job, [], now)
 
     def _slots_free(self, now: float) -> int:
-        if self.slots_changed or now >= self._recount_at:
-            self._in_progress = self.host.in_progress()
-            self.slots_changed = False
+        if self._slots_changed or now >= self._recount_at:
+            self._in_progress = self._count()
+            self._slots_changed = False
             self._recount_at = now + RECOUNT_EVERY
-        return self.cfg.submit.max_in_progress - self._in_progress
+        return self.live.cfg.submit.max_in_progress - self._in_progress
 
-    def _send(self, job: Job, urls: list[str], now: float) -> None:
+    def _send(self, job: Job, urls: list[str], now: Now) -> None:
         """Record `submitting` durably, then (only then) let the create request go."""
         assert job.spec is not None
         body = jobfile.request_body(job.spec, urls)
         block = job.data["job"]
         block["attempts"] += 1
-        block["submit_started"] = sidecar.utc_iso()
-        job.data.update(state="submitting", error=None)
-        sidecar.write(self.folders.sidecar(job.name), job.data)
+        block["submit_started"] = sidecar.utc_iso(now.wall)
+        sidecar.set_state(job.data, "submitting")
+        job.data["error"] = None
+        if not self._save(job):  # not on disk: sending now could make a task twice
+            self.active = None
+            error = TransientError("cannot write the sidecar", "SidecarWriteError")
+            self._not_sent(job, error, now)
+            return
         job.step = "posting"
-        self.next_send = now + 1.0 / self.cfg.submit.max_per_second
+        self.next_send = now.mono + 1.0 / self.live.cfg.submit.max_per_second
         self._in_progress += 1  # counted as running from now on, whatever the answer
-        self.worker.submit(("post", job.name, body, bool(urls) or _has_oss(body)))
+        self.worker.submit(PostJob(job.name, body, bool(urls) or _has_oss(body)))
         self.log.info("job.submitting", name=job.name, model=block["model"], uploads=len(urls))
 
-    def _search(self, job: Job) -> None:
+    def _search(self, job: Job, now: Now) -> None:
         self.active = job.name
-        started = sidecar.parse_iso(job.data["job"]["submit_started"]) or time.time()
-        window = (started - LOOKUP_MARGIN, started + self.cfg.api.timeout + LOOKUP_MARGIN)
-        self.worker.submit(("lookup", job.name, job.data["job"]["model"], window))
+        started = sidecar.parse_iso(job.data["job"]["submit_started"]) or now.wall
+        start, end = started - LOOKUP_MARGIN, started + self.live.cfg.api.timeout + LOOKUP_MARGIN
+        self.worker.submit(LookupJob(job.name, job.data["job"]["model"], start, end))
 
     # -- the worker thread: HTTP only ---------------------------------------------------
-    def _work(self, item: tuple[Any, ...]) -> None:
-        kind, name, *args = item
-        outcome: Any
-        try:
-            if kind == "upload":
-                outcome = self.uploader.upload_all(*args)
-            elif kind == "post":
-                outcome = self.api.submit(*args)
-            else:
-                model, (start, end) = args
-                outcome = self.api.list_tasks(model, start, end)
-        except WansyncError as exc:
-            outcome = exc
-        except Exception as exc:  # a bug must not kill the worker, nor re-send a create
-            error = SubmitAmbiguous if kind == "post" else TransientError
-            outcome = error(f"unexpected {type(exc).__name__}", "InternalError")
-        self._results.put(("job", name, kind, outcome))
-        self._wake()
+    def _work(self, item: WorkItem) -> None:
+        message: JobStepDone
+        match item:
+            case UploadJob(name=name, model=model, paths=paths):
+                message = UploadDone(name, attempt(lambda: self.uploader.upload_all(model, paths)))
+            case PostJob(name=name, body=body, resolve_oss=oss):
+                message = PostDone(name, attempt(lambda: self._post(body, oss), SubmitAmbiguous))
+            case LookupJob(name=name, model=model, start=start, end=end):
+                found = attempt(lambda: self.api.list_tasks(model, start, end))
+                message = LookupDone(name, found, frozenset(ended_ids(self.folders)))
+        self._mailbox.post(message)
+
+    def _post(self, body: dict[str, Any], resolve_oss: bool) -> Submitted:
+        return self.api.submit(body, resolve_oss)
 
     # -- results (main thread) ---------------------------------------------------------
-    def on_result(self, name: str, kind: str, outcome: Any) -> None:
+    def handle(self, message: JobStepDone, now: Now) -> list[Handover]:
+        """A worker's result: the state machine's next step."""
         self.active = None
-        job = self.jobs.get(name)
+        job = self.jobs.get(message.name)
         if job is None:
-            return
-        now = time.monotonic()
-        if kind == "upload":
-            if isinstance(outcome, list):
-                self._send(job, outcome, now)
+            return []
+        match message:
+            case UploadDone(outcome=list() as urls):
                 self.active = job.name
-            else:
-                self._not_sent(job, outcome, now)
-        elif kind == "post":
-            if isinstance(outcome, Submitted):
-                self._record(job, outcome.task_id, outcome.request_id, None)
-            elif isinstance(outcome, SubmitAmbiguous):
+                self._send(job, urls, now)
+            case PostDone(outcome=Submitted() as answer):
+                return [self._record(job, answer.task_id, answer.request_id, None, now)]
+            case PostDone(outcome=SubmitAmbiguous() as lost):
                 self.log.warning(
                     "job.submit_uncertain",
-                    name=name,
-                    message=outcome.message,
+                    name=job.name,
+                    message=lost.message,
                     detail="not sending again; searching the task list",
                 )
                 self._start_uncertain(job, now, restarted=False)
-            else:
-                self._not_sent(job, outcome, now)
-        else:
-            self._on_search(job, outcome, now)
+            case (
+                UploadDone(outcome=WansyncError() as error)
+                | PostDone(outcome=WansyncError() as error)
+            ):
+                return self._not_sent(job, error, now)
+            case LookupDone(outcome=list() as rows, known=known):
+                return self._on_search(job, rows, known, now)
+            case LookupDone(outcome=WansyncError() as error):
+                job.errors_in_row += 1
+                job.due = now.mono + backoff(self.live.cfg.poll.interval, job.errors_in_row)
+                self.log.warning("job.search_failed", name=job.name, error=str(error))
+        return []
 
-    def _not_sent(self, job: Job, outcome: Any, now: float) -> None:
+    def _not_sent(self, job: Job, error: WansyncError, now: Now) -> list[Handover]:
         """An answer that proves no task was made: fail by its code, or queue again."""
-        self.slots_changed = True
-        if isinstance(outcome, TaskFailed):
-            self._fail(job, outcome.code, outcome.message)
-            return
+        self._slots_changed = True
+        if isinstance(error, TaskFailed):
+            return [self._fail(job, error.code, error.message)]
+        if not isinstance(error, TransientError):
+            error = TransientError(error.message, error.code)
         job.errors_in_row += 1
-        retry_after = outcome.retry_after if isinstance(outcome, RateLimited) else None
-        delay = backoff(self.cfg.poll.interval, job.errors_in_row, retry_after)
-        if isinstance(outcome, AuthRejected):
-            delay = max(delay, AUTH_PAUSE_MIN)
-        if isinstance(outcome, RateLimited | AuthRejected):
-            self.paused_until = now + delay  # the account's limit: hold every job
-        code = getattr(outcome, "code", "TransientError")
-        message = getattr(outcome, "message", str(outcome))
+        retry = plan(error, job.errors_in_row, self.live.cfg.poll.interval)
+        if retry.pause is not None:  # the account's limit, or the key: hold every job
+            self.paused_until = max(self.paused_until, now.mono + retry.pause)
         job.step = "queued"
-        job.due = now + delay
-        job.data.update(state="queued", error=sidecar.error(code, log.scrub(message), True))
-        sidecar.write(self.folders.sidecar(job.name), job.data)
+        job.due = now.mono + retry.delay
+        sidecar.set_state(job.data, "queued")
+        job.data["error"] = sidecar.error(error.code, log.scrub(error.message), True)
+        self._save(job)
         self.queue.appendleft(job.name)
         self.log.warning(
             "job.retry_later",
             name=job.name,
-            code=code,
-            message=message,
-            retry_in=round(delay, 3),
+            code=error.code,
+            message=error.message,
+            retry_in=round(retry.delay, 3),
         )
+        return []
 
-    def _start_uncertain(self, job: Job, now: float, restarted: bool) -> None:
+    def _start_uncertain(self, job: Job, now: Now, restarted: bool) -> None:
         job.step, job.spec, job.lookups = "looking", None, 0
-        job.searching_since = now
-        job.due = now + (0.0 if restarted else 0.1 * self.cfg.submit.search_for)
+        job.searching_since = now.mono
+        job.due = now.mono + (0.0 if restarted else 0.1 * self.live.cfg.submit.search_for)
         why = "wansync stopped during the create" if restarted else "the create's answer was lost"
         job.data["error"] = sidecar.error(
             "SubmitUncertain", f"{why}; searching the task list for the task", True
         )
-        sidecar.write(self.folders.sidecar(job.name), job.data)
+        self._save(job)
         self.jobs[job.name] = job
         self.uncertain.append(job.name)
 
-    def _on_search(self, job: Job, outcome: Any, now: float) -> None:
-        if not isinstance(outcome, list):  # the search itself failed: try it again later
-            job.errors_in_row += 1
-            job.due = now + backoff(self.cfg.poll.interval, job.errors_in_row)
-            self.log.warning("job.search_failed", name=job.name, error=str(outcome))
-            return
-        known = self.host.known_task_ids()
+    def _on_search(
+        self, job: Job, rows: list[dict[str, Any]], known: frozenset[str], now: Now
+    ) -> list[Handover]:
+        ours = known | self._tracked_ids()
         model = job.data["job"]["model"]
         found = [
             r["task_id"]
-            for r in outcome
-            if r["task_id"] not in known and r.get("model_name", model) == model
+            for r in rows
+            if r["task_id"] not in ours and r.get("model_name", model) == model
         ]
         if len(found) == 1:
             self.uncertain.popleft()
-            self._record(job, found[0], None, "task list")
-            return
+            return [self._record(job, found[0], None, "task list", now)]
         started = job.data["job"]["submit_started"]
         if len(found) > 1:
             self.uncertain.popleft()
+            return [
+                self._fail(
+                    job,
+                    "SubmitUncertain",
+                    f"the create sent at {started} got no answer, and {len(found)} unknown "
+                    f"{model} tasks were made around then ({', '.join(found[:5])}); one of "
+                    f"them may be this job's. Check them in the console; write the right id "
+                    f"into {job.name}.task in the inbox, or `wansync retry {job.name}` to "
+                    f"create anew",
+                )
+            ]
+        job.lookups += 1
+        if job.lookups < len(SEARCHES):
+            search_for = self.live.cfg.submit.search_for
+            job.due = job.searching_since + SEARCHES[job.lookups] * search_for
+            return []
+        self.uncertain.popleft()
+        return [
             self._fail(
                 job,
                 "SubmitUncertain",
-                f"the create sent at {started} got no answer, and {len(found)} unknown "
-                f"{model} tasks were made around then ({', '.join(found[:5])}); one of them "
-                f"may be this job's. Check them in the console; write the right id into "
-                f"{job.name}.task in the inbox, or `wansync retry {job.name}` to create anew",
+                f"the create sent at {started} got no answer, and no {model} task made around "
+                f"then ({api_time(now.wall)} API time now) is in the task list. Most likely "
+                f"none was made: check the console's task list, then `wansync retry "
+                f"{job.name}` to create it, or write the task id into {job.name}.task in the "
+                f"inbox",
             )
-            return
-        job.lookups += 1
-        if job.lookups < len(SEARCHES):
-            job.due = job.searching_since + SEARCHES[job.lookups] * self.cfg.submit.search_for
-            return
-        self.uncertain.popleft()
-        self._fail(
-            job,
-            "SubmitUncertain",
-            f"the create sent at {started} got no answer, and no {model} task made around "
-            f"then ({api_time(time.time())} API time now) is in the task list. Most likely "
-            f"none was made: check the console's task list, then `wansync retry {job.name}` "
-            f"to create it, or write the task id into {job.name}.task in the inbox",
-        )
+        ]
 
-    def _record(self, job: Job, task_id: str, request_id: str | None, found_by: str | None) -> None:
+    def _record(
+        self, job: Job, task_id: str, request_id: str | None, found_by: str | None, now: Now
+    ) -> Handover:
         """The task exists: write its id durably, then hand the job to the task path."""
         block = job.data["job"]
-        block.update(submitted=sidecar.utc_iso(), found_by=found_by)
-        job.data.update(task_id=task_id, state="polling", request_id=request_id, error=None)
-        sidecar.write(self.folders.sidecar(job.name), job.data)
+        block.update(submitted=sidecar.utc_iso(now.wall), found_by=found_by)
+        job.data.update(task_id=task_id, request_id=request_id, error=None)
+        sidecar.set_state(job.data, "polling")
+        self._save(job)
         self.log.info("job.submitted", name=job.name, task_id=task_id, found_by=found_by)
-        self.slots_changed = True
-        self._hand_over(job.name, job.data)
+        self._slots_changed = True
+        return self._hand_over(job.name, job.data)
 
-    def _hand_over(self, name: str, data: dict[str, Any]) -> None:
+    def _hand_over(self, name: str, data: dict[str, Any]) -> Adopt:
         self.jobs.pop(name, None)
-        self.host.adopt(name, data["task_id"], data.get("meta") or {})
+        return Adopt(name, data["task_id"], data.get("meta") or {})
 
-    def _fail(self, job: Job, code: str, message: str) -> None:
+    def _fail(self, job: Job, code: str, message: str) -> End:
         self.jobs.pop(job.name, None)
-        job.data.update(state="failed", error=sidecar.error(code, log.scrub(message), False))
-        self.host.finish(Task(job.name, job.data))
+        sidecar.set_state(job.data, "failed")
+        job.data["error"] = sidecar.error(code, log.scrub(message), False)
+        return End(Task(job.name, job.data))
+
+
+def _job_block(file: str, model: str | None) -> dict[str, Any]:
+    return {
+        "file": file,
+        "model": model,
+        "attempts": 0,
+        "submit_started": None,
+        "submitted": None,
+        "found_by": None,
+    }
+
+
+def ended_ids(folders: Folders, since_seconds: float = 86400) -> set[str]:
+    """Ids of our tasks that ended in the last day (worker thread: it reads folders)."""
+    known: set[str] = set()
+    since = time.time() - since_seconds
+    for folder in (folders.outbox, folders.failed):
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.endswith(sidecar.SUFFIX) and entry.stat().st_mtime >= since:
+                    data = sidecar.read(Path(entry.path))
+                    if data and data.get("task_id"):
+                        known.add(data["task_id"])
+    return known
 
 
 def _has_oss(body: dict[str, Any]) -> bool:

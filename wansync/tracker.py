@@ -1,24 +1,29 @@
-"""The live tasks: which inbox files are complete enough to read, and each task's state.
+"""THE registry of live tasks: each task, the task-id index, the sidecars still to write,
+the download queue and its slots, and the counts.
 
-Restores everything from the inbox alone: a `.task` and its sidecar are the whole state,
-so a restart (or a `kill -9`) picks up exactly where the files say it was.
+`untrack(name)` releases everything a task holds at once, so nothing (a download slot,
+an id, a pending write) can outlive its task. A download slot is a numbered ticket: a
+late `DownloadDone` for a task that was removed (or replaced by a new file of the same
+name) finds no ticket of its number and releases nothing.
+
+Main thread only; no clock reads (`now` is passed in). Restores everything from the
+inbox alone: a `.task` and its sidecar are the whole state, so a restart (or a
+`kill -9`) picks up exactly where the files say it was.
 """
 
 from __future__ import annotations
 
-import os
-import time
+import itertools
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import sidecar
 from .errors import TaskFileError
-from .jobfile import JOB_SUFFIX, is_job_name
-from .publish import Folders, stem
-from .taskfile import TASK_SUFFIX, TaskSpec, is_task_name, read, task_name
-
-SETTLE_SECONDS = 1.0
+from .publish import Folders
+from .taskfile import TaskSpec, read, task_name
 
 
 @dataclass(slots=True)
@@ -30,117 +35,140 @@ class Task:
     errors_in_row: int = 0
     busy: bool = False  # a poll or a download for it is in flight
     refused_url: str | None = None  # a video URL storage refused once
+    reported_bytes: int = 0  # download bytes at the last progress event
 
     @property
     def task_id(self) -> str:
-        return self.data["task_id"]
+        return str(self.data["task_id"])
 
     @property
-    def state(self) -> str:
-        return self.data["state"]
+    def state(self) -> sidecar.State:
+        state: sidecar.State = self.data["state"]
+        return state
+
+    def set_state(self, state: sidecar.State) -> None:
+        sidecar.set_state(self.data, state)
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A download in flight: its ticket number and the flag that cancels it."""
+
+    number: int
+    cancel: threading.Event
 
 
 @dataclass
-class _Candidate:
-    size: int
-    mtime_ns: int
-    since: float  # monotonic time at which this size/mtime was first seen
+class Tracker:
+    """Live tasks and everything they hold."""
 
+    tasks: dict[str, Task] = field(default_factory=dict)
+    unsaved: dict[str, None] = field(default_factory=dict)  # sidecars to (re)write
+    counts: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0})
+    _by_id: dict[str, str] = field(default_factory=dict)  # task id -> name fetching it
+    _due: dict[str, float] = field(default_factory=dict)  # waiting for a download slot
+    _slots: dict[str, Slot] = field(default_factory=dict)
+    _tickets: Iterator[int] = field(default_factory=itertools.count)
 
-@dataclass
-class Candidates:
-    """Task files seen but perhaps still being written: read once complete."""
-
-    _waiting: dict[Path, _Candidate] = field(default_factory=dict)
-    _ready: set[Path] = field(default_factory=set)
-
-    def ready(self, path: Path) -> None:
-        """A close-after-write or a rename into the inbox: complete unless it is empty."""
-        self._ready.add(path)
-
-    def changed(self, path: Path, now: float) -> None:
-        """A create/modify/scan sighting: read once size and mtime held still for 1 s."""
-        try:
-            st = path.lstat()
-        except OSError:
-            self._waiting.pop(path, None)
-            return
-        # The mtime is when it last changed, so a file untouched for a while is ready now.
-        age = max(0.0, (time.time_ns() - st.st_mtime_ns) / 1e9)
-        old = self._waiting.get(path)
-        if old is None or (old.size, old.mtime_ns) != (st.st_size, st.st_mtime_ns):
-            self._waiting[path] = _Candidate(st.st_size, st.st_mtime_ns, now - age)
-
-    def forget(self, path: Path) -> None:
-        self._waiting.pop(path, None)
-        self._ready.discard(path)
+    # -- membership --------------------------------------------------------------------
+    def __contains__(self, name: object) -> bool:
+        return name in self.tasks
 
     def __len__(self) -> int:
-        return len(self._waiting) + len(self._ready)
+        return len(self.tasks)
 
-    def __contains__(self, path: Path) -> bool:
-        return path in self._waiting or path in self._ready
+    def get(self, name: str) -> Task | None:
+        return self.tasks.get(name)
 
-    def take(self, now: float) -> list[Path]:
-        """Paths ready to read now; empty files only once they have settled."""
-        out: list[Path] = []
-        for path in list(self._ready):
-            self._ready.discard(path)
-            try:
-                empty = path.lstat().st_size == 0
-            except OSError:
-                self._waiting.pop(path, None)
+    def track(self, task: Task) -> Task | None:
+        """Track `task`; returns the live task already fetching its id (then not indexed)."""
+        self.tasks[task.name] = task
+        if task.state in sidecar.TERMINAL_STATES:
+            return None
+        twin = self.tasks.get(self._by_id.get(task.task_id, ""))
+        if twin is not None and twin is not task:
+            return twin
+        self._by_id[task.task_id] = task.name
+        return None
+
+    def untrack(self, name: str) -> Task | None:
+        """Forget `name` and release all it held: its id, its queue place, its slot."""
+        task = self.tasks.pop(name, None)
+        self.unsaved.pop(name, None)
+        self._due.pop(name, None)
+        slot = self._slots.pop(name, None)
+        if slot is not None:
+            slot.cancel.set()  # the worker stops at its next chunk
+        task_id = task.data.get("task_id") if task is not None else None
+        if task_id and self._by_id.get(task_id) == name:
+            del self._by_id[task_id]
+        return task
+
+    def ids(self) -> set[str]:
+        """The task ids live tasks are fetching."""
+        return set(self._by_id)
+
+    # -- downloads ---------------------------------------------------------------------
+    def queue_download(self, name: str, at: float) -> None:
+        """`name` should download from monotonic time `at` on (when a slot is free)."""
+        if name in self.tasks:
+            self._due[name] = at
+
+    def next_download(self, concurrency: int) -> float | None:
+        """When `take_downloads` could next start one, if a slot is free."""
+        if not self._due or len(self._slots) >= concurrency:
+            return None
+        return min(self._due.values())
+
+    def take_downloads(self, now: float, concurrency: int) -> list[tuple[Task, Slot]]:
+        """The earliest-due waiting downloads that fit the free slots; each takes one."""
+        free = concurrency - len(self._slots)
+        if free <= 0 or not self._due:
+            return []
+        due = sorted((d, n) for n, d in self._due.items() if d <= now)[:free]
+        out = []
+        for _, name in due:
+            del self._due[name]
+            task = self.tasks[name]
+            if task.state != "downloading" or task.busy:
                 continue
-            if empty:
-                self.changed(path, now)
-            else:
-                self._waiting.pop(path, None)
-                out.append(path)
-        for path, cand in list(self._waiting.items()):
-            try:
-                st = path.lstat()
-            except OSError:
-                del self._waiting[path]
-                continue
-            if (st.st_size, st.st_mtime_ns) != (cand.size, cand.mtime_ns):
-                self._waiting[path] = _Candidate(st.st_size, st.st_mtime_ns, now)
-            elif now - cand.since >= SETTLE_SECONDS:
-                del self._waiting[path]
-                out.append(path)
+            slot = Slot(next(self._tickets), threading.Event())
+            self._slots[name] = slot
+            task.busy = True
+            out.append((task, slot))
         return out
 
-    def next_check(self, now: float) -> float | None:
-        """When `take` could next return something (soon, while anything waits)."""
-        if self._ready:
-            return now
-        if not self._waiting:
+    def holds(self, name: str, number: int) -> bool:
+        """Is ticket `number` still `name`'s slot (not released, not a removed task's)?"""
+        slot = self._slots.get(name)
+        return slot is not None and slot.number == number
+
+    def release(self, name: str, number: int) -> Task | None:
+        """A download ended: free its slot; returns the task if the ticket was still valid."""
+        if not self.holds(name, number):
             return None
-        return min(now + 0.25, min(c.since for c in self._waiting.values()) + SETTLE_SECONDS)
+        del self._slots[name]
+        task = self.tasks[name]
+        task.busy = False
+        return task
 
+    @property
+    def downloads_running(self) -> int:
+        return len(self._slots)
 
-@dataclass
-class InboxListing:
-    """Names (not paths: the daemon rescans 10,000-task inboxes every few seconds)."""
+    # -- counts ------------------------------------------------------------------------
+    def in_progress(self) -> int:
+        """Tasks the account is generating now: tracked ones the API has not finished."""
+        return sum(
+            1
+            for t in self.tasks.values()
+            if t.state == "polling" and t.data["task_status"] in (None, "PENDING", "RUNNING")
+        )
 
-    tasks: set[str]
-    jobs: set[str]
-    orphans: list[str]  # sidecars with neither a `.task` nor a `.job`
-
-
-def scan_inbox(inbox: Path) -> InboxListing:
-    """The visible `.task` and `.job` files, and the sidecars that have neither."""
-    tasks, jobs, sidecars = set(), set(), []
-    with os.scandir(inbox) as entries:
-        for entry in entries:
-            name = entry.name
-            if is_task_name(name):
-                tasks.add(name[: -len(TASK_SUFFIX)])
-            elif is_job_name(name):
-                jobs.add(name[: -len(JOB_SUFFIX)])
-            elif name.endswith(sidecar.SUFFIX) and not name.startswith("."):
-                sidecars.append(name[: -len(sidecar.SUFFIX)])
-    owned = {stem(n) for n in tasks | jobs}
-    return InboxListing(tasks, jobs, [n for n in sidecars if n not in owned])
+    def by_state(self) -> dict[str, int]:
+        polling = sum(1 for t in self.tasks.values() if t.state == "polling")
+        downloading = sum(1 for t in self.tasks.values() if t.state == "downloading")
+        return {"polling": polling, "downloading": downloading, **self.counts}
 
 
 def open_task(folders: Folders, path: Path, now_wall: float) -> tuple[Task, TaskSpec | None]:
@@ -155,8 +183,9 @@ def open_task(folders: Folders, path: Path, now_wall: float) -> tuple[Task, Task
         spec = read(path)
     except (TaskFileError, OSError) as exc:
         reason = exc if isinstance(exc, TaskFileError) else exc.strerror
-        data = sidecar.new(name, getattr(exc, "task_id", None), {}, now_wall)
-        data["state"] = "failed"
+        task_id = exc.task_id if isinstance(exc, TaskFileError) else None
+        data = sidecar.new(name, task_id, {}, now_wall)
+        sidecar.set_state(data, "failed")
         data["finished"] = sidecar.utc_iso(now_wall)
         data["error"] = sidecar.error("InvalidTaskFile", f"{path.name}: {reason}", False)
         return Task(name, data), None

@@ -1,0 +1,146 @@
+"""From folder to pipeline: the start-up scan, watcher events, the periodic rescan.
+
+Everything here ends in one of four calls: a settled `.task` (→ `Pipeline.discover`),
+a settled `.job` (→ `Submitter.discover`), a removed file (→ `removed`), or a sidecar
+left without its file (a publish cut short: finish it; else drop it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from . import jobfile, log, publish, sidecar
+from .inbox import Candidates, scan_inbox
+from .lifecycle import Now
+from .pipeline import Pipeline, forget_files
+from .submitter import Submitter
+from .taskfile import task_name
+from .watcher import CHANGED, GONE, READY, InboxWatcher
+
+
+def name_of(path: Path) -> str:
+    """`NAME` of `inbox/NAME.task` or `inbox/NAME.job`: one name for a job and its task."""
+    return jobfile.job_name(path) if jobfile.is_job_name(path.name) else task_name(path)
+
+
+class Intake:
+    """Which inbox files to look at, and when they are ready to read."""
+
+    def __init__(
+        self, pipeline: Pipeline, submitter: Submitter, on_job: Callable[[Path, Now], None]
+    ) -> None:
+        self.pipeline = pipeline
+        self.folders = pipeline.folders
+        self.tracker = pipeline.tracker
+        self.submitter = submitter
+        self.on_job = on_job  # the daemon carries a job's hand-overs out
+        self.candidates = Candidates()
+        self.only: set[str] | None = None  # burst: just these names
+        self.scanned: list[Path] = []  # burst: what the start-up scan found
+        self.log = log.get("wansync.daemon")
+
+    def startup(self, now: Now, burst: bool, only: set[str] | None) -> set[str]:
+        """Track every file present (call after the watch starts); returns their names."""
+        listing = scan_inbox(self.folders.inbox)
+        for name in listing.orphans:
+            self._orphan_sidecar(name, now)
+        if burst and only is not None:
+            listing.tasks &= only
+            listing.jobs &= only
+        self.only = only if burst else None
+        tasks = [self.folders.task(n) for n in sorted(listing.tasks)]
+        tasks += [self.folders.job(n) for n in sorted(listing.jobs - listing.tasks)]
+        self.scanned = tasks
+        for path in tasks:
+            self.candidates.changed(path, now.mono)
+        self.take(now, burst_names=None)
+        if only is None:  # others' partial downloads are not ours to judge
+            self._sweep_parts()
+        names = listing.tasks | listing.jobs
+        if not burst:
+            self.scanned = []  # only `once` needs the list later
+        return names
+
+    def take(self, now: Now, burst_names: set[str] | None) -> None:
+        """Hand every settled file on (in burst, only the ones the scan found)."""
+        for path in self.candidates.take(now.mono):
+            name = name_of(path)
+            if name in self.tracker or (burst_names is not None and name not in burst_names):
+                continue
+            if jobfile.is_job_name(path.name):
+                self.on_job(path, now)
+            else:
+                self.pipeline.discover(path, now)
+
+    def waiting(self) -> list[Path]:
+        return [p for p in self.scanned if p in self.candidates]
+
+    def _sweep_parts(self) -> None:
+        """Partial downloads no live task owns are ours to remove (the task was removed)."""
+        owned = {publish.stem(n) for n in self.tracker.tasks}
+        owned |= {publish.stem(name_of(p)) for p in self.waiting()}
+        for entry in os.scandir(self.folders.outbox):
+            if entry.name.startswith(".") and entry.name.endswith(".mp4.part"):
+                name = entry.name[1 : -len(".mp4.part")]
+                if name not in owned:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                    self.log.info("download.part_removed", name=name)
+
+    def _orphan_sidecar(self, name: str, now: Now) -> None:
+        """A sidecar without its `.task`: a publish cut short, or a task the user removed."""
+        data = sidecar.read(self.folders.sidecar(name))
+        if data and data.get("state") in sidecar.TERMINAL_STATES and data.get("published_as"):
+            final = publish.resume(self.folders, data, task_file_is_ours=False)
+            self.log.info(
+                "task.publish_resumed", name=name, task_id=data.get("task_id"), path=str(final)
+            )
+            return
+        forget_files(self.folders, name)
+        self.log.info(
+            "task.removed",
+            name=name,
+            task_id=(data or {}).get("task_id"),
+            detail="task file was removed while wansync was not running",
+        )
+
+    def watch_events(self, watcher: InboxWatcher, now: Now) -> None:
+        for kind, path in watcher.drain():
+            if path.parent != self.folders.inbox:
+                continue
+            if kind == READY:
+                self.candidates.ready(path)
+            elif kind == CHANGED:
+                self.candidates.changed(path, now.mono)
+            elif kind == GONE and not path.exists():
+                self.candidates.forget(path)
+                if jobfile.is_job_name(path.name):
+                    self.submitter.removed(jobfile.job_name(path))
+                else:
+                    self.pipeline.removed(task_name(path), now)
+
+    def rescan(self, now: Now) -> None:
+        """The safety net for missed events (overflow, network filesystems)."""
+        try:
+            listing = scan_inbox(self.folders.inbox)
+        except OSError:
+            return  # the watch check reports and repairs a missing inbox
+        present = listing.tasks
+        tracked = self.tracker.tasks
+        for name in present.difference(tracked):  # strings only: cheap with 10,000 tasks
+            path = self.folders.task(name)
+            if path not in self.candidates:
+                self.candidates.changed(path, now.mono)
+        jobs = self.submitter.names()
+        for name in listing.jobs.difference(tracked, jobs, present):
+            path = self.folders.job(name)
+            if path not in self.candidates:
+                self.candidates.changed(path, now.mono)
+        for name in [n for n in jobs if n not in listing.jobs]:
+            self.submitter.removed(name)
+        for name in [n for n in tracked if n not in present]:
+            if not self.folders.task(name).exists():
+                self.pipeline.removed(name, now)

@@ -1,0 +1,101 @@
+"""The sidecars follow the events: each transition of a live task rewrites its file.
+
+A write that fails (a full disk) never reaches the loop: it is logged once
+(`sidecar.write_error`), the task goes on in memory, and the write is tried again
+later (every `RETRY_EVERY` seconds) until it works. First sidecars of tasks found at
+start-up are written in batches between ticks (`flush`), not one per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import events as ev
+from . import log, sidecar
+from .publish import Folders
+from .tracker import Tracker
+
+RETRY_EVERY = 5.0  # seconds between tries of a sidecar that could not be written
+
+Writer = Callable[..., None]
+
+
+class Journal:
+    """An event consumer that keeps each live task's sidecar up to date."""
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        folders: Folders,
+        clock: Callable[[], float],
+        write: Writer = sidecar.write,
+    ) -> None:
+        self.tracker = tracker
+        self.folders = folders
+        self.clock = clock  # monotonic: the flush budget and the retry time
+        self._write = write
+        self._failing: dict[str, float] = {}  # name -> when to try again
+        self.log = log.get("wansync.daemon")
+
+    def __call__(self, event: ev.Event) -> None:
+        match event:
+            case ev.TaskDiscovered(name=name):
+                self.tracker.unsaved[name] = None  # batched: start-up may find 10,000
+            case ev.TaskPolled(name=name, task_status=status):
+                self.save(name, durable=status not in ("PENDING", "RUNNING"))
+            case ev.TaskTransientError(name=name) | ev.DownloadStarted(name=name):
+                self.save(name)
+            case ev.DownloadProgress(name=name):
+                self.save(name, durable=False)
+            case _:
+                pass
+
+    def save(self, name: str, durable: bool = True) -> bool:
+        """Write `name`'s sidecar now; on failure keep it pending. True if written."""
+        task = self.tracker.get(name)
+        if task is None or task.state in sidecar.TERMINAL_STATES:
+            return True
+        try:
+            self._write(self.folders.sidecar(name), task.data, durable=durable)
+        except OSError as exc:
+            self._failed(name, task.task_id, exc)
+            return False
+        if self._failing.pop(name, None) is not None:
+            self.log.info("sidecar.written", name=name, detail="the sidecar could be written again")
+        return True
+
+    def _failed(self, name: str, task_id: Any, exc: OSError) -> None:
+        if name not in self._failing:
+            self.log.error(
+                "sidecar.write_error",
+                name=name,
+                task_id=task_id,
+                error=f"{type(exc).__name__}: {exc.strerror or exc}",
+                detail=f"the task goes on; trying again every {int(RETRY_EVERY)} s",
+            )
+        self._failing[name] = self.clock() + RETRY_EVERY
+        self.tracker.unsaved.pop(name, None)
+
+    def pending(self) -> bool:
+        """Is there a first sidecar to write now (the loop must not sleep)?"""
+        return bool(self.tracker.unsaved)
+
+    def next_retry(self) -> float | None:
+        return min(self._failing.values(), default=None)
+
+    def flush(self, budget: float) -> None:
+        """Write pending sidecars for at most `budget` seconds (not fsynced: a task whose
+        first sidecar is lost in a power cut is simply discovered again)."""
+        start = self.clock()
+        now = start
+        for name, at in list(self._failing.items()):
+            if at <= now and name not in self.tracker:
+                del self._failing[name]
+            elif at <= now:
+                self.save(name)
+        unsaved = self.tracker.unsaved
+        while unsaved and self.clock() - start < budget:
+            name = next(iter(unsaved))
+            del unsaved[name]
+            self.save(name, durable=False)
