@@ -1,0 +1,219 @@
+"""The submit state machine, in-process: each state and answer, with `now` passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from wansync import config, sidecar
+from wansync.api import Submitted
+from wansync.config import Live
+from wansync.errors import (
+    AuthRejected,
+    RateLimited,
+    RemoteUnavailable,
+    SubmitAmbiguous,
+    TaskFailed,
+)
+from wansync.lifecycle import Now
+from wansync.messages import LookupDone, Mailbox, PostDone, UploadDone
+from wansync.publish import Folders
+from wansync.retry import AUTH_PAUSE_MIN
+from wansync.submitter import (
+    SEARCHES,
+    Adopt,
+    End,
+    LookupJob,
+    PostJob,
+    Submitter,
+    UploadJob,
+)
+
+T0 = Now(100.0, 1_800_000_000.0)
+FRAME = [{"type": "first_frame", "url": "https://example.com/cat.png"}]
+
+
+class Machine:
+    """A submitter whose worker never runs: tests read its queue and answer by hand."""
+
+    def __init__(self, root: Path, in_progress: int = 0) -> None:
+        self.folders = Folders(root / "in", root / "out", root / "failed")
+        for folder in (self.folders.inbox, self.folders.outbox, self.folders.failed):
+            folder.mkdir()
+        cfg = config.from_mapping(
+            {"inbox": str(root / "in"), "outbox": str(root / "out"), "failed": str(root / "failed")}
+        )
+        self.cfg = cfg
+        self.running = in_progress
+        self.sub = Submitter(
+            Live(cfg),
+            self.folders,
+            None,
+            Mailbox(lambda: None),
+            lambda: self.running,
+            set,  # type: ignore[arg-type]
+        )
+
+    def drop(self, name: str, **doc: object) -> Path:
+        path = self.folders.job(name)
+        path.write_text(yaml.safe_dump({"prompt": "a cat", "media": FRAME, **doc}))
+        return path
+
+    def sent(self) -> list[object]:
+        out = []
+        while not self.sub.worker.items.empty():
+            out.append(self.sub.worker.items.get_nowait())
+        return out
+
+    def state(self, name: str) -> str:
+        data = sidecar.read(self.folders.sidecar(name))
+        assert data is not None
+        return str(data["state"])
+
+
+@pytest.fixture
+def m(tmp_path: Path) -> Machine:
+    return Machine(tmp_path)
+
+
+def test_queued_then_posting_records_submitting_before_the_request(m):
+    """queued → posting: `submitting` is on disk before the create request is handed out."""
+    assert m.sub.discover(m.drop("a"), T0) == []
+    assert m.state("a") == "queued" and m.sub.jobs["a"].step == "queued"
+    m.sub.dispatch(T0)
+    [post] = m.sent()
+    assert isinstance(post, PostJob) and m.state("a") == "submitting"
+    assert m.sub.jobs["a"].step == "posting" and m.sub.active == "a"
+
+
+def test_an_answer_hands_the_task_over(m):
+    """posting + task id → the id is recorded (state polling) and the job is handed over."""
+    m.sub.discover(m.drop("a", meta={"k": 1}), T0)
+    m.sub.dispatch(T0)
+    out = m.sub.handle(PostDone("a", Submitted("task-9", "r")), T0)
+    assert out == [Adopt("a", "task-9", {"k": 1})]
+    assert m.state("a") == "polling" and "a" not in m.sub.jobs
+
+
+def test_uploading_then_posting_with_the_uploaded_urls(m, tmp_path):
+    """A local image is uploaded first; its URL goes into the create request."""
+    (m.folders.inbox / "cat.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)
+    m.sub.discover(m.drop("a", media=[{"type": "first_frame", "path": "cat.png"}]), T0)
+    m.sub.dispatch(T0)
+    [upload] = m.sent()
+    assert isinstance(upload, UploadJob) and m.sub.jobs["a"].step == "uploading"
+    m.sub.handle(UploadDone("a", ["oss://bucket/cat.png"]), T0)
+    [post] = m.sent()
+    assert isinstance(post, PostJob) and post.resolve_oss
+    assert post.body["input"]["media"][0]["url"] == "oss://bucket/cat.png"
+
+
+def test_a_4xx_fails_the_job(m):
+    """A final 4xx proves no task was made: the job ends in failed/ with its code."""
+    m.sub.discover(m.drop("a"), T0)
+    m.sub.dispatch(T0)
+    [end] = m.sub.handle(PostDone("a", TaskFailed("InvalidParameter", "bad")), T0)
+    assert isinstance(end, End) and end.task.data["error"]["code"] == "InvalidParameter"
+
+
+@pytest.mark.parametrize(
+    ("error", "pause", "delay"),
+    [
+        (RateLimited("429", 30.0), 30.0, 30.0),
+        (AuthRejected("401"), AUTH_PAUSE_MIN, AUTH_PAUSE_MIN),
+        (RemoteUnavailable("could not connect"), None, 15.0),
+    ],
+)
+def test_retry_later_on_429_401_and_transient(m, error, pause, delay):
+    """Nothing was made: queue again after the shared back-off; 429/401 hold every job."""
+    m.sub.discover(m.drop("a"), T0)
+    m.sub.dispatch(T0)
+    assert m.sub.handle(PostDone("a", error), T0) == []
+    job = m.sub.jobs["a"]
+    assert job.step == "queued" and m.state("a") == "queued" and m.sub.queue[0] == "a"
+    assert job.due == pytest.approx(T0.mono + delay)
+    assert m.sub.paused_until == (T0.mono + pause if pause else 0.0)
+
+
+def test_the_in_progress_limit_holds_jobs_back(tmp_path):
+    """No create goes out while submit.max_in_progress tasks are running."""
+    m = Machine(tmp_path, in_progress=10**6)
+    m.sub.discover(m.drop("a"), T0)
+    m.sub.dispatch(T0)
+    assert m.sent() == [] and m.sub.jobs["a"].step == "queued"
+
+
+def start_looking(m: Machine) -> None:
+    m.sub.discover(m.drop("a"), T0)
+    m.sub.dispatch(T0)
+    m.sent()
+    m.sub.handle(PostDone("a", SubmitAmbiguous("timeout")), T0)
+    assert m.sub.jobs["a"].step == "looking" and m.sub.uncertain[0] == "a"
+    later = Now(T0.mono + 1000, T0.wall + 1000)
+    m.sub.dispatch(later)
+    [lookup] = m.sent()
+    assert isinstance(lookup, LookupJob)
+
+
+def test_uncertain_with_one_unknown_task_found_takes_it(m):
+    """Looking, one unknown task of the model in the window: it is this job's."""
+    start_looking(m)
+    rows = [{"task_id": "mine"}, {"task_id": "known"}]
+    out = m.sub.handle(LookupDone("a", rows, frozenset({"known"})), T0)
+    assert out == [Adopt("a", "mine", {})]
+    assert sidecar.read(m.folders.sidecar("a"))["job"]["found_by"] == "task list"
+
+
+def test_uncertain_with_several_found_fails(m):
+    """Looking, several unknown tasks: cannot tell which; fail as SubmitUncertain."""
+    start_looking(m)
+    [end] = m.sub.handle(LookupDone("a", [{"task_id": "x"}, {"task_id": "y"}], frozenset()), T0)
+    assert isinstance(end, End) and end.task.data["error"]["code"] == "SubmitUncertain"
+
+
+def test_uncertain_with_none_found_searches_again_then_fails(m):
+    """Looking, nothing found: search again on schedule, then fail as SubmitUncertain."""
+    start_looking(m)
+    for _ in SEARCHES[1:]:
+        assert m.sub.handle(LookupDone("a", [], frozenset()), T0) == []
+        assert m.sub.jobs["a"].step == "looking"
+        m.sub.dispatch(Now(T0.mono + 10_000, T0.wall))
+        m.sent()
+    [end] = m.sub.handle(LookupDone("a", [], frozenset()), T0)
+    assert isinstance(end, End) and end.task.data["error"]["code"] == "SubmitUncertain"
+
+
+def test_a_failed_search_is_tried_again_later(m):
+    """Looking, the search itself fails: keep looking after a back-off."""
+    start_looking(m)
+    assert m.sub.handle(LookupDone("a", RemoteUnavailable("503"), frozenset()), T0) == []
+    assert m.sub.jobs["a"].step == "looking" and m.sub.jobs["a"].due > T0.mono
+
+
+def test_restart_while_submitting_searches_instead_of_sending(m):
+    """A sidecar left in `submitting` (killed mid-create) is searched, never re-sent."""
+    data = sidecar.new("a", None, {}, T0.wall)
+    sidecar.set_state(data, "submitting")
+    data["job"] = {
+        "file": "a.job",
+        "model": "wan2.7-i2v",
+        "attempts": 1,
+        "submit_started": sidecar.utc_iso(T0.wall),
+        "submitted": None,
+        "found_by": None,
+    }
+    sidecar.write(m.folders.sidecar("a"), data)
+    m.sub.discover(m.drop("a"), T0)
+    assert m.sub.jobs["a"].step == "looking"
+    m.sub.dispatch(T0)
+    assert [type(x) for x in m.sent()] == [LookupJob]
+
+
+def test_an_invalid_job_fails_at_once(m):
+    """A .job that cannot be read ends in failed/ as InvalidJobFile."""
+    path = m.folders.job("bad")
+    path.write_text("prompt: [unclosed")
+    [end] = m.sub.discover(path, T0)
+    assert isinstance(end, End) and end.task.data["error"]["code"] == "InvalidJobFile"
