@@ -18,18 +18,11 @@ from wansync.errors import (
     TaskFailed,
 )
 from wansync.lifecycle import Now
-from wansync.messages import LookupDone, Mailbox, PostDone, UploadDone
+from wansync.messages import Adopt, End, LookupDone, Mailbox, PostDone, UploadDone
 from wansync.publish import Folders
 from wansync.retry import AUTH_PAUSE_MIN
-from wansync.submitter import (
-    SEARCHES,
-    Adopt,
-    End,
-    LookupJob,
-    PostJob,
-    Submitter,
-    UploadJob,
-)
+from wansync.submit_worker import LookupJob, PostJob, UploadJob
+from wansync.submitter import SEARCHES, Submitter
 
 T0 = Now(100.0, 1_800_000_000.0)
 FRAME = [{"type": "first_frame", "url": "https://example.com/cat.png"}]

@@ -9,9 +9,7 @@ dispatch what is due, write pending sidecars, then sleep until the next deadline
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import math
-import os
 import signal
 import threading
 import time
@@ -25,15 +23,16 @@ from .config import Config, Live
 from .download import Downloader
 from .errors import ConfigError, InboxLocked
 from .fsutil import sweep_temp_files
-from .intake import Intake, name_of
+from .intake import Burst, Intake
 from .journal import Journal
 from .lifecycle import Now
-from .messages import LookupDone, Mailbox, PostDone, UploadDone
+from .lock import InboxLock
+from .messages import Adopt, End, Handover, LookupDone, Mailbox, PostDone, UploadDone
 from .notify import Notifier
 from .pipeline import Pipeline
 from .publish import Folders
 from .scheduler import Scheduler
-from .submitter import Adopt, End, Handover, Submitter
+from .submitter import Submitter
 from .tracker import Tracker
 from .waker import Waker
 from .watcher import InboxWatcher
@@ -41,7 +40,6 @@ from .workers import FetchJob, PollJob, Workers, fetch_io, poll_io
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "EXIT_TIMEOUT", "Daemon", "InboxLocked"]
 
-LOCK_NAME = ".wansync.lock"
 STOP_GRACE = 5.0
 STATUS_EVERY = 5.0
 
@@ -50,30 +48,6 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED, EXIT_TIMEOUT = 0, 1, 2, 3, 124
 
 def clock() -> Now:
     return Now(time.monotonic(), time.time())
-
-
-class InboxLock:
-    """An exclusive `flock` on `inbox/.wansync.lock`, released by the kernel if we die."""
-
-    def __init__(self, inbox: Path) -> None:
-        self.path = inbox / LOCK_NAME
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise InboxLocked(f"{self.path}: another wansync is running on this inbox") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 class Daemon:
@@ -110,10 +84,9 @@ class Daemon:
         self.intake = Intake(self.pipeline, self.submitter, self._job_found)
         self.journal = Journal(self.tracker, self.folders, time.monotonic)
         self.watcher: InboxWatcher | None = None
-        self._burst_names: set[str] | None = None
-        self._burst_failed = False
-        # Followers of every transition, in order: the files, the log, the job slots, once.
-        for consumer in (self.journal, ev.log_consumer(self.log), self.submitter, self._ended):
+        self.burst: Burst | None = None
+        # Followers of every transition, in order: the files, the log, the job slots.
+        for consumer in (self.journal, ev.log_consumer(self.log), self.submitter):
             self.bus.subscribe(consumer)
 
     # -- signals -----------------------------------------------------------------------
@@ -167,10 +140,11 @@ class Daemon:
         for workers in (self.pollers, self.fetchers, self.submitter):
             workers.start()
         if burst:
-            self._burst_names = set()
+            self.burst = Burst()
+            self.bus.subscribe(self.burst)
         names = self.intake.startup(start, burst, only)
-        if burst:
-            self._burst_names = names
+        if self.burst is not None:
+            self.burst.names |= names
         self.log.info(
             "daemon.started",
             inbox=str(self.folders.inbox),
@@ -193,14 +167,14 @@ class Daemon:
                 if now.mono >= next_rescan:
                     self.intake.rescan(now)
                     next_rescan = now.mono + self.live.cfg.watch.rescan_interval
-            self.intake.take(now, self._burst_names)
+            self.intake.take(now, self.burst.names if self.burst else None)
             self._drain(now)
             self.pipeline.dispatch(clock())
             self.submitter.dispatch(clock())
             if self.journal.pending() or self.journal.next_retry() is not None:
                 self.journal.flush(0.05)
-            if burst and self._burst_done():
-                return EXIT_FAILED if self._burst_failed else EXIT_OK
+            if self.burst and self.burst.done(self._live, self.intake.waiting()):
+                return EXIT_FAILED if self.burst.failed else EXIT_OK
             if deadline and now.mono >= deadline:
                 self.log.warning("daemon.timeout", seconds=timeout)
                 return EXIT_TIMEOUT
@@ -254,7 +228,7 @@ class Daemon:
             if t is not None:
                 candidates.append(t)
         wake_at = min(candidates, default=now + 1.0)
-        return min(max(0.0, wake_at - time.monotonic()), 1.0 if self._burst_names else 5.0)
+        return min(max(0.0, wake_at - time.monotonic()), 1.0 if self.burst else 5.0)
 
     # -- repairs and reloads -----------------------------------------------------------
     def _restore_watch(self) -> bool:
@@ -318,24 +292,9 @@ class Daemon:
         self.log.info("config.reloaded", source=str(new.source))
         self.notifier.ready(self._status_line())
 
-    # -- burst and reporting -----------------------------------------------------------
-    def _ended(self, event: ev.Event) -> None:
-        """A follower of endings: `once` ends when its tasks have, and says if one failed."""
-        if self._burst_names is None or not isinstance(event, ev.TaskSucceeded | ev.TaskFailed):
-            return
-        if isinstance(event, ev.TaskFailed) and event.name in self._burst_names:
-            self._burst_failed = True
-        self._burst_names.discard(event.name)
-
-    def _burst_done(self) -> bool:
-        assert self._burst_names is not None
-        jobs = self.submitter.names()
-        live = [n for n in self._burst_names if n in self.tracker or n in jobs]
-        waiting = self.intake.waiting()
-        if not live and not waiting:
-            return True
-        self._burst_names = set(live) | {name_of(p) for p in waiting}
-        return False
+    # -- reporting ---------------------------------------------------------------------
+    def _live(self, name: str) -> bool:
+        return name in self.tracker or self.submitter.has(name)
 
     def _counts(self) -> dict[str, int]:
         return {"jobs": self.submitter.waiting(), **self.tracker.by_state()}

@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from .errors import NotARegularFile
+from .errors import NotARegularFile as NotARegularFile  # re-exported: taskfile, jobfile
 
 TEMP_SUFFIX = ".wansync-tmp"
 SCRATCH = ".wansync"  # hidden folder beside the files we rewrite often (not watched)

@@ -12,10 +12,12 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from . import events as ev
 from . import jobfile, log, publish, sidecar
+from .endings import forget_files
 from .inbox import Candidates, scan_inbox
 from .lifecycle import Now
-from .pipeline import Pipeline, forget_files
+from .pipeline import Pipeline
 from .submitter import Submitter
 from .taskfile import task_name
 from .watcher import CHANGED, GONE, READY, InboxWatcher
@@ -144,3 +146,28 @@ class Intake:
         for name in [n for n in tracked if n not in present]:
             if not self.folders.task(name).exists():
                 self.pipeline.removed(name, now)
+
+
+class Burst:
+    """`wansync once`: the names it still waits for, and whether one of them failed.
+
+    It follows the events: every ending removes a name (in burst mode only the files the
+    start-up scan found are ever read, so any failure is one of ours).
+    """
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.failed = False
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.TaskSucceeded | ev.TaskFailed):
+            self.failed = self.failed or isinstance(event, ev.TaskFailed)
+            self.names.discard(event.name)
+
+    def done(self, live: Callable[[str], bool], waiting: list[Path]) -> bool:
+        """True once no name is live (tracked or a job) nor still settling."""
+        still = {n for n in self.names if live(n)}
+        if not still and not waiting:
+            return True
+        self.names = still | {name_of(p) for p in waiting}
+        return False

@@ -15,6 +15,7 @@ from typing import Any
 from .api import Submitted, TaskReport
 from .download import Downloaded
 from .errors import WansyncError
+from .tracker import Task
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,27 @@ class LookupDone:
 
 
 JobStepDone = UploadDone | PostDone | LookupDone
+
+
+# -- what the submitter hands to the loop (returned, not posted: it runs on the loop) ----
+@dataclass(frozen=True, slots=True)
+class Adopt:
+    """Hand-over: the job's task exists; write `NAME.task` and track it like any task."""
+
+    name: str
+    task_id: str
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """Hand-over: publish this job (failed, or a publish cut short) like any task."""
+
+    task: Task
+
+
+Handover = Adopt | End
+
 Message = PollDone | DownloadStarted | DownloadProgress | DownloadDone | JobStepDone
 
 

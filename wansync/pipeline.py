@@ -8,15 +8,15 @@ sidecar, the log and the status line follow those events; nothing here writes th
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
-from . import config, lifecycle, log, publish, sidecar
+from . import config, lifecycle, log, sidecar
 from . import events as ev
-from .api import TaskApi
+from .api import TaskApi, TaskReport
 from .config import Live
+from .endings import ended, forget_files, publish_task
 from .errors import ConfigError
 from .fsutil import write_bytes_atomic
 from .lifecycle import Decision, Now, Policy
@@ -215,7 +215,7 @@ class Pipeline:
             self.scheduler.probe_done()
             self.bus.emit(ev.AuthResumed(at=now.wall))
         policy = self.policy
-        if not isinstance(outcome, lifecycle.TaskReport):
+        if not isinstance(outcome, TaskReport):
             self.apply(task, lifecycle.after_poll(task, outcome, done.started, now, policy, 0), now)
             return
         finished = outcome.status not in lifecycle.UNFINISHED
@@ -369,54 +369,8 @@ class Pipeline:
         data["next_poll"] = None
         self.scheduler.remove(task.name)
         self.tracker.untrack(task.name)
-        try:
-            if data.get("published_as"):
-                final = publish.resume(self.folders, data, task_file_is_ours=True)
-            else:
-                final = publish.publish(self.folders, data)
-        except OSError as exc:
-            # The inbox sidecar keeps the decision; the next start-up finishes the moves.
-            self.log.error(
-                "task.publish_error",
-                name=task.name,
-                task_id=data.get("task_id"),
-                error=f"{type(exc).__name__}: {exc.strerror or exc}",
-            )
-            return
-        self.bus.emit(ended(data, final, now.wall))
+        final = publish_task(self.folders, data, self.log)
+        if final is None:
+            return  # the inbox sidecar keeps the decision; the next start-up finishes it
         self.tracker.counts["done" if data["state"] == "succeeded" else "failed"] += 1
-
-
-def ended(data: dict[str, Any], final: Path, wall: float) -> ev.Event:
-    """The event of a published task: `final` is its sidecar in outbox/ or failed/."""
-    chosen = data["published_as"]
-    if data["state"] == "succeeded":
-        video = final.parent / f"{chosen}.mp4"
-        return ev.TaskSucceeded(
-            at=wall,
-            name=data["name"],
-            task_id=data["task_id"],
-            published_as=chosen,
-            video=str(video),
-            sidecar=str(final),
-            polls=data["polls"],
-            path=str(video),
-        )
-    error = data["error"] or {}
-    return ev.TaskFailed(
-        at=wall,
-        name=data["name"],
-        task_id=data.get("task_id"),
-        published_as=chosen,
-        sidecar=str(final),
-        code=error.get("code", ""),
-        message=error.get("message", ""),
-        path=str(final),
-    )
-
-
-def forget_files(folders: Folders, name: str) -> None:
-    """A removed task's sidecar and partial download: ours, and no longer wanted."""
-    for path in (folders.sidecar(name), folders.part(name)):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        self.bus.emit(ended(data, final, now.wall))

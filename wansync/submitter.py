@@ -25,9 +25,6 @@ hands over (`Adopt`: a task now exists; `End`: publish this job) is returned to 
 from __future__ import annotations
 
 import collections
-import contextlib
-import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,61 +42,17 @@ from .errors import (
     WansyncError,
 )
 from .lifecycle import Now
-from .messages import JobStepDone, LookupDone, Mailbox, PostDone, UploadDone
+from .messages import Adopt, End, Handover, JobStepDone, LookupDone, Mailbox, PostDone, UploadDone
 from .publish import Folders
 from .retry import backoff, plan
+from .submit_worker import LookupJob, PostJob, UploadJob, WorkItem, has_oss, submit_io
 from .tracker import Task
-from .upload import Uploader
-from .workers import Workers, attempt
+from .workers import Workers
 
 SEARCHES = (0.0, 0.25, 1.0)  # when to search the task list, in parts of submit.search_for
 LOOKUP_MARGIN = 120.0  # seconds either side of the create the search covers (clock skew)
 RECOUNT_EVERY = 5.0  # in-progress tasks are recounted at least this often while jobs wait
 Step = Literal["queued", "uploading", "posting", "looking"]
-
-
-@dataclass(frozen=True, slots=True)
-class Adopt:
-    """Hand-over: the job's task exists; write `NAME.task` and track it like any task."""
-
-    name: str
-    task_id: str
-    meta: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class End:
-    """Hand-over: publish this job (failed, or a publish cut short) like any task."""
-
-    task: Task
-
-
-Handover = Adopt | End
-
-
-@dataclass(frozen=True, slots=True)
-class UploadJob:
-    name: str
-    model: str
-    paths: list[Path]
-
-
-@dataclass(frozen=True, slots=True)
-class PostJob:
-    name: str
-    body: dict[str, Any]
-    resolve_oss: bool
-
-
-@dataclass(frozen=True, slots=True)
-class LookupJob:
-    name: str
-    model: str
-    start: float
-    end: float
-
-
-WorkItem = UploadJob | PostJob | LookupJob
 
 
 @dataclass(slots=True)
@@ -130,7 +83,6 @@ class Submitter:
         self.folders = folders
         self.api = api
         self.log = log.get("wansync.submit")
-        self.uploader = Uploader(api, live.cfg.api.timeout)
         self.jobs: dict[str, Job] = {}
         self.queue: collections.deque[str] = collections.deque()
         self.active: str | None = None  # the one job whose upload/create/search is in flight
@@ -142,8 +94,9 @@ class Submitter:
         self._recount_at = 0.0
         self._count = in_progress
         self._tracked_ids = tracked_ids
-        self._mailbox = mailbox
-        self.worker: Workers[WorkItem] = Workers("submit", 1, self._work)
+        self.worker: Workers[WorkItem] = Workers(
+            "submit", 1, submit_io(api, live.cfg.api.timeout, folders, mailbox)
+        )
         self._name_taken_logged: set[str] = set()
 
     # -- events: a task that ends or leaves frees a place under submit.max_in_progress --
@@ -229,6 +182,9 @@ class Submitter:
     def names(self) -> set[str]:
         return set(self.jobs)
 
+    def has(self, name: str) -> bool:
+        return name in self.jobs
+
     # -- dispatch (main thread) --------------------------------------------------------
     def start(self) -> None:
         self.worker.start()
@@ -295,7 +251,7 @@ class Submitter:
         job.step = "posting"
         self.next_send = now.mono + 1.0 / self.live.cfg.submit.max_per_second
         self._in_progress += 1  # counted as running from now on, whatever the answer
-        self.worker.submit(PostJob(job.name, body, bool(urls) or _has_oss(body)))
+        self.worker.submit(PostJob(job.name, body, bool(urls) or has_oss(body)))
         self.log.info("job.submitting", name=job.name, model=block["model"], uploads=len(urls))
 
     def _search(self, job: Job, now: Now) -> None:
@@ -303,22 +259,6 @@ class Submitter:
         started = sidecar.parse_iso(job.data["job"]["submit_started"]) or now.wall
         start, end = started - LOOKUP_MARGIN, started + self.live.cfg.api.timeout + LOOKUP_MARGIN
         self.worker.submit(LookupJob(job.name, job.data["job"]["model"], start, end))
-
-    # -- the worker thread: HTTP only ---------------------------------------------------
-    def _work(self, item: WorkItem) -> None:
-        message: JobStepDone
-        match item:
-            case UploadJob(name=name, model=model, paths=paths):
-                message = UploadDone(name, attempt(lambda: self.uploader.upload_all(model, paths)))
-            case PostJob(name=name, body=body, resolve_oss=oss):
-                message = PostDone(name, attempt(lambda: self._post(body, oss), SubmitAmbiguous))
-            case LookupJob(name=name, model=model, start=start, end=end):
-                found = attempt(lambda: self.api.list_tasks(model, start, end))
-                message = LookupDone(name, found, frozenset(ended_ids(self.folders)))
-        self._mailbox.post(message)
-
-    def _post(self, body: dict[str, Any], resolve_oss: bool) -> Submitted:
-        return self.api.submit(body, resolve_oss)
 
     # -- results (main thread) ---------------------------------------------------------
     def handle(self, message: JobStepDone, now: Now) -> list[Handover]:
@@ -470,24 +410,3 @@ def _job_block(file: str, model: str | None) -> dict[str, Any]:
         "submitted": None,
         "found_by": None,
     }
-
-
-def ended_ids(folders: Folders, since_seconds: float = 86400) -> set[str]:
-    """Ids of our tasks that ended in the last day (worker thread: it reads folders)."""
-    known: set[str] = set()
-    since = time.time() - since_seconds
-    for folder in (folders.outbox, folders.failed):
-        with contextlib.suppress(OSError), os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.name.endswith(sidecar.SUFFIX) and entry.stat().st_mtime >= since:
-                    data = sidecar.read(Path(entry.path))
-                    if data and data.get("task_id"):
-                        known.add(data["task_id"])
-    return known
-
-
-def _has_oss(body: dict[str, Any]) -> bool:
-    """A user may give `oss://` URLs from their own uploads: they need the same header."""
-    inputs = body.get("input", {})
-    urls = [m.get("url", "") for m in inputs.get("media", [])] + [inputs.get("img_url") or ""]
-    return any(u.startswith("oss://") for u in urls)
