@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from wansync import config, sidecar
+from wansync import events as ev
 from wansync.api import Submitted
 from wansync.config import Live
 from wansync.errors import (
@@ -40,14 +41,19 @@ class Machine:
         )
         self.cfg = cfg
         self.running = in_progress
+        self.events: list[ev.Event] = []
         self.sub = Submitter(
             Live(cfg),
             self.folders,
-            None,
+            None,  # type: ignore[arg-type]  # the worker never runs here
             Mailbox(lambda: None),
             lambda: self.running,
-            set,  # type: ignore[arg-type]
+            set,
+            self.events.append,
         )
+
+    def emitted(self) -> list[str]:
+        return [e.EVENT for e in self.events]
 
     def drop(self, name: str, **doc: object) -> Path:
         path = self.folders.job(name)
@@ -88,6 +94,7 @@ def test_an_answer_hands_the_task_over(m):
     out = m.sub.handle(PostDone("a", Submitted("task-9", "r")), T0)
     assert out == [Adopt("a", "task-9", {"k": 1})]
     assert m.state("a") == "polling" and "a" not in m.sub.jobs
+    assert m.emitted() == ["job.queued", "job.submitting", "job.submitted"]
 
 
 def test_uploading_then_posting_with_the_uploaded_urls(m, tmp_path):
@@ -128,6 +135,7 @@ def test_retry_later_on_429_401_and_transient(m, error, pause, delay):
     assert job.step == "queued" and m.state("a") == "queued" and m.sub.queue[0] == "a"
     assert job.due == pytest.approx(T0.mono + delay)
     assert m.sub.paused_until == (T0.mono + pause if pause else 0.0)
+    assert m.emitted()[-1] == "job.retry_later" and m.events[-1].code == error.code
 
 
 def test_the_in_progress_limit_holds_jobs_back(tmp_path):

@@ -79,7 +79,13 @@ class Daemon:
             self.pollers, self.fetchers,
         )  # fmt: skip
         self.submitter = Submitter(
-            live, self.folders, self.api, self.mailbox, self.tracker.in_progress, self.tracker.ids
+            live,
+            self.folders,
+            self.api,
+            self.mailbox,
+            self.tracker.in_progress,
+            self.tracker.ids,
+            self.bus.emit,
         )
         self.intake = Intake(self.pipeline, self.submitter, self._job_found)
         self.journal = Journal(self.tracker, self.folders, time.monotonic)

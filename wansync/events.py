@@ -173,6 +173,77 @@ class AuthResumed(Event):
     detail: str = "the API accepts the key again"
 
 
+# -- jobs (a `.job` before its task exists; then it is a task like any other) --------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobQueued(Event):
+    EVENT = "job.queued"
+    name: str
+    model: str
+    uploads: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobInvalid(Event):
+    """The `.job` cannot be sent as written; a `task.failed` (InvalidJobFile) follows."""
+
+    EVENT = "job.invalid"
+    LEVEL = "warning"
+    name: str
+    file: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSubmitting(Event):
+    """`submitting` is on disk; the create request goes out now."""
+
+    EVENT = "job.submitting"
+    name: str
+    model: str
+    uploads: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSubmitted(Event):
+    """The job's task exists (`found_by`: None for an answer, "task list" for a search)."""
+
+    EVENT = "job.submitted"
+    name: str
+    task_id: str
+    found_by: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRetryLater(Event):
+    """No task was made (429, 401, could not connect…): the job waits `retry_in` s."""
+
+    EVENT = "job.retry_later"
+    LEVEL = "warning"
+    name: str
+    code: str
+    message: str
+    retry_in: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobUncertain(Event):
+    """The create's answer was lost: never sent again; the task list is searched."""
+
+    EVENT = "job.submit_uncertain"
+    LEVEL = "warning"
+    name: str
+    message: str
+    detail: str = "not sending again; searching the task list"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRemoved(Event):
+    EVENT = "job.removed"
+    LEVEL = "warning"
+    name: str
+    detail: str = "job file was removed before submit"
+
+
 # -- hooks -------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HookRan(Event):

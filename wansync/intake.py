@@ -102,11 +102,13 @@ class Intake:
             )
             return
         forget_files(self.folders, name)
-        self.log.info(
-            "task.removed",
-            name=name,
-            task_id=(data or {}).get("task_id"),
-            detail="task file was removed while wansync was not running",
+        self.pipeline.bus.emit(
+            ev.TaskRemoved(
+                at=now.wall,
+                name=name,
+                task_id=(data or {}).get("task_id"),
+                detail="task file was removed while wansync was not running",
+            )
         )
 
     def watch_events(self, watcher: InboxWatcher, now: Now) -> None:
@@ -120,7 +122,7 @@ class Intake:
             elif kind == GONE and not path.exists():
                 self.candidates.forget(path)
                 if jobfile.is_job_name(path.name):
-                    self.submitter.removed(jobfile.job_name(path))
+                    self.submitter.removed(jobfile.job_name(path), now)
                 else:
                     self.pipeline.removed(task_name(path), now)
 
@@ -142,7 +144,7 @@ class Intake:
             if path not in self.candidates:
                 self.candidates.changed(path, now.mono)
         for name in [n for n in jobs if n not in listing.jobs]:
-            self.submitter.removed(name)
+            self.submitter.removed(name, now)
         for name in [n for n in tracked if n not in present]:
             if not self.folders.task(name).exists():
                 self.pipeline.removed(name, now)

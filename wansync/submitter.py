@@ -78,6 +78,7 @@ class Submitter:
         mailbox: Mailbox,
         in_progress: Callable[[], int],
         tracked_ids: Callable[[], set[str]],
+        emit: Callable[[ev.Event], None],
     ) -> None:
         self.live = live
         self.folders = folders
@@ -94,6 +95,7 @@ class Submitter:
         self._recount_at = 0.0
         self._count = in_progress
         self._tracked_ids = tracked_ids
+        self._emit = emit  # the event bus: the log and other followers see each step
         self.worker: Workers[WorkItem] = Workers(
             "submit", 1, submit_io(api, live.cfg.api.timeout, folders, mailbox)
         )
@@ -151,7 +153,7 @@ class Submitter:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             fresh = sidecar.new(name, None, {}, now.wall)
             fresh["job"] = _job_block(path.name, None)
-            self.log.warning("job.invalid", name=name, file=path.name, error=reason)
+            self._emit(ev.JobInvalid(at=now.wall, name=name, file=path.name, error=str(reason)))
             return [self._fail(Job(name, fresh, None), "InvalidJobFile", f"{path.name}: {reason}")]
         fresh = sidecar.new(name, None, spec.meta, now.wall)
         if data is not None:
@@ -162,10 +164,12 @@ class Submitter:
         self._save(job, durable=False)
         self.jobs[name] = job
         self.queue.append(name)
-        self.log.info("job.queued", name=name, model=spec.model, uploads=len(spec.uploads))
+        self._emit(
+            ev.JobQueued(at=now.wall, name=name, model=spec.model, uploads=len(spec.uploads))
+        )
         return []
 
-    def removed(self, name: str) -> None:
+    def removed(self, name: str, now: Now) -> None:
         """The `.job` left the inbox: forget it, unless a task may already exist for it."""
         job = self.jobs.get(name)
         if job is None or job.step != "queued" or self.active == name:
@@ -174,7 +178,7 @@ class Submitter:
         with_sidecar = self.folders.sidecar(name)
         if with_sidecar.exists() and not self.folders.task(name).exists():
             with_sidecar.unlink(missing_ok=True)
-        self.log.warning("job.removed", name=name, detail="job file was removed before submit")
+        self._emit(ev.JobRemoved(at=now.wall, name=name))
 
     def waiting(self) -> int:
         return len(self.jobs)
@@ -252,7 +256,9 @@ class Submitter:
         self.next_send = now.mono + 1.0 / self.live.cfg.submit.max_per_second
         self._in_progress += 1  # counted as running from now on, whatever the answer
         self.worker.submit(PostJob(job.name, body, bool(urls) or has_oss(body)))
-        self.log.info("job.submitting", name=job.name, model=block["model"], uploads=len(urls))
+        self._emit(
+            ev.JobSubmitting(at=now.wall, name=job.name, model=block["model"], uploads=len(urls))
+        )
 
     def _search(self, job: Job, now: Now) -> None:
         self.active = job.name
@@ -274,12 +280,7 @@ class Submitter:
             case PostDone(outcome=Submitted() as answer):
                 return [self._record(job, answer.task_id, answer.request_id, None, now)]
             case PostDone(outcome=SubmitAmbiguous() as lost):
-                self.log.warning(
-                    "job.submit_uncertain",
-                    name=job.name,
-                    message=lost.message,
-                    detail="not sending again; searching the task list",
-                )
+                self._emit(ev.JobUncertain(at=now.wall, name=job.name, message=lost.message))
                 self._start_uncertain(job, now, restarted=False)
             case (
                 UploadDone(outcome=WansyncError() as error)
@@ -311,12 +312,14 @@ class Submitter:
         job.data["error"] = sidecar.error(error.code, log.scrub(error.message), True)
         self._save(job)
         self.queue.appendleft(job.name)
-        self.log.warning(
-            "job.retry_later",
-            name=job.name,
-            code=error.code,
-            message=error.message,
-            retry_in=round(retry.delay, 3),
+        self._emit(
+            ev.JobRetryLater(
+                at=now.wall,
+                name=job.name,
+                code=error.code,
+                message=error.message,
+                retry_in=round(retry.delay, 3),
+            )
         )
         return []
 
@@ -386,7 +389,7 @@ class Submitter:
         job.data.update(task_id=task_id, request_id=request_id, error=None)
         sidecar.set_state(job.data, "polling")
         self._save(job)
-        self.log.info("job.submitted", name=job.name, task_id=task_id, found_by=found_by)
+        self._emit(ev.JobSubmitted(at=now.wall, name=job.name, task_id=task_id, found_by=found_by))
         self._slots_changed = True
         return self._hand_over(job.name, job.data)
 
