@@ -39,7 +39,10 @@ def test_sighup_changing_allowed_hosts_applies_to_redirect_hops(env, sim):
     for task_id in ("hop-before-00001", "hop-after-000001"):
         task = sim.add_task(task_id)
         sim.add_fault(
-            "video", "redirect", task_id=task_id, body=sim.signed_url(task, other_host).encode()
+            "video",
+            "redirect",
+            task_id=task_id,
+            body=sim.video.signed_url(task, other_host).encode(),
         )
     drop(env.inbox, "before", "hop-before-00001")
     daemon = env.start()
