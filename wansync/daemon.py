@@ -35,7 +35,6 @@ from .scheduler import Scheduler
 from .submitter import Submitter
 from .tracker import Tracker
 from .waker import Waker
-from .watcher import InboxWatcher
 from .workers import FetchJob, PollJob, Workers, fetch_io, poll_io
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "EXIT_TIMEOUT", "Daemon", "InboxLocked"]
@@ -60,7 +59,6 @@ class Daemon:
         self.stop_event = threading.Event()  # tells workers to stop; set by the main thread
         self._stop_requested = self._reload_requested = False
         self.lock = InboxLock(cfg.inbox)
-        self._inbox_trouble_logged = False
         self.wake = Waker()
         self.mailbox = Mailbox(self.wake.set)
         workers = int(min(16, max(2, math.ceil(cfg.poll.max_per_second * 0.3))))
@@ -89,7 +87,6 @@ class Daemon:
         )
         self.intake = Intake(self.pipeline, self.submitter, self._job_found)
         self.journal = Journal(self.tracker, self.folders, time.monotonic)
-        self.watcher: InboxWatcher | None = None
         self.burst: Burst | None = None
         # Followers of every transition, in order: the files, the log, the job slots.
         for consumer in (self.journal, ev.log_consumer(self.log), self.submitter):
@@ -130,8 +127,7 @@ class Daemon:
             self.pollers.stop(0.0)
             self.submitter.stop()
             self.fetchers.stop(STOP_GRACE)
-            if self.watcher:
-                self.watcher.stop()
+            self.intake.stop_watch()
             self.api.close()
             self.downloader.close()
             self.lock.release()
@@ -141,8 +137,8 @@ class Daemon:
         start = clock()
         deadline = start.mono + timeout if timeout else None
         if not burst:
-            self.watcher = InboxWatcher(self.folders.inbox, self.wake, self.live.cfg.watch.polling)
-            self.watcher.start()  # watch first, then scan: nothing falls in between
+            # watch first, then scan: nothing falls in between
+            self.intake.start_watch(self.wake, self.live.cfg.watch.polling)
         for workers in (self.pollers, self.fetchers, self.submitter):
             workers.start()
         if burst:
@@ -166,10 +162,10 @@ class Daemon:
             now = clock()
             if self._reload_requested:
                 self._reload(now)
-            if self.watcher:
-                if not self.watcher.healthy() and self._restore_watch():
+            if self.intake.watcher:
+                if not self.intake.watcher.healthy() and self._restore_watch():
                     next_rescan = now.mono  # events may have been missed while it was down
-                self.intake.watch_events(self.watcher, now)
+                self.intake.watch_events(now)
                 if now.mono >= next_rescan:
                     self.intake.rescan(now)
                     next_rescan = now.mono + self.live.cfg.watch.rescan_interval
@@ -189,7 +185,7 @@ class Daemon:
                 next_status = now.mono + STATUS_EVERY
             if next_ping is not None and now.mono >= next_ping:
                 # Only a loop that ticks with a live watcher may tell systemd it is healthy.
-                if self.watcher is None or self.watcher.healthy():
+                if self.intake.watcher is None or self.intake.watcher.healthy():
                     self.notifier.watchdog()
                 next_ping = now.mono + (self.notifier.watchdog_interval or 1.0)
             marks = (next_rescan, next_status, deadline, next_ping)
@@ -239,37 +235,12 @@ class Daemon:
     # -- repairs and reloads -----------------------------------------------------------
     def _restore_watch(self) -> bool:
         """The watch died (inbox deleted?): recreate the inbox, re-lock, watch again."""
-        assert self.watcher is not None
-        self.watcher.stop()
-        inbox = self.folders.inbox
         try:
-            inbox.mkdir(parents=True, exist_ok=True)
-            self.lock.release()
-            self.lock.acquire()
-            watcher = InboxWatcher(inbox, self.wake, self.live.cfg.watch.polling)
-            watcher.start()
+            return self.intake.restore_watch(self.lock, self.wake, self.live.cfg.watch.polling)
         except InboxLocked:
             self.log.error("inbox.locked", detail="another wansync took the recreated inbox")
             self.request_stop()
             return False
-        except OSError as exc:
-            if not self._inbox_trouble_logged:
-                self.log.error(
-                    "inbox.unavailable",
-                    path=str(inbox),
-                    error=f"{type(exc).__name__}: {exc.strerror or exc}",
-                    detail="cannot watch the inbox; will keep trying",
-                )
-                self._inbox_trouble_logged = True
-            return False
-        self.watcher = watcher
-        self._inbox_trouble_logged = False
-        self.log.warning(
-            "inbox.rewatched",
-            path=str(inbox),
-            detail="the inbox watch had stopped (folder removed?); watching again",
-        )
-        return True
 
     def _reload(self, now: Now) -> None:
         """SIGHUP: a new config everywhere at once (one `Live`), and the key; the folders

@@ -17,9 +17,11 @@ from . import jobfile, log, publish, sidecar
 from .endings import forget_files
 from .inbox import Candidates, scan_inbox
 from .lifecycle import Now
+from .lock import InboxLock
 from .pipeline import Pipeline
 from .submitter import Submitter
 from .taskfile import task_name
+from .waker import Waker
 from .watcher import CHANGED, GONE, READY, InboxWatcher
 
 
@@ -42,8 +44,51 @@ class Intake:
         self.candidates = Candidates()
         self.only: set[str] | None = None  # burst: just these names
         self.scanned: list[Path] = []  # burst: what the start-up scan found
+        self.watcher: InboxWatcher | None = None
+        self._trouble_logged = False
         self.log = log.get("wansync.daemon")
 
+    # -- the watch ---------------------------------------------------------------------
+    def start_watch(self, wake: Waker, polling: bool) -> None:
+        self.watcher = InboxWatcher(self.folders.inbox, wake, polling)
+        self.watcher.start()
+
+    def stop_watch(self) -> None:
+        if self.watcher:
+            self.watcher.stop()
+
+    def restore_watch(self, lock: InboxLock, wake: Waker, polling: bool) -> bool:
+        """Recreate the inbox, re-lock, watch again; True once watching. Raises
+        `InboxLocked` when another wansync took the recreated inbox meanwhile."""
+        assert self.watcher is not None
+        self.watcher.stop()
+        inbox = self.folders.inbox
+        try:
+            inbox.mkdir(parents=True, exist_ok=True)
+            lock.release()
+            lock.acquire()
+            watcher = InboxWatcher(inbox, wake, polling)
+            watcher.start()
+        except OSError as exc:
+            if not self._trouble_logged:
+                self.log.error(
+                    "inbox.unavailable",
+                    path=str(inbox),
+                    error=f"{type(exc).__name__}: {exc.strerror or exc}",
+                    detail="cannot watch the inbox; will keep trying",
+                )
+                self._trouble_logged = True
+            return False
+        self.watcher = watcher
+        self._trouble_logged = False
+        self.log.warning(
+            "inbox.rewatched",
+            path=str(inbox),
+            detail="the inbox watch had stopped (folder removed?); watching again",
+        )
+        return True
+
+    # -- files -------------------------------------------------------------------------
     def startup(self, now: Now, burst: bool, only: set[str] | None) -> set[str]:
         """Track every file present (call after the watch starts); returns their names."""
         listing = scan_inbox(self.folders.inbox)
@@ -111,8 +156,9 @@ class Intake:
             )
         )
 
-    def watch_events(self, watcher: InboxWatcher, now: Now) -> None:
-        for kind, path in watcher.drain():
+    def watch_events(self, now: Now) -> None:
+        assert self.watcher is not None
+        for kind, path in self.watcher.drain():
             if path.parent != self.folders.inbox:
                 continue
             if kind == READY:
