@@ -9,7 +9,6 @@ start-up are written in batches between ticks (`flush`), not one per event.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from . import events as ev
 from . import log, sidecar
@@ -65,7 +64,7 @@ class Journal:
             self.log.info("sidecar.written", name=name, detail="the sidecar could be written again")
         return True
 
-    def _failed(self, name: str, task_id: Any, exc: OSError) -> None:
+    def _failed(self, name: str, task_id: str, exc: OSError) -> None:
         if name not in self._failing:
             self.log.error(
                 "sidecar.write_error",

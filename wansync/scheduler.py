@@ -112,7 +112,9 @@ class Scheduler:
         when = self.next_time(now)
         if when is None or when > now:
             return None
-        _, key = self._peek()  # type: ignore[misc]
+        head = self._peek()
+        assert head is not None  # next_time() saw it
+        _, key = head
         heapq.heappop(self._heap)
         del self._due[key]
         self._recent.append(now)
