@@ -27,6 +27,8 @@ def test_a_task_removed_mid_download_frees_the_only_slot(env, sim):
     drop(env.inbox, "next", "next-video-00001")
     ended = env.wait_ended("next", timeout=30)
     assert ended["next"]["state"] == "succeeded"
+    done = ended["next"]["download"]
+    assert done["bytes"] == done["total"] == ended["next"]["video"]["bytes"] and done["etag"]
     wait_until(lambda: not (env.outbox / ".slow.mp4.part").exists(), 10, "the removed .part")
     assert daemon.stop() == 0
     assert not (env.inbox / "slow.status.json").exists()

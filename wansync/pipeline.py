@@ -288,6 +288,8 @@ class Pipeline:
                     "sha256": video.sha256,
                     "content_type": "video/mp4",
                 }
+                block = data.get("download") or sidecar.download(video.etag)
+                data["download"] = {**block, "bytes": video.bytes, "total": video.bytes}
                 task.set_state("succeeded")
                 self.finish(task, now)
             case lifecycle.Fail(code=code, message=message):
