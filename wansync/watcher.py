@@ -30,7 +30,7 @@ EVENT_KINDS = [FileCreatedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEve
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, out: queue.SimpleQueue, wake: Waker) -> None:
+    def __init__(self, out: queue.SimpleQueue[tuple[str, Path]], wake: Waker) -> None:
         self.out = out
         self.wake = wake
 
