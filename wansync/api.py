@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -125,12 +126,27 @@ def _status_error(resp: urllib3.BaseHTTPResponse, body: bytes) -> TaskFailed | T
     return RemoteUnavailable(f"HTTP {status}: {detail}", code or f"HTTP{status}")
 
 
+Observer = Callable[[str, int | None, float], None]  # endpoint, HTTP status, seconds
+
+
+def _unobserved(endpoint: str, status: int | None, seconds: float) -> None:
+    """No one is counting (the CLI's one-off calls)."""
+
+
 class TaskApi:
     """`fetch(task_id)` → `TaskReport`, or one of the errors the main loop knows how to treat."""
 
-    def __init__(self, base_url: str, key: str, timeout: float, pool_size: int = 4) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        key: str,
+        timeout: float,
+        pool_size: int = 4,
+        observe: Observer | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.observe = observe or _unobserved
         self._pool = urllib3.PoolManager(
             num_pools=2,
             maxsize=pool_size,
@@ -152,7 +168,8 @@ class TaskApi:
 
     def _get_json(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         """GET an API object; errors become the usual types (never `TaskFailed` here)."""
-        resp, body = self._get(f"{self.base_url}{path}?{urlencode(params)}")
+        endpoint = "upload" if path.endswith("uploads") else "list"
+        resp, body = self._get(f"{self.base_url}{path}?{urlencode(params)}", endpoint)
         if resp.status != 200:
             error = _status_error(resp, body)
             if isinstance(error, TaskFailed):
@@ -216,6 +233,7 @@ class TaskApi:
         if resolve_oss:
             headers["X-DashScope-OssResourceResolve"] = "enable"
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        started, status = time.monotonic(), None
         try:
             resp = self._pool.request(
                 "POST",
@@ -225,13 +243,17 @@ class TaskApi:
                 preload_content=False,
                 redirect=False,
             )
+            status = resp.status
             try:
                 answer = _read_bounded(resp)
             finally:
                 resp.release_conn()
+                self.observe("submit", status, time.monotonic() - started)
         except urllib3.exceptions.ConnectTimeoutError as exc:  # also NewConnectionError
             raise RemoteUnavailable(scrub(f"could not connect: {type(exc).__name__}")) from None
         except (urllib3.exceptions.HTTPError, MalformedResponse) as exc:
+            if status is None:
+                self.observe("submit", None, time.monotonic() - started)
             raise SubmitAmbiguous(scrub(f"no answer after sending: {type(exc).__name__}")) from None
         if resp.status == 200:
             return self._parse_submitted(answer)
@@ -278,21 +300,25 @@ class TaskApi:
         return request_id if isinstance(request_id, str) else None
 
     def fetch(self, task_id: str) -> TaskReport:
-        resp, body = self._get(f"{self.base_url}/api/v1/tasks/{task_id}")
+        resp, body = self._get(f"{self.base_url}/api/v1/tasks/{task_id}", "task")
         return self._interpret(resp, body)
 
-    def _get(self, url: str) -> tuple[urllib3.BaseHTTPResponse, bytes]:
+    def _get(self, url: str, endpoint: str) -> tuple[urllib3.BaseHTTPResponse, bytes]:
         """One GET, its body bounded; a transport failure is `RemoteUnavailable`."""
+        started, status = time.monotonic(), None
         try:
             resp = self._pool.request(
                 "GET", url, headers=self._headers, preload_content=False, redirect=False
             )
+            status = resp.status
             try:
                 return resp, _read_bounded(resp)
             finally:
                 resp.release_conn()
         except urllib3.exceptions.HTTPError as exc:
             raise RemoteUnavailable(scrub(f"{type(exc).__name__}: {exc}")) from None
+        finally:
+            self.observe(endpoint, status, time.monotonic() - started)
 
     def _interpret(self, resp: urllib3.BaseHTTPResponse, body: bytes) -> TaskReport:
         if resp.status == 200:

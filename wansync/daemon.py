@@ -29,6 +29,7 @@ from .lifecycle import Now
 from .lock import InboxLock
 from .messages import Adopt, End, Handover, LookupDone, Mailbox, PostDone, UploadDone
 from .notify import Notifier
+from .outlets import Outlets
 from .pipeline import Pipeline
 from .publish import Folders
 from .scheduler import Scheduler
@@ -62,7 +63,8 @@ class Daemon:
         self.wake = Waker()
         self.mailbox = Mailbox(self.wake.set)
         workers = int(min(16, max(2, math.ceil(cfg.poll.max_per_second * 0.3))))
-        self.api = TaskApi(cfg.api.base_url, api_key, cfg.api.timeout, pool_size=workers)
+        observe = self._answered
+        self.api = TaskApi(cfg.api.base_url, api_key, cfg.api.timeout, workers, observe)
         self.downloader = Downloader(live.download, cfg.api.timeout, self.stop_event)
         self.tracker = Tracker()
         self.scheduler = Scheduler(cfg.poll.interval, cfg.poll.max_per_second)
@@ -88,8 +90,16 @@ class Daemon:
         self.intake = Intake(self.pipeline, self.submitter, self._job_found)
         self.journal = Journal(self.tracker, self.folders, time.monotonic)
         self.burst: Burst | None = None
-        # Followers of every transition, in order: the files, the log, the job slots.
+        self.outlets = Outlets(
+            live, self.folders, self.mailbox, self.tracker, self.submitter.waiting,
+            lambda: self.intake.watcher is None or self.intake.watcher.healthy(),
+        )  # fmt: skip
+        self.pipeline.hook_record = self.outlets.hooks.pending_record
+        # Followers of every transition, in order: the files, the log, the job slots, then
+        # the user's hooks and the numbers.
         for consumer in (self.journal, ev.log_consumer(self.log), self.submitter):
+            self.bus.subscribe(consumer)
+        for consumer in self.outlets.consumers():
             self.bus.subscribe(consumer)
 
     # -- signals -----------------------------------------------------------------------
@@ -118,11 +128,14 @@ class Daemon:
             for removed in sweep_temp_files(folder):
                 self.log.info("temp.removed", path=removed.name)
         self.lock.acquire()
+        deadline = time.monotonic() + timeout if timeout else None
         try:
+            self.outlets.start()
             return self._run_locked(burst, timeout, only)
         finally:
             self.stop_event.set()
             self.notifier.stopping()
+            self.outlets.finish(burst, deadline, lambda: self._stop_requested)
             self.journal.flush(2.0)
             self.pollers.stop(0.0)
             self.submitter.stop()
@@ -147,6 +160,7 @@ class Daemon:
         names = self.intake.startup(start, burst, only)
         if self.burst is not None:
             self.burst.names |= names
+        self.outlets.started()
         self.log.info(
             "daemon.started",
             inbox=str(self.folders.inbox),
@@ -160,6 +174,7 @@ class Daemon:
         next_ping = start.mono if self.notifier.watchdog_interval else None
         while not self._stop_requested:
             now = clock()
+            self.outlets.tick(now.mono)
             if self._reload_requested:
                 self._reload(now)
             if self.intake.watcher:
@@ -198,6 +213,8 @@ class Daemon:
             match message:
                 case UploadDone() | PostDone() | LookupDone():
                     self._carry_out(self.submitter.handle(message, now), now)
+                case ev.Event():  # from a thread: an API answer, a hook's result
+                    self.bus.emit(message)
                 case _:
                     self.pipeline.handle(message, now)
 
@@ -270,6 +287,9 @@ class Daemon:
         self.notifier.ready(self._status_line())
 
     # -- reporting ---------------------------------------------------------------------
+    def _answered(self, endpoint: str, status: int | None, seconds: float) -> None:
+        self.outlets.answered(endpoint, status, seconds)  # outlets is built after the api
+
     def _live(self, name: str) -> bool:
         return name in self.tracker or self.submitter.has(name)
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import events as ev
 from .api import Submitted, TaskReport
 from .download import Downloaded
 from .errors import WansyncError
@@ -107,7 +108,8 @@ class End:
 
 Handover = Adopt | End
 
-Message = PollDone | DownloadStarted | DownloadProgress | DownloadDone | JobStepDone
+# An `ev.Event` posted by a thread (an API answer, a hook's result) is emitted by the loop.
+Message = PollDone | DownloadStarted | DownloadProgress | DownloadDone | JobStepDone | ev.Event
 
 
 class Mailbox:
@@ -120,6 +122,11 @@ class Mailbox:
     def post(self, message: Message) -> None:
         self._queue.put(message)
         self._wake()
+
+    def note(self, event: ev.Event) -> None:
+        """An event from a thread, emitted at the loop's next tick; it does not wake the
+        loop (an API answer is followed by its own result, which does)."""
+        self._queue.put(event)
 
     def drain(self) -> list[Message]:
         out: list[Message] = []

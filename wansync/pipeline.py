@@ -9,6 +9,7 @@ sidecar, the log and the status line follow those events; nothing here writes th
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,8 @@ class Pipeline:
         self.model = CompletionModel()
         self.auth_paused = False
         self.log = log.get("wansync.daemon")
+        # The `hook` record a final sidecar carries (SPEC §6), or None: set by the daemon.
+        self.hook_record: Callable[[str], dict[str, Any] | None] = lambda _event: None
 
     @property
     def policy(self) -> Policy:
@@ -371,6 +374,8 @@ class Pipeline:
         data["next_poll"] = None
         self.scheduler.remove(task.name)
         self.tracker.untrack(task.name)
+        if not data.get("published_as") and (record := self.hook_record(data["state"])):
+            data["hook"] = record  # on disk before the files move: a hook runs at least once
         final = publish_task(self.folders, data, self.log)
         if final is None:
             return  # the inbox sidecar keeps the decision; the next start-up finishes it
