@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import signal
 import threading
 import time
 from pathlib import Path
 from types import FrameType
 
-from . import config, log
+from . import config, log, signals
 from . import events as ev
 from .api import TaskApi
 from .config import Config, Live
@@ -114,9 +113,8 @@ class Daemon:
         self.wake.set()
 
     def install_signals(self) -> None:
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
-        signal.signal(signal.SIGHUP, self.request_reload)
+        """From now on the daemon's own handlers; a stop that came earlier acts now."""
+        signals.attach(self.request_stop, self.request_reload)
 
     # -- the loop ----------------------------------------------------------------------
     def run(
@@ -190,6 +188,10 @@ class Daemon:
             self.submitter.dispatch(clock())
             if self.journal.pending() or self.journal.next_retry() is not None:
                 self.journal.flush(0.05)
+            if self.burst and self.burst.refused:  # a batch gives up on a refused key
+                raise ConfigError(
+                    f"the API refused the key twice, a pause apart ({self.burst.refused})"
+                )
             if self.burst and self.burst.done(self._live, self.intake.waiting()):
                 return EXIT_FAILED if self.burst.failed else EXIT_OK
             if deadline and now.mono >= deadline:

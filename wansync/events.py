@@ -165,6 +165,7 @@ class AuthRejected(Event):
     message: str
     pause: float
     detail: str = ""
+    probe: bool = False  # the probe poll after a pause was refused too (a new pause)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

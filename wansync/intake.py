@@ -206,8 +206,11 @@ class Burst:
     def __init__(self) -> None:
         self.names: set[str] = set()
         self.failed = False
+        self.refused: str | None = None  # the key was refused again after a pause
 
     def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.AuthRejected) and event.probe:
+            self.refused = f"{event.code}: {event.message}"
         if isinstance(event, ev.TaskSucceeded | ev.TaskFailed):
             self.failed = self.failed or isinstance(event, ev.TaskFailed)
             self.names.discard(event.name)

@@ -331,7 +331,10 @@ class Pipeline:
         )
 
     def _pause_for_auth(self, task: Task, pause: lifecycle.PauseForAuth, now: Now) -> None:
-        if not self.auth_paused:
+        # One line per pause: the first refusal, then each refused probe (the pause is
+        # over when the probe answers; other refusals within a pause say nothing new).
+        probe = self.auth_paused and now.mono >= self.scheduler.paused_until
+        if not self.auth_paused or probe:
             self.bus.emit(
                 ev.AuthRejected(
                     at=now.wall,
@@ -339,6 +342,7 @@ class Pipeline:
                     message=pause.message,
                     pause=pause.pause,
                     detail=f"polling paused for {int(pause.pause)} s; no task fails",
+                    probe=probe,
                 )
             )
         self.auth_paused = True

@@ -1,0 +1,61 @@
+"""Signals from the first moment, and a batch run that gives up on a refused key."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.helpers import drop, wait_until
+
+SIGTERM_BIT = 1 << (signal.SIGTERM - 1)
+SIGINT_BIT = 1 << (signal.SIGINT - 1)
+
+
+def caught(pid: int) -> int:
+    """The mask of signals the process has handlers for (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
+
+
+@pytest.mark.parametrize("command", ["run", "once"])
+def test_a_storm_of_sigterms_from_the_start_ends_with_exit_0(env, sim, command):
+    """SIGTERM every 10 ms from the moment Python runs: a clean stop (exit 0), not -15."""
+    drop(env.inbox, "clip", "storm-task-0001")
+    daemon = env.start(command)
+    pid = daemon.proc.pid
+    # Python's own SIGINT handler marks the moment its runtime is up; wansync's handlers
+    # must be in place within a few milliseconds of that, before any heavy import.
+    wait_until(lambda: caught(pid) & SIGINT_BIT, 10, "the Python runtime", step=0.001)
+    time.sleep(0.05)
+    deadline = time.monotonic() + 15
+    while daemon.proc.poll() is None and time.monotonic() < deadline:
+        os.kill(pid, signal.SIGTERM)
+        time.sleep(0.01)
+    assert daemon.proc.wait(5) == 0, daemon.stderr_path.read_text()[-2000:]
+    assert "Traceback" not in daemon.stderr_path.read_text()
+
+
+@pytest.mark.slow
+def test_once_with_a_refused_key_gives_up_after_the_probe(env, sim):
+    """A wrong key: one auth.rejected line per pause, then `once` exits 2 with the API's
+    message (a batch run must end); no task fails and nothing is moved."""
+    drop(env.inbox, "clip", "refused-key-0001")
+    result = env.cli("once", key="wrong-key-123456789", timeout=120)
+    assert result.returncode == 2
+    *lines, last = result.stderr.strip().splitlines()
+    rejected = [e for e in map(json.loads, lines) if e["event"] == "auth.rejected"]
+    assert len(rejected) == 2, rejected  # the first refusal, then the refused probe
+    assert rejected[1]["probe"] is True
+    assert last.startswith("wansync: ") and "refused the key" in last and "InvalidApiKey" in last
+    assert "Traceback" not in result.stderr
+    assert (env.inbox / "clip.task").exists() and not list(env.failed.iterdir())

@@ -1,0 +1,48 @@
+"""Signals first: a SIGTERM that arrives while the daemon starts is a stop, not a kill.
+
+The daemon commands install these handlers before anything else is imported (see
+`__main__.py`); they only record the signal. When the daemon is ready to act on them it
+`attach`es its own handlers, and a stop or reload that came in the meantime is replayed
+at once. So a storm of SIGTERMs from the first millisecond still ends with exit 0.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from types import FrameType
+
+Handler = Callable[[int, FrameType | None], None]
+STOP = (signal.SIGTERM, signal.SIGINT)
+_early: set[int] = set()
+
+
+def _record(signum: int, frame: FrameType | None) -> None:
+    _early.add(signum)
+
+
+def install_early() -> None:
+    """Record SIGTERM, SIGINT and SIGHUP until the daemon attaches its own handlers."""
+    for signum in (*STOP, signal.SIGHUP):
+        signal.signal(signum, _record)
+
+
+def attach(on_stop: Handler, on_reload: Handler) -> None:
+    """The daemon's handlers from now on; what arrived before them is handled now."""
+    for signum in STOP:
+        signal.signal(signum, on_stop)
+    signal.signal(signal.SIGHUP, on_reload)
+    early = set(_early)
+    _early.clear()
+    if early & set(STOP):
+        on_stop(min(early & set(STOP)), None)
+    if signal.SIGHUP in early:
+        on_reload(signal.SIGHUP, None)
+
+
+def ignore_stops() -> None:
+    """The daemon has stopped: further SIGTERM/SIGINT are moot. Python's finalization puts
+    back the default (fatal) action for every handler it installed, but leaves SIG_IGN: so a
+    storm during exit cannot turn exit 0 into death by signal."""
+    for signum in STOP:
+        signal.signal(signum, signal.SIG_IGN)
