@@ -19,8 +19,11 @@ class NotMp4(ValueError):
     """The file is not a complete MP4; the message names what is wrong and where."""
 
 
-def _kind(raw: bytes) -> str:
-    return raw.decode("latin-1") if all(32 <= b < 127 for b in raw) else raw.hex()
+def _kind(raw: bytes, pos: int) -> str:
+    """A box type is four printable characters; zeros or noise mean there is no box here."""
+    if not all(32 <= b < 127 for b in raw):
+        raise NotMp4(f"bytes {raw.hex()} at byte {pos} are not a box type (padding or garbage)")
+    return raw.decode("ascii")
 
 
 def box_types(fd: int, length: int) -> list[str]:
@@ -35,7 +38,7 @@ def box_types(fd: int, length: int) -> list[str]:
         if len(head) < 8 or pos + 8 > length:
             raise NotMp4(f"the file ends inside a box header at byte {pos}")
         size, raw = struct.unpack(">I4s", head[:8])
-        kind, header = _kind(raw), 8
+        kind, header = _kind(raw, pos), 8
         if size == 1:  # 64-bit largesize follows the type
             if len(head) < 16 or pos + 16 > length:
                 raise NotMp4(f"the file ends inside the header of box {kind!r} at byte {pos}")
