@@ -30,7 +30,7 @@ from .api import USER_AGENT, parse_retry_after
 from .config import DownloadConfig
 from .errors import DownloadInterrupted, Stopping, UrlRefused
 from .log import strip_query
-from .partfile import open_part, write_all
+from .partfile import Writeback, open_part, write_all
 from .urlcheck import check_address, check_url, parse, rejected, url_expires
 
 __all__ = ["Downloaded", "Downloader", "SpeedGuard", "check_url", "url_expires"]
@@ -76,29 +76,34 @@ class SpeedGuard:
         return now - since >= self.window and self.total - then < self.limit * (now - since)
 
 
-class Hasher:
-    """sha256 fed through a small bounded queue to a second thread (hashlib releases the GIL
-    on large buffers), so hashing overlaps the next read and write."""
+class Sink:
+    """The second thread: hashes each chunk the reader has written and pushes it to disk
+    (`Writeback`). hashlib and the writeback release the GIL, so this overlaps the next
+    read; the bounded queue keeps memory to a few MiB and slows the reader if it lags."""
 
-    def __init__(self, digest: hashlib._Hash) -> None:
+    def __init__(self, digest: hashlib._Hash, fd: int, offset: int) -> None:
         self.digest = digest
+        self.writeback = Writeback(fd, offset)
+        self.written = offset
         self._queue: queue.Queue[bytes | None] = queue.Queue(HASH_QUEUE)
-        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="download-sink", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while (chunk := self._queue.get()) is not None:
             self.digest.update(chunk)
+            self.written += len(chunk)
+            self.writeback.advance(self.written)
 
     def update(self, chunk: bytes) -> None:
+        """`chunk` has been written to the file after everything fed before it."""
         self._queue.put(chunk)
 
-    def close(self) -> str:
-        """Wait for the queued chunks; the hex digest of everything fed."""
+    def close(self) -> None:
+        """Wait until every chunk fed is hashed."""
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
-        return self.digest.hexdigest()
 
 
 def _content_range_start(header: str | None) -> int | None:
@@ -273,15 +278,15 @@ class Downloader:
         on_progress: OnProgress,
     ) -> int:
         """Append the body to `fd` from `offset`; the number of bytes the file then holds."""
-        hasher = Hasher(digest)
+        sink = Sink(digest, fd, offset)
         try:
-            received = self._loop(resp, fd, part, offset, expected, hasher, cfg, on_progress)
+            received = self._loop(resp, fd, part, offset, expected, sink, cfg, on_progress)
         except BaseException:
-            hasher.close()
+            sink.close()
             with contextlib.suppress(OSError):
                 os.fsync(fd)  # what did arrive is kept for the resume
             raise
-        hasher.close()
+        sink.close()
         try:
             os.fsync(fd)  # one fsync, at the end
         except OSError as exc:
@@ -299,7 +304,7 @@ class Downloader:
         part: Path,
         received: int,
         expected: int | None,
-        hasher: Hasher,
+        sink: Sink,
         cfg: DownloadConfig,
         on_progress: OnProgress,
     ) -> int:
@@ -330,7 +335,7 @@ class Downloader:
                 write_all(fd, chunk)
             except OSError as exc:
                 raise DownloadInterrupted(f"cannot write {part.name}: {exc.strerror}") from None
-            hasher.update(chunk)
+            sink.update(chunk)
             if on_progress:
                 on_progress(received, expected)
             now = time.monotonic()

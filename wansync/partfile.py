@@ -8,9 +8,12 @@ what it points at) and a fresh file is created with `O_EXCL`.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import stat
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import DownloadInterrupted, TaskFailed
@@ -77,3 +80,47 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """Linux's `sync_file_range` through ctypes (the stdlib has none); None elsewhere."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_SYNC_FILE_RANGE = _sync_file_range()
+_WAIT_BEFORE, _WRITE, _WAIT_AFTER = 1, 2, 4
+WRITEBACK_STEP = 8 << 20
+
+
+class Writeback:
+    """Sends written bytes to disk while the download goes on, and drops them from the page
+    cache once they are there.
+
+    Why: the one fsync at the end then has ~16 MiB left to wait for instead of the whole
+    video (0.6 s per GiB here), and the kernel recycles the same few pages instead of
+    filling memory with fresh ones, which halved the CPU a 1 GiB download costs. Errors
+    are left to the final fsync, which reports them. A no-op where Linux's call is missing.
+    """
+
+    def __init__(self, fd: int, start: int) -> None:
+        self.fd = fd
+        self.kicked = start  # bytes before this have been handed to the disk
+        self.in_flight: deque[tuple[int, int]] = deque()
+
+    def advance(self, written: int) -> None:
+        """Everything up to `written` is in the file: push the new part, settle the old."""
+        if _SYNC_FILE_RANGE is None or written - self.kicked < WRITEBACK_STEP:
+            return
+        _SYNC_FILE_RANGE(self.fd, self.kicked, written - self.kicked, _WRITE)
+        self.in_flight.append((self.kicked, written))
+        self.kicked = written
+        while len(self.in_flight) > 1:
+            start, end = self.in_flight.popleft()
+            _SYNC_FILE_RANGE(self.fd, start, end - start, _WAIT_BEFORE | _WRITE | _WAIT_AFTER)
+            os.posix_fadvise(self.fd, start, end - start, os.POSIX_FADV_DONTNEED)
