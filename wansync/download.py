@@ -2,7 +2,7 @@
 
 Runs in a worker thread. It never publishes: it returns what it verified, and the
 publisher renames. It reads with urllib3 directly (one parse of the URL, the one the
-connection is made from), 1 MiB at a time, hashing in a second thread so the hash of
+connection is made from), 512 KiB at a time, hashing in a second thread so the hash of
 one chunk overlaps the read of the next; memory stays a few MiB whatever the size.
 """
 
@@ -35,8 +35,8 @@ from .urlcheck import check_address, check_url, parse, rejected, url_expires
 
 __all__ = ["Downloaded", "Downloader", "SpeedGuard", "check_url", "url_expires"]
 
-READ_SIZE = 1 << 20  # one read, one write, one hash step
-HASH_QUEUE = 8  # chunks in flight to the hashing thread: bounds memory to ~8 MiB
+READ_SIZE = 512 << 10  # one read, one write, one hash step (1 MiB measured more RSS, no gain)
+HASH_QUEUE = 4  # chunks in flight to the hashing thread: bounds memory to ~2 MiB
 MAX_REDIRECTS = 5
 REJECTED_TYPES = ("text/", "html", "json", "xml")
 REDIRECTS = (301, 302, 303, 307, 308)
