@@ -27,6 +27,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 
+from bench import transfer
 from bench.harness import (
     KEY,
     DaemonProcess,
@@ -438,65 +439,7 @@ def bench_completion_lag(root: Path, rate: float = 10, scale: float = 20) -> Non
     )
 
 
-# -- 6. download -----------------------------------------------------------------------------
-
-
-def bench_download(root: Path, size: int = 1 << 30) -> None:
-    import requests
-
-    sim = SimProcess()
-    sim.add_tasks(
-        [
-            {
-                "task_id": "download-task-0001",
-                "video_size": size,
-                "pending_polls": 0,
-                "running_polls": 0,
-            }
-        ]
-    )
-    folder = root / "download"
-    folder.mkdir()
-    try:
-        url = requests.get(
-            f"{sim.url}/api/v1/tasks/download-task-0001",
-            headers={"Authorization": f"Bearer {KEY}"},
-            timeout=10,
-        ).json()["output"]["video_url"]
-        curl_times = []
-        for _ in range(2):
-            t0 = time.monotonic()
-            subprocess.run(["curl", "-s", "-o", str(folder / "curl.mp4"), url], check=True)
-            curl_times.append(time.monotonic() - t0)
-            (folder / "curl.mp4").unlink()
-        curl = size / min(curl_times)
-        daemon = DaemonProcess(folder / "w", sim.url, log={"level": "info"})
-        daemon.start()
-        wait_for(lambda: daemon.count("daemon.started"), 20, "start")
-        time.sleep(0.5)
-        before = proc_mem(daemon.pid)["VmRSS"]
-        drop(daemon.inbox, "big", "download-task-0001")
-        wait_for(lambda: daemon.count("download.completed"), 300, "download", step=0.1)
-        peak = proc_mem(daemon.pid)["VmHWM"]
-        started = daemon.events("download.started")[0]["timestamp"]
-        done = daemon.events("download.completed")[0]["timestamp"]
-        daemon.stop()
-    finally:
-        sim.stop()
-        shutil.rmtree(folder, ignore_errors=True)
-    from datetime import datetime
-
-    took = datetime.fromisoformat(done[:-1]) - datetime.fromisoformat(started[:-1])
-    ours = size / took.total_seconds()
-    row(
-        f"download of a {size >> 20} MiB video: throughput",
-        f"curl -o {curl / 2**20:.0f} MiB/s",
-        f"{ours / 2**20:.0f} MiB/s ({ours / curl:.2f} x)",
-        ">= 0.9 x curl",
-        ours >= 0.9 * curl,
-    )
-    growth = (peak - before) / 2**20
-    row("download: peak RSS growth", "-", f"{growth:.1f} MB", "<= 16 MB", growth <= 16)
+# -- 6. download: bench/transfer.py -------------------------------------------------------------
 
 
 # -- 7 + 8. many tracked tasks ---------------------------------------------------------------
@@ -586,7 +529,8 @@ BENCHES = {
     "pacing": bench_pacing,
     "headroom": bench_headroom,
     "lag": bench_completion_lag,
-    "download": bench_download,
+    "download": lambda root: [row(*r) for r in transfer.bench_download(root)],
+    "publish": lambda root: [row(*r) for r in transfer.bench_publish(root)],
     "tracked": bench_tracked,
 }
 

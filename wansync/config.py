@@ -152,6 +152,8 @@ SCHEMA: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "download.allowed_hosts": (["*.aliyuncs.com"], _host_patterns),
     "download.max_bytes": (2 * 1024**3, _positive_int),
     "download.require_https": (True, _bool),
+    "download.low_speed_limit": (1024, _positive_rate),
+    "download.low_speed_time": (60, parse_duration),
     "submit.model": ("wan2.7-i2v", _model_name),
     "submit.max_in_progress": (5, _positive_int),
     "submit.max_per_second": (1, _positive_rate),
@@ -189,6 +191,8 @@ class DownloadConfig:
     allowed_hosts: tuple[str, ...]
     max_bytes: int
     require_https: bool
+    low_speed_limit: float  # bytes/s; slower than this for low_speed_time: cut, resume later
+    low_speed_time: float
 
 
 @dataclass(frozen=True)

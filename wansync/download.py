@@ -1,46 +1,49 @@
 """Stream a signed video URL to `outbox/.NAME.mp4.part`: Range resume, verify, fsync.
 
 Runs in a worker thread. It never publishes: it returns what it verified, and the
-publisher renames. Memory stays constant (1 MiB chunks) whatever the video's size.
+publisher renames. It reads with urllib3 directly (one parse of the URL, the one the
+connection is made from), 512 KiB at a time, hashing in a second thread so the hash of
+one chunk overlaps the read of the next; memory stays a few MiB whatever the size.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import contextlib
 import hashlib
-import ipaddress
 import os
-import socket
+import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import urljoin
 
-import requests
-from requests.adapters import HTTPAdapter
+import certifi
+import urllib3
+from urllib3.exceptions import HTTPError
 from urllib3.util.retry import Retry
 
+from . import mp4check
 from .api import USER_AGENT, parse_retry_after
 from .config import DownloadConfig
-from .errors import DownloadInterrupted, Stopping, TaskFailed, UrlRefused
+from .errors import DownloadInterrupted, Stopping, UrlRefused
 from .log import strip_query
+from .partfile import Writeback, open_part, write_all
+from .urlcheck import check_address, check_url, parse, rejected, url_expires
 
-CHUNK = 256 * 1024  # what a broken read loses at most; small enough, big enough
+__all__ = ["Downloaded", "Downloader", "SpeedGuard", "check_url", "url_expires"]
+
+READ_SIZE = 512 << 10  # one read, one write, one hash step (1 MiB measured more RSS, no gain)
+HASH_QUEUE = 4  # chunks in flight to the hashing thread: bounds memory to ~2 MiB
 MAX_REDIRECTS = 5
 REJECTED_TYPES = ("text/", "html", "json", "xml")
+REDIRECTS = (301, 302, 303, 307, 308)
 
-
-def make_session(pool_size: int, retries: Retry | int = 0) -> requests.Session:
-    """A session whose pool fits `pool_size` concurrent requests (one per worker thread)."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=retries)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers["User-Agent"] = USER_AGENT
-    session.trust_env = False  # no ~/.netrc: it would override the Authorization header
-    return session
+ConfigSource = DownloadConfig | Callable[[], DownloadConfig]
+OnStart = Callable[[str | None], None] | None
+OnProgress = Callable[[int, int | None], None] | None
 
 
 @dataclass(frozen=True)
@@ -53,63 +56,54 @@ class Downloaded:
     etag: str | None
 
 
-def rejected(message: str) -> TaskFailed:
-    return TaskFailed("DownloadRejected", message)
+class SpeedGuard:
+    """curl's low-speed rule: under `limit` bytes/s averaged over the last `window` seconds
+    (once a download is that old) cuts it, so a trickling host cannot hold a slot."""
+
+    def __init__(self, limit: float, window: float, now: float) -> None:
+        self.limit, self.window = limit, window
+        self.total = 0
+        self.samples: deque[tuple[float, int]] = deque([(now, 0)])
+
+    def too_slow(self, received: int, now: float) -> bool:
+        """Record `received` more bytes at `now`; True once the rule is broken."""
+        self.total += received
+        if now - self.samples[-1][0] >= self.window / 16:
+            self.samples.append((now, self.total))
+        while len(self.samples) > 1 and now - self.samples[1][0] >= self.window:
+            self.samples.popleft()
+        since, then = self.samples[0]
+        return now - since >= self.window and self.total - then < self.limit * (now - since)
 
 
-def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
-    """Shell-style match on the host name alone, case-insensitively."""
-    host = host.lower().rstrip(".")
-    return any(fnmatch.fnmatchcase(host, p) for p in patterns)
+class Sink:
+    """The second thread: hashes each chunk the reader has written and pushes it to disk
+    (`Writeback`). hashlib and the writeback release the GIL, so this overlaps the next
+    read; the bounded queue keeps memory to a few MiB and slows the reader if it lags."""
 
+    def __init__(self, digest: hashlib._Hash, fd: int, offset: int) -> None:
+        self.digest = digest
+        self.writeback = Writeback(fd, offset)
+        self.written = offset
+        self._queue: queue.Queue[bytes | None] = queue.Queue(HASH_QUEUE)
+        self._thread = threading.Thread(target=self._run, name="download-sink", daemon=True)
+        self._thread.start()
 
-def check_url(url: str, cfg: DownloadConfig) -> None:
-    """Raise `DownloadRejected` unless `url` is one wansync may fetch (scheme, host)."""
-    parts = urlsplit(url)
-    allowed_schemes = ("https",) if cfg.require_https else ("https", "http")
-    if parts.scheme.lower() not in allowed_schemes:
-        raise rejected(f"video URL scheme {parts.scheme or 'none'!r} is not allowed")
-    host = parts.hostname
-    if not host:
-        raise rejected("video URL has no host")
-    if not host_allowed(host, cfg.allowed_hosts):
-        raise rejected(f"video host {host!r} is not in download.allowed_hosts")
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self.digest.update(chunk)
+            self.written += len(chunk)
+            self.writeback.advance(self.written)
 
+    def update(self, chunk: bytes) -> None:
+        """`chunk` has been written to the file after everything fed before it."""
+        self._queue.put(chunk)
 
-def _literal_entry(host: str, patterns: tuple[str, ...]) -> bool:
-    return host.lower().rstrip(".") in {p for p in patterns if not any(c in p for c in "*?[")}
-
-
-def check_address(url: str, cfg: DownloadConfig) -> None:
-    """Refuse hosts that resolve to private, loopback or link-local addresses.
-
-    A wildcard like `*.aliyuncs.com` must not become a way into the local network (DNS
-    rebinding, metadata endpoints); only a host listed literally in allowed_hosts may
-    be internal (the simulator on 127.0.0.1, an internal mirror).
-    """
-    host = urlsplit(url).hostname or ""
-    if _literal_entry(host, cfg.allowed_hosts):
-        return
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError) as exc:
-        raise DownloadInterrupted(f"cannot resolve video host {host!r}: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not address.is_global or address.is_multicast:
-            raise rejected(
-                f"video host {host!r} resolves to a non-public address ({address}); "
-                "list it literally in download.allowed_hosts to allow it"
-            )
-
-
-def url_expires(url: str) -> float | None:
-    """The signed URL's deadline from its `Expires=<unix seconds>` parameter, if any."""
-    values = parse_qs(urlsplit(url).query).get("Expires")
-    try:
-        return float(values[0]) if values else None
-    except ValueError:
-        return None
+    def close(self) -> None:
+        """Wait until every chunk fed is hashed."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
 
 def _content_range_start(header: str | None) -> int | None:
@@ -122,59 +116,71 @@ def _content_range_start(header: str | None) -> int | None:
         return None
 
 
+def _not_mp4(head: bytes) -> bool:
+    return len(head) >= 8 and head[4:8] != b"ftyp"
+
+
 class Downloader:
-    """One per daemon; `fetch` is safe to call from several worker threads at once."""
+    """One per daemon; `fetch` is safe to call from several worker threads at once.
+
+    `cfg` is the `DownloadConfig`, or a callable returning the current one: each fetch
+    reads it afresh, so a reloaded configuration applies to the next download.
+    """
 
     def __init__(
-        self,
-        cfg: DownloadConfig | Callable[[], DownloadConfig],
-        timeout: float,
-        stop: threading.Event,
-        max_seconds: float = 3600,
+        self, cfg: ConfigSource, timeout: float, stop: threading.Event, max_seconds: float = 3600
     ) -> None:
-        # A callable is read at each use, so a reload applies to every hop of a redirect.
-        self._cfg = cfg if callable(cfg) else (lambda: cfg)
+        self._cfg: Callable[[], DownloadConfig] = cfg if callable(cfg) else (lambda: cfg)
         self.timeout = timeout
         self.stop = stop
         self.max_seconds = max_seconds
-        retry = Retry(
-            total=3,
-            connect=3,
-            read=0,
-            redirect=0,
-            status=3,
-            status_forcelist=(500, 502, 503, 504),
-            backoff_factor=0.5,
-            allowed_methods=("GET",),
-            raise_on_status=False,
-            respect_retry_after_header=True,
+        # Connection failures are retried here; statuses are not (an error body from a
+        # hostile host is never read, and Retry-After is capped by the caller, not slept).
+        retry = Retry(total=3, connect=3, read=0, redirect=0, status=0, backoff_factor=0.5)
+        self._pool = urllib3.PoolManager(
+            num_pools=4,
+            maxsize=max(2, self.cfg.concurrency),
+            retries=retry,
+            headers={"User-Agent": USER_AGENT},
+            ca_certs=certifi.where(),
         )
-        self._session = make_session(max(2, self.cfg.concurrency), retries=retry)
 
     @property
     def cfg(self) -> DownloadConfig:
-        """The download settings now (the daemon's live config after a reload)."""
         return self._cfg()
 
     def close(self) -> None:
-        self._session.close()
+        self._pool.clear()
 
-    def _open(self, url: str, headers: dict[str, str]) -> requests.Response:
-        """GET with every redirect hop checked against the same rules as the first URL."""
+    def _open(
+        self, url: str, headers: dict[str, str], cfg: DownloadConfig
+    ) -> urllib3.BaseHTTPResponse:
+        """GET with every redirect hop parsed once and checked like the first URL."""
+        read_timeout = min(self.timeout, cfg.low_speed_time)
+        timeout = urllib3.Timeout(connect=self.timeout, read=read_timeout)
         for _ in range(MAX_REDIRECTS + 1):
-            check_url(url, self.cfg)
-            check_address(url, self.cfg)
+            target = parse(url, cfg)
+            check_address(target, cfg)
             try:
-                resp = self._session.get(
-                    url, headers=headers, timeout=self.timeout, stream=True, allow_redirects=False
+                pool = self._pool.connection_from_host(target.host, target.port, target.scheme)
+                resp = pool.urlopen(
+                    "GET",
+                    target.request_uri,
+                    headers={**self._pool.headers, **headers},
+                    redirect=False,
+                    preload_content=False,
+                    decode_content=False,
+                    timeout=timeout,
+                    assert_same_host=False,
                 )
-            except requests.RequestException as exc:
+            except (HTTPError, OSError) as exc:
                 raise DownloadInterrupted(
                     f"cannot reach video host: {type(exc).__name__}: {strip_query(str(exc))}"
                 ) from None
-            if resp.status_code in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
-                url = urljoin(url, resp.headers["Location"])
-                resp.close()
+            location = resp.headers.get("Location")
+            if resp.status in REDIRECTS and location:
+                _discard(resp)
+                url = urljoin(url, location)
                 continue
             return resp
         raise rejected(f"more than {MAX_REDIRECTS} redirects")
@@ -184,119 +190,192 @@ class Downloader:
         url: str,
         part: Path,
         etag: str | None,
-        on_start: Callable[[str | None], None] | None = None,
-        on_progress: Callable[[int, int | None], None] | None = None,
+        on_start: OnStart = None,
+        on_progress: OnProgress = None,
     ) -> Downloaded:
         """Download (or resume) into `part`; `etag` is what the existing bytes came from."""
-        offset = part.stat().st_size if part.exists() else 0
-        if offset and not etag:
-            offset = 0  # cannot prove the bytes on disk match the object: start over
-        headers = {"Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-            headers["If-Range"] = etag  # type: ignore[assignment]
-        resp = self._open(url, headers)
-        with resp:
-            status = resp.status_code
-            if status in (403, 404, 410):
-                raise UrlRefused(f"storage answered HTTP {status}")
-            if status == 416:
-                total = resp.headers.get("Content-Range", "").rpartition("/")[2]
-                if offset and total.isdigit() and int(total) == offset:
-                    return self._verify_complete(part, offset, etag)  # killed after the end
-                part.unlink(missing_ok=True)
-                raise DownloadInterrupted("storage refused the range; starting over")
-            if status == 429 or status >= 500:
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                raise DownloadInterrupted(
-                    f"storage answered HTTP {status}", retry_after=retry_after
-                )
-            if status not in (200, 206):
-                raise rejected(f"storage answered HTTP {status}")
-            if status == 206 and _content_range_start(resp.headers.get("Content-Range")) != offset:
-                offset = 0
-                part.unlink(missing_ok=True)
-                raise DownloadInterrupted("storage answered a different range; starting over")
-            if status == 200:
-                offset = 0
-            content_type = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
-            if any(t in content_type for t in REJECTED_TYPES):
-                raise rejected(f"storage sent {content_type!r} instead of a video")
-            length = resp.headers.get("Content-Length")
-            expected = offset + int(length) if length and length.isdigit() else None
-            if expected is not None and expected > self.cfg.max_bytes:
-                raise rejected(
-                    f"video is {expected} bytes, over download.max_bytes ({self.cfg.max_bytes})"
-                )
-            new_etag = resp.headers.get("ETag")
-            if on_start:
-                on_start(new_etag)
-            return self._stream(
-                resp, part, offset, expected, content_type or "video/mp4", new_etag, on_progress
-            )
-
-    def _verify_complete(self, part: Path, size: int, etag: str | None) -> Downloaded:
-        """The `.part` already holds the whole object: hash it instead of fetching again."""
-        digest = hashlib.sha256()
-        with part.open("rb") as fh:
-            head = fh.read(8)
-            digest.update(head)
-            while chunk := fh.read(CHUNK):
-                digest.update(chunk)
-        if len(head) < 8 or head[4:8] != b"ftyp":
-            raise rejected("body is not an MP4 (no ftyp box)")
-        return Downloaded(size, digest.hexdigest(), "video/mp4", etag)
-
-    def _stream(self, resp, part, offset, expected, content_type, etag, on_progress) -> Downloaded:
-        digest = hashlib.sha256()
-        deadline = time.monotonic() + self.max_seconds
+        cfg = self.cfg
+        fd = open_part(part)
         try:
-            fh = part.open("r+b" if offset else "wb")
-        except OSError as exc:
-            raise DownloadInterrupted(f"cannot open {part.name}: {exc.strerror}") from None
-        with fh:
-            if offset:
-                head = b""
-                while chunk := fh.read(CHUNK):
-                    digest.update(chunk)
-                    head = head or chunk[:8]
-                fh.seek(offset)
-                fh.truncate()
-                if len(head) >= 8 and head[4:8] != b"ftyp":
-                    raise rejected("body is not an MP4 (no ftyp box)")
-            received = offset
-            head = b""
+            offset = os.fstat(fd).st_size if etag else 0  # no ETag: cannot prove the bytes
+            headers = {"Accept-Encoding": "identity"}
+            if offset and etag:
+                headers["Range"] = f"bytes={offset}-"
+                headers["If-Range"] = etag
+            resp = self._open(url, headers, cfg)
             try:
-                for chunk in resp.iter_content(CHUNK):
-                    if self.stop.is_set():
-                        raise Stopping("shutting down")
-                    if received < 8:
-                        head = (head + chunk)[:8]
-                        if len(head) >= 8 and head[4:8] != b"ftyp":
-                            raise rejected("body is not an MP4 (no ftyp box)")
-                    received += len(chunk)
-                    if received > self.cfg.max_bytes:
-                        raise rejected(f"video is over download.max_bytes ({self.cfg.max_bytes})")
-                    fh.write(chunk)
-                    digest.update(chunk)
-                    if on_progress:
-                        on_progress(received, expected)
-                    if time.monotonic() > deadline:
-                        raise DownloadInterrupted("download took too long; will resume")
-            except requests.RequestException as exc:
-                raise DownloadInterrupted(
-                    f"video stream broke off at {received} bytes: {type(exc).__name__}"
-                ) from None
-            except OSError as exc:
-                raise DownloadInterrupted(f"cannot write {part.name}: {exc.strerror}") from None
-            finally:
-                try:
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                except OSError:
-                    pass
+                done = self._answer(resp, fd, part, offset, etag, cfg, on_start, on_progress)
+            except BaseException:
+                _discard(resp)
+                raise
+            if resp.length_remaining == 0 or done.bytes > offset:
+                resp.release_conn()  # read to its end: the connection can serve again
+            else:
+                _discard(resp)
+            return done
+        finally:
+            os.close(fd)
+
+    def _answer(
+        self,
+        resp: urllib3.BaseHTTPResponse,
+        fd: int,
+        part: Path,
+        offset: int,
+        etag: str | None,
+        cfg: DownloadConfig,
+        on_start: OnStart,
+        on_progress: OnProgress,
+    ) -> Downloaded:
+        """Decide on the status and headers, then stream the body."""
+        status = resp.status
+        if status in (403, 404, 410):
+            raise UrlRefused(f"storage answered HTTP {status}")
+        if status == 416:
+            total = resp.headers.get("Content-Range", "").rpartition("/")[2]
+            if offset and total.isdigit() and int(total) == offset:
+                return _verify_complete(fd, offset, etag)  # killed after the end
+            os.ftruncate(fd, 0)
+            raise DownloadInterrupted("storage refused the range; starting over")
+        if status == 429 or status >= 500:
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            raise DownloadInterrupted(f"storage answered HTTP {status}", retry_after=retry_after)
+        if status not in (200, 206):
+            raise rejected(f"storage answered HTTP {status}")
+        if status == 206 and _content_range_start(resp.headers.get("Content-Range")) != offset:
+            os.ftruncate(fd, 0)
+            raise DownloadInterrupted("storage answered a different range; starting over")
+        if status == 200:
+            offset = 0
+        content_type = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if any(t in content_type for t in REJECTED_TYPES):
+            raise rejected(f"storage sent {content_type!r} instead of a video")
+        length = resp.headers.get("Content-Length")
+        expected = offset + int(length) if length and length.isdigit() else None
+        if expected is not None and expected > cfg.max_bytes:
+            raise rejected(f"video is {expected} bytes, over download.max_bytes ({cfg.max_bytes})")
+        new_etag = resp.headers.get("ETag")
+        if on_start:
+            on_start(new_etag)
+        digest = _hash_prefix(fd, offset)
+        received = self._stream(resp, fd, part, offset, expected, digest, cfg, on_progress)
+        try:
+            mp4check.check(fd, received)
+        except mp4check.NotMp4 as exc:
+            raise rejected(f"body is not a complete MP4: {exc}") from None
+        return Downloaded(received, digest.hexdigest(), content_type or "video/mp4", new_etag)
+
+    def _stream(
+        self,
+        resp: urllib3.BaseHTTPResponse,
+        fd: int,
+        part: Path,
+        offset: int,
+        expected: int | None,
+        digest: hashlib._Hash,
+        cfg: DownloadConfig,
+        on_progress: OnProgress,
+    ) -> int:
+        """Append the body to `fd` from `offset`; the number of bytes the file then holds."""
+        sink = Sink(digest, fd, offset)
+        try:
+            received = self._loop(resp, fd, part, offset, expected, sink, cfg, on_progress)
+        except BaseException:
+            sink.close()
+            with contextlib.suppress(OSError):
+                os.fsync(fd)  # what did arrive is kept for the resume
+            raise
+        sink.close()
+        try:
+            os.fsync(fd)  # one fsync, at the end
+        except OSError as exc:
+            raise DownloadInterrupted(f"cannot sync {part.name}: {exc.strerror}") from None
         if expected is not None and received != expected:
             raise DownloadInterrupted(f"got {received} of {expected} bytes; will resume")
         if received < 8:
             raise rejected("body is not an MP4 (too short)")
-        return Downloaded(received, digest.hexdigest(), content_type, etag)
+        return received
+
+    def _loop(
+        self,
+        resp: urllib3.BaseHTTPResponse,
+        fd: int,
+        part: Path,
+        received: int,
+        expected: int | None,
+        sink: Sink,
+        cfg: DownloadConfig,
+        on_progress: OnProgress,
+    ) -> int:
+        """Read, check, write and hash until the body ends; the bytes the file then holds."""
+        now = time.monotonic()
+        deadline = now + self.max_seconds
+        guard = SpeedGuard(cfg.low_speed_limit, cfg.low_speed_time, now)
+        head = b""
+        while True:
+            if self.stop.is_set():
+                raise Stopping("shutting down")
+            try:
+                chunk = resp.read1(READ_SIZE)
+            except (HTTPError, OSError) as exc:
+                raise DownloadInterrupted(
+                    f"video stream broke off at {received} bytes: {type(exc).__name__}"
+                ) from None
+            if not chunk:
+                return received
+            if received < 8:  # the body's first bytes: bytes 4-8 must say ftyp
+                head = (head + chunk)[:8]
+                if _not_mp4(head):
+                    raise rejected("body is not an MP4 (no ftyp box)")
+            received += len(chunk)
+            if received > cfg.max_bytes:
+                raise rejected(f"video is over download.max_bytes ({cfg.max_bytes})")
+            try:
+                write_all(fd, chunk)
+            except OSError as exc:
+                raise DownloadInterrupted(f"cannot write {part.name}: {exc.strerror}") from None
+            sink.update(chunk)
+            if on_progress:
+                on_progress(received, expected)
+            now = time.monotonic()
+            if guard.too_slow(len(chunk), now):
+                raise DownloadInterrupted(
+                    f"slower than download.low_speed_limit ({cfg.low_speed_limit:g} B/s) "
+                    f"for {cfg.low_speed_time:g} s; will resume"
+                )
+            if now > deadline:
+                raise DownloadInterrupted("download took too long; will resume")
+
+
+def _discard(resp: urllib3.BaseHTTPResponse) -> None:
+    """Close a response whose body we will not read (an error page, a redirect, a stream
+    cut short): reading it would let a hostile host hold us; the pool reconnects."""
+    resp.close()
+    resp.release_conn()
+
+
+def _hash_prefix(fd: int, offset: int) -> hashlib._Hash:
+    """The hash of the bytes already in the `.part` (a resume), and the file cut to `offset`."""
+    digest = hashlib.sha256()
+    pos = 0
+    while pos < offset:
+        chunk = os.pread(fd, min(READ_SIZE, offset - pos), pos)
+        if not chunk:
+            break
+        if pos == 0 and _not_mp4(chunk[:8]):
+            raise rejected("body is not an MP4 (no ftyp box)")
+        digest.update(chunk)
+        pos += len(chunk)
+    os.ftruncate(fd, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return digest
+
+
+def _verify_complete(fd: int, size: int, etag: str | None) -> Downloaded:
+    """The `.part` already holds the whole object: check and hash it instead of fetching."""
+    digest = _hash_prefix(fd, size)
+    try:
+        mp4check.check(fd, size)
+    except mp4check.NotMp4 as exc:
+        raise rejected(f"body is not a complete MP4: {exc}") from None
+    return Downloaded(size, digest.hexdigest(), "video/mp4", etag)

@@ -1,8 +1,8 @@
 """Video hosting: the bytes of each task's MP4 and serving them behind expiring signed URLs.
 
-Bodies are the shipped sample MP4, or a synthetic body of any size (an `ftyp` box, then
-noise) for large-download tests. Served with `Range`, `If-Range` and an `ETag`; a URL past
-its `Expires`, or with a wrong signature, gets storage's 403.
+Bodies are the shipped sample MP4, or a synthetic body of any size (`ftyp`, `moov`, then
+an `mdat` of noise) for large-download tests. Served with `Range`, `If-Range` and an `ETag`;
+a URL past its `Expires`, or with a wrong signature, gets storage's 403.
 """
 
 from __future__ import annotations
@@ -49,9 +49,16 @@ class VideoStore:
             for pos in range(start, end, CHUNK):
                 yield self.sample[pos : min(end, pos + CHUNK)]
             return
-        # An ftyp box, then the ETag version (so a changed object has other bytes), then noise.
+        # Boxes that tile the file (ftyp, a moov holding the ETag version so a changed object
+        # has other bytes, an mdat of noise to the end), as the downloader's box walk wants.
         header = struct.pack(">I4s4sI", 32, b"ftyp", b"isom", 512) + b"isomiso2mp41" + b"\0" * 4
-        header += task.etag_version.to_bytes(4, "big")
+        header += struct.pack(">I4sI4x", 16, b"moov", task.etag_version)
+        mdat = length - len(header)
+        header += (
+            struct.pack(">I4s", mdat, b"mdat")
+            if mdat < 2**32
+            else struct.pack(">I4sQ", 1, b"mdat", mdat)
+        )
         pos = start
         while pos < end:
             offset = pos % PATTERN_SIZE
