@@ -1,0 +1,111 @@
+"""A full disk, for real: a small tmpfs holds the three folders (root only; CI is root)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import TEST_KEY, Daemon, Env, drop, wait_until
+
+SIZE = "8m"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MB tmpfs, unmounted afterwards; skipped where mounting is refused."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={SIZE}", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"mount refused: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Write a filler file until the filesystem says ENOSPC; returns it (delete to free)."""
+    filler = folder / "filler.bin"
+    block = b"\0" * 65536
+    with filler.open("wb") as f, contextlib.suppress(OSError):
+        while True:
+            f.write(block)
+            f.flush()
+    # the last partial block may still fit: squeeze out every byte
+    with contextlib.suppress(OSError), filler.open("ab") as f:
+        while True:
+            f.write(b"\0" * 512)
+            f.flush()
+    probe = folder / "probe"
+    with pytest.raises(OSError) as exc:
+        probe.write_bytes(b"x" * 4096)
+    probe.unlink(missing_ok=True)
+    assert exc.value.errno == errno.ENOSPC
+    return filler
+
+
+def stop(daemon: Daemon) -> int:
+    """SIGTERM and wait: the lock file cannot hold the PID (the helpers' usual sign of a
+    started daemon) on a full disk, so this waits on the start-up log line instead."""
+    daemon.wait_event("daemon.started", 20)
+    daemon.signal(signal.SIGTERM)
+    return daemon.wait(15)
+
+
+def test_full_disk_leaves_work_pending_and_finishes_once_there_is_space(small_disk, sim):
+    """ENOSPC: the daemon stays up (also across a restart), nothing partial is published,
+    the error is logged; freeing space lets every task finish by itself, exactly once."""
+    env = Env(small_disk.parent, sim)  # config and logs outside the small disk
+    env.inbox, env.outbox, env.failed = (small_disk / n for n in ("inbox", "outbox", "failed"))
+    for folder in (env.inbox, env.outbox, env.failed):
+        folder.mkdir()
+    env.configure(
+        inbox=str(env.inbox),
+        outbox=str(env.outbox),
+        failed=str(env.failed),
+        watch={"rescan_interval": 1},
+    )
+    names = [f"full{i}" for i in range(3)]
+    for i, name in enumerate(names):
+        sim.add_task(f"full-disk-task-{i:03d}", video_size=600_000)
+        drop(env.inbox, name, f"full-disk-task-{i:03d}")
+    filler = fill(small_disk)
+    try:
+        daemon = env.start()
+        daemon.wait_event("daemon.started", 20)
+        wait_until(
+            lambda: daemon.events("sidecar.write_error") or daemon.events("task.transient_error"),
+            30,
+            "the disk error in the log",
+        )
+        assert daemon.proc.poll() is None, "the daemon must stay up on a full disk"
+        assert not list(env.outbox.glob("*.mp4"))
+        assert stop(daemon) == 0
+        again = env.start()  # a restart while the disk is still full starts and stays up
+        again.wait_event("daemon.started", 20)
+        wait_until(lambda: again.proc.poll() is None and again.events("task.discovered"), 20)
+        assert again.proc.poll() is None
+    finally:
+        filler.unlink()
+    ended = env.wait_ended(*names, timeout=90)
+    assert all(data["state"] == "succeeded" for data in ended.values()), ended
+    videos = sorted(p.name for p in env.outbox.glob("*.mp4"))
+    assert videos == [f"{n}.mp4" for n in names], videos  # once each, no NAME-2
+    assert not list(env.outbox.glob(".*.part"))
+    assert stop(again) == 0
+    env.reap()
+    assert TEST_KEY not in env.every_file_text()
