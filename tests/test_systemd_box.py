@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -263,3 +266,72 @@ def test_a_bad_config_exits_2_and_is_not_restarted(service: Service) -> None:
         "NRestarts": "0",
     }
     assert [line for line in service.lines(cursor) if "poll.intervall" in line]
+
+
+def test_metrics_answer_from_inside_the_hardened_unit(service: Service) -> None:
+    """`metrics.listen` on 127.0.0.1: /metrics and /healthz answer from the sandboxed unit,
+    and the finished counter follows a task dropped by a producer."""
+    port = free_port()
+    service.reconfigure(metrics={"listen": f"127.0.0.1:{port}"})
+    base = f"http://127.0.0.1:{port}"
+    health = wait_until(lambda: fetch(f"{base}/healthz"), 20, "/healthz")
+    assert health == (200, "ok")
+    service.drop("counted", service.task_id("counted"))
+    service.wait_ended("counted")
+
+    def finished() -> float:
+        text = fetch(f"{base}/metrics")[1]
+        match = re.search(r'^wansync_tasks_finished_total\{outcome="succeeded"\} (\S+)', text, re.M)
+        return float(match.group(1)) if match else 0.0
+
+    wait_until(lambda: finished() >= 1, 10, "the finished counter")
+    page = fetch(f"{base}/metrics")[1]
+    assert "wansync_polls_total" in page and not any(k in page for k in service.keys)
+
+
+HOOK = """#!/bin/sh
+# what a hook may do under the unit's sandbox: write beside the files, read its variables
+out="$PWD/$WANSYNC_NAME.hooked"
+{ id -un; echo "$WANSYNC_EVENT $WANSYNC_VIDEO"; env; } > "$out"
+# and what it may not: write outside the state folder, read the key's folder
+touch /etc/wansync/hook-was-here 2>/dev/null && echo "wrote /etc" >> "$out"
+cat /etc/wansync/*key* >/dev/null 2>&1 && echo "read the key" >> "$out"
+exit 0
+"""
+
+
+def test_a_hook_runs_under_the_units_sandbox(service: Service) -> None:
+    """hooks.on_success runs as `wansync` in the outbox with WANSYNC_*, never sees the key,
+    and cannot write outside the state folder or read the key file."""
+    service.box.put("/usr/local/bin/wansync-test-hook", HOOK, "0755")
+    service.reconfigure(hooks={"on_success": "/usr/local/bin/wansync-test-hook"})
+    service.drop("hooked", service.task_id("hooked"))
+    service.wait_ended("hooked")
+    out = service.folder("outbox") / "hooked.hooked"
+    text = wait_until(lambda: out.exists() and out.read_text(), 20, "the hook's file")
+    lines = text.splitlines()
+    assert lines[0] == "wansync"
+    assert lines[1] == f"succeeded {service.state}/outbox/hooked.mp4"
+    assert "wrote /etc" not in text and "read the key" not in text
+    assert not any(key in text for key in service.keys)
+    wait_until(
+        lambda: (service.ended("hooked") or {}).get("hook", {}).get("state") == "done",
+        10,
+        "the hook record done",
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fetch(url: str) -> tuple[int, str] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode().strip()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode().strip()
+    except OSError:
+        return None
