@@ -217,10 +217,8 @@ def test_interrupted_download_resumes_after_backoff_and_retry_after():
     assert (decision.then, decision.at, decision.pause_until) == ("download", NOW.mono + 30, None)
 
 
-def test_defer_is_the_interval_while_the_rate_covers_everyone():
-    """Plain polling when N / rate <= interval, later only when the model says so."""
-    p = policy()
-    assert lifecycle.defer({}, NOW.wall + 500, 10, NOW, p) == 2.0
-    assert lifecycle.defer({}, None, 1000, NOW, p) == 2.0
-    assert lifecycle.defer({}, NOW.wall + 500, 1000, NOW, p) == 50.0  # capped at one cycle
-    assert lifecycle.defer({}, NOW.wall + 10, 1000, NOW, p) == 10.0
+def test_unfinished_poll_carries_its_deadline():
+    """Under saturation the next poll also has a latest time, counted from the poll's start
+    (the two times themselves: CompletionModel.next_poll, tests/test_predictor.py)."""
+    decision = lifecycle.after_poll(task(), report("RUNNING"), 990.0, NOW, policy(), 7.0, 12.0)
+    assert decision == PollAt(997.0, 1002.0)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import random
 from collections import defaultdict
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wansync.predictor import CompletionModel
 from wansync.scheduler import Scheduler
 
 
@@ -101,3 +106,58 @@ def test_removed_task_is_never_returned():
     sched.remove("a")
     assert sched.take(0) == "b"
     assert sched.take(10) is None
+
+
+def test_a_reached_deadline_goes_before_an_earlier_due_task():
+    """A task whose deadline has come is polled before tasks that are merely due."""
+    sched = Scheduler(interval=0.1, max_per_second=10)
+    sched.add("early", 0.0)
+    sched.add("forced", 0.5, deadline=1.0)
+    assert sched.take(1.0) == "forced"
+    assert sched.take(1.1) == "early"
+
+
+def test_deadline_is_dropped_when_the_task_is_re_added_without_one():
+    sched = Scheduler(interval=0.1, max_per_second=10)
+    sched.add("a", 0.0)
+    sched.add("b", 0.5, deadline=0.5)
+    sched.add("b", 0.6)
+    assert sched.take(1.0) == "a"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(1, 60),
+    rate=st.integers(1, 20),
+    interval=st.floats(0.05, 3.0),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_rate_interval_and_two_cycle_bound_hold_for_any_preference(n, rate, interval, seed):
+    """Whatever a policy prefers (here: random), with the predictor's deadline every task is
+    polled at least every two cycles, never faster than `interval`, never over the rate."""
+    rng = random.Random(seed)
+    sched = Scheduler(interval=interval, max_per_second=rate)
+    model = CompletionModel()  # only its bound is used here: a random policy picks `delay`
+    cycle = n / rate
+    bound = 2 * max(cycle, interval)
+    for i in range(n):
+        sched.add(i, 0.0)
+    starts: dict[int, list[float]] = defaultdict(list)
+    now, horizon = 0.0, 6 * bound
+    while now < horizon:
+        key = sched.take(now)
+        if key is None:
+            now = sched.next_time(now)  # type: ignore[assignment]
+            continue
+        starts[key].append(now)
+        delay, must = model.next_poll({}, 0.0, cycle, interval, 1 / rate)
+        if must is not None:  # saturated: any preference, even past the bound
+            delay = rng.uniform(0, 3 * bound)
+        sched.add(key, now + delay, None if must is None else now + must)
+    every = [t for ts in starts.values() for t in ts]
+    assert max_in_any_window(every) <= rate
+    for ts in starts.values():
+        gaps = [b - a for a, b in itertools.pairwise([*ts, horizon])]
+        assert min(gaps[:-1], default=interval) >= interval - 1e-9
+        assert max(gaps) <= bound + 0.01  # + the rate window's 2 ms margin, once
+    assert len(starts) == n

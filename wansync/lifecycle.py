@@ -18,7 +18,7 @@ a task is here, in one table a test can walk through:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from .api import TaskReport
 from .config import Config, DownloadConfig
@@ -56,9 +56,11 @@ class Policy:
 # -- decisions ---------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class PollAt:
-    """Not finished yet: poll again at monotonic `at`."""
+    """Not finished yet: poll again at monotonic `at`, and by `deadline` at the latest
+    (None: the rate covers everyone every interval)."""
 
     at: float
+    deadline: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +138,12 @@ def after_poll(
     now: Now,
     policy: Policy,
     defer: float,
+    must: float | None = None,
 ) -> Decision:
-    """What a poll's outcome means; `defer`: seconds to the next poll if unfinished."""
+    """What a poll's outcome means; `defer`: seconds to the next poll if unfinished, `must`:
+    seconds by which it must happen (`CompletionModel.next_poll`)."""
     if isinstance(outcome, TaskReport):
-        return after_report(task, outcome, started, now, policy, defer)
+        return after_report(task, outcome, started, now, policy, defer, must)
     if isinstance(outcome, TaskFailed):
         return Fail(outcome.code, outcome.message)
     if isinstance(outcome, Stopping):
@@ -151,7 +155,13 @@ def after_poll(
 
 
 def after_report(
-    task: Task, report: TaskReport, started: float, now: Now, policy: Policy, defer: float
+    task: Task,
+    report: TaskReport,
+    started: float,
+    now: Now,
+    policy: Policy,
+    defer: float,
+    must: float | None = None,
 ) -> Decision:
     status, output = report.status, report.output
     if status == "FAILED":
@@ -183,7 +193,7 @@ def after_report(
         except TaskFailed as exc:
             return Fail(exc.code, exc.message)
         return StartDownload(url, url_expires(url))
-    return PollAt(started + defer)  # PENDING / RUNNING
+    return PollAt(started + defer, None if must is None else started + must)  # PENDING/RUNNING
 
 
 def after_download(
@@ -225,19 +235,3 @@ def _retry(
     retry = plan(error, n, policy.interval)
     pause = now.mono + retry.pause if retry.pause is not None and then == "poll" else None
     return Retry(error.code, error.message, then, now.mono + retry.delay, retry.delay, n, pause)
-
-
-def defer(
-    output: dict[str, Any], likely_done_at: float | None, tracked: int, now: Now, policy: Policy
-) -> float:
-    """Seconds until the next poll of an unfinished task: `interval`, or later when the
-    rate cannot poll everyone that often and the task is unlikely to be done by then.
-
-    Never more than one full cycle (`N / rate`), so with the scheduler serving the
-    earliest-due first every task is still polled at least every two cycles.
-    """
-    interval = policy.interval
-    cycle = tracked / policy.max_per_second
-    if cycle <= interval or likely_done_at is None:
-        return interval  # the rate covers everyone: plain polling, nothing to ration
-    return min(cycle, max(interval, likely_done_at - now.wall))

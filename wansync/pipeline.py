@@ -231,9 +231,11 @@ class Pipeline:
             output=outcome.output,
             usage=outcome.usage,
         )
-        likely = None if finished else self.model.likely_done_at(outcome.output)
-        wait = lifecycle.defer(outcome.output, likely, len(self.tracker), now, policy)
-        decision = lifecycle.after_poll(task, outcome, done.started, now, policy, wait)
+        rate = policy.max_per_second
+        wait, must = self.model.next_poll(
+            outcome.output, now.wall, len(self.tracker) / rate, policy.interval, 1 / rate
+        )
+        decision = lifecycle.after_poll(task, outcome, done.started, now, policy, wait, must)
         if isinstance(decision, lifecycle.PollAt | lifecycle.StartDownload):
             task.errors_in_row = 0
         self.apply(task, decision, now)
@@ -272,9 +274,9 @@ class Pipeline:
     def apply(self, task: Task, decision: Decision, now: Now) -> None:
         data = task.data
         match decision:
-            case lifecycle.PollAt(at=at):
+            case lifecycle.PollAt(at=at, deadline=deadline):
                 data.update(error=None, next_poll=sidecar.utc_iso(now.wall + at - now.mono))
-                self.scheduler.add(task.name, at)
+                self.scheduler.add(task.name, at, deadline)
             case lifecycle.StartDownload(expires=expires):
                 task.set_state("downloading")
                 data.update(

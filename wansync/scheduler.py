@@ -3,6 +3,10 @@
 Pure bookkeeping with `now` passed in (no clock, no threads), so tests drive time by hand.
 The earliest-due task goes first; an overdue task keeps its original due time, so with
 more tasks than the rate allows they are served in order of lateness and none starves.
+A task may also carry a deadline (the latest it must be polled): once that has come it goes
+before every merely due task, earliest deadline first. Poll starts are at least 1/rate
+apart, so deadlines set a fixed time after each poll are too, and a forced poll waits at
+most a slot or so: that is what bounds the gap while `due` is free to say "not yet".
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ class Scheduler:
         self.max_per_second = max_per_second
         self._heap: list[tuple[float, int, Hashable]] = []
         self._due: dict[Hashable, tuple[float, int]] = {}
+        self._deadlines: list[tuple[float, int, Hashable]] = []
+        self._deadline: dict[Hashable, tuple[float, int]] = {}
         self._seq = itertools.count()
         self._recent: deque[float] = deque()  # start times of the last polls (<= 1 s)
         self._last_start: dict[Hashable, float] = {}
@@ -31,23 +37,32 @@ class Scheduler:
         self._probing = False
 
     # -- membership ------------------------------------------------------------------
-    def add(self, key: Hashable, due: float) -> None:
-        """Schedule `key` at `due`, never sooner than `interval` after its last poll began."""
+    def add(self, key: Hashable, due: float, deadline: float | None = None) -> None:
+        """Schedule `key` at `due`, never sooner than `interval` after its last poll began;
+        from `deadline` on (if given) it goes before every task that has none due yet."""
+        if deadline is not None:
+            due = min(due, deadline)  # the bound wins over a later preference
         last = self._last_start.get(key)
         if last is not None:
-            due = max(due, last + self.interval)
+            due = max(due, last + self.interval)  # and the interval over everything
         seq = next(self._seq)
         self._due[key] = (due, seq)
         heapq.heappush(self._heap, (due, seq, key))
+        self._deadline.pop(key, None)
+        if deadline is not None:
+            deadline = max(deadline, due)
+            self._deadline[key] = (deadline, seq)
+            heapq.heappush(self._deadlines, (deadline, seq, key))
 
     def remove(self, key: Hashable) -> None:
         """Forget `key` (finished, downloading, or removed by the user)."""
-        self._due.pop(key, None)
+        self.park(key)
         self._last_start.pop(key, None)
 
     def park(self, key: Hashable) -> None:
         """Take `key` out of the queue but remember when it was last polled."""
         self._due.pop(key, None)
+        self._deadline.pop(key, None)
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._due
@@ -92,13 +107,19 @@ class Scheduler:
             start = max(start, self._recent[-limit] + 1.0 + _EPSILON)
         return start
 
-    def _peek(self) -> tuple[float, Hashable] | None:
-        while self._heap:
-            due, seq, key = self._heap[0]
-            if self._due.get(key) == (due, seq):
-                return due, key
-            heapq.heappop(self._heap)
+    @staticmethod
+    def _head(
+        heap: list[tuple[float, int, Hashable]], live: dict[Hashable, tuple[float, int]]
+    ) -> tuple[float, Hashable] | None:
+        while heap:
+            when, seq, key = heap[0]
+            if live.get(key) == (when, seq):
+                return when, key
+            heapq.heappop(heap)  # superseded by a later add, taken, parked or removed
         return None
+
+    def _peek(self) -> tuple[float, Hashable] | None:
+        return self._head(self._heap, self._due)
 
     def next_time(self, now: float) -> float | None:
         """When the next poll may start (possibly `now` or earlier), or None if nothing waits."""
@@ -112,11 +133,12 @@ class Scheduler:
         when = self.next_time(now)
         if when is None or when > now:
             return None
-        head = self._peek()
+        forced = self._head(self._deadlines, self._deadline)
+        head = forced if forced is not None and forced[0] <= now else self._peek()
         assert head is not None  # next_time() saw it
         _, key = head
-        heapq.heappop(self._heap)
         del self._due[key]
+        self._deadline.pop(key, None)
         self._recent.append(now)
         self._last_start[key] = now
         if self._probe_pending:
