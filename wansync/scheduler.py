@@ -39,7 +39,7 @@ class Scheduler:
     # -- membership ------------------------------------------------------------------
     def add(self, key: Hashable, due: float, deadline: float | None = None) -> None:
         """Schedule `key` at `due`, never sooner than `interval` after its last poll began;
-        from `deadline` on (if given) it goes before every task that has none due yet."""
+        from `deadline` on (if given) it goes before every task whose deadline has not come."""
         if deadline is not None:
             due = min(due, deadline)  # the bound wins over a later preference
         last = self._last_start.get(key)
