@@ -245,7 +245,7 @@ def test_every_invalid_field_fails_the_job_as_invalid_job_file(jobs_env, sim, tm
         "meta-date": (
             "prompt: p\nmedia: [{type: first_frame, url: 'https://e.com/a.png'}]\n"
             "meta: {when: 2026-01-01}\n",
-            "meta: must hold plain JSON values",
+            "meta.when: a date is not a JSON value",
         ),
     }
     for name, (doc, _) in bad.items():

@@ -11,6 +11,7 @@ and requests' per-call machinery (sessions, hooks, cookies) doubled its CPU cost
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from urllib.parse import urlencode
 import urllib3
 
 from . import __version__
+from .bounded import json_loads
 from .errors import (
     AuthRejected,
     MalformedResponse,
@@ -35,6 +37,7 @@ from .log import scrub
 from .taskfile import TASK_ID
 
 MAX_BODY = 1024 * 1024
+MAX_RETRY_AFTER = 600.0  # seconds: SPEC §5, a remote-supplied delay has a cap
 USER_AGENT = f"wansync/{__version__}"
 STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN")
 SUBMIT_PATH = "/api/v1/services/aigc/video-generation/video-synthesis"
@@ -69,19 +72,27 @@ class TaskReport:
     usage: dict[str, Any] | None
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a `Retry-After` header (delta seconds or an HTTP date)."""
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a `Retry-After` header (delta seconds or an HTTP date), at most 10 min.
+
+    The remote chooses this number: `1e20`, `inf`, a date in 2100 must not stop polling
+    for ever (or raise), so it is capped at `MAX_RETRY_AFTER`; what cannot be read
+    (`nan`, junk) is None, as if there were no header.
+    """
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
+        try:
+            when = parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError, OverflowError, IndexError):
+            return None
+        seconds = when - (time.time() if now is None else now)
+    if math.isnan(seconds):
         return None
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 def _read_bounded(resp: urllib3.BaseHTTPResponse) -> bytes:
@@ -94,7 +105,7 @@ def _read_bounded(resp: urllib3.BaseHTTPResponse) -> bytes:
 
 def _error_fields(body: bytes) -> tuple[str | None, str | None]:
     try:
-        obj = json.loads(body)
+        obj = json_loads(body)
     except ValueError:
         return None, None
     if not isinstance(obj, dict):
@@ -105,7 +116,7 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None]:
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
-        obj = json.loads(body)
+        obj = json_loads(body)  # bounded: its output is written into sidecars as is
     except ValueError:
         return None
     return obj if isinstance(obj, dict) else None

@@ -114,6 +114,8 @@ class Intake:
     def take(self, now: Now, burst_names: set[str] | None) -> None:
         """Hand every settled file on (in burst, only the ones the scan found)."""
         for path in self.candidates.take(now.mono):
+            if publish.refuse_name(self.folders, path):  # not UTF-8, too long: to failed/
+                continue
             name = name_of(path)
             if name in self.tracker or (burst_names is not None and name not in burst_names):
                 continue

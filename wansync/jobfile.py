@@ -9,19 +9,17 @@ one first-frame image as `img_url`.
 from __future__ import annotations
 
 import copy
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .errors import JobFileError
-from .fsutil import NotARegularFile, read_small
+from . import bounded, names, taskfile
+from .errors import JobFileError, TaskFileError
+from .fsutil import FileTooLarge, NotARegularFile, open_regular, read_small
 from .taskfile import is_visible
 
-JOB_SUFFIX = ".job"
+JOB_SUFFIX = names.JOB_SUFFIX
 MAX_BYTES = 256 * 1024
 MAX_PROMPT = 5000
 MEDIA_TYPES = ("first_frame", "last_frame", "driving_audio", "first_clip")
@@ -52,10 +50,18 @@ KNOWN_FIELDS = (
 
 @dataclass(frozen=True)
 class LocalFile:
-    """A file to upload before the submit; `slot` is where its URL goes in the body."""
+    """A file to upload before the submit; `slot` is where its URL goes in the body.
+
+    `dev`, `ino` and `size` are what was checked: the upload opens the file again (a
+    queue of jobs must not hold thousands of descriptors) and sends it only if the
+    descriptor it opened is that same regular file, and never more than `size` bytes.
+    """
 
     slot: tuple[str | int, ...]  # keys from the body's root, e.g. ("input", "media", 0, "url")
     path: Path
+    dev: int = -1
+    ino: int = -1
+    size: int = -1
 
 
 @dataclass(frozen=True)
@@ -94,8 +100,15 @@ def request_body(spec: JobSpec, urls: list[str]) -> dict[str, Any]:
 
 
 def read(path: Path, default_model: str, max_upload_bytes: int) -> JobSpec:
+    """Read and check a job file: its name, its size, its content, its local files."""
+    try:
+        names.check(job_name(path))
+    except names.BadName as exc:
+        raise JobFileError(str(exc)) from None
     try:
         data = read_small(path, MAX_BYTES)
+    except FileTooLarge:
+        raise JobFileError(f"file is larger than {MAX_BYTES // 1024} KiB") from None
     except NotARegularFile as exc:
         raise JobFileError(str(exc)) from None
     return parse(data, default_model, path.parent, max_upload_bytes)
@@ -106,14 +119,12 @@ def parse(data: bytes, default_model: str, base: Path, max_upload_bytes: int) ->
     if len(data) > MAX_BYTES:
         raise JobFileError(f"file is larger than {MAX_BYTES // 1024} KiB")
     try:
-        text = data.decode("utf-8-sig")
-        doc = yaml.safe_load(text)
+        doc = bounded.yaml_loads(data.decode("utf-8-sig"))
+        bounded.check_tree(doc)  # plain JSON values only: it all goes into JSON files
     except UnicodeDecodeError:
         raise JobFileError("file is not UTF-8 text") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise JobFileError(f"file is not valid YAML or JSON{where}") from None
+    except bounded.Unparsable as exc:
+        raise JobFileError(f"file is {exc}" if str(exc).startswith("not ") else str(exc)) from None
     if not isinstance(doc, dict):
         raise JobFileError("must be a mapping with at least a prompt and media (or img_url)")
     return _Parser(doc, default_model, base, max_upload_bytes).spec()
@@ -145,15 +156,31 @@ class _Parser:
             if "media" in self.doc:
                 raise JobFileError(f"media: {model} takes one image as img_url or image")
             inputs["img_url"] = self._image()
+        body = {"model": model, "input": inputs, "parameters": self._parameters()}
+        return JobSpec(model, body, tuple(self.uploads), self._meta())
+
+    def _meta(self) -> dict[str, Any]:
+        """The meta as the job's `.task` will hold it, proven writable and readable now.
+
+        The `.task` is written only after the task exists (and is paid for): a meta it
+        could not hold (over 64 KiB, too deep, NaN) must stop the job before the create.
+        """
         meta = self.doc.get("meta", {})
         if not isinstance(meta, dict):
             raise JobFileError("meta: must be a mapping")
         try:
-            json.dumps(meta, allow_nan=False)
+            rendered = taskfile.render(taskfile.LONGEST_ID, meta)
         except (TypeError, ValueError):
             raise JobFileError("meta: must hold plain JSON values (text, numbers, lists)") from None
-        body = {"model": model, "input": inputs, "parameters": self._parameters()}
-        return JobSpec(model, body, tuple(self.uploads), meta)
+        if len(rendered) > taskfile.MAX_BYTES:
+            raise JobFileError(
+                f"meta: {len(rendered)} bytes as the job's .task, over the "
+                f"{taskfile.MAX_BYTES // 1024} KiB a task file may hold"
+            )
+        try:
+            return taskfile.parse(rendered).meta
+        except TaskFileError as exc:
+            raise JobFileError(f"meta: the job's .task would be refused: {exc}") from None
 
     def _text(self, key: str, limit: int) -> str | None:
         value = self.doc.get(key)
@@ -202,7 +229,12 @@ class _Parser:
         return self._source(item, key, "image", ("input", "img_url"), named=key)
 
     def _source(
-        self, item: dict[str, Any], where: str, kind: str, slot: tuple, named: str | None = None
+        self,
+        item: dict[str, Any],
+        where: str,
+        kind: str,
+        slot: tuple[str | int, ...],
+        named: str | None = None,
     ) -> str:
         """A URL as given, or a local file checked now and uploaded later ("" until then)."""
         if ("url" in item) == ("path" in item):
@@ -222,20 +254,19 @@ class _Parser:
             allowed = ", ".join(FILE_KINDS[kind])
             raise JobFileError(f"{label}: {raw!r} is not a {kind} file ({allowed})")
         try:
-            st = path.stat()
+            fd, st = open_regular(path)  # no link (it could point at ~/.ssh), no FIFO
+        except NotARegularFile as exc:
+            raise JobFileError(f"{label}: {raw!r} {exc}") from None
         except OSError as exc:
             raise JobFileError(f"{label}: {raw!r}: {exc.strerror}") from None
-        if not path.is_file():
-            raise JobFileError(f"{label}: {raw!r} is not a regular file")
+        os.close(fd)
         if st.st_size == 0:
             raise JobFileError(f"{label}: {raw!r} is empty")
         if st.st_size > self.limit:
             raise JobFileError(
                 f"{label}: {raw!r} is larger than submit.max_upload_bytes ({self.limit})"
             )
-        if not os.access(path, os.R_OK):
-            raise JobFileError(f"{label}: {raw!r} is not readable by wansync")
-        self.uploads.append(LocalFile(slot, path))
+        self.uploads.append(LocalFile(slot, path, st.st_dev, st.st_ino, st.st_size))
         return ""
 
     def _parameters(self) -> dict[str, Any]:

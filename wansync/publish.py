@@ -11,33 +11,20 @@ finished, and `resume` carries it on from wherever it stopped. Every step is ide
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
+import os
+import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import sidecar
+from . import log, names, sidecar
 from .fsutil import fsync_dir, move_durable
-from .jobfile import JOB_SUFFIX
-from .taskfile import TASK_SUFFIX
+from .names import JOB_SUFFIX, MAX_K, MAX_STEM_BYTES, MP4, PUBLISHED_SUFFIXES, TASK_SUFFIX, stem
 
-MP4 = ".mp4"
-MAX_STEM_BYTES = 200  # leaves room for ".status.json", "-k", ".part" and temp suffixes
-
-
-def stem(name: str) -> str:
-    """The base of every file wansync makes for task `name`.
-
-    It is `name` itself, unless that would push a derived name (`.NAME.mp4.part`,
-    `NAME-2.status.json`) past the 255-byte limit of most filesystems; then a shortened
-    name plus a hash of the full one. The sidecar's `name` always keeps the full name.
-    """
-    raw = name.encode("utf-8", "surrogateescape")
-    if len(raw) <= MAX_STEM_BYTES:
-        return name
-    cut = raw[: MAX_STEM_BYTES - 10].decode("utf-8", "ignore")
-    return f"{cut}~{hashlib.sha256(raw).hexdigest()[:8]}"
+__all__ = ["MAX_STEM_BYTES", "MP4", "Folders", "free_name", "publish", "refuse_name", "stem"]
+ATTEMPTS = 3  # names re-chosen when something else took the chosen one meanwhile
 
 
 @dataclass(frozen=True)
@@ -48,7 +35,7 @@ class Folders:
 
     def part(self, name: str) -> Path:
         """Where a download grows: hidden, in the outbox, so the final rename is atomic."""
-        return self.outbox / f".{stem(name)}{MP4}.part"
+        return self.outbox / f".{stem(name)}{names.PART_SUFFIX}"
 
     def task(self, name: str) -> Path:
         return self.inbox / f"{name}{TASK_SUFFIX}"
@@ -64,12 +51,15 @@ class Folders:
 
 
 def free_name(folder: Path, name: str) -> str:
-    """`name`, or the smallest `name-k` (k ≥ 2) none of whose files exist in `folder`."""
-    for candidate in itertools.chain([name], (f"{name}-{k}" for k in itertools.count(2))):
-        suffixes = (MP4, sidecar.SUFFIX, TASK_SUFFIX, JOB_SUFFIX)
-        if not any((folder / f"{candidate}{s}").exists() for s in suffixes):
+    """`name`, or the smallest `name-k` (k ≥ 2) none of whose files exist in `folder`.
+
+    A link counts as taken, even one that points nowhere (`lexists`): a publish never
+    writes onto, or through, anything it did not make.
+    """
+    for candidate in itertools.chain([name], (f"{name}-{k}" for k in range(2, MAX_K + 1))):
+        if not any(os.path.lexists(folder / f"{candidate}{s}") for s in PUBLISHED_SUFFIXES):
             return candidate
-    raise AssertionError("unreachable")
+    raise FileExistsError(f"{folder}: every name from {name} to {name}-{MAX_K} is taken")
 
 
 def finalize(folders: Folders, data: dict[str, Any]) -> None:
@@ -83,37 +73,115 @@ def finalize(folders: Folders, data: dict[str, Any]) -> None:
     sidecar.write(folders.sidecar(name), data)
 
 
+def _is_file(path: Path) -> bool:
+    """A regular file itself, not a link to one (a link planted at our `.part`)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _pending(folders: Folders, data: dict[str, Any], ours: bool) -> list[tuple[Path, str]]:
+    """The moves (2)-(5) not yet done, in order: (what is still in place, its suffix)."""
+    name = data["name"]
+    steps: list[tuple[Path, str]] = []
+    if data["state"] == "succeeded" and _is_file(folders.part(name)):
+        steps.append((folders.part(name), MP4))
+    if ours and data.get("job") and os.path.lexists(folders.job(name)):
+        steps.append((folders.job(name), JOB_SUFFIX))
+    if ours and os.path.lexists(folders.task(name)):
+        steps.append((folders.task(name), TASK_SUFFIX))
+    if os.path.lexists(folders.sidecar(name)):
+        steps.append((folders.sidecar(name), sidecar.SUFFIX))
+    return steps
+
+
+def _usable(chosen: Any, dest: Path, steps: list[tuple[Path, str]]) -> bool:
+    """`published_as` is a plain name and nothing took its remaining files' places."""
+    try:
+        names.check_published(chosen)
+    except (names.BadName, TypeError, AttributeError):
+        return False
+    return not any(os.path.lexists(dest / f"{chosen}{suffix}") for _, suffix in steps)
+
+
 def resume(folders: Folders, data: dict[str, Any], task_file_is_ours: bool) -> Path:
     """Steps (2) to (5) from wherever they stopped; returns the published sidecar's path.
 
     `task_file_is_ours` is False when the `.task` had already gone: then a `.task` or
     `.job` of the same name in the inbox is a new one the user dropped (a retry).
+    `published_as` is checked again here (a plain name), and if something took one of
+    its places meanwhile (a file, a link, even a dangling one), the rest of the moves go
+    to a newly chosen free name, recorded in the inbox sidecar first.
     """
-    name, chosen = data["name"], data["published_as"]
     dest = folders.destination(data)
-    part = folders.part(name)
-    if data["state"] == "succeeded":
-        video = dest / f"{chosen}{MP4}"
-        if part.exists() and not video.exists():
-            move_durable(part, video)
-    else:
+    if data["state"] != "succeeded":
         with contextlib.suppress(FileNotFoundError):
-            part.unlink()  # our own partial download, never published
-    job = folders.job(name)
-    if task_file_is_ours and data.get("job") and job.exists():
-        move_durable(job, dest / f"{chosen}{JOB_SUFFIX}")
-    task = folders.task(name)
-    if task_file_is_ours and task.exists():
-        move_durable(task, dest / f"{chosen}{TASK_SUFFIX}")
-    final = dest / f"{chosen}{sidecar.SUFFIX}"
-    src = folders.sidecar(name)
-    if src.exists():
-        move_durable(src, final)
-    fsync_dir(dest)
-    return final
+            folders.part(data["name"]).unlink()  # our own partial download, never published
+    for _ in range(ATTEMPTS):
+        steps = _pending(folders, data, task_file_is_ours)
+        if not _usable(data.get("published_as"), dest, steps):
+            _choose_again(folders, data, steps)
+            continue
+        chosen = data["published_as"]
+        try:
+            for src, suffix in steps:
+                move_durable(src, dest / f"{chosen}{suffix}")
+        except FileExistsError:
+            continue  # taken between the check and the move: choose again
+        fsync_dir(dest)
+        return dest / f"{chosen}{sidecar.SUFFIX}"
+    raise FileExistsError(f"{dest}: the names chosen for {data['name']} were taken meanwhile")
+
+
+def _choose_again(folders: Folders, data: dict[str, Any], steps: list[tuple[Path, str]]) -> None:
+    """A new free name for the moves still to do, written to the journal before any."""
+    chosen = free_name(folders.destination(data), stem(data["name"]))
+    data["published_as"] = chosen
+    if any(suffix == MP4 for _, suffix in steps) and isinstance(data.get("video"), dict):
+        data["video"]["path"] = f"{chosen}{MP4}"
+    if any(suffix == sidecar.SUFFIX for _, suffix in steps):
+        sidecar.write(folders.sidecar(data["name"]), data)
 
 
 def publish(folders: Folders, data: dict[str, Any]) -> Path:
     """Finalize and move: the whole publish, in order."""
     finalize(folders, data)
     return resume(folders, data, task_file_is_ours=True)
+
+
+def refuse_name(folders: Folders, path: Path) -> bool:
+    """True when `path`'s NAME is one wansync cannot build its files from; it goes to failed/.
+
+    A name that is not valid UTF-8 (it could not be written to a sidecar or a log), or so
+    long that `NAME.task` would pass 255 bytes. The file is moved to `failed/` under a
+    printable name (bad bytes escaped as `\\xff`, shortened with a hash if long) beside a
+    sidecar that says why. Nothing else is made for it: no inbox sidecar, no task.
+    """
+    is_job = path.name.endswith(JOB_SUFFIX)
+    name = path.name[: -len(JOB_SUFFIX if is_job else TASK_SUFFIX)]
+    try:
+        names.check(name)
+        return False
+    except names.BadName as exc:
+        reason = f"{names.escape(path.name)}: {exc}"
+    shown, suffix = names.escape(name), JOB_SUFFIX if is_job else TASK_SUFFIX
+    code = "InvalidJobFile" if is_job else "InvalidTaskFile"
+    data = sidecar.new(shown, None, {}, time.time())
+    data.update(
+        state="failed", finished=sidecar.utc_iso(), error=sidecar.error(code, reason, False)
+    )
+    if is_job:
+        data["job"] = {"file": names.escape(path.name), "model": None, "attempts": 0}
+        data["job"].update(submit_started=None, submitted=None, found_by=None)
+    event = "job.invalid" if is_job else "task.invalid"
+    logger = log.get("wansync.publish")
+    try:
+        data["published_as"] = chosen = free_name(folders.failed, stem(shown))
+        move_durable(path, folders.failed / f"{chosen}{suffix}")
+        sidecar.write(folders.failed / f"{chosen}{sidecar.SUFFIX}", data)
+    except OSError as exc:  # gone meanwhile, or failed/ unwritable: the next scan tries again
+        logger.error(event, name=shown, error=reason, detail=f"not moved: {exc.strerror or exc}")
+        return True
+    logger.warning(event, name=shown, file=names.escape(path.name), error=reason, code=code)
+    return True

@@ -1,18 +1,31 @@
-"""The status sidecar `NAME.status.json`: its schema, timestamps, and atomic read/write."""
+"""The status sidecar `NAME.status.json`: its schema, timestamps, and atomic read/write.
+
+A sidecar read back is as untrusted as a producer's file (anyone in the group may edit
+it, a disk may cut it short): `read` caps its size, bounds its depth, and checks the
+type of every field wansync reads back, so a wrong one makes it absent (the task's
+sidecar is then rebuilt from its `.task`), never a crash or a write outside the folders.
+"""
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from .fsutil import write_json_atomic
+import structlog
+
+from . import bounded, log, names
+from .fsutil import NotARegularFile, read_small, write_json_atomic
+from .taskfile import TASK_ID
 
 SCHEMA_VERSION = 1
-SUFFIX = ".status.json"
+SUFFIX = names.SIDECAR_SUFFIX
 TERMINAL_STATES = ("succeeded", "failed")
+STATES = ("queued", "submitting", "polling", "downloading", *TERMINAL_STATES)
+MAX_BYTES = 1024 * 1024
+MAX_DEPTH = bounded.MAX_DEPTH + 1  # a task's meta (64 deep) sits one level down
 
 # A job is `queued` then `submitting`; from `polling` on, a job and a task are the same.
 State = Literal["queued", "submitting", "polling", "downloading", "succeeded", "failed"]
@@ -83,11 +96,148 @@ def write(path: Path, data: dict[str, Any], durable: bool = True) -> None:
 
 
 def read(path: Path) -> dict[str, Any] | None:
-    """The sidecar at `path`, or None when it is missing or not a wansync sidecar."""
+    """The sidecar at `path`, or None when it is missing or not a valid wansync sidecar.
+
+    Opened without following a link or blocking, at most 1 MiB (by `fstat`, before
+    reading), depth-bounded, every field type-checked (`problem`). A sidecar that is
+    there but refused is logged (`sidecar.invalid`) with the reason.
+    """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        raw = read_small(path, MAX_BYTES)
+        data = bounded.json_loads(raw.decode("utf-8"), MAX_DEPTH)
+        why = problem(data, path.name)
+    except FileNotFoundError:
         return None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
-        return None
-    return data
+    except (OSError, NotARegularFile, UnicodeDecodeError, bounded.Unparsable) as exc:
+        why = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or "unreadable"
+        if isinstance(exc, UnicodeDecodeError):
+            why = "not UTF-8"
+    if why is None:
+        return {**new("", None, {}, 0.0), "first_seen": None, **data}  # missing: default
+    if structlog.is_configured():  # the daemon; a command's output must stay its own
+        log.get("wansync.sidecar").warning(
+            "sidecar.invalid", file=names.escape(path.name), error=why, detail="ignored"
+        )
+    return None
+
+
+# -- what a sidecar read back must hold ---------------------------------------------------
+def _text(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _maybe_text(v: Any) -> bool:
+    return v is None or isinstance(v, str)
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _maybe_count(v: Any) -> bool:
+    return v is None or _count(v)
+
+
+def _plain_name(v: Any) -> bool:
+    try:
+        names.check_published(v)
+    except (names.BadName, TypeError, AttributeError):
+        return False
+    return True
+
+
+def _record(
+    fields: dict[str, Callable[[Any], bool]], optional: tuple[str, ...] = ()
+) -> Callable[[Any], bool]:
+    """A check for a JSON object whose listed fields pass their checks (extra keys are fine)."""
+
+    def check(v: Any) -> bool:
+        return isinstance(v, dict) and all(
+            (key in v and ok(v[key])) or (key in optional and key not in v)
+            for key, ok in fields.items()
+        )
+
+    return check
+
+
+def _or_none(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+_ERROR = _record({"code": _text, "message": _text, "transient": lambda v: isinstance(v, bool)})
+_VIDEO = _record({"path": _plain_name, "bytes": _count, "sha256": _text, "content_type": _text})
+_DOWNLOAD = _record(
+    {"etag": _maybe_text, "bytes": _count, "total": _maybe_count}, optional=("bytes", "total")
+)
+_JOB = _record(
+    {
+        "file": _text,
+        "model": _maybe_text,
+        "attempts": _count,
+        "submit_started": _maybe_text,
+        "submitted": _maybe_text,
+        "found_by": _maybe_text,
+    }
+)
+FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
+    # key: (required, check, what it must be); a missing field reads as its default
+    "schema": (True, lambda v: v == SCHEMA_VERSION and not isinstance(v, bool), "1"),
+    "name": (True, lambda v: _text(v) and v and "/" not in v and "\0" not in v, "a name"),
+    "task_id": (False, lambda v: v is None or (_text(v) and bool(TASK_ID.match(v))), "an id"),
+    "meta": (False, lambda v: isinstance(v, dict), "a mapping"),
+    "state": (True, lambda v: v in STATES, f"one of {', '.join(STATES)}"),
+    "task_status": (False, _maybe_text, "text or null"),
+    "polls": (False, _count, "a whole number >= 0"),
+    "first_seen": (False, _maybe_text, "text or null"),
+    "last_polled": (False, _maybe_text, "text or null"),
+    "next_poll": (False, _maybe_text, "text or null"),
+    "finished": (False, _maybe_text, "text or null"),
+    "request_id": (False, _maybe_text, "text or null"),
+    "error": (False, _or_none(_ERROR), "null or {code, message, transient}"),
+    "output": (False, lambda v: v is None or isinstance(v, dict), "null or a mapping"),
+    "usage": (False, lambda v: v is None or isinstance(v, dict), "null or a mapping"),
+    "expires": (False, _maybe_text, "text or null"),
+    "video": (False, _or_none(_VIDEO), "null or {path, bytes, sha256, content_type}"),
+    "download": (False, _or_none(_DOWNLOAD), "null or {etag}"),
+    "published_as": (False, _or_none(_plain_name), "null or a plain file name"),
+    "job": (False, _or_none(_JOB), "null or the job's record"),
+}
+
+
+def problem(data: Any, filename: str) -> str | None:
+    """What is wrong with `data` as the sidecar file `filename`, or None if nothing is."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    for key, (required, ok, what) in FIELDS.items():
+        if key in data:
+            if not ok(data[key]):
+                return f"{key} must be {what}"
+        elif required:
+            return f"{key} is missing"
+    if filename not in _own_files(data):
+        return f"name {data['name'][:80]!r} is not this file's task"
+    return _state_problem(data)
+
+
+def _own_files(data: dict[str, Any]) -> set[str]:
+    """The file names a sidecar of this task may have: live in the inbox, or published."""
+    own = {f"{names.stem(data['name'])}{SUFFIX}"}
+    if data.get("published_as"):
+        own.add(f"{data['published_as']}{SUFFIX}")
+    return own
+
+
+def _state_problem(data: dict[str, Any]) -> str | None:
+    """Fields that a state needs in order to go on from it."""
+    state, output = data["state"], data.get("output")
+    if state == "downloading" and not (output and isinstance(output.get("video_url"), str)):
+        return "state downloading needs output.video_url as text"
+    if state == "failed" and data.get("error") is None:
+        return "state failed needs an error"
+    if state == "succeeded" and data.get("video") is None:
+        return "state succeeded needs a video"
+    if state in ("queued", "submitting"):
+        job = data.get("job")
+        if not job or (state == "submitting" and not isinstance(job["model"], str)):
+            return f"state {state} needs the job's record (with its model)"
+    return None

@@ -17,6 +17,7 @@ from typing import Any
 from . import sidecar
 from .api import TaskApi
 from .errors import SubmitAmbiguous
+from .jobfile import LocalFile
 from .messages import JobStepDone, LookupDone, Mailbox, PostDone, UploadDone
 from .publish import Folders
 from .upload import Uploader
@@ -27,7 +28,7 @@ from .workers import attempt
 class UploadJob:
     name: str
     model: str
-    paths: list[Path]
+    paths: list[LocalFile]  # as checked: the upload sends only that same file
 
 
 @dataclass(frozen=True, slots=True)

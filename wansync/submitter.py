@@ -226,7 +226,7 @@ class Submitter:
         assert job.spec is not None
         if job.spec.uploads:
             job.step = "uploading"
-            paths = [u.path for u in job.spec.uploads]
+            paths = list(job.spec.uploads)  # what was checked: the upload holds it to that
             self.worker.submit(UploadJob(job.name, job.spec.model, paths))
         else:
             self._send(job, [], now)

@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import bounded, names
 from .errors import TaskFileError
-from .fsutil import NotARegularFile, read_small
+from .fsutil import FileTooLarge, NotARegularFile, read_small
 
-TASK_SUFFIX = ".task"
+TASK_SUFFIX = names.TASK_SUFFIX
 MAX_BYTES = 64 * 1024
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{7,127}$")
+LONGEST_ID = "A" * 128  # the longest id the API may hand back, for size checks
 
 
 @dataclass(frozen=True)
@@ -69,10 +71,9 @@ def parse(data: bytes) -> TaskSpec:
 
 def _parse_json(text: str) -> TaskSpec:
     try:
-        obj = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        where = f" (line {exc.lineno}, column {exc.colno})" if hasattr(exc, "lineno") else ""
-        raise TaskFileError(f"file is not valid JSON{where}") from None
+        obj = bounded.json_loads(text)
+    except bounded.Unparsable as exc:
+        raise TaskFileError(f"file is {exc}" if str(exc).startswith("not ") else str(exc)) from None
     if not isinstance(obj, dict):
         raise TaskFileError("JSON must be an object with a task_id")
     if "task_id" not in obj:
@@ -84,10 +85,26 @@ def _parse_json(text: str) -> TaskSpec:
     return TaskSpec(check_task_id(task_id), meta)
 
 
+def render(task_id: str, meta: dict[str, Any]) -> bytes:
+    """The `.task` wansync writes for a job's new task (what a producer would have dropped).
+
+    A job is checked against exactly these bytes before its create request is sent, so a
+    task that exists can always be written and read back.
+    """
+    text = json.dumps({**meta, "task_id": task_id}, ensure_ascii=False, allow_nan=False)
+    return (text + "\n").encode("utf-8")
+
+
 def read(path: Path) -> TaskSpec:
-    """Read a task file from disk (at most 64 KiB + 1 byte, so a huge file costs nothing)."""
+    """Read a task file from disk: a name wansync can build on, at most 64 KiB, no link."""
+    try:
+        names.check(task_name(path))
+    except names.BadName as exc:
+        raise TaskFileError(str(exc)) from None
     try:
         data = read_small(path, MAX_BYTES)
+    except FileTooLarge:
+        raise TaskFileError(f"file is larger than {MAX_BYTES // 1024} KiB") from None
     except NotARegularFile as exc:
         raise TaskFileError(str(exc)) from None
     return parse(data)

@@ -1,0 +1,129 @@
+"""Every file name wansync derives from a task's NAME, and the one check that they all fit.
+
+A task `NAME` (from `NAME.task` or `NAME.job`) gives: its `.task` (which wansync writes
+for a job, through a producer-style temp file), its sidecar and the sidecar's scratch
+temp file, the hidden `.part` of its download, and the published `NAME[-k].*` files.
+Most filesystems refuse names over 255 bytes. All derived names except `NAME.task` and
+`NAME.job` themselves are built from `stem(NAME)`, which is NAME shortened with a hash
+when long, so the only limit a user meets is NAME.task (and so NAME) within 255 bytes.
+`check` proves it for every derived name at once, before anything is sent or written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+NAME_MAX = 255  # bytes, the limit of ext4, xfs, btrfs, tmpfs, NFS...
+MAX_STEM_BYTES = 200  # leaves room for ".status.json", "-k", ".part" and temp suffixes
+TASK_SUFFIX = ".task"
+JOB_SUFFIX = ".job"
+SIDECAR_SUFFIX = ".status.json"
+MP4 = ".mp4"
+PART_SUFFIX = ".mp4.part"
+TEMP_SUFFIX = ".wansync-tmp"
+PUBLISHED_SUFFIXES = (MP4, SIDECAR_SUFFIX, TASK_SUFFIX, JOB_SUFFIX)
+MAX_K = 999_999  # the largest `-k` a publish may add (a folder of a million same names)
+PID_MAX = 4_194_304  # Linux's largest pid_max: the longest pid a temp name can hold
+TOKEN_HEX = 8  # characters of randomness in a scratch temp name
+
+
+class BadName(ValueError):
+    """A name wansync cannot build its files from; the message says why."""
+
+
+def fit(name: str, limit: int) -> str:
+    """`name`, or when its UTF-8 form passes `limit` bytes, a shortened name plus a hash.
+
+    The hash is of the full name, so two long names that share a beginning stay apart.
+    """
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= limit:
+        return name
+    cut = raw[: limit - 10].decode("utf-8", "ignore")  # as wansync always cut (stable names)
+    return f"{cut}~{hashlib.sha256(raw).hexdigest()[:8]}"
+
+
+def stem(name: str) -> str:
+    """The base of every file wansync makes for task `name` (sidecar, `.part`, published).
+
+    It is `name` itself, unless that would push a derived name (`.NAME.mp4.part`,
+    `NAME-2.status.json`) past 255 bytes; then a shortened name plus a hash of the full
+    one. The sidecar's `name` always keeps the full name.
+    """
+    return fit(name, MAX_STEM_BYTES)
+
+
+def escape(name: str) -> str:
+    """A file name that is not valid UTF-8, made printable: byte 0xFF becomes `\\xff`.
+
+    `os.listdir` hands such names over with surrogates, which cannot be written as UTF-8
+    (JSON, logs); the escaped form can, and says which bytes were wrong.
+    """
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def producer_temp(filename: str, pid: int) -> str:
+    """`.NAME.task.PID.tmp`, the producers' temp name (SPEC §2), shortened if too long."""
+    tail = f".{pid}.tmp"
+    return "." + fit(filename, NAME_MAX - 1 - len(tail)) + tail
+
+
+def scratch_temp(filename: str, token: str) -> str:
+    """`NAME.status.json.TOKEN.wansync-tmp`: a sidecar's next version, in the scratch folder.
+
+    Random, so a link planted at a guessable name is never ours to open.
+    """
+    tail = f".{token}{TEMP_SUFFIX}"
+    return fit(filename, NAME_MAX - len(tail)) + tail
+
+
+def derived(name: str) -> dict[str, str]:
+    """Each file name wansync may build from NAME, by what it is (longest variants)."""
+    base = stem(name)
+    last = f"{base}-{MAX_K}"
+    sidecar = f"{base}{SIDECAR_SUFFIX}"
+    names = {
+        "task file": f"{name}{TASK_SUFFIX}",
+        "job file": f"{name}{JOB_SUFFIX}",
+        "task file's temp file": producer_temp(f"{name}{TASK_SUFFIX}", PID_MAX),
+        "sidecar": sidecar,
+        "sidecar's temp file": scratch_temp(sidecar, "f" * TOKEN_HEX),
+        "partial download": f".{base}{PART_SUFFIX}",
+    }
+    names.update({f"published {s}": f"{last}{s}" for s in PUBLISHED_SUFFIXES})
+    return names
+
+
+def check(name: str) -> None:
+    """Raise `BadName` unless NAME is valid UTF-8 and every name derived from it fits."""
+    if not name or "/" in name or "\0" in name:
+        raise BadName(f"{name!r} is not a file name")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadName(f"file name is not valid UTF-8 (shown as {escape(name)!r})") from None
+    for what, derived_name in derived(name).items():
+        size = len(derived_name.encode("utf-8"))
+        if size > NAME_MAX:
+            raise BadName(
+                f"name is too long: {len(name.encode())} bytes, so its {what} would be "
+                f"{size} bytes (the limit is {NAME_MAX}); use a name of at most "
+                f"{NAME_MAX - len(TASK_SUFFIX)} bytes"
+            )
+
+
+def check_published(chosen: str) -> None:
+    """Raise `BadName` unless `chosen` (a sidecar's `published_as`) is a plain name.
+
+    It is read back from a file anyone in the group may edit: `../../x` or `/etc/x`
+    would move the task's files out of the three folders.
+    """
+    if not chosen or chosen.startswith(".") or "/" in chosen or "\0" in chosen:
+        raise BadName(f"published_as {chosen[:80]!r} is not a plain file name")
+    try:
+        size = max(len(f"{chosen}{s}".encode()) for s in PUBLISHED_SUFFIXES)
+    except UnicodeEncodeError:
+        raise BadName("published_as is not valid UTF-8") from None
+    if size > NAME_MAX:
+        raise BadName(f"published_as is too long ({size} bytes with its suffix)")
