@@ -152,7 +152,7 @@ def good_sidecar(name: str = "t", **fields: object) -> dict:
         {"polls": True},
         {"state": "downloading", "download": "etag"},
         {"state": "downloading", "output": {"video_url": 5}},
-        {"state": "downloading", "output": None},
+        {"state": "downloading", "output": {"no_url": 1}},
         {"state": "exploded"},
         {"state": "failed", "error": None},
         {"error": "boom"},

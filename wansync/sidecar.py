@@ -8,6 +8,7 @@ sidecar is then rebuilt from its `.task`), never a crash or a write outside the 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,7 +19,6 @@ import structlog
 
 from . import bounded, log, names
 from .fsutil import NotARegularFile, read_small, write_json_atomic
-from .taskfile import TASK_ID
 
 SCHEMA_VERSION = 1
 SUFFIX = names.SIDECAR_SUFFIX
@@ -26,6 +26,7 @@ TERMINAL_STATES = ("succeeded", "failed")
 STATES = ("queued", "submitting", "polling", "downloading", *TERMINAL_STATES)
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = bounded.MAX_DEPTH + 1  # a task's meta (64 deep) sits one level down
+SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # goes into the task URL's path as is
 
 # A job is `queued` then `submitting`; from `polling` on, a job and a task are the same.
 State = Literal["queued", "submitting", "polling", "downloading", "succeeded", "failed"]
@@ -95,6 +96,23 @@ def write(path: Path, data: dict[str, Any], durable: bool = True) -> None:
     write_json_atomic(path, data, durable=durable)
 
 
+def load(path: Path) -> dict[str, Any] | None:
+    """The JSON object at `path` as it is, for showing (`wansync status`); else None.
+
+    Capped, depth-bounded, never through a link or a FIFO, but not type-checked: a
+    display shows a hand-edited value; only `read` decides what wansync acts on.
+    """
+    try:
+        data = _load(path)
+    except (OSError, NotARegularFile, UnicodeDecodeError, bounded.Unparsable):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _load(path: Path) -> Any:
+    return bounded.json_loads(read_small(path, MAX_BYTES).decode("utf-8"), MAX_DEPTH)
+
+
 def read(path: Path) -> dict[str, Any] | None:
     """The sidecar at `path`, or None when it is missing or not a valid wansync sidecar.
 
@@ -103,8 +121,7 @@ def read(path: Path) -> dict[str, Any] | None:
     there but refused is logged (`sidecar.invalid`) with the reason.
     """
     try:
-        raw = read_small(path, MAX_BYTES)
-        data = bounded.json_loads(raw.decode("utf-8"), MAX_DEPTH)
+        data = _load(path)
         why = problem(data, path.name)
     except FileNotFoundError:
         return None
@@ -183,7 +200,7 @@ FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
     # key: (required, check, what it must be); a missing field reads as its default
     "schema": (True, lambda v: v == SCHEMA_VERSION and not isinstance(v, bool), "1"),
     "name": (True, lambda v: _text(v) and v and "/" not in v and "\0" not in v, "a name"),
-    "task_id": (False, lambda v: v is None or (_text(v) and bool(TASK_ID.match(v))), "an id"),
+    "task_id": (False, lambda v: v is None or (_text(v) and bool(SAFE_ID.match(v))), "an id"),
     "meta": (False, lambda v: isinstance(v, dict), "a mapping"),
     "state": (True, lambda v: v in STATES, f"one of {', '.join(STATES)}"),
     "task_status": (False, _maybe_text, "text or null"),
@@ -230,8 +247,8 @@ def _own_files(data: dict[str, Any]) -> set[str]:
 def _state_problem(data: dict[str, Any]) -> str | None:
     """Fields that a state needs in order to go on from it."""
     state, output = data["state"], data.get("output")
-    if state == "downloading" and not (output and isinstance(output.get("video_url"), str)):
-        return "state downloading needs output.video_url as text"
+    if state == "downloading" and output is not None and not _text(output.get("video_url")):
+        return "state downloading needs output.video_url as text"  # (or none: poll again)
     if state == "failed" and data.get("error") is None:
         return "state failed needs an error"
     if state == "succeeded" and data.get("video") is None:

@@ -91,7 +91,7 @@ def collect(cfg: Config) -> list[dict[str, Any]]:
                 name = job_name(Path(filename))  # a job still waiting for its task
             else:
                 continue
-            row = _row("inbox", name, sidecar.read(sidecar.path_for(cfg.inbox, name)), now)
+            row = _row("inbox", name, sidecar.load(sidecar.path_for(cfg.inbox, name)), now)
             if row["task_id"] is None and is_task_name(filename):
                 row["task_id"] = _queued_task_id(cfg.inbox / filename)
             rows.append(row)
@@ -101,7 +101,7 @@ def collect(cfg: Config) -> list[dict[str, Any]]:
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
             if entry.name.endswith(sidecar.SUFFIX) and not entry.name.startswith("."):
                 name = entry.name[: -len(sidecar.SUFFIX)]
-                rows.append(_row(where, name, sidecar.read(Path(entry.path)), now))
+                rows.append(_row(where, name, sidecar.load(Path(entry.path)), now))
     return rows
 
 
