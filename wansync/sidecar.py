@@ -182,7 +182,10 @@ def _or_none(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
 
 
 _ERROR = _record({"code": _text, "message": _text, "transient": lambda v: isinstance(v, bool)})
-_VIDEO = _record({"path": _plain_name, "bytes": _count, "sha256": _text, "content_type": _text})
+_VIDEO = _record(
+    {"path": _plain_name, "bytes": _count, "sha256": _text, "content_type": _text},
+    optional=("sha256", "content_type"),
+)
 _DOWNLOAD = _record(
     {"etag": _maybe_text, "bytes": _count, "total": _maybe_count}, optional=("bytes", "total")
 )
