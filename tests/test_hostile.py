@@ -4,7 +4,8 @@ Each test drops what an attacker (or an accident) would into real folders, runs
 `wansync once`/`run` as a subprocess against the simulator, and checks that the file
 ended where it must, that good work beside it finished, and that nothing was created,
 uploaded, written or read that must not be. The in-process checks of the same readers
-are in `test_hostile_units.py`; the corpus of every case is `tests/poison.py`.
+are in `test_hostile_units.py` and `test_hostile_files.py`; every case's file is in the
+corpus, `tests/poison.py`.
 """
 
 from __future__ import annotations
