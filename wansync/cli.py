@@ -273,7 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     with_config(add("run", cmd_run, "run the daemon in the foreground"))
     p = add("once", cmd_once, "handle every task and job in the inbox now to its end, then exit")
-    p.epilog = "exit: 0 all succeeded, 1 any failed, 2 bad config, 3 inbox locked, 124 timed out"
+    p.epilog = (
+        "exit: 0 all succeeded, 1 any failed, 2 bad config, 3 inbox locked, 124 timed out, "
+        "130/143 interrupted (SIGINT/SIGTERM; everything resumes at the next run)"
+    )
     with_config(p)
     p.add_argument(
         "--timeout", type=float, metavar="S", help="give up after S s, exit 124 (default: none)"

@@ -58,6 +58,7 @@ class Daemon:
         self.folders = Folders(cfg.inbox, cfg.outbox, cfg.failed)
         self.stop_event = threading.Event()  # tells workers to stop; set by the main thread
         self._stop_requested = self._reload_requested = False
+        self._stop_signal = 0
         self.lock = InboxLock(cfg.inbox)
         self.wake = Waker()
         self.mailbox = Mailbox(self.wake.set)
@@ -105,6 +106,7 @@ class Daemon:
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         """Signal handlers only set a flag and wake the loop (no locks: see waker.py)."""
         self._stop_requested = True
+        self._stop_signal = self._stop_signal or signum
         self.wake.set()
 
     def request_reload(self, signum: int = 0, frame: FrameType | None = None) -> None:
@@ -207,6 +209,8 @@ class Daemon:
                 next_ping = now.mono + (self.notifier.watchdog_interval or 1.0)
             marks = (next_rescan, next_status, deadline, next_ping)
             self.wake.wait(self._sleep_time(now.mono, *marks))
+        if self.burst is not None:  # `once` stopped before its work was done: say so
+            return 128 + (self._stop_signal or 15)
         return EXIT_OK
 
     def _drain(self, now: Now) -> None:
