@@ -136,6 +136,7 @@ def test_task_name_not_utf8_goes_to_failed_under_an_escaped_name(env, sim):
     assert data["name"] == "bad\\xff" and "not valid UTF-8" in data["error"]["message"]
     assert os.listdir(os.fsencode(env.failed)).count(b"bad\\xff.task") == 1
     assert not sim.requests("task", task_id="bad-name-task-0001")
+    assert d.events("task.failed", name="bad\\xff", code="InvalidTaskFile")  # hooks, metrics
     good_task_finished(env)
 
 

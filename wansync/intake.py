@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import events as ev
 from . import jobfile, log, publish, sidecar
-from .endings import forget_files
+from .endings import ended, forget_files
 from .inbox import Candidates, scan_inbox
 from .lifecycle import Now
 from .lock import InboxLock
@@ -114,7 +114,11 @@ class Intake:
     def take(self, now: Now, burst_names: set[str] | None) -> None:
         """Hand every settled file on (in burst, only the ones the scan found)."""
         for path in self.candidates.take(now.mono):
-            if publish.refuse_name(self.folders, path):  # not UTF-8, too long: to failed/
+            # a name wansync cannot build its files from (not UTF-8, too long): to failed/
+            refused = publish.refuse_name(self.folders, path, self.pipeline.hook_record("failed"))
+            if refused is not None:
+                if refused.final is not None:
+                    self.pipeline.bus.emit(ended(refused.data, refused.final, now.wall))
                 continue
             name = name_of(path)
             if name in self.tracker or (burst_names is not None and name not in burst_names):

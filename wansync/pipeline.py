@@ -8,12 +8,11 @@ sidecar, the log and the status line follow those events; nothing here writes th
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import config, lifecycle, log, sidecar
+from . import config, lifecycle, log, sidecar, taskfile
 from . import events as ev
 from .api import TaskApi, TaskReport
 from .config import Live
@@ -103,10 +102,9 @@ class Pipeline:
     def adopt(self, name: str, task_id: str, meta: dict[str, Any], now: Now) -> bool:
         """A job's task now exists: write its `.task` (what a user would drop), track it."""
         path = self.folders.task(name)
-        content = json.dumps({**meta, "task_id": task_id}, ensure_ascii=False) + "\n"
         try:
-            if not path.exists():
-                write_bytes_atomic(path, content.encode("utf-8"))
+            if not path.exists():  # the very bytes the job was checked against (jobfile)
+                write_bytes_atomic(path, taskfile.render(task_id, meta))
         except OSError as exc:  # the sidecar holds the id: the next rescan tries again
             self.log.error("job.task_file_error", name=name, task_id=task_id, error=str(exc))
             return False

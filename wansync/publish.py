@@ -150,19 +150,28 @@ def publish(folders: Folders, data: dict[str, Any]) -> Path:
     return resume(folders, data, task_file_is_ours=True)
 
 
-def refuse_name(folders: Folders, path: Path) -> bool:
+@dataclass(frozen=True)
+class Refused:
+    """A file refused for its name: its sidecar, and where it went (None: not moved yet)."""
+
+    data: dict[str, Any]
+    final: Path | None
+
+
+def refuse_name(folders: Folders, path: Path, hook: dict[str, Any] | None = None) -> Refused | None:
     """True when `path`'s NAME is one wansync cannot build its files from; it goes to failed/.
 
     A name that is not valid UTF-8 (it could not be written to a sidecar or a log), or so
     long that `NAME.task` would pass 255 bytes. The file is moved to `failed/` under a
     printable name (bad bytes escaped as `\\xff`, shortened with a hash if long) beside a
     sidecar that says why. Nothing else is made for it: no inbox sidecar, no task.
+    None when the name is fine; `hook`: the `hook` record its sidecar carries (SPEC §6).
     """
     is_job = path.name.endswith(JOB_SUFFIX)
     name = path.name[: -len(JOB_SUFFIX if is_job else TASK_SUFFIX)]
     try:
         names.check(name)
-        return False
+        return None
     except names.BadName as exc:
         reason = f"{names.escape(path.name)}: {exc}"
     shown, suffix = names.escape(name), JOB_SUFFIX if is_job else TASK_SUFFIX
@@ -174,6 +183,8 @@ def refuse_name(folders: Folders, path: Path) -> bool:
     if is_job:
         data["job"] = {"file": names.escape(path.name), "model": None, "attempts": 0}
         data["job"].update(submit_started=None, submitted=None, found_by=None)
+    if hook is not None:
+        data["hook"] = hook
     event = "job.invalid" if is_job else "task.invalid"
     logger = log.get("wansync.publish")
     try:
@@ -182,6 +193,6 @@ def refuse_name(folders: Folders, path: Path) -> bool:
         sidecar.write(folders.failed / f"{chosen}{sidecar.SUFFIX}", data)
     except OSError as exc:  # gone meanwhile, or failed/ unwritable: the next scan tries again
         logger.error(event, name=shown, error=reason, detail=f"not moved: {exc.strerror or exc}")
-        return True
+        return Refused(data, None)
     logger.warning(event, name=shown, file=names.escape(path.name), error=reason, code=code)
-    return True
+    return Refused(data, folders.failed / f"{chosen}{sidecar.SUFFIX}")
