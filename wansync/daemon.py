@@ -146,9 +146,9 @@ class Daemon:
             self.lock.release()
             self.log.info("daemon.stopped", **self._counts())
 
-    def _run_locked(self, burst: bool, timeout: float | None, only: set[str] | None) -> int:
+    def _start(self, burst: bool, only: set[str] | None) -> Now:
+        """Watch, start the workers, scan the inbox, tell systemd READY=1."""
         start = clock()
-        deadline = start.mono + timeout if timeout else None
         if not burst:
             # watch first, then scan: nothing falls in between
             self.intake.start_watch(self.wake, self.live.cfg.watch.polling)
@@ -169,6 +169,11 @@ class Daemon:
             burst=burst,
         )
         self.notifier.ready(self._status_line())
+        return start
+
+    def _run_locked(self, burst: bool, timeout: float | None, only: set[str] | None) -> int:
+        start = self._start(burst, only)
+        deadline = start.mono + timeout if timeout else None
         next_rescan = start.mono + self.live.cfg.watch.rescan_interval
         next_status = start.mono + STATUS_EVERY
         next_ping = start.mono if self.notifier.watchdog_interval else None
