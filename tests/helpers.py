@@ -179,6 +179,27 @@ def parse_log(text: str) -> list[dict[str, Any]]:
     return events
 
 
+def sigint_default() -> None:
+    """In a child before exec: SIGINT back to its default action.
+
+    A shell runs a background job (`pytest &`) with SIGINT ignored, children inherit the
+    ignore, and a Python started that way never gets KeyboardInterrupt: every test that
+    sends SIGINT starts its child through this.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def with_sigint_default(first: Callable[[], None] | None) -> Callable[[], None]:
+    """`first` (a test's own preexec_fn), then `sigint_default`."""
+
+    def both() -> None:
+        if first is not None:
+            first()
+        sigint_default()
+
+    return both
+
+
 class Daemon:
     """`wansync run` (or `once`) as a real subprocess; stderr goes to a file."""
 
@@ -199,7 +220,7 @@ class Daemon:
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
             text=True,
-            preexec_fn=preexec_fn,
+            preexec_fn=with_sigint_default(preexec_fn),
         )
 
     def logs(self) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Env, drop, wait_until
+from tests.helpers import Env, drop, sigint_default, wait_until
 from tests.tty import PtyRun, screen
 from wansync import sidecar
 
@@ -89,6 +89,7 @@ def test_watch_off_a_terminal_prints_one_table_a_second(env: Env) -> None:
         stderr=subprocess.PIPE,
         env=env.env(),
         text=True,
+        preexec_fn=sigint_default,  # SIGINT must reach it even under `pytest &`
     )
     assert proc.stdout is not None
     lines: list[str] = []

@@ -17,6 +17,8 @@ from typing import Any
 
 import pyte
 
+from tests.helpers import sigint_default
+
 COLUMNS, LINES = 120, 50
 
 
@@ -34,6 +36,7 @@ class PtyRun:
             stderr=slave,
             env={**clean, "TERM": "xterm"},
             start_new_session=True,
+            preexec_fn=sigint_default,  # Ctrl-C must work even under `pytest &`
         )
         os.close(slave)
         self.master = master

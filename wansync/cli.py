@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import shutil
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from . import __version__, checks, config, log
 from .daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, Daemon, InboxLocked
 from .errors import AuthRejected, ConfigError, TaskFileError, UsageError, WansyncError
 from .fsutil import write_bytes_atomic
+from .simulate_cli import non_negative_int, port, positive_seconds
 from .taskfile import TASK_SUFFIX, check_task_id
 
 
@@ -19,11 +21,16 @@ def _config(args: argparse.Namespace) -> config.Config:
     return config.load(args.config)
 
 
-def _daemon(args: argparse.Namespace, burst: bool, only: set[str] | None = None) -> int:
+def _daemon(
+    args: argparse.Namespace, burst: bool, only: set[str] | None = None, quiet: bool = False
+) -> int:
     cfg = _config(args)
     key = config.load_api_key(cfg)
     log.add_secret(key)
-    log.configure(cfg.log.level, cfg.log.format)
+    if quiet:  # `submit --wait` prints its own progress lines; only problems from the daemon
+        log.configure("warning", "console")
+    else:
+        log.configure(cfg.log.level, cfg.log.format)
     checks.prepare_folders(cfg)
     daemon = Daemon(cfg, key)
     daemon.install_signals()
@@ -53,17 +60,19 @@ def cmd_add(args: argparse.Namespace) -> int:
         task_id = check_task_id(args.task_id.strip())
     except TaskFileError as exc:
         raise UsageError(f"TASK_ID: {exc}") from None
-    name = args.name or task_id
+    name = args.name.removesuffix(TASK_SUFFIX) if args.name else task_id
     if "/" in name or name.startswith(".") or name in ("", ".."):
         raise UsageError(f"--name: {name!r} cannot be a file name (no '/', no leading '.')")
     target = cfg.inbox / f"{name}{TASK_SUFFIX}"
     try:
-        cfg.inbox.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            raise UsageError(f"--name: {target} already exists")
+        created = checks.make_inbox(cfg.inbox)
+        if target.exists() or target.is_symlink():
+            raise UsageError(f"{target} already exists; pick another --name")
         write_bytes_atomic(target, f"{task_id}\n".encode())
     except OSError as exc:
         raise checks.inbox_error(exc, cfg.inbox) from None
+    if created:  # said, so that a mistyped path is noticed
+        print(f"wansync: created the inbox {cfg.inbox}", file=sys.stderr)
     print(target)
     return EXIT_OK
 
@@ -71,7 +80,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from .submit_cli import submit
 
-    return submit(args, lambda name: _daemon(args, burst=True, only={name}))
+    return submit(args, lambda name: _daemon(args, burst=True, only={name}, quiet=True))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -85,7 +94,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         watch(cfg, sys.stdout)
         return EXIT_OK
     rows = collect(cfg)
-    print(json.dumps(rows, indent=2) if args.json else render(rows))
+    columns = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    print(json.dumps(rows, indent=2) if args.json else render(rows, columns))
     return EXIT_OK
 
 
@@ -123,22 +133,27 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"folders: ok ({cfg.inbox}, {cfg.outbox}, {cfg.failed})")
     for folder in missing:
         print(f"  {folder} does not exist yet; `wansync run` will create it")
+    for problem in checks.hook_problems(cfg):  # a warning: the daemon runs without them
+        print(f"wansync: warning: {problem}", file=sys.stderr)
     key, source = checks.find_key(cfg, args.key_file)
     log.add_secret(key)
     print(f"key: found ({source})")
     if args.online:
-        _check_online(cfg, key)
+        _check_online(cfg, key, source)
     return EXIT_OK
 
 
-def _check_online(cfg: config.Config, key: str) -> None:
+def _check_online(cfg: config.Config, key: str, source: str) -> None:
     from .api import TaskApi
 
     api = TaskApi(cfg.api.base_url, key, cfg.api.timeout)
     try:
         api.fetch("wansync-check-00000000")  # a made-up id: any answer proves key and URL
     except AuthRejected as exc:
-        raise ConfigError(f"api.key_file: the API rejected the key ({exc.code})") from None
+        said = getattr(exc, "message", None) or str(exc)
+        raise ConfigError(
+            f"the API rejected the key from {source} ({exc.code}: {log.scrub(said)})"
+        ) from None
     except WansyncError as exc:
         raise ConfigError(f"api.base_url: {log.scrub(str(exc))}") from None
     finally:
@@ -159,22 +174,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .simulator import Simulator
+    from .simulate_cli import run
 
-    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
-    sim = Simulator(
-        tls=tls,
-        host=args.host,
-        port=args.port,
-        key=args.key,
-        running_polls=args.polls,
-        seconds=args.seconds,
-    )
-    print(f"DashScope simulator on {sim.url}  (key: {args.key})", flush=True)  # line 1: URL
-    print("ids containing 'fail', 'cancel' or 'unknown' end that way; others succeed", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        sim.serve_forever()
-    return EXIT_OK
+    return run(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -260,8 +262,15 @@ def _inspect_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--online", action="store_true", help="also make one API call with the key")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a wrong flag is one line naming it (not the usage block), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="wansync",
         description="Fetch finished Wan 2.7 videos from DashScope into a folder.",
     )
@@ -290,17 +299,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
-    p.add_argument("--port", type=int, default=8765, help="port (default: %(default)s)")
+    p.add_argument("--port", type=port, default=8765, help="port, 0-65535 (default: %(default)s)")
     p.add_argument("--key", default="sim-key", help="the API key it accepts (default: %(default)s)")
     p.add_argument(
         "--polls",
-        type=int,
+        type=non_negative_int,
         default=2,
         help="polls a task answers RUNNING, after one PENDING poll (default: %(default)s)",
     )
     p.add_argument(
         "--seconds",
-        type=float,
+        type=positive_seconds,
         help="time-based tasks instead: seconds from the first poll "
         "until done, a third of it PENDING (default: unset, --polls counts)",
     )

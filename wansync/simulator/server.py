@@ -34,17 +34,25 @@ class Simulator(SimState):
         seconds: float | None = None,
         chaos: float = 0.0,
         seed: int = 1,
-        tls: tuple[str, str] | None = None,
+        tls: tuple[str, str | None] | None = None,
         max_in_progress: int = 5,
     ) -> None:
         defaults = {"pending_polls": pending_polls, "running_polls": running_polls}
         super().__init__(key, auto, {**defaults, "seconds": seconds}, chaos, seed)
-        self._server = ThreadingHTTPServer((host, port), _Handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), _Handler)
+        except OSError as exc:  # in use, no such address: one line naming the address
+            problem = (exc.strerror or str(exc)).lower()
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {problem}") from None
         self._server.daemon_threads = True
         self._server.sim = self  # type: ignore[attr-defined]
         if tls:  # HTTPS with the given certificate and key files, as the real service
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*tls)
+            try:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain(*tls)
+            except BaseException:
+                self._server.server_close()
+                raise
             self._server.socket = context.wrap_socket(
                 self._server.socket, server_side=True, do_handshake_on_connect=False
             )
