@@ -66,7 +66,7 @@ def test_status_reports_every_folder(env: Env, sim: Simulator) -> None:
     summary = {(r["where"], r["name"], r["state"]) for r in rows}
     assert summary == {
         ("outbox", "queued", "succeeded"),
-        ("inbox", "waiting", "queued"),
+        ("inbox", "waiting", "waiting"),
         ("failed", "broken", "failed"),
     }
     table = env.cli("status").stdout

@@ -205,7 +205,7 @@ def test_every_invalid_field_fails_the_job_as_invalid_job_file(jobs_env, sim, tm
         ),
         "media-missing-file": (
             {"prompt": "p", "media": [{"type": "first_frame", "path": "nowhere.png"}]},
-            "media[0].path: 'nowhere.png': No such file",
+            "media[0].path: 'nowhere.png': no such file or directory (looked for ",
         ),
         "media-empty-file": (
             {"prompt": "p", "media": [{"type": "first_frame", "path": f"{tmp_path}/empty.png"}]},
@@ -431,5 +431,5 @@ def test_submit_rejects_a_bad_picture_before_writing_anything(jobs_env, tmp_path
     env = jobs_env
     result = env.cli("submit", str(tmp_path / "missing.png"), "--prompt", "p")
     assert result.returncode == 2
-    assert "missing.png" in result.stderr and "No such file" in result.stderr
+    assert result.stderr == f"wansync: {tmp_path / 'missing.png'}: no such file or directory\n"
     assert not list(env.inbox.glob("*.job"))

@@ -9,6 +9,7 @@ inbox first (its `.task`, else its sidecar's `task_id`: a job's task has one bef
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from .fsutil import NotARegularFile, read_small
 from .sidecar import SUFFIX as SIDECAR_SUFFIX
 
 EXIT_OK, EXIT_REFUSED = 0, 1
+UNTRACKED = "{arg}: not a task in the inbox; sent as a task id"
 MAX_SIDECAR = 1024 * 1024
 
 
@@ -32,7 +34,11 @@ class NoTaskYet(WansyncError):
 
 
 def find_task_id(inbox: Path, arg: str) -> tuple[str, str]:
-    """The task id `arg` stands for, and how to show it (`NAME (id)` or the bare id)."""
+    """The task id `arg` stands for, and how to show it.
+
+    `NAME (id)` for a name in the inbox, or for an id one of its files holds; an id no file
+    here tracks is shown as such, so a mistyped name is not taken for a cancel that worked.
+    """
     name = arg.removesuffix(taskfile.TASK_SUFFIX)
     if name and "/" not in name and not name.startswith("."):
         task_file = inbox / f"{name}{taskfile.TASK_SUFFIX}"
@@ -46,9 +52,29 @@ def find_task_id(inbox: Path, arg: str) -> tuple[str, str]:
         if recorded is not None:
             return recorded, f"{name} ({recorded})"
     try:
-        return taskfile.check_task_id(arg), arg
+        task_id = taskfile.check_task_id(arg)
     except TaskFileError as exc:
         raise NotATask(f"nothing named {name!r} in {inbox}, and {exc}") from None
+    holder = _holder(inbox, task_id)
+    if holder is not None:
+        return task_id, f"{holder} ({task_id})"
+    return task_id, UNTRACKED.format(arg=arg)
+
+
+def _holder(inbox: Path, task_id: str) -> str | None:
+    """The name of the `.task` in the inbox that holds `task_id`, if one does."""
+    try:
+        entries = list(os.scandir(inbox))
+    except OSError:
+        return None
+    for entry in entries:
+        if taskfile.is_task_name(entry.name):
+            try:
+                if taskfile.read(Path(entry.path)).task_id == task_id:
+                    return entry.name[: -len(taskfile.TASK_SUFFIX)]
+            except (TaskFileError, OSError):
+                continue
+    return None
 
 
 def _sidecar_task_id(path: Path) -> str | None:
@@ -86,5 +112,8 @@ def run(cfg: Config, key: str, arg: str) -> int:
         return EXIT_REFUSED
     finally:
         api.close()
-    print(f"{shown}: cancel accepted; the task will end in failed/ as TaskCanceled")
+    if shown == UNTRACKED.format(arg=arg):  # say so: no task here will end as TaskCanceled
+        print(f"{shown}: cancel accepted (no task file here tracks it)")
+    else:
+        print(f"{shown}: cancel accepted; the task will end in failed/ as TaskCanceled")
     return EXIT_OK

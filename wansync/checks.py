@@ -12,6 +12,8 @@ import errno
 import grp
 import os
 import pwd
+import shlex
+import shutil
 from pathlib import Path
 
 from . import config
@@ -64,6 +66,14 @@ def inbox_error(exc: OSError, inbox: Path) -> ConfigError:
     if isinstance(exc, FileExistsError | NotADirectoryError):
         return ConfigError(f"inbox: {inbox} is not a folder")
     return ConfigError(f"inbox: cannot write {describe(exc, inbox)}")
+
+
+def make_inbox(inbox: Path) -> bool:
+    """Create the inbox (and its parents) if missing, for `add`/`submit`; True when it had to."""
+    if inbox.is_dir():
+        return False
+    inbox.mkdir(parents=True, exist_ok=True)
+    return True
 
 
 def prepare_folders(cfg: config.Config) -> None:
@@ -165,6 +175,26 @@ def find_key(cfg: config.Config, key_file: str | None) -> tuple[str, str]:
             raise
     with_file = dataclasses.replace(cfg, api=dataclasses.replace(cfg.api, key_file=fallback))
     return config.load_api_key(with_file), f"{fallback}, the service's key file"
+
+
+def hook_problems(cfg: config.Config) -> list[str]:
+    """Hooks whose program cannot run, found as the daemon would find it (PATH for a bare name)."""
+    problems = []
+    for key, runs_in in (("on_success", cfg.outbox), ("on_failure", cfg.failed)):
+        command = getattr(cfg.hooks, key)
+        if command is None:
+            continue
+        program = shlex.split(command)[0]
+        if "/" not in program:
+            if shutil.which(program) is None:
+                problems.append(f"hooks.{key}: {program}: not found on $PATH")
+            continue
+        path = runs_in / program  # a hook runs in the folder its task ended in
+        if not path.exists():
+            problems.append(f"hooks.{key}: {program}: no such file")
+        elif path.is_dir() or not os.access(path, os.X_OK):
+            problems.append(f"hooks.{key}: {program}: not an executable file")
+    return problems
 
 
 def lock_message(inbox: Path) -> str:

@@ -72,6 +72,9 @@ def _optional_path(value: Any) -> Path | None:
     return None if value is None else _path(value)
 
 
+API_PATH = "/api/v1"  # what every request path starts with (api.py)
+
+
 def _base_url(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not a URL")
@@ -80,7 +83,8 @@ def _base_url(value: Any) -> str:
         raise ValueError(f"{value!r} is not an http(s) URL")
     if parts.query or parts.fragment:
         raise ValueError("must not have a query string or fragment")
-    return value.rstrip("/")
+    # The SDK's docs give `…/api/v1`; wansync adds that itself, so a copied one is dropped.
+    return value.rstrip("/").removesuffix(API_PATH).rstrip("/")
 
 
 def _host_patterns(value: Any) -> tuple[str, ...]:
@@ -350,12 +354,18 @@ def load_api_key(cfg: Config) -> str:
     if cred_dir := os.environ.get("CREDENTIALS_DIRECTORY"):
         cred = Path(cred_dir) / CREDENTIAL_NAME
         if cred.is_file():
-            key = cred.read_text(encoding="utf-8").strip()
+            try:
+                key = cred.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read the systemd credential {cred}: {exc.strerror}"
+                ) from None
             if key:
                 return key
+    # No key file is involved: name every place that was looked at, not `api.key_file`.
     raise ConfigError(
-        f"api.key_file: no API key (set api.key_file, ${KEY_ENV}, "
-        f"or a systemd credential named {CREDENTIAL_NAME})"
+        f"no API key: set api.key_file, ${KEY_ENV}, "
+        f"or (under systemd) the {CREDENTIAL_NAME} credential"
     )
 
 

@@ -105,7 +105,7 @@ def _watch(cfg: config.Config, out: TextIO) -> bool:
     while time.monotonic() < deadline:
         rows = collect(cfg)
         if block.tty:
-            block.draw(render(rows))
+            block.draw(render(rows, block.columns()))
         else:
             for r in rows:
                 label = f"{r['state']} {r['task_status'] or ''}".strip()

@@ -258,7 +258,10 @@ class _Parser:
         except NotARegularFile as exc:
             raise JobFileError(f"{label}: {raw!r} {exc}") from None
         except OSError as exc:
-            raise JobFileError(f"{label}: {raw!r}: {exc.strerror}") from None
+            problem = (exc.strerror or str(exc)).lower()
+            if not os.path.isabs(os.path.expanduser(raw)):  # say where it was looked for
+                problem += f" (looked for {path}: a relative path is read from the inbox)"
+            raise JobFileError(f"{label}: {raw!r}: {problem}") from None
         os.close(fd)
         if st.st_size == 0:
             raise JobFileError(f"{label}: {raw!r} is empty")

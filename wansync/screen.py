@@ -22,7 +22,7 @@ def _up(rows: int) -> str:
 def fit(text: str, columns: int, rows: int) -> list[str]:
     """The lines of `text`, each cut to `columns - 1`, at most `rows` of them."""
     width = max(columns - 1, 10)
-    lines = [line[:width] for line in text.splitlines()]
+    lines = [line if len(line) <= width else line[: width - 1] + "…" for line in text.splitlines()]
     if len(lines) > rows:
         hidden = len(lines) - rows + 1
         lines = [*lines[: rows - 1], f"... {hidden} more lines (make the terminal taller)"[:width]]
@@ -36,6 +36,10 @@ class LiveBlock:
         self.out = out
         self.tty = out.isatty()
         self._drawn = 0  # rows the last frame took; the cursor is on the row below them
+
+    def columns(self) -> int | None:
+        """The terminal's width, or None off a terminal (lines are then never cut)."""
+        return shutil.get_terminal_size().columns if self.tty else None
 
     def draw(self, text: str) -> None:
         """On a terminal, replace the previous frame; otherwise print the frame and a blank line."""

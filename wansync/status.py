@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -17,6 +18,14 @@ from .screen import LiveBlock
 from .taskfile import TASK_SUFFIX, is_task_name
 
 MB = 1_000_000
+WAITING = "waiting"  # a .task or .job in the inbox the daemon has not picked up yet
+ELLIPSIS = "…"
+MIN_ERROR, MIN_NAME, MIN_ID = 16, 12, 13  # what a narrow terminal still shows of each
+
+
+def natural(name: str) -> list[tuple[int, int | str]]:
+    """Sort key: `pic` before `pic-2` before `pic-10`."""
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
 
 
 def _text(value: Any, cap: int = 200) -> str | None:
@@ -48,7 +57,7 @@ def _row(where: str, name: str, data: dict[str, Any] | None, now: float) -> dict
         "where": where,
         "name": name,
         "task_id": _text(data.get("task_id")),
-        "state": _text(data.get("state")) or ("queued" if where == "inbox" else "unknown"),
+        "state": _text(data.get("state")) or (WAITING if where == "inbox" else "unknown"),
         "task_status": _text(data.get("task_status")),
         "polls": polls if isinstance(polls, int) and not isinstance(polls, bool) else 0,
         "age_seconds": round(max(0.0, now - first), 1) if first else None,
@@ -84,7 +93,7 @@ def collect(cfg: Config) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     if cfg.inbox.is_dir():
         names = {e.name for e in os.scandir(cfg.inbox)}
-        for filename in sorted(names):
+        for filename in sorted(names, key=lambda n: natural(n.rsplit(".", 1)[0])):
             if is_task_name(filename):
                 name = filename[: -len(TASK_SUFFIX)]
             elif is_job_name(filename) and f"{job_name(Path(filename))}{TASK_SUFFIX}" not in names:
@@ -98,7 +107,7 @@ def collect(cfg: Config) -> list[dict[str, Any]]:
     for where, folder in (("outbox", cfg.outbox), ("failed", cfg.failed)):
         if not folder.is_dir():
             continue
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        for entry in sorted(os.scandir(folder), key=lambda e: natural(e.name)):
             if entry.name.endswith(sidecar.SUFFIX) and not entry.name.startswith("."):
                 name = entry.name[: -len(sidecar.SUFFIX)]
                 rows.append(_row(where, name, sidecar.load(Path(entry.path)), now))
@@ -126,8 +135,17 @@ def _state(row: dict[str, Any]) -> str:
     return f"downloading {done / MB:.1f} MB/{total / MB:.1f} MB {percent}%"
 
 
-def render(rows: list[dict[str, Any]]) -> str:
-    """A plain table for people; `--json` gives the same rows for programs."""
+def cut(text: str, width: int) -> str:
+    """`text` in at most `width` characters, ending in `…` when cut."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + ELLIPSIS
+
+
+def render(rows: list[dict[str, Any]], columns: int | None = None) -> str:
+    """A plain table for people; `--json` gives the same rows for programs.
+
+    With `columns` (a terminal's width) every line fits: the error gets what is left,
+    at least MIN_ERROR, the name and task id giving way first; cut text ends in `…`.
+    """
     header = ("WHERE", "NAME", "TASK ID", "STATE", "POLLS", "AGE", "ERROR")
     table: list[tuple[str, ...]] = [header]
     for r in rows:
@@ -144,18 +162,34 @@ def render(rows: list[dict[str, Any]]) -> str:
             )
         )
     table = [tuple(_clean(str(cell)) for cell in row) for row in table]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    if columns is not None:
+        widths = _fit_widths(widths, columns - 1)
     lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
-        for row in table
+        "  ".join(cut(c, w).ljust(w) for c, w in zip(row, widths, strict=True)) for row in table
     ]
     return "\n".join(line.rstrip() for line in lines)
 
 
-def frame(rows: list[dict[str, Any]], now: float) -> str:
+def _fit_widths(widths: list[int], room: int) -> list[int]:
+    """Column widths within `room`: the error gives way first, then the id, the name."""
+    widths = list(widths)
+    gaps = 2 * (len(widths) - 1)
+    over = sum(widths) + gaps - room
+    for col, least in ((6, 2 * MIN_ERROR), (2, MIN_ID), (1, MIN_NAME), (6, MIN_ERROR)):
+        if over <= 0:
+            break
+        give = min(over, max(widths[col] - least, 0))
+        widths[col] -= give
+        over -= give
+    return widths
+
+
+def frame(rows: list[dict[str, Any]], now: float, columns: int | None = None) -> str:
     """One `--watch` frame: the time, a count, and the table."""
     clock = time.strftime("%H:%M:%S", time.localtime(now))
-    return f"{clock}  {len(rows)} tasks  (Ctrl-C to stop)\n{render(rows)}"
+    count = f"{len(rows)} task" + ("" if len(rows) == 1 else "s")
+    return f"{clock}  {count}  (Ctrl-C to stop)\n{render(rows, columns)}"
 
 
 def watch(cfg: Config, out: TextIO, interval: float = 1.0) -> None:
@@ -163,5 +197,5 @@ def watch(cfg: Config, out: TextIO, interval: float = 1.0) -> None:
     block = LiveBlock(out)
     with contextlib.suppress(KeyboardInterrupt):
         while True:
-            block.draw(frame(collect(cfg), time.time()))
+            block.draw(frame(collect(cfg), time.time(), block.columns()))
             time.sleep(interval)
