@@ -143,7 +143,7 @@ class Service:
         self.settings = settings
 
     def install_key(self, key: str, path: str | None = None, owner: str | None = None) -> None:
-        """README: `install -m 0600 /dev/stdin KEYFILE <<< "sk-…"`; the simulator takes it.
+        """README: a root-only KEYFILE (0600) holding the key; the simulator takes it.
 
         With `owner`, a file that user alone reads (0400), for `api.key_file`.
         """
@@ -153,10 +153,17 @@ class Service:
         self.keys.append(key)
 
     def install(self) -> None:
-        """README steps 3-4: config, key, unit file, daemon-reload, enable --now."""
+        """README steps 3-4: config, key, `check --online` as root, unit file, enable --now.
+
+        `check` runs with no key in its environment: as root it must find the unit's own
+        key file for this config (`dashscope_api_key`, or `NAME.key` for `NAME.yaml`).
+        """
         self.box.run("install", "-d", "-m", "0755", "/etc/wansync")
         self.write_config()
         self.install_key(new_key())
+        check = self.box.run("/opt/wansync/bin/wansync", "check", "-c", self.config, "--online")
+        assert f"key: found ({self.key_file}, the service's key file)" in check.stdout, check
+        assert "api: ok" in check.stdout, check.stdout
         self.box.run("cp", f"{SRC}/systemd/{self.unit_file}", "/etc/systemd/system/")
         self.box.run("systemctl", "daemon-reload")
         self.box.run("systemctl", "enable", "--now", self.unit)

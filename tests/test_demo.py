@@ -36,8 +36,8 @@ def test_demo_on_a_terminal_keeps_the_lines_above_its_table() -> None:
         assert shown[2].strip().startswith("simulator at http://127.0.0.1:")
         assert sum(line.startswith("WHERE") for line in shown) == 1, "\n".join(shown)
         assert not any(re.search(r"\s-\d+(\.\d+)?s\b", line) for line in shown)
-        assert any(line.startswith("Everything is in ") and str(folder) in line for line in shown)
-        assert "demo finished" in shown
+        last = [line for line in shown if line][-1]
+        assert last.startswith(f"demo finished; everything is in {folder} "), "\n".join(shown)
         assert len(list((folder / "outbox").glob("*.mp4"))) == 5  # kept, as it says
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -57,7 +57,8 @@ def test_demo_off_a_terminal_keeps_its_columns() -> None:
         assert any("portrait-from-picture" in line for line in changes)
         columns = {len(re.sub(r"^(  \S+ +).*", r"\1", line)) for line in changes}
         assert len(columns) == 1, changes
-        assert f"Everything is in {folder}" in result.stdout and folder.is_dir()
+        last = result.stdout.strip().splitlines()[-1]
+        assert last.startswith(f"demo finished; everything is in {folder} ") and folder.is_dir()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

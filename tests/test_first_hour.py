@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -289,3 +290,17 @@ def test_a_relative_job_path_names_where_it_was_looked_for(tmp_path: Path) -> No
         f"image: 'pic.png': no such file or directory (looked for {tmp_path / 'pic.png'}: "
         "a relative path is read from the inbox)"
     )
+
+
+def test_the_readme_lists_every_log_event_the_code_emits() -> None:
+    """Every `x.y` event name in a log call or an `EVENT =` of wansync/ is in README § Logs."""
+    repo = Path(__file__).resolve().parent.parent
+    source = "\n".join(p.read_text() for p in (repo / "wansync").glob("*.py"))
+    call = r"\.(?:debug|info|warning|error|exception)\(\s*\"([a-z_]+\.[a-z_.]+)\""
+    names = set(re.findall(call, source)) | set(re.findall(r'EVENT = "([a-z_]+\.[a-z_]+)"', source))
+    names -= {"api.answered"}  # LEVEL = None: counted by metrics, never logged
+    readme = (repo / "README.md").read_text()
+    logs = readme.split("\n## Logs\n", 1)[1].split("\n## ", 1)[0]
+    missing = sorted(n for n in names if f"`{n}`" not in logs)
+    assert not missing, missing
+    assert len(names) > 40

@@ -131,9 +131,7 @@ def _summary(cfg: config.Config, root: Path, log_path: Path, finished: bool, out
         print(f"  {f}  {err['code']}: {err['message']}", file=out)
     print(f"Logs (JSON lines): {log_path}", file=out)
     ok = finished and len(videos) == ENDINGS - 1 and len(failed) == 1
-    print(
-        f"Everything is in {root} (kept, so you can play the videos; `rm -r` it when done)",
-        file=out,
-    )
-    print("\ndemo finished" if ok else "\ndemo did not finish as expected", file=out)
+    ending = "demo finished" if ok else "demo did not finish as expected"
+    # The last line names the folder, as the first does (the README says so).
+    print(f"\n{ending}; everything is in {root} (kept: play the videos, then `rm -r` it)", file=out)
     return 0 if ok else 1
