@@ -83,6 +83,11 @@ def test_simulate_names_a_missing_or_non_pem_certificate(tmp_path: Path) -> None
         wansync("simulate", "--port", "0", "--tls-cert", str(cert), "--tls-key", str(text))
     )
     assert key.startswith(f"wansync: --tls-key: {text}: not a PEM private key")
+    cert.write_text(
+        cert.read_text() + "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+    )
+    garbage = one_line(wansync("simulate", "--port", "0", "--tls-cert", str(cert)))
+    assert garbage.startswith(f"wansync: --tls-cert: {cert}: not a valid PEM certificate and")
 
 
 # -- 3: where the key came from ---------------------------------------------------------------

@@ -93,8 +93,11 @@ def run(args: argparse.Namespace) -> int:
         )
     except ssl.SSLError as exc:
         files = " and ".join(f for f in (args.tls_cert, args.tls_key) if f)
-        reason = exc.reason or str(exc)
-        raise UsageError(f"--tls-cert: {files}: cannot use them ({reason})") from None
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            why = "the private key does not belong to the certificate"
+        else:  # OpenSSL says `[SSL] PEM lib`: the markers are there, the content is not
+            why = f"not a valid PEM certificate and private key ({exc.reason or exc})"
+        raise UsageError(f"--tls-cert: {files}: {why}") from None
     except OSError as exc:
         raise UsageError(f"simulate: {exc.strerror or exc}") from None
     print(f"DashScope simulator on {sim.url}  (key: {args.key})", flush=True)  # line 1: URL
