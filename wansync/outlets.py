@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from . import events as ev
 from .config import Live
 from .hooks import Hooks
 from .messages import Mailbox
-from .metrics import Metrics, health_of
 from .publish import Folders
 from .tracker import Tracker
+
+if TYPE_CHECKING:  # prometheus_client is imported only when metrics are on (memory)
+    from .metrics import Metrics
 
 
 class Outlets:
@@ -41,6 +44,8 @@ class Outlets:
         self.hooks = Hooks(lambda: live.cfg.hooks, folders, report=mailbox.note)
         self.metrics: Metrics | None = None
         if live.cfg.metrics.listen is not None:
+            from .metrics import Metrics
+
             self.metrics = Metrics(live.cfg.metrics, self._health, self._task_counts)
 
     def consumers(self) -> list[ev.Consumer]:
@@ -83,6 +88,8 @@ class Outlets:
             self.mailbox.note(event)
 
     def _health(self) -> tuple[bool, str]:
+        from .metrics import health_of  # loaded already: only a metrics server asks
+
         return health_of(self.last_tick, self.watch_alive(), time.monotonic())
 
     def _task_counts(self) -> dict[str, int]:

@@ -20,7 +20,6 @@ import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
-import requests
 from urllib3.fields import RequestField
 
 from .api import USER_AGENT, TaskApi
@@ -123,6 +122,8 @@ class Uploader:
             "success_action_status": "200",
             "x-oss-content-type": mimetypes.guess_type(path.name)[0] or "application/octet-stream",
         }
+        import requests  # only a job with a local file needs it: not loaded by an idle daemon
+
         part = RequestField(name="file", data=b"", filename=path.name)
         part.make_multipart(content_type=form["x-oss-content-type"])
         try:
