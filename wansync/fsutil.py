@@ -138,8 +138,10 @@ class FileTooLarge(NotARegularFile):
     """
 
 
-def open_regular(path: Path) -> tuple[int, os.stat_result]:
-    """Open `path` for reading without following a link or blocking; it must be a file.
+def open_regular(path: Path, single_link: bool = False) -> tuple[int, os.stat_result]:
+    """Open `path` for reading without following a link or blocking; it must be a file
+    (with `single_link`, one no other name links to: a hard link to a key file is not
+    a producer's task).
 
     The decision is made on the descriptor (`fstat`), not on the path, so a file swapped
     for a link or a FIFO after any earlier check is still refused. The caller closes it.
@@ -154,10 +156,13 @@ def open_regular(path: Path) -> tuple[int, os.stat_result]:
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise NotARegularFile("is not a regular file")
+    if single_link and st.st_nlink > 1:
+        os.close(fd)
+        raise NotARegularFile("is a hard link; copy the file instead")
     return fd, st
 
 
-def read_small(path: Path, limit: int) -> bytes:
+def read_small(path: Path, limit: int, single_link: bool = False) -> bytes:
     """The content of a regular file of at most `limit` bytes, opened by `open_regular`.
 
     A FIFO would block the daemon forever and a link could point outside the inbox,
@@ -165,7 +170,7 @@ def read_small(path: Path, limit: int) -> bytes:
     file still growing is cut at `limit + 1` bytes, so the caller sees it is too large).
     The caller turns each refusal into its own error.
     """
-    fd, st = open_regular(path)
+    fd, st = open_regular(path, single_link)
     with os.fdopen(fd, "rb") as fh:
         if st.st_size > limit:
             raise FileTooLarge(f"is larger than {_size(limit)}")

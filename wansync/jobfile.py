@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import bounded, names, taskfile
+from . import bounded, names, pathwalk, taskfile
 from .errors import JobFileError, TaskFileError
-from .fsutil import FileTooLarge, NotARegularFile, open_regular, read_small
+from .fsutil import FileTooLarge, NotARegularFile, read_small
 from .taskfile import is_visible
 
 JOB_SUFFIX = names.JOB_SUFFIX
@@ -59,6 +59,8 @@ class LocalFile:
 
     slot: tuple[str | int, ...]  # keys from the body's root, e.g. ("input", "media", 0, "url")
     path: Path
+    root: Path = pathwalk.ROOT  # the walk to the file: from here (the inbox, or `/`)...
+    parts: tuple[str, ...] = ()  # ...through these names, never through a link
     dev: int = -1
     ino: int = -1
     size: int = -1
@@ -106,7 +108,7 @@ def read(path: Path, default_model: str, max_upload_bytes: int) -> JobSpec:
     except names.BadName as exc:
         raise JobFileError(str(exc)) from None
     try:
-        data = read_small(path, MAX_BYTES)
+        data = read_small(path, MAX_BYTES, single_link=True)
     except FileTooLarge:
         raise JobFileError(f"file is larger than {MAX_BYTES // 1024} KiB") from None
     except NotARegularFile as exc:
@@ -249,12 +251,16 @@ class _Parser:
         raw = item["path"]
         if not isinstance(raw, str) or not raw.strip() or "\0" in raw:
             raise JobFileError(f"{label}: must be a file path")
-        path = self.base / os.path.expanduser(raw)
+        try:
+            root, parts = pathwalk.split(raw, self.base)
+        except pathwalk.BadPath as exc:
+            raise JobFileError(f"{label}: {raw!r}: {exc}") from None
+        path = root.joinpath(*parts)
         if not path.name.lower().endswith(FILE_KINDS[kind]):
             allowed = ", ".join(FILE_KINDS[kind])
             raise JobFileError(f"{label}: {raw!r} is not a {kind} file ({allowed})")
-        try:
-            fd, st = open_regular(path)  # no link (it could point at ~/.ssh), no FIFO
+        try:  # no link on the way (it could point at ~/.ssh), no FIFO, no hard link
+            fd, st = pathwalk.open_beneath(root, parts)
         except NotARegularFile as exc:
             raise JobFileError(f"{label}: {raw!r} {exc}") from None
         except OSError as exc:
@@ -269,7 +275,7 @@ class _Parser:
             raise JobFileError(
                 f"{label}: {raw!r} is larger than submit.max_upload_bytes ({self.limit})"
             )
-        self.uploads.append(LocalFile(slot, path, st.st_dev, st.st_ino, st.st_size))
+        self.uploads.append(LocalFile(slot, path, root, parts, st.st_dev, st.st_ino, st.st_size))
         return ""
 
     def _parameters(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from urllib3.fields import RequestField
 
+from . import pathwalk
 from .api import USER_AGENT, TaskApi
 from .errors import RemoteUnavailable, TaskFailed
 from .fsutil import NotARegularFile, open_regular
@@ -77,9 +78,11 @@ class MultipartBody:
 
 def open_checked(local: LocalFile | Path) -> tuple[int, int]:
     """(descriptor, size) of a job's local file, refused unless it is what was checked."""
-    path = local.path if isinstance(local, LocalFile) else local
     try:
-        fd, st = open_regular(path)
+        if isinstance(local, LocalFile) and local.parts:  # as checked: no link on the way
+            fd, st = pathwalk.open_beneath(local.root, local.parts)
+        else:
+            fd, st = open_regular(local.path if isinstance(local, LocalFile) else local)
     except NotARegularFile as exc:
         raise FileChanged(str(exc)) from None
     if isinstance(local, LocalFile) and (st.st_dev, st.st_ino, st.st_size) != (
