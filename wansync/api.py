@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import urllib3
 
 from . import __version__
-from .bounded import json_loads
+from .bounded import json_loads, wall_time
 from .errors import (
     AuthRejected,
     MalformedResponse,
@@ -33,10 +33,11 @@ from .errors import (
     TaskFailed,
     TransientError,
 )
-from .log import scrub
+from .log import CODE_CHARS, MESSAGE_CHARS, cap, clean, clean_tree, scrub
 from .taskfile import TASK_ID
 
 MAX_BODY = 1024 * 1024
+DEADLINE_TIMEOUTS = 2  # a whole answer, headers and body, within this many api.timeout
 MAX_RETRY_AFTER = 600.0  # seconds: SPEC §5, a remote-supplied delay has a cap
 USER_AGENT = f"wansync/{__version__}"
 STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN")
@@ -47,8 +48,11 @@ API_ZONE = timedelta(hours=8)  # the API's times are Beijing time (assumed for t
 
 
 def api_time(ts: float, compact: bool = False) -> str:
-    """A wall time as the API writes it: `2025-09-25 11:07:28.590`, or `20250925110728`."""
-    moment = datetime.fromtimestamp(ts, tz=UTC) + API_ZONE
+    """A wall time as the API writes it: `2025-09-25 11:07:28.590`, or `20250925110728`.
+
+    Never raises: `ts` may come from a hand-edited sidecar (year 9999 + 8 h overflows).
+    """
+    moment = datetime.fromtimestamp(wall_time(ts), tz=UTC) + API_ZONE
     if compact:
         return moment.strftime("%Y%m%d%H%M%S")
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
@@ -72,6 +76,18 @@ class TaskReport:
     usage: dict[str, Any] | None
 
 
+def header_int(value: str | None) -> int | None:
+    """A whole number in an HTTP header (`Content-Length`, a `Content-Range` part), else None.
+
+    ASCII digits only: `str.isdigit` accepts `²` and `int` reads `١٢`, neither of which
+    is HTTP; at most 19 digits, so the number always fits what it is compared with.
+    """
+    value = (value or "").strip()
+    if not value or len(value) > 19 or not value.isascii() or not value.isdigit():
+        return None
+    return int(value)
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds from a `Retry-After` header (delta seconds or an HTTP date), at most 10 min.
 
@@ -79,7 +95,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     for ever (or raise), so it is capped at `MAX_RETRY_AFTER`; what cannot be read
     (`nan`, junk) is None, as if there were no header.
     """
-    if not value:
+    if not value or not value.isascii():  # float() would read `١٢` as 12
         return None
     value = value.strip()
     try:
@@ -95,12 +111,41 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
-def _read_bounded(resp: urllib3.BaseHTTPResponse) -> bytes:
-    """At most 1 MiB of body: a huge answer must not cost memory (or hang us)."""
-    body = resp.read(MAX_BODY + 1, decode_content=True)
-    if len(body) > MAX_BODY:
-        raise MalformedResponse(f"answer larger than {MAX_BODY // 1024} KiB")
-    return body
+def _read_bounded(resp: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+    """At most 1 MiB of body, all of it by `deadline` (monotonic), else `RemoteUnavailable`.
+
+    The per-read timeout alone lets a server that sends a byte every `timeout - 1` s hold
+    a poll worker for days (1 MiB of such bytes); a few such task ids would stall every
+    poll. So each read waits at most until the deadline, and the whole answer must be in.
+    """
+    body = bytearray()
+    while len(body) <= MAX_BODY:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            resp.close()  # never reused: the rest of its answer may still come
+            raise RemoteUnavailable("the answer was not complete in time", "AnswerTooSlow")
+        _wait_at_most(resp, left)
+        try:
+            chunk = resp.read1(MAX_BODY + 1 - len(body), decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError:
+            if time.monotonic() < deadline:
+                raise
+            continue  # the deadline's own timeout: said as such above
+        if not chunk:
+            return bytes(body)
+        body += chunk
+    resp.close()
+    raise MalformedResponse(f"answer larger than {MAX_BODY // 1024} KiB")
+
+
+def _wait_at_most(resp: urllib3.BaseHTTPResponse, seconds: float) -> None:
+    """Let the next socket read wait no longer than `seconds` (the time left)."""
+    sock = getattr(getattr(resp, "connection", None), "sock", None)
+    if sock is None:
+        return
+    timeout = sock.gettimeout()
+    if timeout is not None and seconds < timeout:
+        sock.settimeout(max(0.001, seconds))
 
 
 def _error_fields(body: bytes) -> tuple[str | None, str | None]:
@@ -111,7 +156,10 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None]:
     if not isinstance(obj, dict):
         return None, None
     code, message = obj.get("code"), obj.get("message")
-    return (code if isinstance(code, str) else None, message if isinstance(message, str) else None)
+    return (
+        clean(code, CODE_CHARS) if isinstance(code, str) else None,
+        clean(message, MESSAGE_CHARS) if isinstance(message, str) else None,
+    )
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
@@ -169,6 +217,10 @@ class TaskApi:
     def close(self) -> None:
         self._pool.clear()
 
+    def _deadline(self, started: float) -> float:
+        """When an answer begun at `started` must be complete (monotonic)."""
+        return started + DEADLINE_TIMEOUTS * self.timeout
+
     def set_key(self, key: str) -> None:
         """A new key (SIGHUP re-read the key file); used from the next request on."""
         self._headers = {
@@ -216,7 +268,11 @@ class TaskApi:
             if not isinstance(rows, list):
                 raise MalformedResponse("task list answer has no data list")
             found.extend(
-                r for r in rows if isinstance(r, dict) and isinstance(r.get("task_id"), str)
+                r
+                for r in rows
+                if isinstance(r, dict)
+                and isinstance(r.get("task_id"), str)
+                and TASK_ID.fullmatch(r["task_id"])  # it may become a sidecar's and a URL's
             )
             total_pages = data.get("total_page")
             if (
@@ -256,13 +312,13 @@ class TaskApi:
             )
             status = resp.status
             try:
-                answer = _read_bounded(resp)
+                answer = _read_bounded(resp, self._deadline(started))
             finally:
                 resp.release_conn()
                 self.observe("submit", status, time.monotonic() - started)
         except urllib3.exceptions.ConnectTimeoutError as exc:  # also NewConnectionError
             raise RemoteUnavailable(scrub(f"could not connect: {type(exc).__name__}")) from None
-        except (urllib3.exceptions.HTTPError, MalformedResponse) as exc:
+        except (urllib3.exceptions.HTTPError, MalformedResponse, RemoteUnavailable) as exc:
             if status is None:
                 self.observe("submit", None, time.monotonic() - started)
             raise SubmitAmbiguous(scrub(f"no answer after sending: {type(exc).__name__}")) from None
@@ -283,14 +339,16 @@ class TaskApi:
         obj = _json_object(body)
         output = obj.get("output") if obj else None
         task_id = output.get("task_id") if isinstance(output, dict) else None
-        if obj is None or not isinstance(task_id, str) or not TASK_ID.match(task_id):
+        if obj is None or not isinstance(task_id, str) or not TASK_ID.fullmatch(task_id):
             raise SubmitAmbiguous("HTTP 200 but the answer has no task_id")
         request_id = obj.get("request_id")
-        return Submitted(task_id, request_id if isinstance(request_id, str) else None)
+        request_id = clean(request_id, CODE_CHARS) if isinstance(request_id, str) else None
+        return Submitted(task_id, request_id)
 
     def cancel(self, task_id: str) -> str | None:
         """Ask for a PENDING task to be canceled (`POST …/tasks/{id}/cancel`, as the SDK's
         `VideoSynthesis.cancel`); the request id when accepted, else the status's error."""
+        started = time.monotonic()
         try:
             resp = self._pool.request(
                 "POST",
@@ -300,7 +358,7 @@ class TaskApi:
                 redirect=False,
             )
             try:
-                body = _read_bounded(resp)
+                body = _read_bounded(resp, self._deadline(started))
             finally:
                 resp.release_conn()
         except urllib3.exceptions.HTTPError as exc:
@@ -323,7 +381,7 @@ class TaskApi:
             )
             status = resp.status
             try:
-                return resp, _read_bounded(resp)
+                return resp, _read_bounded(resp, self._deadline(started))
             finally:
                 resp.release_conn()
         except urllib3.exceptions.HTTPError as exc:
@@ -349,9 +407,16 @@ class TaskApi:
             raise MalformedResponse(f"unknown task_status {scrub(str(task_status))[:40]!r}")
         request_id = obj.get("request_id")
         usage = obj.get("usage")
+        # Everything here lands in a sidecar and a log: scrubbed of the key and query
+        # strings, capped (an echoed key, a 900 KB `code`). The signed URL is kept whole.
+        output = clean_tree(output, keep=("video_url",))
+        if isinstance(output.get("code"), str):
+            output["code"] = cap(output["code"], CODE_CHARS)
+        if isinstance(output.get("message"), str):
+            output["message"] = cap(output["message"], MESSAGE_CHARS)
         return TaskReport(
             status=task_status,
-            request_id=request_id if isinstance(request_id, str) else None,
+            request_id=clean(request_id, CODE_CHARS) if isinstance(request_id, str) else None,
             output=output,
-            usage=usage if isinstance(usage, dict) else None,
+            usage=clean_tree(usage) if isinstance(usage, dict) else None,
         )

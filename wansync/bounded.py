@@ -5,8 +5,9 @@ parses but cannot be written again (`json.dumps(indent=2)` recurses in Python), 
 bytes of YAML aliases expand to billions of nodes once anything walks them. So depth and
 node count are counted without recursion (YAML: on the parser's event stream, before any
 node is built; JSON: right after the C parser, which stops itself at its own limit), and
-every value must be plain JSON: finite numbers, text that is valid UTF-8. Every failure is
-one `Unparsable` whose message says what was wrong; the caller names the file.
+every value must be plain JSON: finite numbers, text that is valid UTF-8. A key given twice
+in one mapping of a user's file is refused (silently keeping the last would hide a typo).
+Every failure is one `Unparsable` whose message says what was wrong; the caller names the file.
 Sizes are the caller's to cap before calling (each file type has its own limit).
 """
 
@@ -25,9 +26,11 @@ from yaml.events import (
     Event,
     NodeEvent,
 )
+from yaml.nodes import MappingNode
 
 MAX_DEPTH = 64
 MAX_NODES = 10_000
+LATEST_TIME = 253_402_214_399  # 9999-12-30T23:59:59Z: still a date after adding 8 h (API time)
 _KEY_TYPES = (str, int, float, bool, type(None))  # what json.dumps turns into a key
 
 
@@ -47,10 +50,32 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def json_loads(data: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
-    """`json.loads`, refusing NaN/Infinity, deep nesting and text that is not UTF-8."""
+def wall_time(ts: float) -> float:
+    """`ts` as a Unix time a `datetime` can show: NaN is 0, anything out of range the
+    nearest end. A remote or hand-edited number (`inf`, `1e20`, year 9999 + 8 h) must never
+    make a formatter raise in the main loop."""
+    if ts != ts:  # NaN
+        return 0.0
+    return float(min(LATEST_TIME, max(0, ts)))
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise Unparsable(f"key {key[:80]!r} is given twice")
+        obj[key] = value
+    return obj
+
+
+def json_loads(data: str | bytes, max_depth: int = MAX_DEPTH, unique_keys: bool = False) -> Any:
+    """`json.loads`, refusing NaN/Infinity, deep nesting and text that is not UTF-8;
+    with `unique_keys` (a user's file), a key given twice in one object too."""
+    hook = _unique_pairs if unique_keys else None
     try:
-        obj = json.loads(data, parse_constant=_no_constant, parse_float=_finite_float)
+        obj = json.loads(
+            data, parse_constant=_no_constant, parse_float=_finite_float, object_pairs_hook=hook
+        )
     except Unparsable:
         raise
     except RecursionError:
@@ -135,6 +160,23 @@ class _BoundedLoader(yaml.SafeLoader):
         self._bound_count = 0
         self._bound_anchors: dict[str, tuple[int, int]] = {}  # anchor -> (expanded nodes, height)
         self._bound_open: list[_Open] = []
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A mapping whose own keys are all different (`<<` merges may still be overridden)."""
+        seen: set[Any] = set()
+        for key_node, _ in node.value if isinstance(node, MappingNode) else ():
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                twice = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # unhashable: the constructor refuses it in its own words
+            if twice:
+                line = key_node.start_mark.line + 1
+                raise Unparsable(f"key {str(key)[:80]!r} is given twice (line {line})")
+        return super().construct_mapping(node, deep)
 
     def get_event(self) -> Event:
         event: Event = super().get_event()  # type: ignore[no-untyped-call]

@@ -86,7 +86,7 @@ def _sidecar_task_id(path: Path) -> str | None:
     if not isinstance(data, dict):
         return None
     task_id = data.get("task_id")
-    if isinstance(task_id, str) and taskfile.TASK_ID.match(task_id):
+    if isinstance(task_id, str) and taskfile.TASK_ID.fullmatch(task_id):
         return task_id
     if isinstance(data.get("job"), dict):
         raise NoTaskYet(

@@ -26,7 +26,7 @@ from urllib3.exceptions import HTTPError
 from urllib3.util.retry import Retry
 
 from . import mp4check
-from .api import USER_AGENT, parse_retry_after
+from .api import USER_AGENT, header_int, parse_retry_after
 from .config import DownloadConfig
 from .errors import DownloadInterrupted, Stopping, UrlRefused
 from .log import strip_query
@@ -110,10 +110,7 @@ def _content_range_start(header: str | None) -> int | None:
     # "bytes 100-199/200"
     if not header or not header.startswith("bytes "):
         return None
-    try:
-        return int(header[6:].split("-", 1)[0])
-    except ValueError:
-        return None
+    return header_int(header[6:].split("-", 1)[0])
 
 
 def _not_mp4(head: bytes) -> bool:
@@ -232,8 +229,8 @@ class Downloader:
         if status in (403, 404, 410):
             raise UrlRefused(f"storage answered HTTP {status}")
         if status == 416:
-            total = resp.headers.get("Content-Range", "").rpartition("/")[2]
-            if offset and total.isdigit() and int(total) == offset:
+            total = header_int(resp.headers.get("Content-Range", "").rpartition("/")[2])
+            if offset and total == offset:
                 return _verify_complete(fd, offset, etag)  # killed after the end
             os.ftruncate(fd, 0)
             raise DownloadInterrupted("storage refused the range; starting over")
@@ -250,8 +247,8 @@ class Downloader:
         content_type = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if any(t in content_type for t in REJECTED_TYPES):
             raise rejected(f"storage sent {content_type!r} instead of a video")
-        length = resp.headers.get("Content-Length")
-        expected = offset + int(length) if length and length.isdigit() else None
+        length = header_int(resp.headers.get("Content-Length"))
+        expected = offset + length if length is not None else None
         if expected is not None and expected > cfg.max_bytes:
             raise rejected(f"video is {expected} bytes, over download.max_bytes ({cfg.max_bytes})")
         new_etag = resp.headers.get("ETag")

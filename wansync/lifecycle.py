@@ -25,7 +25,7 @@ from .config import Config, DownloadConfig
 from .download import Downloaded, check_url, url_expires
 from .errors import AuthRejected, Stopping, TaskFailed, TransientError, UrlRefused, WansyncError
 from .retry import plan
-from .sidecar import parse_iso
+from .sidecar import read_time
 from .tracker import Task
 
 UNFINISHED = ("PENDING", "RUNNING")
@@ -115,7 +115,7 @@ Decision = PollAt | StartDownload | Succeed | Fail | Retry | PauseForAuth | Igno
 # -- the rules ---------------------------------------------------------------------------
 def before_poll(task: Task, now: Now, policy: Policy) -> Fail | None:
     """A task not finished `give_up_after` after it was first seen fails as `Timeout`."""
-    first_seen = parse_iso(task.data.get("first_seen")) or now.wall
+    first_seen = read_time(task.data.get("first_seen"), now.wall) or now.wall
     age = now.wall - first_seen
     if age > policy.give_up_after:
         return Fail(

@@ -1,7 +1,9 @@
 """structlog set-up: JSON lines off a TTY, console on one, stdlib logging routed through it.
 
 Every line passes `redact`, which removes the API key and URL query strings from every
-string value, so no code path can leak a signed URL or the key into a log by accident.
+string value, so no code path can leak a signed URL or the key into a log by accident,
+and cuts each one to a length (a remote's 900 KB error code is not a 900 KB log line).
+`clean` and `clean_tree` do the same for what the remote sends into a sidecar.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ import structlog
 # in its error texts ("Max retries exceeded with url: /v.mp4?Expires=…&Signature=…").
 _QUERY = re.compile(r"\?[^\s\"'<>()?]*=[^\s\"'<>()]*")
 _secrets: set[str] = set()
+CODE_CHARS = 200  # an error code, kept whole up to this many characters
+MESSAGE_CHARS = 2000  # an error message
+TEXT_CHARS = 4000  # any other text the remote sends (output, usage), or a log value
+TRACEBACK_CHARS = 20_000  # a rendered exception in a log line
+_LIMITS = {"code": CODE_CHARS, "message": MESSAGE_CHARS, "error": MESSAGE_CHARS}
 
 
 def add_secret(secret: str) -> None:
@@ -43,19 +50,56 @@ def strip_query(url: str) -> str:
     return scrub(url)
 
 
-def _scrub_value(value: Any) -> Any:
+def cap(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, ending in `…` when it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clean(text: str, limit: int = TEXT_CHARS) -> str:
+    """A remote's text as wansync may store or log it: scrubbed, then capped."""
+    return cap(scrub(text), limit)
+
+
+def clean_tree(value: Any, keep: tuple[str, ...] = (), limit: int = TEXT_CHARS) -> Any:
+    """A copy of a JSON value with every string (keys too) `clean`ed; top-level `keep`
+    keys are copied as they are (`output.video_url`: the signed URL the download needs).
+
+    Iterative: the value comes from the remote (already depth-bounded when parsed).
+    """
+    holder: list[Any] = [value]
+    stack: list[tuple[Any, Any, bool]] = [(holder, 0, True)]
+    while stack:
+        parent, key, top = stack.pop()
+        node = parent[key]
+        if isinstance(node, str):
+            parent[key] = clean(node, limit)
+        elif isinstance(node, dict):
+            copy = {clean(str(k), CODE_CHARS): v for k, v in node.items()}
+            parent[key] = copy
+            stack.extend((copy, k, False) for k in copy if not (top and k in keep))
+        elif isinstance(node, list):
+            copy_list = list(node)
+            parent[key] = copy_list
+            stack.extend((copy_list, i, False) for i in range(len(copy_list)))
+    return holder[0]
+
+
+def _scrub_value(value: Any, limit: int = TEXT_CHARS) -> Any:
     if isinstance(value, str):
-        return scrub(value)
+        return clean(value, limit)
     if isinstance(value, dict):
-        return {k: _scrub_value(v) for k, v in value.items()}
+        return {k: _scrub_value(v, limit) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_scrub_value(v) for v in value]
+        return [_scrub_value(v, limit) for v in value]
     return value
 
 
 def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: scrub every value of the event (and rendered exceptions)."""
-    return {k: _scrub_value(v) for k, v in event_dict.items()}
+    """structlog processor: scrub and cap every value of the event (and exceptions)."""
+    return {
+        k: _scrub_value(v, TRACEBACK_CHARS if k == "exception" else _LIMITS.get(k, TEXT_CHARS))
+        for k, v in event_dict.items()
+    }
 
 
 def _drop_benign(record: logging.LogRecord) -> bool:

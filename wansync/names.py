@@ -25,6 +25,7 @@ TEMP_SUFFIX = ".wansync-tmp"
 PUBLISHED_SUFFIXES = (MP4, SIDECAR_SUFFIX, TASK_SUFFIX, JOB_SUFFIX)
 MAX_K = 999_999  # the largest `-k` a publish may add (a folder of a million same names)
 PID_MAX = 4_194_304  # Linux's largest pid_max: the longest pid a temp name can hold
+HASH_HEX = 24  # hex characters of sha256 in a shortened name: 96 bits
 TOKEN_HEX = 8  # characters of randomness in a scratch temp name
 
 
@@ -35,13 +36,15 @@ class BadName(ValueError):
 def fit(name: str, limit: int) -> str:
     """`name`, or when its UTF-8 form passes `limit` bytes, a shortened name plus a hash.
 
-    The hash is of the full name, so two long names that share a beginning stay apart.
+    The hash is of the full name, so two long names that share a beginning stay apart:
+    96 bits of it, so no one can search out two names that share a stem (32 bits took a
+    birthday search of minutes) and make two tasks share one `.part` and sidecar.
     """
     raw = name.encode("utf-8", "surrogateescape")
     if len(raw) <= limit:
         return name
-    cut = raw[: limit - 10].decode("utf-8", "ignore")  # as wansync always cut (stable names)
-    return f"{cut}~{hashlib.sha256(raw).hexdigest()[:8]}"
+    cut = raw[: limit - 2 - HASH_HEX].decode("utf-8", "ignore")  # "~" + hash fit in `limit`
+    return f"{cut}~{hashlib.sha256(raw).hexdigest()[:HASH_HEX]}"
 
 
 def stem(name: str) -> str:

@@ -25,8 +25,10 @@ SUFFIX = names.SIDECAR_SUFFIX
 TERMINAL_STATES = ("succeeded", "failed")
 STATES = ("queued", "submitting", "polling", "downloading", *TERMINAL_STATES)
 MAX_BYTES = 1024 * 1024
+TIME_AHEAD = 300.0  # seconds a time read back may lie in the future (clock skew)
+TIME_PAST = 30 * 86400.0  # seconds a time read back may lie in the past
 MAX_DEPTH = bounded.MAX_DEPTH + 1  # a task's meta (64 deep) sits one level down
-SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # goes into the task URL's path as is
+SAFE_ID = re.compile(r"\A[A-Za-z0-9_-]{1,128}\Z")  # goes into the task URL's path as is
 
 # A job is `queued` then `submitting`; from `polling` on, a job and a task are the same.
 State = Literal["queued", "submitting", "polling", "downloading", "succeeded", "failed"]
@@ -38,8 +40,12 @@ def set_state(data: dict[str, Any], state: State) -> None:
 
 
 def utc_iso(ts: float | None = None) -> str:
-    """ISO 8601 UTC with milliseconds and a `Z`: `2026-11-28T18:00:00.000Z`."""
-    moment = datetime.fromtimestamp(time.time() if ts is None else ts, tz=UTC)
+    """ISO 8601 UTC with milliseconds and a `Z`: `2026-11-28T18:00:00.000Z`.
+
+    Never raises: a time from the remote (a URL's `Expires=1e20`, `nan`) is clamped to
+    what a date can show (`bounded.wall_time`), so no single value can stop the loop.
+    """
+    moment = datetime.fromtimestamp(bounded.wall_time(time.time() if ts is None else ts), tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -49,8 +55,21 @@ def parse_iso(text: str | None) -> float | None:
         return None
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         return None
+
+
+def read_time(text: str | None, now: float) -> float | None:
+    """A time read back from a sidecar, within what it could truly be, else None.
+
+    Anyone in the group may edit a sidecar: a `submit_started` in year 9999 must not make
+    every later step raise (or wait for ever). Later than `now` by more than a clock's
+    skew is absent; earlier than `TIME_PAST` ago is clamped to that (a task lives 24 h).
+    """
+    ts = parse_iso(text)
+    if ts is None or ts > now + TIME_AHEAD:
+        return None
+    return max(ts, now - TIME_PAST)
 
 
 def new(name: str, task_id: str | None, meta: dict[str, Any], now: float) -> dict[str, Any]:
@@ -77,8 +96,13 @@ def new(name: str, task_id: str | None, meta: dict[str, Any], now: float) -> dic
 
 
 def error(code: str, message: str, transient: bool) -> dict[str, Any]:
-    """The sidecar's `error` object."""
-    return {"code": code, "message": message, "transient": transient}
+    """The sidecar's `error` object. Code and message may be the remote's own words (a key
+    echoed back, a signed URL, 900 KB): scrubbed and capped here, whoever passes them."""
+    return {
+        "code": log.clean(code, log.CODE_CHARS),
+        "message": log.clean(message, log.MESSAGE_CHARS),
+        "transient": transient,
+    }
 
 
 def download(etag: str | None, done: int = 0, total: int | None = None) -> dict[str, Any]:

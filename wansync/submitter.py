@@ -262,7 +262,7 @@ class Submitter:
 
     def _search(self, job: Job, now: Now) -> None:
         self.active = job.name
-        started = sidecar.parse_iso(job.data["job"]["submit_started"]) or now.wall
+        started = sidecar.read_time(job.data["job"]["submit_started"], now.wall) or now.wall
         start, end = started - LOOKUP_MARGIN, started + self.live.cfg.api.timeout + LOOKUP_MARGIN
         self.worker.submit(LookupJob(job.name, job.data["job"]["model"], start, end))
 

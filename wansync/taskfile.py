@@ -14,7 +14,7 @@ from .fsutil import FileTooLarge, NotARegularFile, read_small
 
 TASK_SUFFIX = names.TASK_SUFFIX
 MAX_BYTES = 64 * 1024
-TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{7,127}$")
+TASK_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{7,127}\Z")  # \Z: no newline after it
 LONGEST_ID = "A" * 128  # the longest id the API may hand back, for size checks
 
 
@@ -42,7 +42,7 @@ def task_name(path: Path) -> str:
 
 def check_task_id(task_id: str) -> str:
     """Return the id if it has the shape DashScope ids have, else raise `TaskFileError`."""
-    if not TASK_ID.match(task_id):
+    if not TASK_ID.fullmatch(task_id):
         shown = task_id if len(task_id) <= 80 else task_id[:77] + "..."
         raise TaskFileError(f"{shown!r} is not a valid task id (8-128 letters, digits, '-' or '_')")
     return task_id
@@ -71,7 +71,7 @@ def parse(data: bytes) -> TaskSpec:
 
 def _parse_json(text: str) -> TaskSpec:
     try:
-        obj = bounded.json_loads(text)
+        obj = bounded.json_loads(text, unique_keys=True)
     except bounded.Unparsable as exc:
         raise TaskFileError(f"file is {exc}" if str(exc).startswith("not ") else str(exc)) from None
     if not isinstance(obj, dict):
@@ -96,13 +96,14 @@ def render(task_id: str, meta: dict[str, Any]) -> bytes:
 
 
 def read(path: Path) -> TaskSpec:
-    """Read a task file from disk: a name wansync can build on, at most 64 KiB, no link."""
+    """Read a task file from disk: a name wansync can build on, at most 64 KiB, no link
+    (symbolic or hard)."""
     try:
         names.check(task_name(path))
     except names.BadName as exc:
         raise TaskFileError(str(exc)) from None
     try:
-        data = read_small(path, MAX_BYTES)
+        data = read_small(path, MAX_BYTES, single_link=True)
     except FileTooLarge:
         raise TaskFileError(f"file is larger than {MAX_BYTES // 1024} KiB") from None
     except NotARegularFile as exc:
