@@ -97,7 +97,7 @@ def test_url_job_becomes_an_mp4_with_its_job_and_task_beside_it(jobs_env, sim):
 
 def test_local_files_are_uploaded_then_referenced_as_oss(jobs_env, sim, tmp_path):
     env = jobs_env
-    pictures = tmp_path / "pictures"
+    pictures = env.inbox / "pictures"  # a real folder: no link, no `..` on the way
     pictures.mkdir()
     (pictures / "first.png").write_bytes(SAMPLE_PNG)
     (pictures / "last.png").write_bytes(SAMPLE_PNG[::-1])
@@ -109,12 +109,12 @@ def test_local_files_are_uploaded_then_referenced_as_oss(jobs_env, sim, tmp_path
             "prompt": "from first to last",
             "media": [
                 {"type": "first_frame", "path": str(pictures / "first.png")},
-                {"type": "last_frame", "path": "../pictures/last.png"},  # against the inbox
+                {"type": "last_frame", "path": "pictures/last.png"},  # against the inbox
             ],
         },
     )
     drop_job(
-        env.inbox, "old", {"model": "wan2.6-i2v", "prompt": "older", "image": "../pictures/old.jpg"}
+        env.inbox, "old", {"model": "wan2.6-i2v", "prompt": "older", "image": "pictures/old.jpg"}
     )
     d = env.start("run")
     ended = wait_jobs(env, "new", "old")
