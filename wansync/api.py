@@ -11,12 +11,10 @@ and requests' per-call machinery (sessions, hooks, cookies) doubled its CPU cost
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,12 +31,14 @@ from .errors import (
     TaskFailed,
     TransientError,
 )
+from .headers import MAX_RETRY_AFTER as MAX_RETRY_AFTER
+from .headers import header_int as header_int
+from .headers import parse_retry_after
 from .log import CODE_CHARS, MESSAGE_CHARS, cap, clean, clean_tree, scrub
 from .taskfile import TASK_ID
 
 MAX_BODY = 1024 * 1024
 DEADLINE_TIMEOUTS = 2  # a whole answer, headers and body, within this many api.timeout
-MAX_RETRY_AFTER = 600.0  # seconds: SPEC §5, a remote-supplied delay has a cap
 USER_AGENT = f"wansync/{__version__}"
 STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN")
 SUBMIT_PATH = "/api/v1/services/aigc/video-generation/video-synthesis"
@@ -74,41 +74,6 @@ class TaskReport:
     request_id: str | None
     output: dict[str, Any]
     usage: dict[str, Any] | None
-
-
-def header_int(value: str | None) -> int | None:
-    """A whole number in an HTTP header (`Content-Length`, a `Content-Range` part), else None.
-
-    ASCII digits only: `str.isdigit` accepts `²` and `int` reads `١٢`, neither of which
-    is HTTP; at most 19 digits, so the number always fits what it is compared with.
-    """
-    value = (value or "").strip()
-    if not value or len(value) > 19 or not value.isascii() or not value.isdigit():
-        return None
-    return int(value)
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a `Retry-After` header (delta seconds or an HTTP date), at most 10 min.
-
-    The remote chooses this number: `1e20`, `inf`, a date in 2100 must not stop polling
-    for ever (or raise), so it is capped at `MAX_RETRY_AFTER`; what cannot be read
-    (`nan`, junk) is None, as if there were no header.
-    """
-    if not value or not value.isascii():  # float() would read `١٢` as 12
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value).timestamp()
-        except (TypeError, ValueError, OverflowError, IndexError):
-            return None
-        seconds = when - (time.time() if now is None else now)
-    if math.isnan(seconds):
-        return None
-    return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 def _read_bounded(resp: urllib3.BaseHTTPResponse, deadline: float) -> bytes:

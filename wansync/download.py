@@ -26,9 +26,10 @@ from urllib3.exceptions import HTTPError
 from urllib3.util.retry import Retry
 
 from . import mp4check
-from .api import USER_AGENT, header_int, parse_retry_after
+from .api import USER_AGENT
 from .config import DownloadConfig
 from .errors import DownloadInterrupted, Stopping, UrlRefused
+from .headers import header_int, parse_retry_after
 from .log import strip_query
 from .partfile import Writeback, open_part, write_all
 from .urlcheck import check_address, check_url, parse, rejected, url_expires
