@@ -30,12 +30,13 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT; `once` gives 143 for SIGTERM
 
 
 def job_document(args: argparse.Namespace, default_model: str) -> dict[str, Any]:
-    """The `.job` for the command line: URL media as given, local files by absolute path."""
+    """The `.job` for the command line: URL media as given, local files by real path (links
+    the user typed resolved now: the job check refuses a link anywhere on the way)."""
     source = args.image
     if source.startswith(URL_SCHEMES):
         frame = {"type": "first_frame", "url": source}
     else:
-        frame = {"type": "first_frame", "path": str(Path(source).expanduser().absolute())}
+        frame = {"type": "first_frame", "path": str(Path(source).expanduser().resolve())}
     doc: dict[str, Any] = {"prompt": args.prompt}
     if args.model:
         doc["model"] = args.model
