@@ -109,7 +109,7 @@ def test_sidecar_error_scrubs_and_caps_code_and_message():
 
 
 def test_log_lines_are_capped():
-    """A 900 KB value is at most 4,000 characters in a log line (code: 200)."""
+    """A 900 KB value is at most 8,000 characters in a log line (code: 200)."""
     event = log.redact(None, "info", {"event": "x", "code": "c" * 900_000, "detail": "d" * 900_000})
     assert len(event["code"]) == log.CODE_CHARS and len(event["detail"]) == log.TEXT_CHARS
 

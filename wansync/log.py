@@ -21,7 +21,7 @@ _QUERY = re.compile(r"\?[^\s\"'<>()?]*=[^\s\"'<>()]*")
 _secrets: set[str] = set()
 CODE_CHARS = 200  # an error code, kept whole up to this many characters
 MESSAGE_CHARS = 2000  # an error message
-TEXT_CHARS = 4000  # any other text the remote sends (output, usage), or a log value
+TEXT_CHARS = 8000  # other text the remote sends (a 5,000-character prompt fits), a log value
 TRACEBACK_CHARS = 20_000  # a rendered exception in a log line
 _LIMITS = {"code": CODE_CHARS, "message": MESSAGE_CHARS, "error": MESSAGE_CHARS}
 
