@@ -104,12 +104,12 @@ def _sidecar(name: str, task_id: str, **changes: Any) -> bytes:
     return json.dumps(data).encode()
 
 
-def _task_with_sidecar(inbox: Path, name: str, task_id: str, **changes: Any) -> Poison:
+def _task_with_sidecar(inbox: Path, case: str, name: str, task_id: str, **changes: Any) -> Poison:
     """A valid `.task` whose inbox sidecar is hostile: written first, so it is found."""
     _write(inbox / f"{name}.status.json", _sidecar(name, task_id, **changes))
     _write(inbox / f".{name}.task.tmp", task_id.encode())
     os.rename(inbox / f".{name}.task.tmp", inbox / f"{name}.task")
-    return Poison(f"sidecar {sorted(changes)}", f"{name}.task".encode(), EITHER)
+    return Poison(case, f"{name}.task".encode(), EITHER)
 
 
 def _alias_bomb(prompt: str) -> bytes:
@@ -177,29 +177,43 @@ def write_corpus(inbox: Path, outside: Path) -> list[Poison]:
     _sparse(big, b'{"schema": 1, "pad": "', 200 * MB)
     _write(inbox / "poison-bigcar.task", b"poison-bigcar-0001")
     out.append(Poison("200 MB sidecar", b"poison-bigcar.task", EITHER))
-    out.append(_task_with_sidecar(inbox, "poison-polls", "poison-polls-0001", polls="many"))
-    out.append(
-        _task_with_sidecar(
-            inbox, "poison-etag", "poison-etag-00001", state="downloading", download="etag"
-        )
-    )
-    output = {"task_id": "poison-url-00001", "task_status": "SUCCEEDED", "video_url": 5}
-    out.append(
-        _task_with_sidecar(
-            inbox, "poison-url", "poison-url-00001", state="downloading", output=output
-        )
-    )
     escape = {"state": "failed", "error": {"code": "X", "message": "x", "transient": False}}
-    out.append(
-        _task_with_sidecar(
-            inbox, "poison-esc", "poison-escape-001", published_as="../../ESCAPE", **escape
-        )
-    )
-    out.append(
-        _task_with_sidecar(
-            inbox, "poison-abs", "poison-escape-002", published_as=str(outside / "E"), **escape
-        )
-    )
+    sidecars: list[tuple[str, str, str, dict[str, Any]]] = [
+        ("sidecar polls: 'many'", "poison-polls", "poison-polls-0001", {"polls": "many"}),
+        (
+            "sidecar download: 'etag'",
+            "poison-etag",
+            "poison-etag-00001",
+            {"state": "downloading", "download": "etag"},
+        ),
+        (
+            "sidecar video_url: 5",
+            "poison-url",
+            "poison-url-00001",
+            {
+                "state": "downloading",
+                "output": {
+                    "task_id": "poison-url-00001",
+                    "task_status": "SUCCEEDED",
+                    "video_url": 5,
+                },
+            },
+        ),
+        (
+            "sidecar published_as: ../../ESCAPE",
+            "poison-esc",
+            "poison-escape-001",
+            {"published_as": "../../ESCAPE", **escape},
+        ),
+        (
+            "sidecar published_as: absolute",
+            "poison-abs",
+            "poison-escape-002",
+            {"published_as": str(outside / "E"), **escape},
+        ),
+    ]
+    for case, name, task_id, changes in sidecars:
+        out.append(_task_with_sidecar(inbox, case, name, task_id, **changes))
     # a link planted where the daemon writes a sidecar's next version
     scratch = inbox / ".wansync"
     scratch.mkdir(exist_ok=True)
@@ -240,6 +254,9 @@ class Run:
     restart_hwm: int | None = None
     restart_exit_code: int | None = None
     restart_died: str = ""
+
+    def __repr__(self) -> str:  # keeps pytest's assertion messages short
+        return "<the poison run>"
 
 
 def _limit_data() -> None:

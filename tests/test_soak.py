@@ -9,8 +9,8 @@ alive. Marked `slow`; sized by environment variables (defaults are the issue's):
 
   WANSYNC_SOAK_SECONDS  1800   the whole run, drain included (the test stops by then)
   WANSYNC_SOAK_TASKS    5000   tasks and jobs dropped (2% are jobs, 2% fail on purpose)
-  WANSYNC_SOAK_KILL_EVERY 120  seconds between two kill -9
-  WANSYNC_SOAK_POISON_EVERY 60 seconds between two poison files
+  WANSYNC_SOAK_KILL_EVERY 120  seconds between two kill -9 (0: none)
+  WANSYNC_SOAK_POISON_EVERY 60 seconds between two poison files (0: none)
   WANSYNC_SOAK_FAULTS   0.1    share of simulator answers that are faulty
 
 `WANSYNC_SOAK_SECONDS=300 WANSYNC_SOAK_TASKS=1000 python -m pytest -q -m slow
@@ -81,6 +81,7 @@ class Work:
     kind: str = ".task"
     outcome: str = "succeeded"
     prompt: str | None = None
+    video_size: int | None = None  # None: the sample MP4; else a synthetic body
 
 
 def plan_work(n: int) -> list[Work]:
@@ -92,7 +93,8 @@ def plan_work(n: int) -> list[Work]:
         elif i % 50 == 0:
             work.append(Work(f"soak-{i:05d}", f"soak-fail-{i:05d}", outcome="failed"))
         else:
-            work.append(Work(f"soak-{i:05d}", f"soak-task-{i:05d}"))
+            size = 300_000 if i % 10 == 5 else None  # big enough to be cut and resumed
+            work.append(Work(f"soak-{i:05d}", f"soak-task-{i:05d}", video_size=size))
     return work
 
 
@@ -235,6 +237,8 @@ def _last_error(log: Path) -> str:
 
 
 def _drop_work(env: Env, work: Work) -> None:
+    if work.video_size is not None:
+        env.sim.add_task(str(work.task_id), video_size=work.video_size)
     if work.kind == ".task":
         drop(env.inbox, work.name, str(work.task_id))
         return
@@ -302,8 +306,9 @@ def _run(soak: Soak, work: list[Work], t0: float, feed_until: float, deadline: f
     """Feed, poison, kill and sample until everything has ended or the deadline."""
     env = soak.env
     fed = poisons = 0
-    next_kill = t0 + soak.plan.kill_every
-    next_poison = t0 + soak.plan.poison_every / 2
+    never = float("inf")
+    next_kill = t0 + soak.plan.kill_every if soak.plan.kill_every > 0 else never
+    next_poison = t0 + soak.plan.poison_every / 2 if soak.plan.poison_every > 0 else never
     next_sample = t0 + 60.0
     next_check = t0
     while (now := time.monotonic()) < deadline:
