@@ -331,9 +331,9 @@ def _clear_inbox(env: Env, keep: Path) -> None:
         if entry.name in (b".wansync.lock", b".wansync"):
             continue
         os.rename(entry.path, os.fsencode(keep) + b"/" + entry.name)
-    for entry in os.scandir(env.inbox / ".wansync"):
-        if entry.is_symlink():  # a planted link of ours
-            os.unlink(entry.path)
+    for planted in (env.inbox / ".wansync").iterdir():
+        if planted.is_symlink():  # a link of ours, planted by the corpus
+            planted.unlink()
 
 
 def _round_one(run: Run, root: Path) -> None:
@@ -423,7 +423,7 @@ def _folders(env: Env) -> list[Path]:
 # -- what must hold -----------------------------------------------------------------------
 
 
-def test_good_tasks_and_the_good_job_end_in_the_outbox_exactly_once(run):
+def test_good_tasks_and_the_good_job_end_in_the_outbox_exactly_once(run: Run) -> None:
     """Every good task and the good job end as one verified MP4, with no NAME-2 twin."""
     env, sim = run.env, run.sim
     for name in [*GOOD_TASKS, GOOD_JOB, "after-corpus"]:
@@ -437,7 +437,7 @@ def test_good_tasks_and_the_good_job_end_in_the_outbox_exactly_once(run):
         assert not list(env.failed.glob(f"{name}.*")), name
 
 
-def test_the_daemon_survives_the_corpus_and_still_serves_new_tasks(run):
+def test_the_daemon_survives_the_corpus_and_still_serves_new_tasks(run: Run) -> None:
     """Alive after the corpus settled, a task dropped then is served, and SIGTERM exits 0."""
     assert run.alive_after_corpus, f"the daemon died: {run.died}; see {run.env.stderr_files[0]}"
     assert run.settled, f"not settled after {SETTLE} s: {run.unsettled}"
@@ -445,13 +445,13 @@ def test_the_daemon_survives_the_corpus_and_still_serves_new_tasks(run):
     assert run.exit_code == 0, run.died
 
 
-def test_each_poison_file_ends_in_failed_or_is_ignored(run):
+def test_each_poison_file_ends_in_failed_or_is_ignored(run: Run) -> None:
     """Refused files are moved to failed/ (tasks with a bad sidecar may finish); ignored stay."""
     wrong = {p.case: run.where[p.case] for p in run.corpus if run.where[p.case] not in p.ends}
     assert not wrong, f"poison not where SPEC puts it (case: where it is): {wrong}"
 
 
-def test_every_sidecar_is_strict_json(run):
+def test_every_sidecar_is_strict_json(run: Run) -> None:
     """No sidecar holds NaN or Infinity, which strict JSON parsers refuse."""
 
     def refuse(constant: str) -> None:
@@ -463,7 +463,7 @@ def test_every_sidecar_is_strict_json(run):
                 json.loads(path.read_bytes(), parse_constant=refuse)
 
 
-def test_nothing_is_read_or_written_outside_the_three_folders(run):
+def test_nothing_is_read_or_written_outside_the_three_folders(run: Run) -> None:
     """Canaries behind the planted links, and everything beside the folders, are unchanged."""
     for before, after in run.outside:
         assert after == before, _diff(before, after)
@@ -477,7 +477,7 @@ def _diff(before: dict[str, Any], after: dict[str, Any]) -> str:
     return f"changed outside the folders: {changed}"
 
 
-def test_peak_rss_stays_under_100_mb(run):
+def test_peak_rss_stays_under_100_mb(run: Run) -> None:
     """VmHWM of the daemon, read before it exits, stays under 100 MB (both starts)."""
     assert not run.guard_killed, f"killed by the test at {GUARD_KILL // MB} MB RSS"
     assert run.hwm is not None, f"the daemon was gone before its peak could be read: {run.died}"
@@ -486,7 +486,7 @@ def test_peak_rss_stays_under_100_mb(run):
     assert run.restart_hwm < PEAK_RSS_LIMIT, f"peak RSS after restart {run.restart_hwm / MB:.0f} MB"
 
 
-def test_no_create_request_for_a_job_that_cannot_finish(run):
+def test_no_create_request_for_a_job_that_cannot_finish(run: Run) -> None:
     """Only the good job (and a job that may finish, at most once) caused a create request."""
     made = Counter(c["prompt"] for c in run.sim.desk.created)
     assert made[GOOD_PROMPT] == 1, made
@@ -496,7 +496,7 @@ def test_no_create_request_for_a_job_that_cannot_finish(run):
     assert len(run.sim.requests("submit")) == sum(made.values()), "a create was sent and refused"
 
 
-def test_a_restart_with_the_corpus_in_the_inbox_starts_cleanly(run):
+def test_a_restart_with_the_corpus_in_the_inbox_starts_cleanly(run: Run) -> None:
     """With the whole corpus in the inbox at start-up, it starts, serves a task, stops with 0."""
     assert run.restart_started, f"no daemon.started: {run.restart_died}"
     assert run.restart_served, "a task dropped after the restart was not served"
@@ -504,7 +504,7 @@ def test_a_restart_with_the_corpus_in_the_inbox_starts_cleanly(run):
     assert run.restart_exit_code == 0, run.restart_died
 
 
-def test_the_key_and_signed_urls_never_leak(run):
+def test_the_key_and_signed_urls_never_leak(run: Run) -> None:
     """Neither the API key nor a signed URL's query string reaches a file or a log line."""
     texts = [p.read_text(errors="replace") for p in run.env.stderr_files]
     for folder in _folders(run.env):  # regular files only: the corpus has FIFOs and 300 MB
