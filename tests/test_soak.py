@@ -45,6 +45,7 @@ RSS_TOLERANCE = 16 * MB  # last third's peak over the first third's (see test_so
 RESTART_SEC = 5.0  # the systemd unit's RestartSec
 GUARD_KILL = 600 * MB  # the machine is shared: a runaway daemon is killed here
 DATA_LIMIT = 2048 * MB  # RLIMIT_DATA of the daemon: a second belt
+SIDECAR = ".status.json"
 URL_FRAME = [{"type": "first_frame", "url": "https://example.com/frame.png"}]
 
 
@@ -161,7 +162,11 @@ class Soak:
             return
         self.end_incarnation(None)
         self.daemon.wait(1)
-        self.crashes.append(f"exit {code}: {_last_error(self.daemon.stderr_path)}")
+        assert self.guard is not None
+        why = (
+            "the test's memory guard" if self.guard.killed else _last_error(self.daemon.stderr_path)
+        )
+        self.crashes.append(f"exit {code}: {why}")
         self.restart_at = now + RESTART_SEC
 
     def kill_and_restart(self) -> None:
@@ -248,13 +253,18 @@ def _drop_work(env: Env, work: Work) -> None:
 
 
 def _ended_names(env: Env) -> Counter[str]:
-    """How many times each name's task or job file has ended (outbox and failed/)."""
+    """How many times each name has ended: a final sidecar beside its `.task` or `.job`.
+
+    A publish under another name (`NAME-2`) counts for that name; `_check` flags those.
+    """
     seen: Counter[str] = Counter()
     for folder in (env.outbox, env.failed):
-        for entry in os.scandir(folder):
-            for suffix in (".task", ".job"):
-                if entry.name.endswith(suffix) and entry.name.startswith("soak-"):
-                    seen[entry.name[: -len(suffix)]] += 1
+        entries = set(os.listdir(folder))
+        for entry in entries:
+            if entry.startswith("soak-") and entry.endswith(SIDECAR):
+                stem = entry[: -len(SIDECAR)]
+                if f"{stem}.task" in entries or f"{stem}.job" in entries:
+                    seen[stem] += 1
     return seen
 
 
@@ -370,7 +380,7 @@ def _check(soak: Soak, work: list[Work]) -> dict[str, list[Any]]:
             continue
         data = env.sidecar(env.outbox, w.name) or env.sidecar(env.failed, w.name) or {}
         ids[str(data.get("task_id"))] += 1
-        where = "outbox" if (env.outbox / f"{w.name}{w.kind}").exists() else "failed"
+        where = "outbox" if (env.outbox / f"{w.name}{SIDECAR}").exists() else "failed"
         expected = {"succeeded": "outbox", "failed": "failed"}[w.outcome]
         code = (data.get("error") or {}).get("code")
         if where != expected and not (w.kind == ".job" and code == "SubmitUncertain"):
@@ -415,8 +425,14 @@ def _assert_rss_flat(soak: Soak) -> None:
 def _summary(soak: Soak, work: list[Work], wall: float, report: dict[str, list[Any]]) -> str:
     sim = soak.sim
     faulty = sum(1 for r in sim.log if r.get("status") not in (200, 206))
+    ended = _ended_names(soak.env)
     outcomes = Counter(
-        "outbox" if (soak.env.outbox / f"{w.name}{w.kind}").exists() else "failed" for w in work
+        "not ended"
+        if not ended[w.name]
+        else "outbox"
+        if (soak.env.outbox / f"{w.name}{SIDECAR}").exists()
+        else "failed"
+        for w in work
     )
     rss = ", ".join(f"{t:.0f}s:{v / MB:.1f}MB(age {a:.0f}s)" for t, v, a in soak.rss)
     hwm = ", ".join(f"{v / MB:.1f}" for v in soak.hwm)
