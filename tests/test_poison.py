@@ -1,11 +1,14 @@
-"""The poison corpus (issue 11): hostile files dropped into a running daemon beside good work.
+"""The poison corpus (issue 11) dropped into a running daemon beside good work.
 
-One scenario, shared by the tests below (the module fixture `run`): the daemon is started,
-paused with SIGSTOP while the corpus, six good tasks and one good job are written into its
-inbox (so the world outside its folders can be recorded before it can act), resumed, and
-left to settle. Then a new task must still be served, the daemon is stopped, the corpus is
-written into the inbox again, and a restart must start and serve a task. Each test asserts
-one thing that must hold afterwards, so a failure names what broke.
+One scenario, shared by the tests below (the module fixture `run`), in three daemon lives:
+1. a daemon is started and paused with SIGSTOP while the corpus, a few extra cases, six good
+   tasks and one good job are written into its folders (so the world outside them can be
+   recorded before it can act); resumed, it must settle everything, then serve a new task;
+2. it is stopped and started again with all of that in place (a poison that is not a file
+   to pick up, such as a publish cut short, is found only now);
+3. a fresh set of folders gets the corpus while no daemon runs; a daemon started on them
+   must start, serve a task and settle the corpus.
+Each test asserts one thing that must hold afterwards, so a failure names what broke.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import stat
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,200 +37,180 @@ from wansync.simulator import Simulator
 PEAK_RSS_LIMIT = 100 * MB  # issue 11: "its peak RSS stays under 100 MB"
 GUARD_KILL = 600 * MB  # the machine is shared: a runaway daemon is killed here
 DATA_LIMIT = 2048 * MB  # RLIMIT_DATA of the daemon: a second belt, far above any pass
-SETTLE = 45.0  # seconds for the corpus and the good work to settle
+SETTLE = 40.0  # seconds for the corpus and the good work to settle
 GOOD_TASKS = [f"good-{i}" for i in range(6)]
 GOOD_JOB = "good-job"
 GOOD_PROMPT = "good: a cat waves at the camera"
 URL_FRAME = [{"type": "first_frame", "url": "https://example.com/frame.png"}]
-CANARY_ID = "poison-canary-0001"  # the id behind the symlinked .task: must never be polled
 
 
-# -- the corpus ---------------------------------------------------------------------------
-# An inline stand-in for `tests/poison.py` (the hostile helper's corpus) with the same
-# entry point, `write_corpus(inbox, outside)`; swapped for it once it lands.
+# -- the corpus: an inline stand-in for tests/poison.py (the hostile helper's), same API ----
 
 
 @dataclass(frozen=True)
 class Poison:
-    """One hostile file written into the inbox, and where it may end up."""
+    """One hostile file and how wansync must end it."""
 
-    case: str
-    name: bytes  # its file name in the inbox (bytes: one is not UTF-8)
-    ends: frozenset[str]  # folders it may end in: "failed", "outbox", or "inbox" (ignored)
-    prompt: str | None = None  # a job's prompt, to find its create requests
-    creates: int = 0  # create requests it may cause at most (0: it cannot finish)
-    content: bytes | None = field(default=None, repr=False)  # found by content if renamed
+    case: str  # the issue's case number
+    what: str
+    name: str  # NAME as the daemon reads it
+    kind: str  # ".task" or ".job": the file that ends beside the sidecar ("": none)
+    ends: str  # "failed": refused with `code`; "succeeded": its sidecar was rebuilt
+    code: str | None = None
 
-
-FAILED = frozenset({"failed"})
-EITHER = frozenset({"outbox", "failed"})
-IGNORED = frozenset({"inbox"})
-
-
-def _write(path: Path | bytes, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
+    @property
+    def published(self) -> str:
+        return self.name
 
 
-def _sparse(path: Path, head: bytes, size: int) -> None:
+def _alias_bomb() -> str:
+    """~600 bytes that name 9**9 strings once the aliases are expanded."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, key in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{key}: &{key} [" + ",".join([f"*{prev}"] * 9) + "]")
+    return f"prompt: p\nmedia: {json.dumps(URL_FRAME)}\nmeta:\n  " + "\n  ".join(lines) + "\n"
+
+
+def write_corpus(inbox: Path, outbox: Path, failed: Path, aside: Path) -> list[Poison]:
+    """A few hostile files into the folders (`aside`: outside them, for link targets)."""
+    aside.mkdir(parents=True, exist_ok=True)
+    secret = aside / "id_secret"
+    secret.write_text("-----BEGIN PRIVATE KEY----- not for upload\n")
+    (inbox / "bomb.job").write_text(_alias_bomb())
+    deep = '{"task_id": "poison-task-0001", "meta": ' + "[" * 980 + "]" * 980 + "}"
+    (inbox / "deep.task").write_text(deep)
+    sidecar = {"schema": 1, "name": "typed-polls", "task_id": "poison-task-0010", "polls": "many"}
+    (inbox / "typed-polls.status.json").write_text(json.dumps(sidecar))
+    (inbox / "typed-polls.task").write_text("poison-task-0010")
+    (inbox / "linked.task").symlink_to(secret)
+    return [
+        Poison("3", "YAML alias bomb in a job's meta", "bomb", ".job", "failed", "InvalidJobFile"),
+        Poison("4", "task meta 980 deep", "deep", ".task", "failed", "InvalidTaskFile"),
+        Poison("5", "sidecar polls: many", "typed-polls", ".task", "succeeded"),
+        Poison("12", "a .task that is a symlink", "linked", ".task", "failed", "InvalidTaskFile"),
+    ]
+
+
+def settled(p: Poison, inbox: Path, outbox: Path, failed: Path) -> bool:
+    """True once `p` has ended as it must (its files in outbox/ or failed/, none left)."""
+    if os.path.lexists(inbox / f"{p.published}.status.json"):
+        return False
+    folder = outbox if p.ends == "succeeded" else failed
+    try:
+        data = json.loads((folder / f"{p.published}.status.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not os.path.lexists(folder / f"{p.published}{p.kind}"):
+        return False
+    if p.ends == "succeeded":
+        return bool(data["state"] == "succeeded")
+    return bool(data["state"] == "failed" and data["error"]["code"] == p.code)
+
+
+def untouched(aside: Path, failed: Path) -> bool:
+    """Nothing was written outside the three folders (tree_state checks the rest)."""
+    return not any(os.path.lexists(failed / f"../../ESCAPE{s}") for s in (".task", ".status.json"))
+
+
+# -- cases beyond the corpus ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Extra:
+    """A hostile file the corpus does not hold; `ends`: failed, either (outbox or failed:
+    a file that may finish), or ignored (SPEC: it stays in the inbox, untouched)."""
+
+    what: str
+    file: str  # its file name in the inbox
+    ends: str
+    prompt: str | None = None  # a job's prompt, to count its create requests
+    creates: int = 0  # create requests it may cause at most
+
+
+def _job(prompt: str, **fields: Any) -> str:
+    return yaml.safe_dump({"prompt": prompt, "media": URL_FRAME, **fields})
+
+
+def _sparse(path: Path, head: str, size: int) -> None:
     """A file of `size` bytes that costs no disk: a reader that reads it whole pays."""
-    _write(path, head)
+    path.write_text(head)
     os.truncate(path, size)
 
 
-def _job(prompt: str, **fields: Any) -> bytes:
-    return yaml.safe_dump({"prompt": prompt, "media": URL_FRAME, **fields}).encode()
-
-
-def _sidecar(name: str, task_id: str, **changes: Any) -> bytes:
-    """A plausible sidecar (SPEC §2), then the hostile `changes`."""
-    data: dict[str, Any] = {
+def write_extras(inbox: Path, aside: Path) -> list[Extra]:
+    """Size caps before reading, a name whose temp names pass 255 bytes (issue case 2),
+    pictures that are not files, an absolute `published_as`, and files to ignore."""
+    aside.mkdir(parents=True, exist_ok=True)
+    out: list[Extra] = []
+    _sparse(inbox / "x-huge-task.task", "poison-task-0900\n", 300 * MB)
+    out.append(Extra("300 MB .task", "x-huge-task.task", "failed"))
+    _sparse(inbox / "x-huge-job.job", _job("x huge job"), 300 * MB)
+    out.append(Extra("300 MB .job", "x-huge-job.job", "failed", "x huge job"))
+    (inbox / "x-folder.task").mkdir()
+    out.append(Extra("a folder named .task", "x-folder.task", "failed"))
+    mid = "x-mid-" + "n" * (245 - len("x-mid-"))  # NAME.task fits; .NAME.task.PID.tmp not
+    (inbox / f"{mid}.job").write_text(_job("x mid name"))
+    out.append(Extra("245-byte job name", f"{mid}.job", "either", "x mid name", creates=1))
+    os.mkfifo(inbox / "x-fifo.png")
+    (inbox / "x-zero.png").symlink_to("/dev/zero")
+    for picture in ("fifo", "zero"):
+        frame = [{"type": "first_frame", "path": f"x-{picture}.png"}]
+        prompt = f"x {picture} picture"
+        (inbox / f"x-pic-{picture}.job").write_text(_job(prompt, media=frame))
+        out.append(Extra(f"picture is a {picture}", f"x-pic-{picture}.job", "failed", prompt))
+        out.append(Extra(f"the {picture} picture itself", f"x-{picture}.png", "ignored"))
+    escape = {
         "schema": 1,
-        "name": name,
-        "task_id": task_id,
-        "meta": {},
-        "state": "polling",
-        "task_status": "RUNNING",
-        "polls": 3,
-        "first_seen": "2026-11-29T08:00:00.000Z",
-        "last_polled": "2026-11-29T08:00:01.000Z",
-        "next_poll": "2026-11-29T08:00:02.000Z",
-        "finished": None,
-        "request_id": "0123456789abcdef",
-        "error": None,
-        "output": {"task_id": task_id, "task_status": "RUNNING"},
-        "usage": None,
-        "expires": None,
-        "video": None,
+        "name": "x-abs",
+        "task_id": "poison-task-0901",
+        "state": "failed",
+        "published_as": str(aside / "ESCAPE"),
+        "error": {"code": "X", "message": "m", "transient": False},
     }
-    data.update(changes)
-    return json.dumps(data).encode()
-
-
-def _task_with_sidecar(inbox: Path, case: str, name: str, task_id: str, **changes: Any) -> Poison:
-    """A valid `.task` whose inbox sidecar is hostile: written first, so it is found."""
-    _write(inbox / f"{name}.status.json", _sidecar(name, task_id, **changes))
-    _write(inbox / f".{name}.task.tmp", task_id.encode())
-    os.rename(inbox / f".{name}.task.tmp", inbox / f"{name}.task")
-    return Poison(case, f"{name}.task".encode(), EITHER)
-
-
-def _alias_bomb(prompt: str) -> bytes:
-    """The billion laughs, ~600 bytes: 9**9 strings once the aliases are expanded."""
-    lines = [f"prompt: {prompt!r}", "media: [{type: first_frame, url: 'https://e.com/f.png'}]"]
-    lines += ["meta:", '  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    for prev, cur in zip("abcdefgh", "bcdefghi", strict=True):
-        lines.append(f"  {cur}: &{cur} [{','.join(['*' + prev] * 9)}]")
-    return "\n".join(lines).encode() + b"\n"
-
-
-def write_corpus(inbox: Path, outside: Path) -> list[Poison]:
-    """One hostile file per attack of issue 11 that a producer can drop, into `inbox`;
-    canary targets for the links go to `outside`, which must never change."""
-    outside.mkdir(parents=True, exist_ok=True)
-    out: list[Poison] = []
-
-    def job(case: str, name: str, data: bytes, prompt: str | None, creates: int = 0) -> None:
-        _write(inbox / f"{name}.job", data)
-        ends = FAILED if creates == 0 else EITHER
-        out.append(Poison(case, f"{name}.job".encode(), ends, prompt, creates))
-
-    def task(case: str, name: bytes, data: bytes, ends: frozenset[str] = FAILED) -> None:
-        _write(os.fsencode(inbox) + b"/" + name, data)
-        out.append(Poison(case, name, ends, content=data))
-
-    # jobs that can never finish: refused before any create
-    job("alias bomb", "poison-alias", _alias_bomb("poison alias"), "poison alias")
-    job("3000-deep brackets", "poison-brackets", b"[" * 3000 + b"]" * 3000, None)
-    meta = {"blob": "m" * 100_000}  # a 100 KB job, within 256 KiB; its .task would pass 64 KiB
-    job("huge meta", "poison-huge-meta", _job("poison huge meta", meta=meta), "poison huge meta")
-    long_name = "poison-long-" + "n" * (251 - len("poison-long-"))  # NAME.job: 255 bytes
-    job("251-byte name", long_name, _job("poison long name"), "poison long name")
-    mid_name = "poison-mid-" + "n" * (245 - len("poison-mid-"))  # its temp names pass 255
-    job("245-byte name", mid_name, _job("poison mid name"), "poison mid name", creates=1)
-    _sparse(inbox / "poison-huge.job", _job("poison huge job"), 300 * MB)
-    out.append(Poison("300 MB job", b"poison-huge.job", FAILED, "poison huge job"))
-    # jobs whose local picture is not a picture we may read
-    secret = outside / "id_ed25519"
-    _write(secret, b"-----BEGIN OPENSSH PRIVATE KEY----- canary\n")
-    (inbox / "poison-innocent.png").symlink_to(secret)
-    (inbox / "poison-zero.png").symlink_to("/dev/zero")
-    os.mkfifo(inbox / "poison-fifo.png")
-    for picture in ("innocent", "zero", "fifo"):
-        prompt = f"poison {picture} picture"
-        frame = [{"type": "first_frame", "path": f"poison-{picture}.png"}]
-        job(f"picture: {picture}", f"poison-pic-{picture}", _job(prompt, media=frame), prompt)
-        out.append(Poison(f"{picture} picture", f"poison-{picture}.png".encode(), IGNORED))
-    # task files
-    deep = b'{"task_id": "poison-deep-json-01", "meta": ' + b"[" * 980 + b"]" * 980 + b"}"
-    task("980-deep JSON", b"poison-deep.task", deep)
-    task("NaN meta", b"poison-nan.task", b'{"task_id": "poison-nan-meta-01", "x": NaN}', EITHER)
-    task("not UTF-8 name", b"poison-\xff\xfe-name.task", b"poison-badname-001\n")
-    _sparse(inbox / "poison-huge.task", b"poison-huge-task-1\n", 300 * MB)
-    out.append(Poison("300 MB task", b"poison-huge.task", FAILED))
-    (outside / "secret.task").write_text(CANARY_ID + "\n")
-    (inbox / "poison-link.task").symlink_to(outside / "secret.task")
-    out.append(Poison("symlinked .task", b"poison-link.task", FAILED))
-    os.mkfifo(inbox / "poison-fifo.task")
-    out.append(Poison("FIFO .task", b"poison-fifo.task", FAILED))
-    (inbox / "poison-folder.task").mkdir()
-    out.append(Poison("folder .task", b"poison-folder.task", FAILED))
-    # valid tasks whose inbox sidecar is hostile
-    big = inbox / "poison-bigcar.status.json"
-    _sparse(big, b'{"schema": 1, "pad": "', 200 * MB)
-    _write(inbox / "poison-bigcar.task", b"poison-bigcar-0001")
-    out.append(Poison("200 MB sidecar", b"poison-bigcar.task", EITHER))
-    escape = {"state": "failed", "error": {"code": "X", "message": "x", "transient": False}}
-    sidecars: list[tuple[str, str, str, dict[str, Any]]] = [
-        ("sidecar polls: 'many'", "poison-polls", "poison-polls-0001", {"polls": "many"}),
-        (
-            "sidecar download: 'etag'",
-            "poison-etag",
-            "poison-etag-00001",
-            {"state": "downloading", "download": "etag"},
-        ),
-        (
-            "sidecar video_url: 5",
-            "poison-url",
-            "poison-url-00001",
-            {
-                "state": "downloading",
-                "output": {
-                    "task_id": "poison-url-00001",
-                    "task_status": "SUCCEEDED",
-                    "video_url": 5,
-                },
-            },
-        ),
-        (
-            "sidecar published_as: ../../ESCAPE",
-            "poison-esc",
-            "poison-escape-001",
-            {"published_as": "../../ESCAPE", **escape},
-        ),
-        (
-            "sidecar published_as: absolute",
-            "poison-abs",
-            "poison-escape-002",
-            {"published_as": str(outside / "E"), **escape},
-        ),
-    ]
-    for case, name, task_id, changes in sidecars:
-        out.append(_task_with_sidecar(inbox, case, name, task_id, **changes))
-    # a link planted where the daemon writes a sidecar's next version
-    scratch = inbox / ".wansync"
-    scratch.mkdir(exist_ok=True)
-    (outside / "scratch-canary").write_text("must not change\n")
-    (scratch / "poison-scratch.status.json.wansync-tmp").symlink_to(outside / "scratch-canary")
-    task("link in the scratch folder", b"poison-scratch.task", b"poison-scratch-001", EITHER)
-    # what SPEC says to ignore
-    task("a dotfile", b".poison-hidden.task", b"poison-hidden-0001", IGNORED)
-    task("not a .task", b"poison-note.txt", b"poison-note-00001", IGNORED)
+    (inbox / "x-abs.status.json").write_text(json.dumps(escape))
+    (inbox / "x-abs.task").write_text("poison-task-0901")
+    out.append(Extra("published_as an absolute path", "x-abs.task", "either"))
+    (inbox / ".x-hidden.task").write_text("poison-task-0902")
+    out.append(Extra("a dotfile", ".x-hidden.task", "ignored"))
+    (inbox / "x-note.txt").write_text("poison-task-0903")
+    out.append(Extra("not a .task", "x-note.txt", "ignored"))
     return out
 
 
+def extra_settled(x: Extra, env: Env) -> bool:
+    """Ignored: still in the inbox. Else gone from it, and in failed/ (or the outbox) under
+    its name, or under the shortened name plus hash a long name is published as."""
+    in_inbox = os.path.lexists(env.inbox / x.file)
+    if x.ends == "ignored":
+        return in_inbox
+    stem, suffix = x.file.rsplit(".", 1)
+    if in_inbox or os.path.lexists(env.inbox / f"{stem}.status.json"):
+        return False
+    folders = [env.failed] if x.ends == "failed" else [env.outbox, env.failed]
+    if len(stem.encode()) > 200:  # published as NAME shortened, plus a hash
+        return any(f.glob(f"{stem[:150]}*.{suffix}") for f in folders)
+    return any(os.path.lexists(f / x.file) for f in folders)
+
+
 # -- the scenario -------------------------------------------------------------------------
+
+
+@dataclass
+class Life:
+    """What one daemon's life showed."""
+
+    started: bool = False
+    settled: bool = False
+    unsettled: list[str] = field(default_factory=list)
+    served: bool = False  # a task dropped late ended in the outbox
+    hwm: int | None = None  # VmHWM just before the stop
+    guard_killed: bool = False
+    exit_code: int | None = None
+    died: str = ""  # how it ended early, if it did
+    log: Path | None = None
+
+    def __repr__(self) -> str:  # short pytest messages
+        return f"<life: {self.died or 'ok'}, unsettled {self.unsettled}, log {self.log}>"
 
 
 @dataclass
@@ -234,28 +218,15 @@ class Run:
     """What the scenario observed; each test asserts on a part of it."""
 
     env: Env
+    env2: Env
     sim: Simulator
-    corpus: list[Poison]
+    corpus: list[Poison] = field(default_factory=list)
+    extras: list[Extra] = field(default_factory=list)
+    lives: list[Life] = field(default_factory=list)
     outside: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
-    settled: bool = False
-    settle_seconds: float = 0.0
-    unsettled: list[str] = field(default_factory=list)
-    where: dict[str, str] = field(default_factory=dict)  # case -> folder it ended in
-    alive_after_corpus: bool = False
-    served_after_corpus: bool = False
-    hwm: int | None = None
-    guard_peak: int = 0
-    guard_killed: bool = False
-    exit_code: int | None = None
-    died: str = ""  # how the first daemon ended early, if it did
-    restart_started: bool = False
-    restart_served: bool = False
-    restart_settled: bool = False
-    restart_hwm: int | None = None
-    restart_exit_code: int | None = None
-    restart_died: str = ""
+    escaped: list[str] = field(default_factory=list)  # untouched() said no: which round
 
-    def __repr__(self) -> str:  # keeps pytest's assertion messages short
+    def __repr__(self) -> str:
         return "<the poison run>"
 
 
@@ -263,43 +234,20 @@ def _limit_data() -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (DATA_LIMIT, DATA_LIMIT))
 
 
-def _locate(env: Env, poison: Poison) -> str | None:
-    """The folder holding the poison file now (by name, else by content for a renamed one)."""
-    for folder in (env.inbox, env.outbox, env.failed):
-        if os.path.lexists(os.fsencode(folder) + b"/" + poison.name):
-            return folder.name
-    if poison.content is not None:
-        suffix = os.fsencode(Path(os.fsdecode(poison.name)).suffix)
-        for folder in (env.outbox, env.failed):
-            for entry in os.scandir(os.fsencode(folder)):
-                if (
-                    entry.name.endswith(suffix)
-                    and entry.is_file(follow_symlinks=False)
-                    and entry.stat(follow_symlinks=False).st_size == len(poison.content)
-                    and Path(os.fsdecode(entry.path)).read_bytes() == poison.content
-                ):
-                    return folder.name
-    return None
-
-
 def _good_done(env: Env, name: str, kind: str = ".task") -> bool:
-    data = env.ended(name, kind)
-    return bool(data and (env.outbox / f"{name}.mp4").exists())
+    return bool(env.ended(name, kind) and (env.outbox / f"{name}.mp4").exists())
 
 
-def _settled(env: Env, corpus: list[Poison]) -> list[str]:
-    """What has not reached its end yet: good work not in the outbox, poison not moved."""
-    waiting = [n for n in GOOD_TASKS if not _good_done(env, n)]
-    if not _good_done(env, GOOD_JOB, ".job"):
-        waiting.append(GOOD_JOB)
-    for poison in corpus:
-        if "inbox" not in poison.ends and _locate(env, poison) in ("inbox", None):
-            waiting.append(poison.case)
-    return waiting
+def _waiting(env: Env, corpus: list[Poison], extras: list[Extra], good: list[str]) -> list[str]:
+    """What has not reached its end yet."""
+    left = [n for n in good if not _good_done(env, n, ".job" if n == GOOD_JOB else ".task")]
+    left += [p.what for p in corpus if not settled(p, env.inbox, env.outbox, env.failed)]
+    left += [x.what for x in extras if not extra_settled(x, env)]
+    return left
 
 
-def _wait_while_alive(daemon: Daemon, predicate: Any, timeout: float) -> bool:
-    """Wait for `predicate` with a deadline; give up at once if the daemon has exited."""
+def _wait(daemon: Daemon, predicate: Callable[[], Any], timeout: float) -> bool:
+    """Wait for `predicate` with a deadline; give up at once once the daemon has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -308,6 +256,45 @@ def _wait_while_alive(daemon: Daemon, predicate: Any, timeout: float) -> bool:
             return bool(predicate())
         time.sleep(0.1)
     return False
+
+
+def _folders(*envs: Env) -> list[Path]:
+    return [f for e in envs for f in (e.inbox, e.outbox, e.failed)]
+
+
+def _live(
+    env: Env,
+    life: Life,
+    prepare: Callable[[], None],
+    waiting: Callable[[], list[str]],
+    late: str,
+    paused: bool,
+) -> None:
+    """One daemon life: start; `prepare` the folders (paused, or before the start); settle
+    `waiting`; serve the task `late`; read VmHWM; SIGTERM."""
+    if not paused:
+        prepare()
+    daemon = env.start(preexec_fn=_limit_data)
+    life.log = daemon.stderr_path
+    guard = MemoryGuard(daemon.proc.pid, GUARD_KILL)
+    try:
+        life.started = _wait(daemon, lambda: daemon.events("daemon.started"), 20)
+        if paused and life.started:
+            daemon.signal(signal.SIGSTOP)  # every file arrives at once, and before it acts
+            try:
+                prepare()
+            finally:
+                daemon.signal(signal.SIGCONT)
+        life.settled = _wait(daemon, lambda: not waiting(), SETTLE)
+        life.unsettled = waiting()
+        if daemon.proc.poll() is None:
+            drop(env.inbox, late, f"{late}-0001")
+            life.served = _wait(daemon, lambda: _good_done(env, late), 20)
+        life.hwm = vm_bytes(daemon.proc.pid, "VmHWM")
+    finally:
+        guard.stop()
+        life.guard_killed = guard.killed
+        life.exit_code, life.died = _stop(daemon)
 
 
 def _stop(daemon: Daemon) -> tuple[int | None, str]:
@@ -324,80 +311,60 @@ def _stop(daemon: Daemon) -> tuple[int | None, str]:
         return None, "ignored SIGTERM for 10 s (killed)"
 
 
-def _clear_inbox(env: Env, keep: Path) -> None:
-    """Move what the first round left in the inbox aside, so the corpus can be written again."""
-    keep.mkdir()
-    for entry in os.scandir(os.fsencode(env.inbox)):
-        if entry.name in (b".wansync.lock", b".wansync"):
-            continue
-        os.rename(entry.path, os.fsencode(keep) + b"/" + entry.name)
-    for planted in (env.inbox / ".wansync").iterdir():
-        if planted.is_symlink():  # a link of ours, planted by the corpus
-            planted.unlink()
+def _scenario(run: Run, root: Path) -> None:
+    env, env2 = run.env, run.env2
+    skip = _folders(env, env2)
+    state: dict[str, Any] = {}
 
-
-def _round_one(run: Run, root: Path) -> None:
-    env = run.env
-    daemon = env.start(preexec_fn=_limit_data)
-    guard = MemoryGuard(daemon.proc.pid, GUARD_KILL)
-    try:
-        daemon.wait_ready()
-        daemon.signal(signal.SIGSTOP)  # every file arrives at once, and before it can act
-        run.corpus = write_corpus(env.inbox, root / "outside")
+    def first() -> None:
+        run.corpus = write_corpus(env.inbox, env.outbox, env.failed, root / "aside")
+        run.extras = write_extras(env.inbox, root / "aside-x")
         for i, name in enumerate(GOOD_TASKS):
             drop(env.inbox, name, f"good-task-{i:04d}")
-        tmp = env.inbox / f".{GOOD_JOB}.job.tmp"
-        tmp.write_bytes(_job(GOOD_PROMPT))
-        os.rename(tmp, env.inbox / f"{GOOD_JOB}.job")
-        before = tree_state(root, _folders(env))
-        t0 = time.monotonic()
-        daemon.signal(signal.SIGCONT)
-        waiting = lambda: not _settled(env, run.corpus)  # noqa: E731
-        run.settled = _wait_while_alive(daemon, waiting, SETTLE)
-        run.settle_seconds = time.monotonic() - t0
-        run.unsettled = _settled(env, run.corpus)
-        run.where = {p.case: _locate(env, p) or "nowhere" for p in run.corpus}
-        run.alive_after_corpus = daemon.proc.poll() is None
-        if run.alive_after_corpus:
-            drop(env.inbox, "after-corpus", "after-corpus-0001")
-            run.served_after_corpus = _wait_while_alive(
-                daemon, lambda: _good_done(env, "after-corpus"), 20
-            )
-        run.hwm = vm_bytes(daemon.proc.pid, "VmHWM")
-    finally:
-        guard.stop()
-        run.guard_peak, run.guard_killed = guard.peak, guard.killed
-        run.exit_code, run.died = _stop(daemon)
-    run.outside.append((before, tree_state(root, _folders(env))))
+        (env.inbox / f".{GOOD_JOB}.job.tmp").write_text(_job(GOOD_PROMPT))
+        os.rename(env.inbox / f".{GOOD_JOB}.job.tmp", env.inbox / f"{GOOD_JOB}.job")
+        state["before"] = tree_state(root, skip)
 
+    good = [*GOOD_TASKS, GOOD_JOB]
+    lives = [Life(), Life(), Life()]
+    run.lives = lives
+    _live(
+        env,
+        lives[0],
+        first,
+        lambda: _waiting(env, [p for p in run.corpus if p.kind], run.extras, good),  # (*)
+        "after-corpus",
+        paused=True,
+    )
+    _live(
+        env,
+        lives[1],
+        lambda: None,
+        lambda: _waiting(env, run.corpus, run.extras, good),
+        "after-restart",
+        paused=False,
+    )
+    run.outside.append((state["before"], tree_state(root, skip)))
+    if not untouched(root / "aside", env.failed):
+        run.escaped.append("first folders")
 
-def _round_two(run: Run, root: Path) -> None:
-    """The corpus in the inbox at start-up: the daemon starts and serves a new task."""
-    env = run.env
-    _clear_inbox(env, root / "left-by-round-one")
-    corpus = write_corpus(env.inbox, root / "outside-2")
-    before = tree_state(root, _folders(env))
-    daemon = env.start(preexec_fn=_limit_data)
-    guard = MemoryGuard(daemon.proc.pid, GUARD_KILL)
-    try:
-        run.restart_started = _wait_while_alive(daemon, lambda: daemon.events("daemon.started"), 20)
-        if run.restart_started:
-            drop(env.inbox, "after-restart", "after-restart-001")
-            run.restart_served = _wait_while_alive(
-                daemon, lambda: _good_done(env, "after-restart"), 20
-            )
-            moved = lambda: all(  # noqa: E731
-                "inbox" in p.ends or not os.path.lexists(os.fsencode(env.inbox) + b"/" + p.name)
-                for p in corpus
-            )
-            run.restart_settled = _wait_while_alive(daemon, moved, SETTLE / 2)
-        run.restart_hwm = vm_bytes(daemon.proc.pid, "VmHWM")
-    finally:
-        guard.stop()
-        run.guard_peak = max(run.guard_peak, guard.peak)
-        run.guard_killed = run.guard_killed or guard.killed
-        run.restart_exit_code, run.restart_died = _stop(daemon)
-    run.outside.append((before, tree_state(root, _folders(env))))
+    def fresh() -> None:
+        state["corpus2"] = write_corpus(env2.inbox, env2.outbox, env2.failed, root / "aside-2")
+        state["extras2"] = write_extras(env2.inbox, root / "aside-x2")
+        state["before"] = tree_state(root, skip)
+
+    _live(
+        env2,
+        lives[2],
+        fresh,
+        lambda: _waiting(env2, state["corpus2"], state["extras2"], []),
+        "after-start",
+        paused=False,
+    )
+    run.outside.append((state["before"], tree_state(root, skip)))
+    if not untouched(root / "aside-2", env2.failed):
+        run.escaped.append("fresh folders")
+    # (*) a poison that is no file to pick up (a publish cut short) is found at start-up
 
 
 @pytest.fixture(scope="module")
@@ -405,50 +372,46 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The whole scenario, once; the tests read what it saw."""
     root = tmp_path_factory.mktemp("poison")
     with Simulator(key=TEST_KEY, pending_polls=1, running_polls=1) as sim:
-        env = Env(root / "env", sim)
-        env.configure(log={"level": "info"}, submit={"max_per_second": 50, "search_for": 1.5})
-        observed = Run(env, sim, [])
+        envs = [Env(root / name, sim) for name in ("env", "env-2")]
+        for env in envs:
+            env.configure(log={"level": "info"}, submit={"max_per_second": 50, "search_for": 1.5})
+        observed = Run(envs[0], envs[1], sim)
         try:
-            _round_one(observed, root)
-            _round_two(observed, root)
+            _scenario(observed, root)
             yield observed
         finally:
-            env.reap()
-
-
-def _folders(env: Env) -> list[Path]:
-    return [env.inbox, env.outbox, env.failed]
+            for env in envs:
+                env.reap()
 
 
 # -- what must hold -----------------------------------------------------------------------
 
 
 def test_good_tasks_and_the_good_job_end_in_the_outbox_exactly_once(run: Run) -> None:
-    """Every good task and the good job end as one verified MP4, with no NAME-2 twin."""
-    env, sim = run.env, run.sim
-    for name in [*GOOD_TASKS, GOOD_JOB, "after-corpus"]:
-        kind = ".job" if name == GOOD_JOB else ".task"
-        data = env.ended(name, kind)
-        assert data and data["state"] == "succeeded", (name, data, run.unsettled)
-        video = env.outbox / f"{name}.mp4"
-        digest = hashlib.sha256(video.read_bytes()).hexdigest()
-        assert digest == sim.video_sha256(data["task_id"]), name
+    """Every good task and the good job end as one MP4 with the served bytes, no NAME-2."""
+    late = [(run.env, "after-corpus"), (run.env, "after-restart"), (run.env2, "after-start")]
+    for env, name in [*((run.env, n) for n in [*GOOD_TASKS, GOOD_JOB]), *late]:
+        data = env.ended(name, ".job" if name == GOOD_JOB else ".task")
+        assert data and data["state"] == "succeeded", (name, data, run.lives)
+        digest = hashlib.sha256((env.outbox / f"{name}.mp4").read_bytes()).hexdigest()
+        assert digest == run.sim.video_sha256(data["task_id"]), name
         assert not list(env.outbox.glob(f"{name}-[0-9]*")), name
         assert not list(env.failed.glob(f"{name}.*")), name
 
 
 def test_the_daemon_survives_the_corpus_and_still_serves_new_tasks(run: Run) -> None:
-    """Alive after the corpus settled, a task dropped then is served, and SIGTERM exits 0."""
-    assert run.alive_after_corpus, f"the daemon died: {run.died}; see {run.env.stderr_files[0]}"
-    assert run.settled, f"not settled after {SETTLE} s: {run.unsettled}"
-    assert run.served_after_corpus
-    assert run.exit_code == 0, run.died
+    """Alive once the corpus settled, a task dropped then is served, and SIGTERM exits 0."""
+    life = run.lives[0]
+    assert life.started and not life.died, life
+    assert life.settled, f"not settled after {SETTLE} s: {life.unsettled}"
+    assert life.served, "a task dropped after the corpus was not served"
+    assert life.exit_code == 0, life
 
 
-def test_each_poison_file_ends_in_failed_or_is_ignored(run: Run) -> None:
-    """Refused files are moved to failed/ (tasks with a bad sidecar may finish); ignored stay."""
-    wrong = {p.case: run.where[p.case] for p in run.corpus if run.where[p.case] not in p.ends}
-    assert not wrong, f"poison not where SPEC puts it (case: where it is): {wrong}"
+def test_each_poison_file_ends_as_spec_says(run: Run) -> None:
+    """Each hostile file ends in failed/ with its code (or is rebuilt, or ignored)."""
+    left = {f"life {i + 1}": life.unsettled for i, life in enumerate(run.lives) if life.unsettled}
+    assert not left, f"poison (or good work) not where SPEC puts it: {left}"
 
 
 def test_every_sidecar_is_strict_json(run: Run) -> None:
@@ -457,61 +420,61 @@ def test_every_sidecar_is_strict_json(run: Run) -> None:
     def refuse(constant: str) -> None:
         raise ValueError(f"non-standard JSON constant {constant}")
 
-    for folder in _folders(run.env):
+    for folder in _folders(run.env, run.env2):
         for path in folder.glob("*.status.json"):
-            if path.is_file() and not path.is_symlink() and path.stat().st_size < MB:
+            st = path.lstat()
+            if stat.S_ISREG(st.st_mode) and st.st_size < MB:
                 json.loads(path.read_bytes(), parse_constant=refuse)
 
 
 def test_nothing_is_read_or_written_outside_the_three_folders(run: Run) -> None:
-    """Canaries behind the planted links, and everything beside the folders, are unchanged."""
+    """Link targets and everything beside the folders are unchanged; no secret is uploaded."""
     for before, after in run.outside:
-        assert after == before, _diff(before, after)
-    assert not run.sim.requests("task", CANARY_ID), "a symlinked .task was followed"
-    sent = [r for r in run.sim.log if r["kind"] in ("policy", "upload")]
-    assert not sent, f"a poison job's local file was uploaded: {sent}"
-
-
-def _diff(before: dict[str, Any], after: dict[str, Any]) -> str:
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-    return f"changed outside the folders: {changed}"
+        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        assert not changed, f"changed outside the folders: {changed}"
+    assert not run.escaped, run.escaped
+    uploads = [r for r in run.sim.log if r["kind"] in ("policy", "upload")]
+    assert not uploads, f"a poison job's local file was uploaded: {uploads}"
+    polled = {r["task_id"] for r in run.sim.requests("task")}
+    assert not [i for i in polled if i and "secret" in i], polled
 
 
 def test_peak_rss_stays_under_100_mb(run: Run) -> None:
-    """VmHWM of the daemon, read before it exits, stays under 100 MB (both starts)."""
-    assert not run.guard_killed, f"killed by the test at {GUARD_KILL // MB} MB RSS"
-    assert run.hwm is not None, f"the daemon was gone before its peak could be read: {run.died}"
-    assert run.hwm < PEAK_RSS_LIMIT, f"peak RSS {run.hwm / MB:.0f} MB"
-    assert run.restart_hwm is not None, run.restart_died
-    assert run.restart_hwm < PEAK_RSS_LIMIT, f"peak RSS after restart {run.restart_hwm / MB:.0f} MB"
+    """VmHWM of each daemon, read before it exits, stays under 100 MB."""
+    for life in run.lives:
+        assert not life.guard_killed, f"killed by the test at {GUARD_KILL // MB} MB RSS"
+        assert life.hwm is not None, f"gone before its peak could be read: {life}"
+        assert life.hwm < PEAK_RSS_LIMIT, f"peak RSS {life.hwm / MB:.0f} MB: {life}"
 
 
 def test_no_create_request_for_a_job_that_cannot_finish(run: Run) -> None:
-    """Only the good job (and a job that may finish, at most once) caused a create request."""
+    """Only the good job, and a job that may finish (at most once), made a create request."""
     made = Counter(c["prompt"] for c in run.sim.desk.created)
     assert made[GOOD_PROMPT] == 1, made
-    allowed = {p.prompt: p.creates for p in run.corpus if p.prompt}
-    over = {prompt: n for prompt, n in made.items() if n > allowed.get(prompt, 1)}
-    assert not over, f"creates beyond what may finish: {over}"
+    may = {x.prompt: x.creates * 2 for x in run.extras if x.prompt}  # written twice
+    over = {p: n for p, n in made.items() if p != GOOD_PROMPT and n > may.get(p, 0)}
+    assert not over, f"create requests for jobs that cannot finish: {over}"
     assert len(run.sim.requests("submit")) == sum(made.values()), "a create was sent and refused"
 
 
-def test_a_restart_with_the_corpus_in_the_inbox_starts_cleanly(run: Run) -> None:
-    """With the whole corpus in the inbox at start-up, it starts, serves a task, stops with 0."""
-    assert run.restart_started, f"no daemon.started: {run.restart_died}"
-    assert run.restart_served, "a task dropped after the restart was not served"
-    assert run.restart_settled, "the corpus was not moved out of the inbox after the restart"
-    assert run.restart_exit_code == 0, run.restart_died
+def test_a_restart_with_the_corpus_in_place_starts_cleanly(run: Run) -> None:
+    """Restarted on its folders, and started on fresh folders holding the corpus: it starts,
+    serves a task, settles the corpus, and stops with 0."""
+    for life in run.lives[1:]:
+        assert life.started, f"no daemon.started: {life}"
+        assert life.served, f"a task dropped after the start was not served: {life}"
+        assert life.settled, life
+        assert life.exit_code == 0, life
 
 
 def test_the_key_and_signed_urls_never_leak(run: Run) -> None:
     """Neither the API key nor a signed URL's query string reaches a file or a log line."""
-    texts = [p.read_text(errors="replace") for p in run.env.stderr_files]
-    for folder in _folders(run.env):  # regular files only: the corpus has FIFOs and 300 MB
+    logs = [p.read_text(errors="replace") for e in (run.env, run.env2) for p in e.stderr_files]
+    texts = list(logs)
+    for folder in _folders(run.env, run.env2):  # regular files only: FIFOs, 300 MB files
         for path in folder.rglob("*"):
             st = path.lstat()
             if stat.S_ISREG(st.st_mode) and st.st_size < MB and path.suffix != ".mp4":
                 texts.append(path.read_text(errors="replace"))
-    assert not [t for t in texts if TEST_KEY in t]
-    logs = "\n".join(texts[: len(run.env.stderr_files)])
-    assert "Signature=" not in logs and "Expires=" not in logs
+    assert not [t[:200] for t in texts if TEST_KEY in t]
+    assert not [t for t in logs if "Signature=" in t or "Expires=" in t]

@@ -105,7 +105,7 @@ class Dropped:
 
     poison: Poison
     at: float
-    outside: Path
+    aside: Path
     canaries: dict[str, tuple[str, str]]
 
 
@@ -195,17 +195,18 @@ class Soak:
             self.rss.append((now, rss, time.monotonic() - self.started))
 
     def poison(self, k: int) -> None:
-        """Write the corpus into a staging folder and move one case's files into the inbox."""
+        """Write the corpus into staging folders and move case k's file (and its sidecar,
+        if it comes with one) into the inbox; a case that is no file is skipped."""
         stage = self.root / "poison" / f"{k:03d}"
-        (stage / "inbox").mkdir(parents=True)
-        corpus = [
-            p for p in write_corpus(stage / "inbox", stage / "outside") if "inbox" not in p.ends
-        ]
-        canaries = tree_state(stage / "outside", [])
+        inbox, outbox, failed = (stage / n for n in ("inbox", "outbox", "failed"))
+        for folder in (inbox, outbox, failed):
+            folder.mkdir(parents=True)
+        corpus = [p for p in write_corpus(inbox, outbox, failed, stage / "aside") if p.kind]
+        canaries = tree_state(stage / "aside", [])
         for offset in range(len(corpus)):
             case = corpus[(k + offset) % len(corpus)]
-            if _move_unit(stage / "inbox", self.env.inbox, case.name):
-                self.poisons.append(Dropped(case, time.monotonic(), stage / "outside", canaries))
+            if _move_unit(inbox, self.env.inbox, case):
+                self.poisons.append(Dropped(case, time.monotonic(), stage / "aside", canaries))
                 return
 
 
@@ -213,16 +214,13 @@ def _limit_data() -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (DATA_LIMIT, DATA_LIMIT))
 
 
-def _move_unit(stage: Path, inbox: Path, name: bytes) -> bool:
-    """Move `name` and its companions (`STEM.*`, e.g. its sidecar, first) into the inbox."""
-    stem = name.rsplit(b".", 1)[0] if not name.endswith(b".status.json") else name
-    entries = [e for e in os.listdir(os.fsencode(stage)) if e == name or e.startswith(stem + b".")]
-    entries.sort(key=lambda e: e == name)  # companions (a sidecar) first, the file last
-    sources = [os.fsencode(stage) + b"/" + e for e in entries]
-    targets = [os.fsencode(inbox) + b"/" + e for e in entries]
-    if any(os.path.lexists(t) for t in targets):
+def _move_unit(stage: Path, inbox: Path, case: Poison) -> bool:
+    """Move the case's sidecar (if any), then its file, into the inbox, unless taken."""
+    files = [f"{case.name}.status.json", f"{case.name}{case.kind}"]
+    moves = [(stage / f, inbox / f) for f in files if os.path.lexists(stage / f)]
+    if any(os.path.lexists(dst) for _, dst in moves):
         return False
-    for src, dst in zip(sources, targets, strict=True):
+    for src, dst in moves:
         os.rename(src, dst)
     return True
 
@@ -346,7 +344,7 @@ def _run(soak: Soak, work: list[Work], t0: float, feed_until: float, deadline: f
 
 def _poison_settled(soak: Soak) -> bool:
     return all(
-        not os.path.lexists(os.fsencode(soak.env.inbox) + b"/" + d.poison.name)
+        not os.path.lexists(soak.env.inbox / f"{d.poison.name}{d.poison.kind}")
         for d in soak.poisons
     )
 
@@ -393,14 +391,12 @@ def _check(soak: Soak, work: list[Work]) -> dict[str, list[Any]]:
     report["task ids in two sidecars"] = [i for i, n in ids.items() if n > 1 and i != "None"]
     made = Counter(c["prompt"] for c in sim.desk.created)
     report["jobs that made two tasks"] = [p for p, n in made.items() if n > 1 and "soak" in p]
-    dropped: Counter[str | None] = Counter(d.poison.prompt for d in soak.poisons)
+    report["poison jobs that made a task"] = [p for p in made if not p.startswith("soak job")]
     for d in soak.poisons:
-        if os.path.lexists(os.fsencode(env.inbox) + b"/" + d.poison.name):
-            report["poison still in the inbox"].append(d.poison.case)
-        if d.poison.prompt and made[d.poison.prompt] > d.poison.creates * dropped[d.poison.prompt]:
-            report["poison jobs that made a task"].append(d.poison.case)
-        if tree_state(d.outside, []) != d.canaries:
-            report["canaries changed"].append(d.poison.case)
+        if os.path.lexists(env.inbox / f"{d.poison.name}{d.poison.kind}"):
+            report["poison still in the inbox"].append(d.poison.what)
+        if tree_state(d.aside, []) != d.canaries:
+            report["canaries changed"].append(d.poison.what)
     return report
 
 
@@ -443,7 +439,7 @@ def _summary(soak: Soak, work: list[Work], wall: float, report: dict[str, list[A
         f"{len(sim.desk.created)} tasks created by jobs\n"
         f"  {len(sim.log)} requests, {faulty} faulty ({faulty / max(1, len(sim.log)):.1%})\n"
         f"  kill -9: {soak.kills}; crashes: {len(soak.crashes)}; poison files: "
-        f"{[d.poison.case for d in soak.poisons]}\n"
+        f"{[d.poison.what for d in soak.poisons]}\n"
         f"  VmRSS each minute: {rss}\n  VmHWM per incarnation (MB): {hwm}\n"
         f"  problems: {problems or 'none'}"
     )
