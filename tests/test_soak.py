@@ -3,7 +3,8 @@
 Tasks and jobs arrive steadily for the first 70% of the run, ~10% of the simulator's
 answers are faulty (its chaos: 429 with Retry-After, 5xx, resets, stalls, malformed
 bodies, truncated videos), a poison file from the corpus arrives every minute, and the
-daemon is killed with SIGKILL every two minutes and started again. At the end every good
+daemon is killed with SIGKILL every two minutes and started again, until 30 s before the
+end (then it only drains). At the end every good
 task has ended exactly once, no job made two tasks, memory stayed flat and the daemon is
 alive. Marked `slow`; sized by environment variables (defaults are the issue's):
 
@@ -41,6 +42,7 @@ from wansync.simulator import Simulator
 
 END_MARGIN = 20.0  # seconds kept at the end for the stop (10 s at most) and the checks
 FEED_SHARE = 0.7  # tasks arrive over this part of the run; the rest drains
+QUIET = 30.0  # the last seconds before the deadline: no kill, no poison, only the drain
 RSS_TOLERANCE = 16 * MB  # last third's peak over the first third's (see test_soak)
 RESTART_SEC = 5.0  # the systemd unit's RestartSec
 GUARD_KILL = 600 * MB  # the machine is shared: a runaway daemon is killed here
@@ -311,31 +313,33 @@ def test_soak(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def _run(soak: Soak, work: list[Work], t0: float, feed_until: float, deadline: float) -> None:
-    """Feed, poison, kill and sample until everything has ended or the deadline."""
+    """Feed, poison, kill and sample for the whole run; in its last QUIET seconds only wait
+    for everything to end (and return as soon as it has)."""
     env = soak.env
     fed = poisons = 0
+    quiet_from = deadline - QUIET
     never = float("inf")
     next_kill = t0 + soak.plan.kill_every if soak.plan.kill_every > 0 else never
     next_poison = t0 + soak.plan.poison_every / 2 if soak.plan.poison_every > 0 else never
     next_sample = t0 + 60.0
-    next_check = t0
+    next_check = quiet_from
     while (now := time.monotonic()) < deadline:
         due = len(work) if now >= feed_until else int(len(work) * (now - t0) / (feed_until - t0))
         while fed < due:
             _drop_work(env, work[fed])
             fed += 1
-        if now >= next_poison:
+        if now >= next_poison and now < quiet_from:
             soak.poison(poisons)
             poisons += 1
             next_poison += soak.plan.poison_every
         if now >= next_sample:
             soak.sample(now - t0)
             next_sample += 60.0
-        if now >= next_kill:
+        if now >= next_kill and now < quiet_from:
             soak.kill_and_restart()
             next_kill += soak.plan.kill_every
         soak.check_alive(now)
-        if fed == len(work) and now >= next_check:
+        if now >= next_check:
             if _all_ended(env, work) and _poison_settled(soak):
                 return
             next_check = now + 2.0
