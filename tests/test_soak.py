@@ -440,10 +440,15 @@ def _summary(soak: Soak, work: list[Work], wall: float, report: dict[str, list[A
     rss = ", ".join(f"{t:.0f}s:{v / MB:.1f}MB(age {a:.0f}s)" for t, v, a in soak.rss)
     hwm = ", ".join(f"{v / MB:.1f}" for v in soak.hwm)
     problems = {k: len(v) for k, v in report.items() if v}
+    jobs = Counter(
+        ((soak.env.sidecar(soak.env.failed, w.name) or {}).get("error") or {}).get("code", "ok")
+        for w in work
+        if w.kind == ".job"
+    )
     return (
         f"\nsoak: {soak.plan}\n"
         f"  wall {wall:.0f} s; {len(work)} tasks/jobs ended {dict(outcomes)}; "
-        f"{len(sim.desk.created)} tasks created by jobs\n"
+        f"{len(sim.desk.created)} tasks created by jobs; jobs: {dict(jobs)}\n"
         f"  {len(sim.log)} requests, {faulty} faulty ({faulty / max(1, len(sim.log)):.1%})\n"
         f"  kill -9: {soak.kills}; crashes: {len(soak.crashes)}; poison files: "
         f"{[d.poison.what for d in soak.poisons]}\n"
