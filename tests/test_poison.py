@@ -1,6 +1,8 @@
 """The poison corpus (issue 11) dropped into a running daemon beside good work.
 
-One scenario, shared by the tests below (the module fixture `run`), in three daemon lives:
+The corpus is `tests/poison.py` (one file per case of issue 11), plus a few cases it does
+not hold (`write_extras`). One scenario, shared by the tests below (the module fixture
+`run`), in three daemon lives:
 1. a daemon is started and paused with SIGSTOP while the corpus, a few extra cases, six good
    tasks and one good job are written into its folders (so the world outside them can be
    recorded before it can act); resumed, it must settle everything, then serve a new task;
@@ -31,6 +33,7 @@ import pytest
 import yaml
 
 from tests.helpers import TEST_KEY, Daemon, Env, drop
+from tests.poison import Poison, settled, untouched, write_corpus
 from tests.vitals import MB, MemoryGuard, tree_state, vm_bytes
 from wansync.simulator import Simulator
 
@@ -42,74 +45,6 @@ GOOD_TASKS = [f"good-{i}" for i in range(6)]
 GOOD_JOB = "good-job"
 GOOD_PROMPT = "good: a cat waves at the camera"
 URL_FRAME = [{"type": "first_frame", "url": "https://example.com/frame.png"}]
-
-
-# -- the corpus: an inline stand-in for tests/poison.py (the hostile helper's), same API ----
-
-
-@dataclass(frozen=True)
-class Poison:
-    """One hostile file and how wansync must end it."""
-
-    case: str  # the issue's case number
-    what: str
-    name: str  # NAME as the daemon reads it
-    kind: str  # ".task" or ".job": the file that ends beside the sidecar ("": none)
-    ends: str  # "failed": refused with `code`; "succeeded": its sidecar was rebuilt
-    code: str | None = None
-
-    @property
-    def published(self) -> str:
-        return self.name
-
-
-def _alias_bomb() -> str:
-    """~600 bytes that name 9**9 strings once the aliases are expanded."""
-    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    for prev, key in zip("abcdefgh", "bcdefghi", strict=True):
-        lines.append(f"{key}: &{key} [" + ",".join([f"*{prev}"] * 9) + "]")
-    return f"prompt: p\nmedia: {json.dumps(URL_FRAME)}\nmeta:\n  " + "\n  ".join(lines) + "\n"
-
-
-def write_corpus(inbox: Path, outbox: Path, failed: Path, aside: Path) -> list[Poison]:
-    """A few hostile files into the folders (`aside`: outside them, for link targets)."""
-    aside.mkdir(parents=True, exist_ok=True)
-    secret = aside / "id_secret"
-    secret.write_text("-----BEGIN PRIVATE KEY----- not for upload\n")
-    (inbox / "bomb.job").write_text(_alias_bomb())
-    deep = '{"task_id": "poison-task-0001", "meta": ' + "[" * 980 + "]" * 980 + "}"
-    (inbox / "deep.task").write_text(deep)
-    sidecar = {"schema": 1, "name": "typed-polls", "task_id": "poison-task-0010", "polls": "many"}
-    (inbox / "typed-polls.status.json").write_text(json.dumps(sidecar))
-    (inbox / "typed-polls.task").write_text("poison-task-0010")
-    (inbox / "linked.task").symlink_to(secret)
-    return [
-        Poison("3", "YAML alias bomb in a job's meta", "bomb", ".job", "failed", "InvalidJobFile"),
-        Poison("4", "task meta 980 deep", "deep", ".task", "failed", "InvalidTaskFile"),
-        Poison("5", "sidecar polls: many", "typed-polls", ".task", "succeeded"),
-        Poison("12", "a .task that is a symlink", "linked", ".task", "failed", "InvalidTaskFile"),
-    ]
-
-
-def settled(p: Poison, inbox: Path, outbox: Path, failed: Path) -> bool:
-    """True once `p` has ended as it must (its files in outbox/ or failed/, none left)."""
-    if os.path.lexists(inbox / f"{p.published}.status.json"):
-        return False
-    folder = outbox if p.ends == "succeeded" else failed
-    try:
-        data = json.loads((folder / f"{p.published}.status.json").read_text())
-    except (OSError, ValueError):
-        return False
-    if not os.path.lexists(folder / f"{p.published}{p.kind}"):
-        return False
-    if p.ends == "succeeded":
-        return bool(data["state"] == "succeeded")
-    return bool(data["state"] == "failed" and data["error"]["code"] == p.code)
-
-
-def untouched(aside: Path, failed: Path) -> bool:
-    """Nothing was written outside the three folders (tree_state checks the rest)."""
-    return not any(os.path.lexists(failed / f"../../ESCAPE{s}") for s in (".task", ".status.json"))
 
 
 # -- cases beyond the corpus ----------------------------------------------------------------

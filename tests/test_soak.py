@@ -36,7 +36,7 @@ import pytest
 import yaml
 
 from tests.helpers import TEST_KEY, Daemon, Env, drop
-from tests.test_poison import Poison, write_corpus
+from tests.poison import Poison, write_corpus
 from tests.vitals import MB, MemoryGuard, tree_state, vm_bytes
 from wansync.simulator import Simulator
 
