@@ -123,7 +123,7 @@ def extra_settled(x: Extra, env: Env) -> bool:
         return False
     folders = [env.failed] if x.ends == "failed" else [env.outbox, env.failed]
     if len(stem.encode()) > 200:  # published as NAME shortened, plus a hash
-        return any(f.glob(f"{stem[:150]}*.{suffix}") for f in folders)
+        return any(any(f.glob(f"{stem[:150]}*.{suffix}")) for f in folders)
     return any(os.path.lexists(f / x.file) for f in folders)
 
 
