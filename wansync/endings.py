@@ -11,6 +11,7 @@ from typing import Any
 
 from . import events as ev
 from . import publish
+from .folderguard import FolderReplaced
 from .publish import Folders
 
 
@@ -21,6 +22,8 @@ def publish_task(folders: Folders, data: dict[str, Any], logger: Any) -> Path | 
         if data.get("published_as"):
             return publish.resume(folders, data, task_file_is_ours=True)
         return publish.publish(folders, data)
+    except FolderReplaced:
+        return None  # the guard said so once for the folder, not once per task
     except OSError as exc:
         logger.error(
             "task.publish_error",
@@ -62,5 +65,7 @@ def ended(data: dict[str, Any], final: Path, wall: float) -> ev.Event:
 def forget_files(folders: Folders, name: str) -> None:
     """A removed task's sidecar and partial download: ours, and no longer wanted."""
     for path in (folders.sidecar(name), folders.part(name)):
+        if folders.replaced(path.parent):
+            continue  # not through a swapped folder: the next start-up drops them
         with contextlib.suppress(FileNotFoundError):
             path.unlink()

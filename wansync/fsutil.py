@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from . import folderguard
 from .errors import NotARegularFile as NotARegularFile  # re-exported: taskfile, jobfile
 from .names import TEMP_SUFFIX, producer_temp, scratch_temp
 
@@ -57,13 +58,23 @@ def _scratch_dir(folder: Path) -> int:
 
 
 def _write_new(dir_fd: int | None, name: str | Path, payload: bytes, durable: bool) -> None:
-    """Create `name` (never an existing file, never through a link) holding `payload`."""
+    """Create `name` (never an existing file, never through a link) holding `payload`.
+
+    A write that fails (ENOSPC) removes what it created: a full disk must not leave one
+    empty temp file per retry behind (they would fill the folder's listing, and a job's
+    `.task` temp sits in the inbox, where no sweep looks).
+    """
     fd = os.open(name, CREATE_FLAGS, 0o666, dir_fd=dir_fd)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(payload)
-        if durable:
-            fh.flush()
-            os.fsync(fh.fileno())
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=dir_fd)
+        raise
 
 
 def write_json_atomic(target: Path, data: Any, durable: bool = True) -> None:
@@ -74,6 +85,7 @@ def write_json_atomic(target: Path, data: Any, durable: bool = True) -> None:
     opened without following links, so nothing planted there is written through.
     """
     payload = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False).encode() + b"\n"
+    folderguard.check(target.parent)
     dir_fd = _scratch_dir(target.parent)
     try:
         tmp = scratch_temp(target.name, secrets.token_hex(4))
@@ -96,6 +108,7 @@ def write_bytes_atomic(target: Path, data: bytes) -> None:
     The temp name is guessable (SPEC's convention), so it is created with O_EXCL |
     O_NOFOLLOW: a link planted there makes this write fail, never go through it.
     """
+    folderguard.check(target.parent)
     tmp = producer_temp_path(target)
     try:
         _write_new(None, tmp, data, durable=True)
@@ -117,6 +130,7 @@ def move(src: Path, dst: Path) -> None:
     Callers pick `dst` names that are free; the check guards against a writer that
     appeared meanwhile (a plain rename would silently clobber its file).
     """
+    folderguard.check(src.parent, dst.parent)
     if os.path.lexists(dst):
         raise FileExistsError(f"{dst.name} already exists")
     os.rename(src, dst)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import events as ev
-from . import jobfile, log, publish, sidecar
+from . import folderguard, jobfile, log, publish, sidecar
 from .endings import ended, forget_files
 from .inbox import Candidates, scan_inbox
 from .lifecycle import Now
@@ -59,12 +59,18 @@ class Intake:
 
     def restore_watch(self, lock: InboxLock, wake: Waker, polling: bool) -> bool:
         """Recreate the inbox, re-lock, watch again; True once watching. Raises
-        `InboxLocked` when another wansync took the recreated inbox meanwhile."""
+        `InboxLocked` when another wansync took the recreated inbox meanwhile.
+
+        A path swapped for a link or another folder is not watched, locked or made
+        anything in (`folder.replaced`, once); the old watch is kept for when it is back.
+        """
         assert self.watcher is not None
-        self.watcher.stop()
         inbox = self.folders.inbox
+        if self.folders.replaced(inbox):
+            return False
+        self.watcher.stop()
         try:
-            inbox.mkdir(parents=True, exist_ok=True)
+            self._recreate(inbox)
             lock.release()
             lock.acquire()
             watcher = InboxWatcher(inbox, wake, polling)
@@ -88,9 +94,22 @@ class Intake:
         )
         return True
 
+    def _recreate(self, inbox: Path) -> None:
+        """A gone inbox is made again, by us, and that folder is the inbox from now on;
+        anything else there must still be the inbox recorded at start-up."""
+        try:
+            inbox.mkdir(parents=True)
+        except FileExistsError:
+            pass
+        else:
+            folderguard.GUARD.record(inbox)
+        folderguard.check(inbox)  # a link planted just before or after the mkdir
+
     # -- files -------------------------------------------------------------------------
     def startup(self, now: Now, burst: bool, only: set[str] | None) -> set[str]:
         """Track every file present (call after the watch starts); returns their names."""
+        for folder in (self.folders.inbox, self.folders.outbox, self.folders.failed):
+            folderguard.GUARD.record(folder)  # what each is now: later, it must still be
         listing = scan_inbox(self.folders.inbox)
         for name in listing.orphans:
             self._orphan_sidecar(name, now)
@@ -113,6 +132,9 @@ class Intake:
 
     def take(self, now: Now, burst_names: set[str] | None) -> None:
         """Hand every settled file on (in burst, only the ones the scan found)."""
+        if self.folders.replaced(self.folders.inbox):
+            self.candidates = Candidates()  # not read through a link; the rescan finds them
+            return
         for path in self.candidates.take(now.mono):
             # a name wansync cannot build its files from (not UTF-8, too long): to failed/
             refused = publish.refuse_name(self.folders, path, self.pipeline.hook_record("failed"))
@@ -144,10 +166,25 @@ class Intake:
                     self.log.info("download.part_removed", name=name)
 
     def _orphan_sidecar(self, name: str, now: Now) -> None:
-        """A sidecar without its `.task`: a publish cut short, or a task the user removed."""
+        """A sidecar without its `.task`: a publish cut short, or a task the user removed.
+
+        `sidecar.read` accepts only a sidecar named after its own task, so what is
+        resumed or dropped here is that task's, never another's (a planted sidecar naming
+        a live download); its `.part` is published only as a whole MP4 of the recorded size.
+        """
         data = sidecar.read(self.folders.sidecar(name))
         if data and data.get("state") in sidecar.TERMINAL_STATES and data.get("published_as"):
-            final = publish.resume(self.folders, data, task_file_is_ours=False)
+            try:
+                final = publish.resume(self.folders, data, task_file_is_ours=False)
+            except OSError as exc:  # a full disk, a refused `.part`: left as it is
+                self.log.error(
+                    "task.publish_error",
+                    name=name,
+                    task_id=data.get("task_id"),
+                    error=f"{type(exc).__name__}: {exc.strerror or exc}",
+                    detail="left in the inbox as it is",
+                )
+                return
             self.log.info(
                 "task.publish_resumed", name=name, task_id=data.get("task_id"), path=str(final)
             )
@@ -164,7 +201,10 @@ class Intake:
 
     def watch_events(self, now: Now) -> None:
         assert self.watcher is not None
-        for kind, path in self.watcher.drain():
+        events = self.watcher.drain()
+        if self.folders.replaced(self.folders.inbox):
+            return  # paths through a link; the rescan finds what they were once it is back
+        for kind, path in events:
             if path.parent != self.folders.inbox:
                 continue
             if kind == READY:
@@ -180,6 +220,8 @@ class Intake:
 
     def rescan(self, now: Now) -> None:
         """The safety net for missed events (overflow, network filesystems)."""
+        if self.folders.replaced(self.folders.inbox):
+            return
         try:
             listing = scan_inbox(self.folders.inbox)
         except OSError:

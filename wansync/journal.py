@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from . import events as ev
 from . import log, sidecar
+from .folderguard import FolderReplaced
 from .publish import Folders
 from .tracker import Tracker
 
@@ -65,7 +66,8 @@ class Journal:
         return True
 
     def _failed(self, name: str, task_id: str, exc: OSError) -> None:
-        if name not in self._failing:
+        # A replaced inbox is said once for the folder (folder.replaced), not per task.
+        if name not in self._failing and not isinstance(exc, FolderReplaced):
             self.log.error(
                 "sidecar.write_error",
                 name=name,

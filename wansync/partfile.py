@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from . import folderguard
 from .errors import DownloadInterrupted, TaskFailed
 
 _FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -34,6 +35,8 @@ def open_part(part: Path) -> int:
     socket, device node or hard link there is unlinked and replaced by a new empty file;
     a folder there is `DownloadRejected` (it is not ours to remove).
     """
+    if folderguard.replaced(part.parent):  # the outbox swapped for a link: not there
+        raise DownloadInterrupted(f"{part.parent} was replaced; not downloading into it")
     for _ in range(3):  # a racing planter gets three chances to lose
         try:
             fd = os.open(part, _FLAGS)

@@ -11,6 +11,7 @@ finished, and `resume` carries it on from wherever it stopped. Every step is ide
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import stat
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import log, names, sidecar
-from .fsutil import fsync_dir, move_durable
+from . import folderguard, log, mp4check, names, sidecar
+from .fsutil import NotARegularFile, fsync_dir, move_durable, open_regular
 from .names import JOB_SUFFIX, MAX_K, MAX_STEM_BYTES, MP4, PUBLISHED_SUFFIXES, TASK_SUFFIX, stem
 
 __all__ = ["MAX_STEM_BYTES", "MP4", "Folders", "free_name", "publish", "refuse_name", "stem"]
@@ -32,6 +33,14 @@ class Folders:
     inbox: Path
     outbox: Path
     failed: Path
+
+    def check(self, *folders: Path) -> None:
+        """`FolderReplaced` (an OSError: the work stays pending) if one was replaced."""
+        folderguard.check(*folders)
+
+    def replaced(self, folder: Path) -> bool:
+        """A folder swapped for a link or another folder while the daemon runs."""
+        return folderguard.replaced(folder)
 
     def part(self, name: str) -> Path:
         """Where a download grows: hidden, in the outbox, so the final rename is atomic."""
@@ -66,6 +75,7 @@ def finalize(folders: Folders, data: dict[str, Any]) -> None:
     """Step (1): choose the published name and write the terminal sidecar durably."""
     name = data["name"]
     dest = folders.destination(data)
+    folders.check(folders.inbox, dest)
     chosen = free_name(dest, stem(name))
     data["published_as"] = chosen
     if data["state"] == "succeeded" and data.get("video"):
@@ -81,11 +91,44 @@ def _is_file(path: Path) -> bool:
         return False
 
 
+class PartRefused(OSError):
+    """The `.part` a sidecar would publish is not the video it records: nothing moves.
+
+    A sidecar is a file anyone in the group may plant or edit; a `.part` may be another
+    download still growing. Publishing one needs the bytes the sidecar names and a
+    whole MP4 (the box walk), every time, not only after a download.
+    """
+
+
+def _check_part(part: Path, data: dict[str, Any]) -> None:
+    """`PartRefused` unless `part` is a file only we name, of the recorded size, a whole MP4."""
+    video = data.get("video")
+    want = video.get("bytes") if isinstance(video, dict) else None
+    try:
+        fd, st = open_regular(part)
+    except (OSError, NotARegularFile) as exc:
+        raise PartRefused(errno.EINVAL, f"{part.name}: {exc}") from None
+    try:
+        if st.st_nlink != 1:
+            raise PartRefused(errno.EINVAL, f"{part.name} has other names (a hard link)")
+        if st.st_size != want:
+            raise PartRefused(
+                errno.EINVAL, f"{part.name} holds {st.st_size} bytes, the sidecar says {want}"
+            )
+        try:
+            mp4check.check(fd, st.st_size)
+        except mp4check.NotMp4 as exc:
+            raise PartRefused(errno.EINVAL, f"{part.name} is not a whole MP4: {exc}") from None
+    finally:
+        os.close(fd)
+
+
 def _pending(folders: Folders, data: dict[str, Any], ours: bool) -> list[tuple[Path, str]]:
     """The moves (2)-(5) not yet done, in order: (what is still in place, its suffix)."""
     name = data["name"]
     steps: list[tuple[Path, str]] = []
     if data["state"] == "succeeded" and _is_file(folders.part(name)):
+        _check_part(folders.part(name), data)
         steps.append((folders.part(name), MP4))
     if ours and data.get("job") and os.path.lexists(folders.job(name)):
         steps.append((folders.job(name), JOB_SUFFIX))
@@ -115,6 +158,7 @@ def resume(folders: Folders, data: dict[str, Any], task_file_is_ours: bool) -> P
     to a newly chosen free name, recorded in the inbox sidecar first.
     """
     dest = folders.destination(data)
+    folders.check(folders.inbox, folders.outbox, folders.failed)
     if data["state"] != "succeeded":
         with contextlib.suppress(FileNotFoundError):
             folders.part(data["name"]).unlink()  # our own partial download, never published
@@ -188,6 +232,7 @@ def refuse_name(folders: Folders, path: Path, hook: dict[str, Any] | None = None
     event = "job.invalid" if is_job else "task.invalid"
     logger = log.get("wansync.publish")
     try:
+        folders.check(folders.inbox, folders.failed)
         data["published_as"] = chosen = free_name(folders.failed, stem(shown))
         move_durable(path, folders.failed / f"{chosen}{suffix}")
         sidecar.write(folders.failed / f"{chosen}{sidecar.SUFFIX}", data)
