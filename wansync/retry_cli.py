@@ -51,7 +51,7 @@ def _records(folder: Path, name: str) -> list[Record]:
     own = re.compile(re.escape(name) + r"(-\d+)?")
     for path in folder.glob(f"{glob.escape(name)}*{sidecar.SUFFIX}"):
         stem = path.name[: -len(sidecar.SUFFIX)]
-        data = sidecar.read(path)
+        data = sidecar.read(path, published=True)
         if data is None or not own.fullmatch(stem):
             continue
         finished = sidecar.parse_iso(data.get("finished")) or path.stat().st_mtime

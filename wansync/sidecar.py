@@ -137,16 +137,19 @@ def _load(path: Path) -> Any:
     return bounded.json_loads(read_small(path, MAX_BYTES).decode("utf-8"), MAX_DEPTH)
 
 
-def read(path: Path) -> dict[str, Any] | None:
+def read(path: Path, published: bool = False) -> dict[str, Any] | None:
     """The sidecar at `path`, or None when it is missing or not a valid wansync sidecar.
 
     Opened without following a link or blocking, at most 1 MiB (by `fstat`, before
     reading), depth-bounded, every field type-checked (`problem`). A sidecar that is
-    there but refused is logged (`sidecar.invalid`) with the reason.
+    there but refused is logged (`sidecar.invalid`) with the reason. `published`: a
+    final sidecar in outbox/ or failed/ (named `published_as`); else a live one in the
+    inbox, which must be named after its own task (`stem(name)`): a sidecar planted
+    under another name must not make wansync publish or drop that task's files.
     """
     try:
         data = _load(path)
-        why = problem(data, path.name)
+        why = problem(data, path.name, published)
     except FileNotFoundError:
         return None
     except (OSError, NotARegularFile, UnicodeDecodeError, bounded.Unparsable) as exc:
@@ -248,7 +251,7 @@ FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
 }
 
 
-def problem(data: Any, filename: str) -> str | None:
+def problem(data: Any, filename: str, published: bool = False) -> str | None:
     """What is wrong with `data` as the sidecar file `filename`, or None if nothing is."""
     if not isinstance(data, dict):
         return "not a JSON object"
@@ -258,17 +261,42 @@ def problem(data: Any, filename: str) -> str | None:
                 return f"{key} must be {what}"
         elif required:
             return f"{key} is missing"
-    if filename not in _own_files(data):
-        return f"name {data['name'][:80]!r} is not this file's task"
+    if why := _names_problem(data, filename, published):
+        return why
     return _state_problem(data)
 
 
-def _own_files(data: dict[str, Any]) -> set[str]:
-    """The file names a sidecar of this task may have: live in the inbox, or published."""
-    own = {f"{names.stem(data['name'])}{SUFFIX}"}
-    if data.get("published_as"):
-        own.add(f"{data['published_as']}{SUFFIX}")
-    return own
+def _names_problem(data: dict[str, Any], filename: str, published: bool) -> str | None:
+    """The file's name, `name`, `published_as` and `video.path` agree as wansync wrote them.
+
+    A live sidecar is `stem(name).status.json`; a published one `published_as.status.json`
+    where `published_as` is `stem(name)` or `stem(name)-k`, and a video is `published_as.mp4`.
+    """
+    base, chosen = names.stem(data["name"]), data.get("published_as")
+    own = {f"{base}{SUFFIX}"} | ({f"{chosen}{SUFFIX}"} if chosen and published else set())
+    if filename not in own:
+        return f"name {data['name'][:80]!r} is not this file's task"
+    if chosen and not _published_name_of(chosen, base):
+        return f"published_as {chosen[:80]!r} is not a name of task {data['name'][:80]!r}"
+    video = data.get("video")
+    if chosen and data["state"] == "succeeded" and video and video["path"] != f"{chosen}.mp4":
+        return f"video.path {video['path'][:80]!r} is not {chosen[:80]!r}.mp4"
+    return None
+
+
+def _published_name_of(chosen: str, base: str) -> bool:
+    """`chosen` is `base` or `base-k` (k from 2 to MAX_K): what `publish.free_name` picks."""
+    if chosen == base:
+        return True
+    head, dash, k = chosen.rpartition("-")
+    return (
+        bool(dash)
+        and head == base
+        and k.isascii()
+        and k.isdigit()
+        and k[0] != "0"
+        and (2 <= int(k) <= names.MAX_K)
+    )
 
 
 def _state_problem(data: dict[str, Any]) -> str | None:

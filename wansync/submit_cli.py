@@ -186,7 +186,7 @@ def _final(cfg: config.Config, name: str, since: float) -> tuple[Path, dict[str,
     found = []
     for folder in (cfg.outbox, cfg.failed):
         for path in folder.glob(f"{glob.escape(name)}*{sidecar.SUFFIX}"):
-            data = sidecar.read(path)
+            data = sidecar.read(path, published=True)
             started = sidecar.parse_iso((data or {}).get("first_seen")) or 0.0
             if data and data.get("name") == name and started >= since:
                 found.append((path.stat().st_mtime, path, data))

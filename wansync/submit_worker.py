@@ -79,7 +79,7 @@ def ended_ids(folders: Folders, since_seconds: float = 86400) -> set[str]:
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
             for entry in entries:
                 if entry.name.endswith(sidecar.SUFFIX) and entry.stat().st_mtime >= since:
-                    data = sidecar.read(Path(entry.path))
+                    data = sidecar.read(Path(entry.path), published=True)
                     if data and data.get("task_id"):
                         known.add(data["task_id"])
     return known
