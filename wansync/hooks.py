@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import json
 import os
 import shlex
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import log, sidecar
+from . import bounded, log, names, sidecar
 from .config import KEY_ENV, HooksConfig
 from .events import Event, HookRan, TaskFailed, TaskSucceeded
 from .fsutil import NotARegularFile, read_small, write_json_atomic
@@ -40,7 +40,6 @@ from .publish import MP4, Folders
 
 EVENTS = ("succeeded", "failed")
 STATES = ("pending", "done", "failed")
-MAX_SIDECAR_BYTES = 8 * 1024 * 1024  # a sidecar holds the API's answer (capped at 1 MiB)
 MAX_ENV_VALUE = 8192  # an error message from the API, cut to fit an environment
 BACKOFF_CAP = 60.0
 DROPPED_ENV = (KEY_ENV, "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC")
@@ -100,30 +99,61 @@ def hook_env(
 
 
 def read_hook(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(sidecar, its valid `hook` record) at `path`, or None: missing, a link, not ours."""
+    """(sidecar, its valid `hook` record) at `path`, or None: missing, a link, not ours.
+
+    Anyone in the group may write into outbox/ and failed/, so the file is read as any
+    sidecar is (capped, depth-bounded: `bounded`), must pass the whole sidecar check as
+    a published one (`sidecar.problem`), its hook must be for the state it records, and
+    a success's video must be beside it. A file that fails says so in one line.
+    """
     try:
-        raw = read_small(path, MAX_SIDECAR_BYTES)
+        raw = read_small(path, sidecar.MAX_BYTES)
     except (OSError, NotARegularFile):
         return None
-    if len(raw) > MAX_SIDECAR_BYTES or b'"hook"' not in raw:
-        return None
+    if len(raw) > sidecar.MAX_BYTES or b'"hook"' not in raw:
+        return None  # most final sidecars: no hook was ever asked for
     try:
-        data = json.loads(raw)
-    except ValueError:
+        data = bounded.json_loads(raw.decode("utf-8"), sidecar.MAX_DEPTH)
+        why = sidecar.problem(data, path.name, published=True) or _hook_problem(data, path)
+    except (UnicodeDecodeError, bounded.Unparsable) as exc:
+        why = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
+    if why is not None:
+        log.get("wansync.hooks").warning(
+            "hook.sidecar_invalid", file=names.escape(path.name), error=why[:200], detail="ignored"
+        )
         return None
-    if not isinstance(data, dict) or data.get("schema") != sidecar.SCHEMA_VERSION:
-        return None
-    hook = data.get("hook")
-    if not isinstance(hook, dict) or hook.get("event") not in EVENTS:
-        return None
-    if hook.get("state") not in STATES:
-        return None
+    hook = data["hook"]
     tries, code = hook.get("attempts"), hook.get("exit_code")
     if not isinstance(tries, int) or isinstance(tries, bool) or tries < 0:
         tries = 0
     if not isinstance(code, int) or isinstance(code, bool):
         code = None
     return data, record(hook["event"], hook["state"], tries, code)
+
+
+def _hook_problem(data: dict[str, Any], path: Path) -> str | None:
+    """What makes the `hook` of a valid published sidecar one wansync did not ask for."""
+    hook = data.get("hook")
+    if not isinstance(hook, dict) or hook.get("event") not in EVENTS:
+        return "hook must be {event: succeeded|failed, state, attempts}"
+    if hook.get("state") not in STATES:
+        return f"hook.state must be one of {', '.join(STATES)}"
+    if hook["event"] != data["state"]:
+        return f"a {hook['event']} hook for a task that {data['state']}"
+    chosen = data.get("published_as")
+    if not chosen or path.name != f"{chosen}{sidecar.SUFFIX}":
+        return "not a published sidecar (published_as does not name this file)"
+    video = path.parent / f"{chosen}{MP4}"
+    if data["state"] == "succeeded" and not stat.S_ISREG(_lstat_mode(video)):
+        return f"{video.name} is not beside it"
+    return None
+
+
+def _lstat_mode(path: Path) -> int:
+    try:
+        return os.lstat(path).st_mode
+    except OSError:
+        return 0
 
 
 def _ignore(_: HookRan) -> None:
@@ -243,7 +273,16 @@ class Hooks:
     def _scan(self) -> None:
         try:
             for path in self._final_sidecars():
-                found = read_hook(path)
+                try:
+                    found = read_hook(path)
+                except Exception as exc:  # one bad file must not end the scan for the rest
+                    self.log.error(
+                        "hook.scan_error",
+                        file=names.escape(path.name),
+                        error=f"{type(exc).__name__}: {str(exc)[:200]}",
+                        detail="skipped",
+                    )
+                    continue
                 if found and found[1]["state"] == "pending":
                     self._enqueue(path, 0.0)
         finally:
