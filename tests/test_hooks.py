@@ -403,6 +403,58 @@ def test_resume_pending_runs_each_pending_hook_once(setup):
     assert setup.hook_record(ok)["state"] == setup.hook_record(bad)["state"] == "done"
 
 
+def test_a_deep_or_broken_sidecar_is_one_log_line_and_the_scan_goes_on(setup):
+    """A planted 100,000-deep sidecar, bad UTF-8 (one line each), a FIFO: no traceback,
+    and the legit pending hooks still run."""
+    outbox = setup.folders.outbox
+    (outbox / "aaa-evil.status.json").write_bytes(
+        b'{"schema":1,"hook":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    )
+    (outbox / "aab-bytes.status.json").write_bytes(b'{"schema":1,"hook":"\xff\xfe"}')
+    os.mkfifo(outbox / "aac-fifo.status.json")
+    legit = [setup.lay("legit1"), setup.lay("legit2", event="failed")]
+    with capture_logs() as logs:
+        hooks = setup.start(on_success=setup.command(), on_failure=setup.command())
+        hooks.resume_pending()
+        assert hooks.wait(20)
+    assert sorted(r["env"]["WANSYNC_NAME"] for r in setup.runs()) == ["legit1", "legit2"]
+    assert all(setup.hook_record(p)["state"] == "done" for p in legit)
+    bad = [e for e in logs if e["event"] in ("hook.sidecar_invalid", "hook.scan_error")]
+    assert sorted(e["file"] for e in bad) == ["aaa-evil.status.json", "aab-bytes.status.json"]
+    assert {e["file"]: e["error"] for e in bad}["aaa-evil.status.json"].startswith("JSON is nested")
+
+
+def test_a_planted_pending_hook_for_files_never_published_is_not_run(setup):
+    """A pending hook runs only for a valid published sidecar of its own name, for the state
+    it ended in, with its video beside it: planted ones are refused, each with one line."""
+    outbox = setup.folders.outbox
+    spoof = {"schema": 1, "name": "spoof", "task_id": "$(id)", "state": "succeeded"}
+    spoof["hook"] = {"event": "succeeded", "state": "pending", "attempts": 0}
+    (outbox / "spoof.status.json").write_text(json.dumps(spoof))  # no published_as, bad id
+    no_video = setup.lay("no-video")
+    (outbox / "no-video.mp4").unlink()
+    other = setup.lay("other-name", published_as="victim")  # not a name of task other-name
+    wrong = setup.lay(
+        "wrong-event", event="failed", hook={"event": "succeeded", "state": "pending"}
+    )
+    real = setup.lay("real")
+    with capture_logs() as logs:
+        hooks = setup.start(on_success=setup.command(), on_failure=setup.command())
+        hooks.resume_pending()
+        for path in (no_video, other, wrong):
+            hooks.consume(succeeded(path))  # an event naming them changes nothing
+        assert hooks.wait(20)
+    assert [r["env"]["WANSYNC_NAME"] for r in setup.runs()] == ["real"]
+    assert setup.hook_record(real)["state"] == "done"
+    refused = {e["file"] for e in logs if e["event"] == "hook.sidecar_invalid"}
+    assert refused == {
+        "spoof.status.json",
+        "no-video.status.json",
+        "victim.status.json",
+        "wrong-event.status.json",
+    }, refused
+
+
 def test_unconfigured_hook_stays_pending(setup):
     """A pending record whose command was removed from the config is left for later."""
     path = setup.lay("clip")
