@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import TEST_KEY, Daemon, Env, drop, wait_until
+from wansync import fsutil
 
 SIZE = "8m"
 
@@ -41,12 +43,12 @@ def fill(folder: Path) -> Path:
     """Write a filler file until the filesystem says ENOSPC; returns it (delete to free)."""
     filler = folder / "filler.bin"
     block = b"\0" * 65536
-    with filler.open("wb") as f, contextlib.suppress(OSError):
+    with filler.open("wb", buffering=0) as f, contextlib.suppress(OSError):
         while True:
             f.write(block)
             f.flush()
     # the last partial block may still fit: squeeze out every byte
-    with contextlib.suppress(OSError), filler.open("ab") as f:
+    with contextlib.suppress(OSError), filler.open("ab", buffering=0) as f:
         while True:
             f.write(b"\0" * 512)
             f.flush()
@@ -109,3 +111,35 @@ def test_full_disk_leaves_work_pending_and_finishes_once_there_is_space(small_di
     assert stop(again) == 0
     env.reap()
     assert TEST_KEY not in env.every_file_text()
+
+
+def test_a_failed_sidecar_write_leaves_no_temp_file(small_disk):
+    """ENOSPC while writing a sidecar's temp file: the error is raised, the old sidecar is
+    intact, and no `*.wansync-tmp` is left in the scratch folder (one per retry, before)."""
+    target = small_disk / "clip.status.json"
+    fsutil.write_json_atomic(target, {"v": 1})
+    filler = fill(small_disk)
+    try:
+        for _ in range(5):
+            with pytest.raises(OSError) as exc:
+                fsutil.write_json_atomic(target, {"v": 2, "pad": "x" * 200_000})
+            assert exc.value.errno == errno.ENOSPC
+    finally:
+        filler.unlink()
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert os.listdir(small_disk / fsutil.SCRATCH) == []
+
+
+def test_a_failed_task_file_write_leaves_no_temp_file(small_disk):
+    """ENOSPC while writing a job's `.task` (producer-style temp + rename): no
+    `.NAME.task.*.tmp` stays in the inbox, where no sweep would ever remove it."""
+    target = small_disk / "j1.task"
+    filler = fill(small_disk)
+    try:
+        for _ in range(5):
+            with pytest.raises(OSError) as exc:
+                fsutil.write_bytes_atomic(target, b"x" * 200_000)
+            assert exc.value.errno == errno.ENOSPC
+    finally:
+        filler.unlink()
+    assert sorted(os.listdir(small_disk)) == [], os.listdir(small_disk)
