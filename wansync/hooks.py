@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import bounded, log, names, sidecar
+from . import bounded, folderguard, log, names, sidecar
 from .config import KEY_ENV, HooksConfig
 from .events import Event, HookRan, TaskFailed, TaskSucceeded
 from .fsutil import NotARegularFile, read_small, write_json_atomic
@@ -292,6 +292,8 @@ class Hooks:
 
     def _final_sidecars(self) -> Iterator[Path]:
         for folder in (self.folders.outbox, self.folders.failed):
+            if folderguard.replaced(folder):
+                continue
             try:
                 entries = list(os.scandir(folder))
             except OSError:
@@ -303,6 +305,8 @@ class Hooks:
     # -- one try -----------------------------------------------------------------------
     def _try(self, path: Path) -> float | None:
         """Run the hook of `path` once if it is pending; the back-off before the next try."""
+        if folderguard.replaced(path.parent):  # not through a folder swapped for a link
+            return BACKOFF_CAP
         found = read_hook(path)
         if found is None or found[1]["state"] != "pending":
             return None
