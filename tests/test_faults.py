@@ -98,7 +98,8 @@ def test_crash_at_every_publish_step_is_finished_on_restart(env, sim, steps_done
     (env.outbox / "clip.mp4").write_bytes(b"an older clip")  # forces the name clip-2
     drop(env.inbox, "clip", "task-publish-0001")
     part = folders.part("clip")
-    part.write_bytes(b"\0\0\0\x20ftypisom" + b"x" * 100)
+    # a whole MP4 (ftyp, moov: the boxes add up), as a verified download leaves it
+    part.write_bytes(b"\0\0\0\x20ftypisom" + b"x" * 20 + b"\0\0\0\x50moov" + b"x" * 72)
     data = sidecar.new("clip", "task-publish-0001", {}, time.time())
     data.update(
         state="succeeded",
