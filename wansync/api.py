@@ -3,9 +3,11 @@
 A poll is exactly one HTTP request: no transport-level retries here, because the
 scheduler owns pacing and a hidden retry would break the account-wide rate.
 
-It speaks through urllib3 directly rather than requests: the poll is the hot path,
-and requests' per-call machinery (sessions, hooks, cookies) doubled its CPU cost
-(see the README's benchmark table). Downloads, few and long, use requests.
+GETs (the poll is the hot path) go through `keepalive.Connections`, plain `http.client`
+connections kept alive: requests' per-call machinery doubled a poll's CPU cost, and
+urllib3's still added about half (see the README's benchmark table). The rare POSTs
+(create, cancel) use urllib3, whose error types tell "not sent" from "maybe sent".
+Downloads, few and long, use requests.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.client import HTTPException
 from typing import Any
 from urllib.parse import urlencode
 
@@ -34,11 +37,13 @@ from .errors import (
 from .headers import MAX_RETRY_AFTER as MAX_RETRY_AFTER
 from .headers import header_int as header_int
 from .headers import parse_retry_after
+from .keepalive import Answer, Connections, TooSlow
 from .log import CODE_CHARS, MESSAGE_CHARS, cap, clean, clean_tree, scrub
 from .taskfile import TASK_ID
 
 MAX_BODY = 1024 * 1024
 DEADLINE_TIMEOUTS = 2  # a whole answer, headers and body, within this many api.timeout
+TOO_SLOW = "the answer was not complete in time"
 USER_AGENT = f"wansync/{__version__}"
 STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN")
 SUBMIT_PATH = "/api/v1/services/aigc/video-generation/video-synthesis"
@@ -88,7 +93,7 @@ def _read_bounded(resp: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
         left = deadline - time.monotonic()
         if left <= 0:
             resp.close()  # never reused: the rest of its answer may still come
-            raise RemoteUnavailable("the answer was not complete in time", "AnswerTooSlow")
+            raise RemoteUnavailable(TOO_SLOW, "AnswerTooSlow")
         _wait_at_most(resp, left)
         try:
             chunk = resp.read1(MAX_BODY + 1 - len(body), decode_content=True)
@@ -135,13 +140,17 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def _status_error(resp: urllib3.BaseHTTPResponse, body: bytes) -> TaskFailed | TransientError:
+def _answer(resp: urllib3.BaseHTTPResponse, body: bytes) -> Answer:
+    return Answer(resp.status, resp.reason or "", resp.headers.get("Retry-After"), body)
+
+
+def _status_error(answer: Answer) -> TaskFailed | TransientError:
     """The error a non-200 answer means, by status: the main loop treats each type its way."""
-    status = resp.status
-    code, message = _error_fields(body)
-    detail = scrub(message or resp.reason or "no message")
+    status = answer.status
+    code, message = _error_fields(answer.body)
+    detail = scrub(message or answer.reason or "no message")
     if status == 429:
-        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        retry_after = parse_retry_after(answer.retry_after)
         return RateLimited(f"HTTP 429: {detail}", retry_after, code or "Throttling")
     if status in (401, 403):
         return AuthRejected(f"HTTP {status}: {detail}", code or "InvalidApiKey")
@@ -171,6 +180,7 @@ class TaskApi:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.observe = observe or _unobserved
+        self._gets = Connections(self.base_url, timeout, pool_size)
         self._pool = urllib3.PoolManager(
             num_pools=2,
             maxsize=pool_size,
@@ -180,6 +190,7 @@ class TaskApi:
         self.set_key(key)
 
     def close(self) -> None:
+        self._gets.clear()
         self._pool.clear()
 
     def _deadline(self, started: float) -> float:
@@ -193,17 +204,19 @@ class TaskApi:
             "User-Agent": USER_AGENT,
             "Accept-Encoding": "gzip, deflate",
         }
+        # GETs decode nothing: an answer of a few hundred bytes gains nothing from gzip
+        self._get_headers = {k: v for k, v in self._headers.items() if k != "Accept-Encoding"}
 
     def _get_json(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         """GET an API object; errors become the usual types (never `TaskFailed` here)."""
         endpoint = "upload" if path.endswith("uploads") else "list"
-        resp, body = self._get(f"{self.base_url}{path}?{urlencode(params)}", endpoint)
-        if resp.status != 200:
-            error = _status_error(resp, body)
+        answer = self._get(f"{path}?{urlencode(params)}", endpoint)
+        if answer.status != 200:
+            error = _status_error(answer)
             if isinstance(error, TaskFailed):
-                raise RemoteUnavailable(f"HTTP {resp.status}: {error.message}", error.code)
+                raise RemoteUnavailable(f"HTTP {answer.status}: {error.message}", error.code)
             raise error
-        obj = _json_object(body)
+        obj = _json_object(answer.body)
         if obj is None:
             raise MalformedResponse("answer is not a JSON object")
         return obj
@@ -293,7 +306,7 @@ class TaskApi:
             _, message = _error_fields(answer)
             detail = scrub(message or resp.reason or "no message")
             raise SubmitAmbiguous(f"HTTP {resp.status}: {detail}")
-        error = _status_error(resp, answer)
+        error = _status_error(_answer(resp, answer))
         if isinstance(error, RateLimited) or resp.status == 401:
             raise error  # the account's limit, or the key: nothing made, try again later
         # 403 (this model or call is not allowed) and other 4xx: nothing made, and final
@@ -329,35 +342,33 @@ class TaskApi:
         except urllib3.exceptions.HTTPError as exc:
             raise RemoteUnavailable(scrub(f"{type(exc).__name__}: {exc}")) from None
         if resp.status != 200:
-            raise _status_error(resp, body)
+            raise _status_error(_answer(resp, body))
         request_id = (_json_object(body) or {}).get("request_id")
         return request_id if isinstance(request_id, str) else None
 
     def fetch(self, task_id: str) -> TaskReport:
-        resp, body = self._get(f"{self.base_url}/api/v1/tasks/{task_id}", "task")
-        return self._interpret(resp, body)
+        answer = self._get(f"/api/v1/tasks/{task_id}", "task")
+        if answer.status == 200:
+            return self._parse_report(answer.body)
+        raise _status_error(answer)
 
-    def _get(self, url: str, endpoint: str) -> tuple[urllib3.BaseHTTPResponse, bytes]:
-        """One GET, its body bounded; a transport failure is `RemoteUnavailable`."""
+    def _get(self, path: str, endpoint: str) -> Answer:
+        """One GET below the base URL, its body bounded (all of it within the deadline);
+        no complete answer (refused, reset, timed out, not HTTP) is `RemoteUnavailable`."""
         started, status = time.monotonic(), None
         try:
-            resp = self._pool.request(
-                "GET", url, headers=self._headers, preload_content=False, redirect=False
-            )
-            status = resp.status
-            try:
-                return resp, _read_bounded(resp, self._deadline(started))
-            finally:
-                resp.release_conn()
-        except urllib3.exceptions.HTTPError as exc:
+            answer = self._gets.get(path, self._get_headers, MAX_BODY, self._deadline(started))
+            status = answer.status
+        except TooSlow as exc:
+            status = exc.status
+            raise RemoteUnavailable(TOO_SLOW, "AnswerTooSlow") from None
+        except (OSError, HTTPException) as exc:
             raise RemoteUnavailable(scrub(f"{type(exc).__name__}: {exc}")) from None
         finally:
             self.observe(endpoint, status, time.monotonic() - started)
-
-    def _interpret(self, resp: urllib3.BaseHTTPResponse, body: bytes) -> TaskReport:
-        if resp.status == 200:
-            return self._parse_report(body)
-        raise _status_error(resp, body)
+        if len(answer.body) > MAX_BODY:
+            raise MalformedResponse(f"answer larger than {MAX_BODY // 1024} KiB")
+        return answer
 
     @staticmethod
     def _parse_report(body: bytes) -> TaskReport:
