@@ -68,6 +68,10 @@ def _read_by(
         if not chunk:
             break
         body += chunk
+        if resp.length == 0:
+            break
+    if resp.length == 0:
+        resp.close()  # all read: mark it done (read1 leaves that to the next read)
     return bytes(body)
 
 
