@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from wansync import events as ev
 from wansync import sidecar
+from wansync.journal import Journal
 from wansync.lazywrite import FLUSH_EVERY, LazyWrites
+from wansync.publish import Folders
+from wansync.tracker import Task, Tracker
 
 
 def polled(polls: int, status: str = "RUNNING", **fields: Any) -> dict[str, Any]:
@@ -90,3 +95,94 @@ def test_a_stop_takes_every_waiting_write_due_or_not() -> None:
     lazy.write_now("clip", polled(2), now=10.0)
     assert lazy.take_all() == ["clip"]
     assert lazy.take_all() == []
+
+
+# -- the journal, which follows the decision -----------------------------------------------
+class Disk:
+    """A sidecar writer that records what reached the disk; each write takes `cost` s."""
+
+    def __init__(self, clock: list[float], cost: float = 0.0) -> None:
+        self.clock, self.cost = clock, cost
+        self.written: list[tuple[str, int, bool]] = []
+
+    def __call__(self, path: Path, data: dict[str, Any], durable: bool = True) -> None:
+        self.clock[0] += self.cost
+        self.written.append((path.name, data["polls"], durable))
+
+
+def journal_with(tmp_path: Path, names: str = "a", cost: float = 0.0) -> tuple[Any, ...]:
+    tracker = Tracker()
+    for name in names:
+        tracker.track(Task(name, sidecar.new(name, f"id-{name}", {}, 0.0)))
+    now = [0.0]
+    disk = Disk(now, cost)
+    folders = Folders(tmp_path, tmp_path, tmp_path)
+    return Journal(tracker, folders, lambda: now[0], write=disk), disk, now, tracker
+
+
+def poll(journal: Journal, tracker: Tracker, name: str, status: str = "RUNNING") -> None:
+    """What the loop does for one answer: update the task, then emit the event."""
+    data = tracker.get(name).data  # type: ignore[union-attr]
+    data.update(task_status=status, polls=data["polls"] + 1)
+    journal(
+        ev.TaskPolled(
+            at=0,
+            name=name,
+            task_id=f"id-{name}",
+            task_status=status,
+            polls=data["polls"],
+            seconds=0.1,
+            changed=False,
+        )
+    )
+
+
+def test_the_journal_writes_a_counters_only_poll_with_the_next_batch(tmp_path: Path) -> None:
+    """RUNNING again: nothing now; the flush a second later writes it (not fsynced)."""
+    journal, disk, now, tracker = journal_with(tmp_path)
+    poll(journal, tracker, "a")  # PENDING -> RUNNING: a change, written at once
+    poll(journal, tracker, "a")
+    assert disk.written == [("a.status.json", 1, False)]
+    assert journal.next_retry() == FLUSH_EVERY
+    journal.flush(0.05)
+    assert len(disk.written) == 1
+    now[0] = FLUSH_EVERY
+    journal.flush(0.05)
+    assert disk.written[-1] == ("a.status.json", 2, False) and journal.next_retry() is None
+
+
+def test_a_stop_writes_every_waiting_poll(tmp_path: Path) -> None:
+    """SIGTERM: the final flush writes the counters that were still waiting."""
+    journal, disk, _, tracker = journal_with(tmp_path)
+    poll(journal, tracker, "a")
+    poll(journal, tracker, "a")
+    journal.flush(2.0, final=True)
+    assert disk.written[-1] == ("a.status.json", 2, False)
+
+
+def test_an_ended_task_is_never_written_late(tmp_path: Path) -> None:
+    """Removed (or published) while its counters waited: its file is not written again."""
+    journal, disk, now, tracker = journal_with(tmp_path)
+    poll(journal, tracker, "a")
+    poll(journal, tracker, "a")
+    journal(ev.TaskRemoved(at=0, name="a", task_id="id-a", detail="removed"))
+    tracker.untrack("a")
+    now[0] = 10.0
+    journal.flush(2.0, final=True)
+    assert [w[1] for w in disk.written] == [1]
+
+
+def test_a_batch_is_written_in_slices_that_end_before_the_next_poll(tmp_path: Path) -> None:
+    """`until` (the next poll's start) ends a slice; the rest follows at the next tick."""
+    journal, disk, now, tracker = journal_with(tmp_path, "abcd", cost=0.004)
+    for name in "abcd":
+        poll(journal, tracker, name)
+    disk.written.clear()
+    for name in "abcd":
+        poll(journal, tracker, name)
+    now[0] = 2.0
+    journal.flush(0.05, until=2.0 + 0.01)
+    assert [w[0] for w in disk.written] == ["a.status.json", "b.status.json", "c.status.json"]
+    assert journal.pending()
+    journal.flush(0.05)
+    assert len(disk.written) == 4 and not journal.pending()

@@ -61,7 +61,7 @@ class Daemon:
         self._stop_signal = 0
         self.lock = InboxLock(cfg.inbox)
         self.wake = Waker()
-        self.mailbox = Mailbox(self.wake.set)
+        self.mailbox = Mailbox(self.wake.set, self.wake.nudge)
         workers = int(min(16, max(2, math.ceil(cfg.poll.max_per_second * 0.3))))
         observe = self._answered
         self.api = TaskApi(cfg.api.base_url, api_key, cfg.api.timeout, workers, observe)
@@ -136,7 +136,7 @@ class Daemon:
             self.stop_event.set()
             self.notifier.stopping()
             self.outlets.finish(burst, deadline, lambda: self._stop_requested)
-            self.journal.flush(2.0)
+            self.journal.flush(2.0, final=True)  # polls' counters too: a stop loses nothing
             self.pollers.stop(0.0)
             self.submitter.stop()
             self.fetchers.stop(STOP_GRACE)
@@ -190,11 +190,14 @@ class Daemon:
                     self.intake.rescan(now)
                     next_rescan = now.mono + self.live.cfg.watch.rescan_interval
             self.intake.take(now, self.burst.names if self.burst else None)
+            # Polls first: a poll's start paces the next one, so no other work delays it.
+            self.pipeline.dispatch(clock())
             self._drain(now)
             self.pipeline.dispatch(clock())
             self.submitter.dispatch(clock())
             if self.journal.pending() or self.journal.next_retry() is not None:
-                self.journal.flush(0.05)
+                until = self.scheduler.next_time(time.monotonic())
+                self.journal.flush(0.05, until=None if until is None else until - 0.001)
             if self.burst and self.burst.refused:  # a batch gives up on a refused key
                 raise ConfigError(
                     f"the API refused the key twice, a pause apart ({self.burst.refused})"

@@ -3,16 +3,21 @@
 A write that fails (a full disk) never reaches the loop: it is logged once
 (`sidecar.write_error`), the task goes on in memory, and the write is tried again
 later (every `RETRY_EVERY` seconds) until it works. First sidecars of tasks found at
-start-up are written in batches between ticks (`flush`), not one per event.
+start-up are written in batches between ticks (`flush`), not one per event; so are the
+polls that changed only their counters (`lazywrite`: once a second, SPEC allows 5 s), in
+slices that end before the next poll is due, so that the polls keep their pace.
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Callable
 
 from . import events as ev
 from . import log, sidecar
 from .folderguard import FolderReplaced
+from .lazywrite import LazyWrites
 from .publish import Folders
 from .tracker import Tracker
 
@@ -36,6 +41,8 @@ class Journal:
         self.clock = clock  # monotonic: the flush budget and the retry time
         self._write = write
         self._failing: dict[str, float] = {}  # name -> when to try again
+        self.lazy = LazyWrites()
+        self._batch: deque[str] = deque()  # lazy writes taken for a flush, not yet written
         self.log = log.get("wansync.daemon")
 
     def __call__(self, event: ev.Event) -> None:
@@ -43,7 +50,13 @@ class Journal:
             case ev.TaskDiscovered(name=name):
                 self.tracker.unsaved[name] = None  # batched: start-up may find 10,000
             case ev.TaskPolled(name=name, task_status=status):
+                if status in ("PENDING", "RUNNING"):
+                    task = self.tracker.get(name)
+                    if task and not self.lazy.write_now(name, task.data, self.clock()):
+                        return  # only its counters changed: written with the next batch
                 self.save(name, durable=status not in ("PENDING", "RUNNING"))
+            case ev.TaskSucceeded(name=name) | ev.TaskFailed(name=name) | ev.TaskRemoved(name=name):
+                self.lazy.forget(name)
             case ev.TaskTransientError(name=name) | ev.DownloadStarted(name=name):
                 self.save(name)
             case ev.DownloadProgress(name=name):
@@ -55,12 +68,14 @@ class Journal:
         """Write `name`'s sidecar now; on failure keep it pending. True if written."""
         task = self.tracker.get(name)
         if task is None or task.state in sidecar.TERMINAL_STATES:
+            self.lazy.forget(name)
             return True
         try:
             self._write(self.folders.sidecar(name), task.data, durable=durable)
         except OSError as exc:
             self._failed(name, task.task_id, exc)
             return False
+        self.lazy.written(name, task.data)
         if self._failing.pop(name, None) is not None:
             self.log.info("sidecar.written", name=name, detail="the sidecar could be written again")
         return True
@@ -79,17 +94,24 @@ class Journal:
         self.tracker.unsaved.pop(name, None)
 
     def pending(self) -> bool:
-        """Is there a first sidecar to write now (the loop must not sleep)?"""
-        return bool(self.tracker.unsaved)
+        """Is there a sidecar to write now (the loop must not sleep)?"""
+        return bool(self.tracker.unsaved or self._batch)
 
     def next_retry(self) -> float | None:
-        return min(self._failing.values(), default=None)
+        """When the journal needs a tick: a failed write's retry, or the lazy batch."""
+        soonest = min((*self._failing.values(), self.lazy.next_flush() or math.inf))
+        return None if soonest == math.inf else soonest
 
-    def flush(self, budget: float) -> None:
-        """Write pending sidecars for at most `budget` seconds (not fsynced: a task whose
-        first sidecar is lost in a power cut is simply discovered again)."""
+    def flush(self, budget: float, until: float | None = None, final: bool = False) -> None:
+        """Write pending sidecars for at most `budget` seconds, and lazy ones (the batch
+        that is due; all of them if `final`) until `until` (monotonic: the next poll).
+        None is fsynced: a task whose first sidecar is lost in a power cut is simply
+        discovered again, and lost counters come back with the next poll."""
         start = self.clock()
         now = start
+        self._batch.extend(self.lazy.take_all() if final else self.lazy.take_due(now))
+        while self._batch and (final or self.clock() < min(until or math.inf, start + budget)):
+            self.save(self._batch.popleft(), durable=False)
         for name, at in list(self._failing.items()):
             if at <= now and name not in self.tracker:
                 del self._failing[name]

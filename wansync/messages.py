@@ -115,13 +115,21 @@ Message = PollDone | DownloadStarted | DownloadProgress | DownloadDone | JobStep
 class Mailbox:
     """Results from every worker to the main loop; posting wakes the loop."""
 
-    def __init__(self, wake: Callable[[], None]) -> None:
+    def __init__(
+        self, wake: Callable[[], None], nudge: Callable[[float], None] | None = None
+    ) -> None:
         self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._wake = wake
+        self._nudge = nudge
 
-    def post(self, message: Message) -> None:
+    def post(self, message: Message, within: float | None = None) -> None:
+        """Queue `message` and wake the loop; with `within`, only if the loop would not
+        wake by itself within that many seconds (`Waker.nudge`: a result that can wait)."""
         self._queue.put(message)
-        self._wake()
+        if within is not None and self._nudge is not None:
+            self._nudge(within)
+        else:
+            self._wake()
 
     def note(self, event: ev.Event) -> None:
         """An event from a thread, emitted at the loop's next tick; it does not wake the
