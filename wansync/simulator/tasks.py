@@ -22,18 +22,24 @@ CANCEL_SUFFIX = "/cancel"
 SCRIPTED_PROMPT = "a simulated prompt"  # orig_prompt of a task not made by the create endpoint
 
 
+def _refused(reply: Reply, state: SimState, fault: Any) -> Any:
+    """A scripted fault, or a wrong key, answers first: what was answered, else None."""
+    if fault and faults.apply(reply, fault, state.video):
+        return fault.kind
+    if not reply.authorized(state.key):
+        reply.reply_error(401, "InvalidApiKey", "Invalid API-key provided.")
+        return 401
+    return None
+
+
 def poll(reply: Reply, state: SimState, task_id: str) -> None:
     """Answer one poll (faults and the key check first); every poll is recorded."""
     fault = state.take_fault("task", task_id)
     status: Any = 200
     reported = None
     try:
-        if fault and faults.apply(reply, fault, state.video):
-            status = fault.kind
-            return
-        if not reply.authorized(state.key):
-            status = 401
-            reply.reply_error(401, "InvalidApiKey", "Invalid API-key provided.")
+        if (refused := _refused(reply, state, fault)) is not None:
+            status = refused
             return
         reported = _report(reply, state, task_id)
     finally:
@@ -98,12 +104,8 @@ def cancel(reply: Reply, state: SimState, task_id: str) -> None:
     fault = state.take_fault("cancel", task_id)
     status: Any = 200
     try:
-        if fault and faults.apply(reply, fault, state.video):
-            status = fault.kind
-            return
-        if not reply.authorized(state.key):
-            status = 401
-            reply.reply_error(401, "InvalidApiKey", "Invalid API-key provided.")
+        if (refused := _refused(reply, state, fault)) is not None:
+            status = refused
             return
         now = time.time()
         with state._lock:  # an unseen id is made as a poll would make it (see auto_task)
