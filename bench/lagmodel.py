@@ -23,9 +23,9 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-from wansync.api import api_time
-from wansync.predictor import THETA, CompletionModel
-from wansync.scheduler import Scheduler
+from wansync.core.predictor import THETA, CompletionModel
+from wansync.core.scheduler import Scheduler
+from wansync.remote.api import api_time
 
 T0 = 1.8e9  # an arbitrary wall-clock origin for the API's timestamps
 RATE, INTERVAL = 10.0, 0.75

@@ -143,7 +143,7 @@ print(time.process_time() - t)
 
 CLIENT_LOOP = """
 import sys, time
-from wansync.api import TaskApi
+from wansync.remote.api import TaskApi
 api = TaskApi(sys.argv[1], sys.argv[2], 10)
 api.fetch("cpu-client-task-1")
 t = time.process_time()

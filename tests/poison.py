@@ -30,7 +30,7 @@ class Poison:
     @property
     def published(self) -> str:
         """The name its files end under (bytes escaped, long names shortened)."""
-        from wansync import names
+        from wansync.files import names
 
         return names.stem(names.escape(self.name))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import TEST_KEY, Env, drop, wait_until
-from wansync.errors import ConfigError
+from wansync.core.errors import ConfigError
 from wansync.simulator import Simulator
 
 
@@ -222,7 +222,8 @@ def test_check_reads_the_key_from_key_file(env: Env, sim: Simulator, tmp_path: P
 
 def test_the_service_key_file_follows_the_unit() -> None:
     """As the units say: config.yaml -> dashscope_api_key, NAME.yaml -> NAME.key."""
-    from wansync import checks, config
+    from wansync import config
+    from wansync.cli import checks
 
     main = config.from_mapping(None, source=Path("/etc/wansync/config.yaml"))
     beijing = config.from_mapping(None, source=Path("/etc/wansync/beijing.yaml"))
@@ -297,7 +298,8 @@ def test_as_root_check_falls_back_to_the_service_key_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No key anywhere else: root reads the file the unit's LoadCredential= reads."""
-    from wansync import checks, config
+    from wansync import config
+    from wansync.cli import checks
 
     if os.geteuid() != 0:
         pytest.skip("the fallback is for root only")
@@ -319,7 +321,7 @@ def test_the_permission_hint_spots_a_group_not_yet_in_this_session(
     import grp
     import pwd
 
-    from wansync import checks
+    from wansync.cli import checks
 
     gid = tmp_path.stat().st_gid
     me = pwd.getpwuid(os.geteuid()).pw_name

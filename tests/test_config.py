@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from wansync import config
-from wansync.errors import ConfigError
+from wansync.core.errors import ConfigError
 
 
 def test_empty_file_gives_every_default():

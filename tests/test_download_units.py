@@ -11,11 +11,12 @@ import pytest
 import yaml
 
 from tests.videohost import SAMPLE
-from wansync import config, mp4check
-from wansync.download import SpeedGuard
-from wansync.errors import TaskFailed
-from wansync.partfile import open_part
-from wansync.urlcheck import parse
+from wansync import config
+from wansync.core.errors import TaskFailed
+from wansync.files.partfile import open_part
+from wansync.remote import mp4check
+from wansync.remote.download import SpeedGuard
+from wansync.remote.urlcheck import parse
 
 
 def box(kind: bytes, payload: bytes = b"", large: bool = False) -> bytes:

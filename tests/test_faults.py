@@ -92,7 +92,8 @@ def test_crash_point_sweep(env, sim):
 @pytest.mark.parametrize("steps_done", [0, 1, 2, 3])
 def test_crash_at_every_publish_step_is_finished_on_restart(env, sim, steps_done):
     """A publish cut after each of its moves is completed by the next start, same name."""
-    from wansync import publish, sidecar
+    from wansync.files import sidecar
+    from wansync.run import publish
 
     folders = publish.Folders(env.inbox, env.outbox, env.failed)
     (env.outbox / "clip.mp4").write_bytes(b"an older clip")  # forces the name clip-2

@@ -246,7 +246,7 @@ def test_ctrl_c_on_submit_wait_says_the_job_stays(slow_env: Env, tmp_path: Path)
 # -- pure helpers, in-process --------------------------------------------------------------------
 def test_status_table_fits_a_narrow_terminal_and_marks_what_it_cut() -> None:
     """At 80 and 150 columns every line fits; cut text ends in `…`; the error stays."""
-    from wansync.status import frame, render
+    from wansync.cli.status import frame, render
 
     error = {"code": "InvalidParameter", "message": "a long explanation " * 10}
     rows = [
@@ -285,8 +285,8 @@ def test_base_url_drops_a_copied_api_v1() -> None:
 
 def test_a_relative_job_path_names_where_it_was_looked_for(tmp_path: Path) -> None:
     """`image: 'pic.png'` missing: the message shows the inbox path it was read from."""
-    from wansync.errors import JobFileError
-    from wansync.jobfile import parse
+    from wansync.core.errors import JobFileError
+    from wansync.files.jobfile import parse
 
     doc = {"model": "wan2.6-i2v", "prompt": "p", "image": "pic.png"}
     with pytest.raises(JobFileError) as caught:

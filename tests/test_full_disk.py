@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import TEST_KEY, Daemon, Env, drop, wait_until
-from wansync import fsutil
+from wansync.files import fsutil
 
 SIZE = "8m"
 

@@ -17,11 +17,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.helpers import TEST_KEY, wait_until
-from wansync import config, log, sidecar
-from wansync.errors import ConfigError
-from wansync.events import HookRan, TaskFailed, TaskSucceeded
-from wansync.hooks import Hooks, backoff, hook_env
-from wansync.publish import Folders
+from wansync import config, log
+from wansync.core.errors import ConfigError
+from wansync.core.events import HookRan, TaskFailed, TaskSucceeded
+from wansync.files import sidecar
+from wansync.outlets.hooks import Hooks, backoff, hook_env
+from wansync.run.publish import Folders
 
 ENV_NAMES = (
     "WANSYNC_EVENT",

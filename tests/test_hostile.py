@@ -77,7 +77,7 @@ def test_job_meta_over_the_task_limit_is_refused_before_create(jobs_env, sim):
 
 def test_job_name_of_245_bytes_is_created_once_and_finishes(jobs_env, sim):
     """2: a 245-byte job name: one create, its .task written, the video published."""
-    from wansync.names import stem
+    from wansync.files.names import stem
 
     env = jobs_env
     name = "N" * 245
@@ -142,7 +142,7 @@ def test_task_name_not_utf8_goes_to_failed_under_an_escaped_name(env, sim):
 
 def test_job_name_of_251_bytes_is_refused_before_create(jobs_env, sim):
     """4: a 251-byte job name (NAME.task would be 256 bytes): InvalidJobFile, no create."""
-    from wansync.names import stem
+    from wansync.files.names import stem
 
     env = jobs_env
     name = "J" * 251

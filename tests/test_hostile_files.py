@@ -19,11 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import TEST_KEY
-from wansync import sidecar
-from wansync.errors import JobFileError, TaskFailed
-from wansync.fsutil import sweep_temp_files, write_json_atomic
-from wansync.jobfile import parse as parse_job
-from wansync.publish import Folders, free_name, publish, resume
+from wansync.core.errors import JobFileError, TaskFailed
+from wansync.files import sidecar
+from wansync.files.fsutil import sweep_temp_files, write_json_atomic
+from wansync.files.jobfile import parse as parse_job
+from wansync.run.publish import Folders, free_name, publish, resume
 from wansync.simulator import Simulator
 
 ID = "af6efbc0-4bd4-4b2e-9a2b-1a2b3c4d5e6f"
@@ -219,8 +219,8 @@ def test_job_image_that_is_a_link_is_refused(tmp_path):
 @pytest.fixture
 def uploader():
     """An Uploader talking to the simulator's upload policy and storage."""
-    from wansync.api import TaskApi
-    from wansync.upload import Uploader
+    from wansync.remote.api import TaskApi
+    from wansync.remote.upload import Uploader
 
     with Simulator(key=TEST_KEY) as sim:
         api = TaskApi(sim.url, TEST_KEY, 5.0)
@@ -263,8 +263,8 @@ def test_file_swapped_after_the_check_is_not_uploaded(tmp_path, uploader, swap):
 RSS_CHILD = """
 import resource, sys
 from pathlib import Path
-from wansync.api import TaskApi
-from wansync.upload import Uploader
+from wansync.remote.api import TaskApi
+from wansync.remote.upload import Uploader
 api = TaskApi(sys.argv[1], sys.argv[2], 10.0)
 up = Uploader(api, 10.0)
 small = Path(sys.argv[3]).with_name("small.png"); small.write_bytes(b"x" * 100)

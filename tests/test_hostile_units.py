@@ -17,13 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.poison import _alias_bomb
-from wansync.api import parse_retry_after
-from wansync.errors import JobFileError, TaskFileError
-from wansync.fsutil import write_bytes_atomic, write_json_atomic
-from wansync.jobfile import parse as parse_job
-from wansync.jobfile import read as read_job
-from wansync.taskfile import parse as parse_task
-from wansync.taskfile import read as read_task
+from wansync.core.errors import JobFileError, TaskFileError
+from wansync.files.fsutil import write_bytes_atomic, write_json_atomic
+from wansync.files.jobfile import parse as parse_job
+from wansync.files.jobfile import read as read_job
+from wansync.files.taskfile import parse as parse_task
+from wansync.files.taskfile import read as read_task
+from wansync.remote.api import parse_retry_after
 
 ID = "af6efbc0-4bd4-4b2e-9a2b-1a2b3c4d5e6f"
 FRAME = [{"type": "first_frame", "url": "https://example.com/frame.png"}]
@@ -50,7 +50,7 @@ def test_job_meta_over_the_task_limit_is_refused(tmp_path):
 # -- 2 and 4: names --------------------------------------------------------------------------
 def test_every_derived_name_of_a_250_byte_name_fits():
     """NAME.task may be 255 bytes; every other name is shortened (hash) to fit too."""
-    from wansync import names
+    from wansync.files import names
 
     name = "é" * 125  # 250 bytes
     names.check(name)

@@ -17,8 +17,8 @@ import requests
 import yaml
 
 from tests.helpers import TEST_KEY, Env, wait_until
-from wansync import sidecar
-from wansync.api import SUBMIT_PATH
+from wansync.files import sidecar
+from wansync.remote.api import SUBMIT_PATH
 from wansync.simulator import Simulator
 
 SAMPLE_PNG = bytes.fromhex("89504e470d0a1a0a") + b"a tiny picture, not decoded by anyone"

@@ -8,11 +8,11 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from wansync import events as ev
-from wansync import sidecar
-from wansync.journal import RETRY_EVERY, Journal
-from wansync.publish import Folders
-from wansync.tracker import Task, Tracker
+from wansync.core import events as ev
+from wansync.core.tracker import Task, Tracker
+from wansync.files import sidecar
+from wansync.run.journal import RETRY_EVERY, Journal
+from wansync.run.publish import Folders
 
 
 class Disk:

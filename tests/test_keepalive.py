@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from tests.helpers import TEST_KEY
-from wansync.api import MAX_BODY, TaskApi
-from wansync.errors import MalformedResponse, RateLimited, RemoteUnavailable
+from wansync.core.errors import MalformedResponse, RateLimited, RemoteUnavailable
+from wansync.remote.api import MAX_BODY, TaskApi
 
 
 def local_port(api: TaskApi) -> int:

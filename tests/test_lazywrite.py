@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from wansync import events as ev
-from wansync import sidecar
-from wansync.journal import Journal
-from wansync.lazywrite import FLUSH_EVERY, LazyWrites
-from wansync.publish import Folders
-from wansync.tracker import Task, Tracker
+from wansync.core import events as ev
+from wansync.core.tracker import Task, Tracker
+from wansync.files import sidecar
+from wansync.run.journal import Journal
+from wansync.run.lazywrite import FLUSH_EVERY, LazyWrites
+from wansync.run.publish import Folders
 
 
 def polled(polls: int, status: str = "RUNNING", **fields: Any) -> dict[str, Any]:

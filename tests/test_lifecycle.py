@@ -6,10 +6,9 @@ import dataclasses
 
 import pytest
 
-from wansync import config, lifecycle, sidecar
-from wansync.api import TaskReport
-from wansync.download import Downloaded
-from wansync.errors import (
+from wansync import config
+from wansync.core import lifecycle
+from wansync.core.errors import (
     AuthRejected,
     DownloadInterrupted,
     RateLimited,
@@ -18,7 +17,7 @@ from wansync.errors import (
     TaskFailed,
     UrlRefused,
 )
-from wansync.lifecycle import (
+from wansync.core.lifecycle import (
     Fail,
     Ignore,
     Now,
@@ -29,8 +28,11 @@ from wansync.lifecycle import (
     StartDownload,
     Succeed,
 )
-from wansync.retry import AUTH_PAUSE_MIN
-from wansync.tracker import Task
+from wansync.core.retry import AUTH_PAUSE_MIN
+from wansync.core.tracker import Task
+from wansync.files import sidecar
+from wansync.remote.api import TaskReport
+from wansync.remote.download import Downloaded
 
 NOW = Now(mono=1000.0, wall=1_800_000_000.0)
 URL = "http://127.0.0.1/video/t1.mp4?Expires=1800003600&Signature=x"

@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.helpers import TEST_KEY
 from wansync import config
 from wansync.config import MetricsConfig
-from wansync.errors import ConfigError
-from wansync.events import (
+from wansync.core.errors import ConfigError
+from wansync.core.events import (
     ApiAnswered,
     AuthRejected,
     DownloadCompleted,
@@ -25,7 +25,7 @@ from wansync.events import (
     TaskRemoved,
     TaskSucceeded,
 )
-from wansync.metrics import Metrics, health_of
+from wansync.outlets.metrics import Metrics, health_of
 
 T = "task-0001-abcdef"
 

@@ -10,8 +10,9 @@ import time
 import pytest
 
 from tests.helpers import drop, wait_until
-from wansync import publish, sidecar
-from wansync.publish import Folders
+from wansync.files import sidecar
+from wansync.run import publish
+from wansync.run.publish import Folders
 
 VICTIM_ID = "victim-task-000001"
 SIZE = 3_000_000

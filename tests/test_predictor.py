@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from wansync.predictor import CompletionModel
+from wansync.core.predictor import CompletionModel
 
 BEIJING = timedelta(hours=8)
 

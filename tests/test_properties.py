@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wansync import config
-from wansync.errors import ConfigError, TaskFileError
-from wansync.taskfile import TASK_ID, parse
+from wansync.core.errors import ConfigError, TaskFileError
+from wansync.files.taskfile import TASK_ID, parse
 
 json_values = st.recursive(
     st.none()

@@ -19,12 +19,13 @@ import pytest
 
 from tests.trickle import TrickleApi
 from tests.videohost import SAMPLE
-from wansync import bounded, jobfile, log, names, sidecar, taskfile
-from wansync.api import TaskApi, api_time, header_int, parse_retry_after
+from wansync import log
 from wansync.config import DownloadConfig
-from wansync.download import Downloader
-from wansync.errors import JobFileError, RemoteUnavailable, TaskFileError
-from wansync.urlcheck import url_expires
+from wansync.core.errors import JobFileError, RemoteUnavailable, TaskFileError
+from wansync.files import bounded, jobfile, names, sidecar, taskfile
+from wansync.remote.api import TaskApi, api_time, header_int, parse_retry_after
+from wansync.remote.download import Downloader
+from wansync.remote.urlcheck import url_expires
 
 KEY = "sk-parsefix-secret-4711"
 HOSTILE_TIMES = [float("nan"), float("inf"), float("-inf"), 1e20, -1e20, 10**400, -(10**400)]

@@ -9,8 +9,8 @@ from collections import defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wansync.predictor import CompletionModel
-from wansync.scheduler import Scheduler
+from wansync.core.predictor import CompletionModel
+from wansync.core.scheduler import Scheduler
 
 
 def drive(sched: Scheduler, seconds: float, step: float = 0.001, interval: float = 0.0):

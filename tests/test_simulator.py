@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests.helpers import TEST_KEY, wait_until
-from wansync.api import SUBMIT_PATH
+from wansync.remote.api import SUBMIT_PATH
 
 AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 CREATE_HEADERS = {**AUTH, "X-DashScope-Async": "enable"}

@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import Env, drop, sigint_default, wait_until
 from tests.tty import PtyRun, screen
-from wansync import sidecar
+from wansync.files import sidecar
 
 BEFORE = "a line printed before status --watch"
 

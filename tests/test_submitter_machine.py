@@ -7,23 +7,24 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wansync import config, sidecar
-from wansync import events as ev
-from wansync.api import Submitted
+from wansync import config
 from wansync.config import Live
-from wansync.errors import (
+from wansync.core import events as ev
+from wansync.core.errors import (
     AuthRejected,
     RateLimited,
     RemoteUnavailable,
     SubmitAmbiguous,
     TaskFailed,
 )
-from wansync.lifecycle import Now
-from wansync.messages import Adopt, End, LookupDone, Mailbox, PostDone, UploadDone
-from wansync.publish import Folders
-from wansync.retry import AUTH_PAUSE_MIN
-from wansync.submit_worker import LookupJob, PostJob, UploadJob
-from wansync.submitter import SEARCHES, Submitter
+from wansync.core.lifecycle import Now
+from wansync.core.messages import Adopt, End, LookupDone, Mailbox, PostDone, UploadDone
+from wansync.core.retry import AUTH_PAUSE_MIN
+from wansync.files import sidecar
+from wansync.remote.api import Submitted
+from wansync.run.publish import Folders
+from wansync.run.submit_worker import LookupJob, PostJob, UploadJob
+from wansync.run.submitter import SEARCHES, Submitter
 
 T0 = Now(100.0, 1_800_000_000.0)
 FRAME = [{"type": "first_frame", "url": "https://example.com/cat.png"}]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wansync.errors import TaskFileError
-from wansync.taskfile import is_task_name, parse
+from wansync.core.errors import TaskFileError
+from wansync.files.taskfile import is_task_name, parse
 
 ID = "af6efbc0-4bd4-4b2e-9a2b-1a2b3c4d5e6f"
 

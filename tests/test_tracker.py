@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from wansync import sidecar
-from wansync.tracker import Task, Tracker
+from wansync.core.tracker import Task, Tracker
+from wansync.files import sidecar
 
 
 def make(name: str, task_id: str | None = None, state: sidecar.State = "downloading") -> Task:

@@ -6,7 +6,7 @@ import threading
 import time
 
 from tests.helpers import wait_until
-from wansync.waker import AWAKE, Waker
+from wansync.run.waker import AWAKE, Waker
 
 
 def sleep_in_thread(waker: Waker, timeout: float) -> tuple[threading.Thread, list[bool]]:

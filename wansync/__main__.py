@@ -7,14 +7,14 @@ kill it. So `run` and `once` install recording handlers before importing anythin
 
 import sys
 
-from . import signals
+from wansync.run import signals
 
 
 def main() -> int:
     daemon = sys.argv[1:2] in (["run"], ["once"])
     if daemon:
         signals.install_early()
-    from .cli import main as cli_main
+    from wansync.cli.main import main as cli_main
 
     try:
         return cli_main()

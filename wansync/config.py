@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .errors import ConfigError
+from wansync.core.errors import ConfigError
 
 CONFIG_ENV = "WANSYNC_CONFIG"
 KEY_ENV = "DASHSCOPE_API_KEY"

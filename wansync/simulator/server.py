@@ -13,7 +13,8 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ..api import SUBMIT_PATH
+from wansync.remote.api import SUBMIT_PATH
+
 from . import faults, tasks, video
 from .reply import Reply
 from .state import SimState

@@ -16,8 +16,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from ..api import API_ZONE, api_time
-from ..jobfile import MEDIA_TYPES, RESOLUTIONS, uses_media
+from wansync.files.jobfile import MEDIA_TYPES, RESOLUTIONS, uses_media
+from wansync.remote.api import API_ZONE, api_time
+
 from . import faults
 from .reply import Reply
 from .state import SimState

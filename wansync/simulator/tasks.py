@@ -11,7 +11,8 @@ import secrets
 import time
 from typing import Any
 
-from ..api import api_time
+from wansync.remote.api import api_time
+
 from . import faults
 from .model import SimTask
 from .reply import Reply

@@ -1,0 +1,344 @@
+"""The subcommands; thin: each parses its flags and calls into the modules that do the work."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from wansync import __version__, config, log
+from wansync.cli import checks
+from wansync.cli.simulate import non_negative_int, port, positive_seconds
+from wansync.core.errors import AuthRejected, ConfigError, TaskFileError, UsageError, WansyncError
+from wansync.files.fsutil import write_bytes_atomic
+from wansync.files.taskfile import TASK_SUFFIX, check_task_id
+from wansync.run.daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, Daemon, InboxLocked
+
+
+def _config(args: argparse.Namespace) -> config.Config:
+    return config.load(args.config)
+
+
+def _daemon(
+    args: argparse.Namespace, burst: bool, only: set[str] | None = None, quiet: bool = False
+) -> int:
+    cfg = _config(args)
+    key = config.load_api_key(cfg)
+    log.add_secret(key)
+    if quiet:  # `submit --wait` prints its own progress lines; only problems from the daemon
+        log.configure("warning", "console")
+    else:
+        log.configure(cfg.log.level, cfg.log.format)
+    checks.prepare_folders(cfg)
+    daemon = Daemon(cfg, key)
+    daemon.install_signals()
+    try:
+        return daemon.run(burst=burst, timeout=getattr(args, "timeout", None), only=only)
+    except InboxLocked:
+        raise InboxLocked(checks.lock_message(cfg.inbox)) from None
+    except ConfigError:
+        raise
+    except Exception:
+        # One JSON line with the traceback as a field, never a multi-line dump on stderr.
+        log.get("wansync").exception("daemon.crashed")
+        return EXIT_FAILED
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _daemon(args, burst=False)
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    return _daemon(args, burst=True)
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    try:
+        task_id = check_task_id(args.task_id.strip())
+    except TaskFileError as exc:
+        raise UsageError(f"TASK_ID: {exc}") from None
+    name = args.name.removesuffix(TASK_SUFFIX) if args.name else task_id
+    if "/" in name or name.startswith(".") or name in ("", ".."):
+        raise UsageError(f"--name: {name!r} cannot be a file name (no '/', no leading '.')")
+    target = cfg.inbox / f"{name}{TASK_SUFFIX}"
+    try:
+        created = checks.make_inbox(cfg.inbox)
+        if target.exists() or target.is_symlink():
+            raise UsageError(f"{target} already exists; pick another --name")
+        write_bytes_atomic(target, f"{task_id}\n".encode())
+    except OSError as exc:
+        raise checks.inbox_error(exc, cfg.inbox) from None
+    if created:  # said, so that a mistyped path is noticed
+        print(f"wansync: created the inbox {cfg.inbox}", file=sys.stderr)
+    print(target)
+    return EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from wansync.cli.submit import submit
+
+    return submit(args, lambda name: _daemon(args, burst=True, only={name}, quiet=True))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from wansync.cli.status import collect, render, watch
+
+    cfg = _config(args)
+    _say_where(cfg)
+    if args.watch:
+        if args.json:
+            raise UsageError("--watch: not with --json (run `status --json` in a loop instead)")
+        watch(cfg, sys.stdout)
+        return EXIT_OK
+    rows = collect(cfg)
+    columns = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    print(json.dumps(rows, indent=2) if args.json else render(rows, columns))
+    return EXIT_OK
+
+
+def _say_where(cfg: config.Config) -> None:
+    """With no config file, or no folders, one line on stderr saying what was looked at."""
+    folders = f"{cfg.inbox}, {cfg.outbox}, {cfg.failed}"
+    if cfg.source is None:
+        print(
+            f"wansync: no config file found ($WANSYNC_CONFIG, {', '.join(config.SEARCH_PATH)});"
+            f" showing the default folders {folders}",
+            file=sys.stderr,
+        )
+    elif not any(f.is_dir() for f in (cfg.inbox, cfg.outbox, cfg.failed)):
+        print(f"wansync: {cfg.source}: none of its folders exist yet ({folders})", file=sys.stderr)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    """A failed job is submitted anew (a new task); a failed task is polled again."""
+    from wansync.cli.retry import NothingToRetry, retry
+
+    try:
+        path, done = retry(_config(args), args.name)
+    except NothingToRetry as exc:
+        raise UsageError(str(exc)) from None
+    print(f"wansync: {done}", file=sys.stderr)
+    print(path)
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate; change nothing (missing folders are reported, `run` creates them)."""
+    cfg = _config(args)
+    print(f"config: ok ({cfg.source or 'defaults, no config file found'})")
+    missing = checks.check_folders(cfg)
+    print(f"folders: ok ({cfg.inbox}, {cfg.outbox}, {cfg.failed})")
+    for folder in missing:
+        print(f"  {folder} does not exist yet; `wansync run` will create it")
+    for problem in checks.hook_problems(cfg):  # a warning: the daemon runs without them
+        print(f"wansync: warning: {problem}", file=sys.stderr)
+    key, source = checks.find_key(cfg, args.key_file)
+    log.add_secret(key)
+    print(f"key: found ({source})")
+    if args.online:
+        _check_online(cfg, key, source)
+    return EXIT_OK
+
+
+def _check_online(cfg: config.Config, key: str, source: str) -> None:
+    from wansync.remote.api import TaskApi
+
+    api = TaskApi(cfg.api.base_url, key, cfg.api.timeout)
+    try:
+        api.fetch("wansync-check-00000000")  # a made-up id: any answer proves key and URL
+    except AuthRejected as exc:
+        said = getattr(exc, "message", None) or str(exc)
+        raise ConfigError(
+            f"the API rejected the key from {source} ({exc.code}: {log.scrub(said)})"
+        ) from None
+    except WansyncError as exc:
+        raise ConfigError(f"api.base_url: {log.scrub(str(exc))}") from None
+    finally:
+        api.close()
+    print(f"api: ok (the key works: {cfg.api.base_url} accepted it and answered a test query)")
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from wansync.cli.cancel import NotATask, run
+
+    cfg = _config(args)
+    key = config.load_api_key(cfg)
+    log.add_secret(key)
+    try:
+        return run(cfg, key, args.target)
+    except NotATask as exc:
+        raise UsageError(f"NAME_OR_TASK_ID: {exc}") from None
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from wansync.cli.simulate import run
+
+    return run(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from wansync.cli.demo import run
+
+    return run()
+
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _subcommand(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, func: Command, text: str
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=text, description=text)
+    p.set_defaults(func=func)
+    return p
+
+
+def with_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="config file (default: $WANSYNC_CONFIG, ./wansync.yaml, /etc/wansync/config.yaml)",
+    )
+
+
+def _inbox_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`add` and `submit`: the two ways to put work into the inbox."""
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        return _subcommand(sub, name, func, help_text)
+
+    p = add("add", cmd_add, "write a .task file into the inbox atomically")
+    p.add_argument("task_id", metavar="TASK_ID", help="the DashScope task id to fetch")
+    p.add_argument("--name", help="file name without .task (default: the task id)")
+    with_config(p)
+    p = add("submit", cmd_submit, "write a .job for one picture (and with --wait, get the MP4)")
+    p.epilog = "exit: 0 done (--wait: the MP4's path on stdout), 1 failed, 2 bad job, 124 timed out"
+    p.add_argument("image", metavar="IMAGE_OR_URL", help="the first frame: a file or a URL")
+    p.add_argument("--prompt", required=True, help="what should happen in the video")
+    p.add_argument("--name", help="file name without .job (default: the picture's name)")
+    p.add_argument("--model", help="the model (default: submit.model from the config)")
+    p.add_argument("--resolution", help="480P, 720P or 1080P (default: the model's own)")
+    p.add_argument("--duration", type=int, help="seconds of video, 2 to 15 (default: the model's)")
+    p.add_argument("--wait", action="store_true", help="wait for the video; print its path")
+    p.add_argument(
+        "--timeout", type=float, metavar="S", help="with --wait: give up after S s (default: none)"
+    )
+    with_config(p)
+
+
+def _inspect_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`status`, `retry` and `check`: look at (and put right) what is there."""
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        return _subcommand(sub, name, func, help_text)
+
+    p = add("status", cmd_status, "list every task in inbox, outbox and failed")
+    with_config(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="redraw the table every second (in place on a terminal) until Ctrl-C",
+    )
+    p = add(
+        "retry",
+        cmd_retry,
+        "move the latest failed record of a task or job back into the inbox, under its name",
+    )
+    p.add_argument("name", metavar="NAME", help="the task's name (NAME-2 means the same task)")
+    with_config(p)
+    p = add("check", cmd_check, "validate config, folders and key; changes nothing")
+    with_config(p)
+    p.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="read the API key from FILE (default: api.key_file, $DASHSCOPE_API_KEY, the "
+        "systemd credential; as root, then the service's file in /etc/wansync)",
+    )
+    p.add_argument("--online", action="store_true", help="also make one API call with the key")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a wrong flag is one line naming it (not the usage block), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}; see `{self.prog} --help`\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = _Parser(
+        prog="wansync",
+        description="Fetch finished Wan 2.7 videos from DashScope into a folder.",
+    )
+    parser.add_argument("--version", action="version", version=f"wansync {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        return _subcommand(sub, name, func, help_text)
+
+    with_config(add("run", cmd_run, "run the daemon in the foreground"))
+    p = add("once", cmd_once, "handle every task and job in the inbox now to its end, then exit")
+    p.epilog = (
+        "exit: 0 all succeeded, 1 any failed, 2 bad config, 3 inbox locked, 124 timed out, "
+        "130/143 interrupted (SIGINT/SIGTERM; everything resumes at the next run)"
+    )
+    with_config(p)
+    p.add_argument(
+        "--timeout", type=float, metavar="S", help="give up after S s, exit 124 (default: none)"
+    )
+    _inbox_commands(sub)
+    _inspect_commands(sub)
+    p = add("cancel", cmd_cancel, "cancel a task that has not started (PENDING)")
+    p.add_argument("target", metavar="NAME_OR_TASK_ID", help="a name in the inbox, or a task id")
+    with_config(p)
+    p = add("simulate", cmd_simulate, "run a local DashScope-compatible server")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    p.add_argument("--port", type=port, default=8765, help="port, 0-65535 (default: %(default)s)")
+    p.add_argument("--key", default="sim-key", help="the API key it accepts (default: %(default)s)")
+    p.add_argument(
+        "--polls",
+        type=non_negative_int,
+        default=2,
+        help="polls a task answers RUNNING, after one PENDING poll (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seconds",
+        type=positive_seconds,
+        help="time-based tasks instead: seconds from the first poll "
+        "until done, a third of it PENDING (default: unset, --polls counts)",
+    )
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
+    add("demo", cmd_demo, "run the simulator and the daemon on a new temp folder (kept) and watch")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, UsageError) as exc:
+        print(f"wansync: {log.scrub(str(exc))}", file=sys.stderr)
+        return EXIT_CONFIG
+    except InboxLocked as exc:
+        print(f"wansync: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except OSError as exc:
+        # A folder or file the user pointed us at: one line, exit 2. Anything else that
+        # gets here is a bug in wansync, and its traceback is what a bug report needs.
+        print(f"wansync: {log.scrub(checks.describe(exc))}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""`wansync status`: every task and job in inbox, outbox and failed, from the files alone."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from wansync.cli.screen import LiveBlock
+from wansync.config import Config
+from wansync.core.errors import TaskFileError
+from wansync.files import sidecar, taskfile
+from wansync.files.jobfile import is_job_name, job_name
+from wansync.files.taskfile import TASK_SUFFIX, is_task_name
+
+MB = 1_000_000
+WAITING = "waiting"  # a .task or .job in the inbox the daemon has not picked up yet
+ELLIPSIS = "…"
+MIN_ERROR, MIN_NAME, MIN_ID = 16, 12, 13  # what a narrow terminal still shows of each
+
+
+def natural(name: str) -> list[tuple[int, int | str]]:
+    """Sort key: `pic` before `pic-2` before `pic-10`."""
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
+
+
+def _text(value: Any, cap: int = 200) -> str | None:
+    """A sidecar string for the table, or None: a hand-edited sidecar may hold anything."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text[:cap]
+
+
+def _clean(text: str) -> str:
+    """No control characters reach the terminal (a file name may hold ESC)."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _error(value: Any) -> dict[str, Any] | None:
+    if not value:
+        return None
+    if not isinstance(value, dict):
+        return {"code": "?", "message": _text(value), "transient": None}
+    return {**value, "code": _text(value.get("code")), "message": _text(value.get("message"))}
+
+
+def _row(where: str, name: str, data: dict[str, Any] | None, now: float) -> dict[str, Any]:
+    data = data or {}
+    first = sidecar.parse_iso(data.get("first_seen"))
+    polls = data.get("polls", 0)
+    return {
+        "where": where,
+        "name": name,
+        "task_id": _text(data.get("task_id")),
+        "state": _text(data.get("state")) or (WAITING if where == "inbox" else "unknown"),
+        "task_status": _text(data.get("task_status")),
+        "polls": polls if isinstance(polls, int) and not isinstance(polls, bool) else 0,
+        "age_seconds": round(max(0.0, now - first), 1) if first else None,
+        "error": _error(data.get("error")),
+        "video": data.get("video"),
+        "download": _progress(data.get("download")),
+    }
+
+
+def _progress(download: Any) -> dict[str, int | None] | None:
+    """`bytes`/`total` of a download in progress, if the sidecar carries sane numbers."""
+    if not isinstance(download, dict):
+        return None
+    done, total = download.get("bytes"), download.get("total")
+    if not isinstance(done, int) or isinstance(done, bool) or done < 0:
+        return None
+    if not isinstance(total, int) or isinstance(total, bool) or total <= 0:
+        total = None
+    return {"bytes": done, "total": total}
+
+
+def _queued_task_id(path: Path) -> str | None:
+    """The id in a `.task` the daemon has not picked up yet (read capped, links refused)."""
+    try:
+        return taskfile.read(path).task_id
+    except (OSError, TaskFileError):
+        return None
+
+
+def collect(cfg: Config) -> list[dict[str, Any]]:
+    """One row per task: inbox tasks (with their live sidecar), then outbox, then failed."""
+    now = time.time()
+    rows: list[dict[str, Any]] = []
+    if cfg.inbox.is_dir():
+        names = {e.name for e in os.scandir(cfg.inbox)}
+        for filename in sorted(names, key=lambda n: natural(n.rsplit(".", 1)[0])):
+            if is_task_name(filename):
+                name = filename[: -len(TASK_SUFFIX)]
+            elif is_job_name(filename) and f"{job_name(Path(filename))}{TASK_SUFFIX}" not in names:
+                name = job_name(Path(filename))  # a job still waiting for its task
+            else:
+                continue
+            row = _row("inbox", name, sidecar.load(sidecar.path_for(cfg.inbox, name)), now)
+            if row["task_id"] is None and is_task_name(filename):
+                row["task_id"] = _queued_task_id(cfg.inbox / filename)
+            rows.append(row)
+    for where, folder in (("outbox", cfg.outbox), ("failed", cfg.failed)):
+        if not folder.is_dir():
+            continue
+        for entry in sorted(os.scandir(folder), key=lambda e: natural(e.name)):
+            if entry.name.endswith(sidecar.SUFFIX) and not entry.name.startswith("."):
+                name = entry.name[: -len(sidecar.SUFFIX)]
+                rows.append(_row(where, name, sidecar.load(Path(entry.path)), now))
+    return rows
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _state(row: dict[str, Any]) -> str:
+    """The state, with bytes and percent for a download in progress."""
+    progress = row.get("download")
+    if row["state"] != "downloading" or not progress:
+        return str(row["state"])
+    done, total = progress["bytes"], progress["total"]
+    if total is None:
+        return f"downloading {done / MB:.1f} MB"
+    percent = min(100, done * 100 // total)
+    return f"downloading {done / MB:.1f} MB/{total / MB:.1f} MB {percent}%"
+
+
+def cut(text: str, width: int) -> str:
+    """`text` in at most `width` characters, ending in `…` when cut."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + ELLIPSIS
+
+
+def render(rows: list[dict[str, Any]], columns: int | None = None) -> str:
+    """A plain table for people; `--json` gives the same rows for programs.
+
+    With `columns` (a terminal's width) every line fits: the error gets what is left,
+    at least MIN_ERROR, the name and task id giving way first; cut text ends in `…`.
+    """
+    header = ("WHERE", "NAME", "TASK ID", "STATE", "POLLS", "AGE", "ERROR")
+    table: list[tuple[str, ...]] = [header]
+    for r in rows:
+        err = r["error"]
+        table.append(
+            (
+                r["where"],
+                r["name"],
+                r["task_id"] or "-",
+                _state(r),
+                str(r["polls"]),
+                _age(r["age_seconds"]),
+                f"{err['code']}: {err['message']}" if err else "",
+            )
+        )
+    table = [tuple(_clean(str(cell)) for cell in row) for row in table]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    if columns is not None:
+        widths = _fit_widths(widths, columns - 1)
+    lines = [
+        "  ".join(cut(c, w).ljust(w) for c, w in zip(row, widths, strict=True)) for row in table
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _fit_widths(widths: list[int], room: int) -> list[int]:
+    """Column widths within `room`: the error gives way first, then the id, the name."""
+    widths = list(widths)
+    gaps = 2 * (len(widths) - 1)
+    over = sum(widths) + gaps - room
+    for col, least in ((6, 2 * MIN_ERROR), (2, MIN_ID), (1, MIN_NAME), (6, MIN_ERROR)):
+        if over <= 0:
+            break
+        give = min(over, max(widths[col] - least, 0))
+        widths[col] -= give
+        over -= give
+    return widths
+
+
+def frame(rows: list[dict[str, Any]], now: float, columns: int | None = None) -> str:
+    """One `--watch` frame: the time, a count, and the table."""
+    clock = time.strftime("%H:%M:%S", time.localtime(now))
+    count = f"{len(rows)} task" + ("" if len(rows) == 1 else "s")
+    return f"{clock}  {count}  (Ctrl-C to stop)\n{render(rows, columns)}"
+
+
+def watch(cfg: Config, out: TextIO, interval: float = 1.0) -> None:
+    """Redraw the table every `interval` s (in place on a terminal) until Ctrl-C."""
+    block = LiveBlock(out)
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            block.draw(frame(collect(cfg), time.time(), block.columns()))
+            time.sleep(interval)

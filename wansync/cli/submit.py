@@ -1,0 +1,213 @@
+"""`wansync submit`: one picture and a prompt to a `.job`; with `--wait`, to an MP4.
+
+With `--wait` and no daemon on the inbox, this process runs the job itself (a burst
+daemon for just this name); with one running, it watches the job's files until it ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wansync import config
+from wansync.cli.checks import describe, inbox_error, make_inbox
+from wansync.core.errors import ConfigError, JobFileError
+from wansync.files import sidecar
+from wansync.files.fsutil import write_bytes_atomic
+from wansync.files.jobfile import JOB_SUFFIX, URL_SCHEMES, parse, uses_media
+from wansync.files.taskfile import TASK_SUFFIX
+from wansync.run.daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, InboxLocked
+from wansync.run.publish import free_name
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT; `once` gives 143 for SIGTERM
+
+
+def job_document(args: argparse.Namespace, default_model: str) -> dict[str, Any]:
+    """The `.job` for the command line: URL media as given, local files by real path (links
+    the user typed resolved now: the job check refuses a link anywhere on the way)."""
+    source = args.image
+    if source.startswith(URL_SCHEMES):
+        frame = {"type": "first_frame", "url": source}
+    else:
+        frame = {"type": "first_frame", "path": str(Path(source).expanduser().resolve())}
+    doc: dict[str, Any] = {"prompt": args.prompt}
+    if args.model:
+        doc["model"] = args.model
+    if not uses_media(args.model or default_model):
+        doc["img_url" if "url" in frame else "image"] = frame.get("url") or frame["path"]
+    else:
+        doc["media"] = [frame]
+    for key in ("resolution", "duration"):
+        if getattr(args, key) is not None:
+            doc[key] = getattr(args, key)
+    return doc
+
+
+def _default_name(source: str) -> str:
+    stem = Path(source.split("?", 1)[0].rstrip("/")).stem
+    return stem if stem and not stem.startswith(".") else "video"
+
+
+def _as_typed(message: str) -> str:
+    """A job-file field the user never typed (`media[0].path`) named as the argument."""
+    for field in ("media[0].path: ", "media[0].url: ", "image: ", "img_url: "):
+        if message.startswith(field):
+            return "IMAGE_OR_URL: " + message[len(field) :]
+    return message
+
+
+def submit(args: argparse.Namespace, run_burst: Callable[[str], int]) -> int:
+    cfg = config.load(args.config)
+    doc = job_document(args, cfg.submit.model)
+    text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+    if not args.image.startswith(URL_SCHEMES):
+        try:  # named as typed: `nope.png: no such file or directory`
+            Path(args.image).expanduser().stat()
+        except OSError as exc:
+            raise ConfigError(describe(exc, args.image)) from None
+    try:  # the daemon's own check, now: a bad picture or prompt fails here, not later
+        parse(text.encode(), cfg.submit.model, cfg.inbox, cfg.submit.max_upload_bytes)
+    except JobFileError as exc:
+        print(f"wansync: {_as_typed(str(exc))}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        if make_inbox(cfg.inbox):  # said, so that a mistyped path is noticed
+            print(f"wansync: created the inbox {cfg.inbox}", file=sys.stderr)
+    except OSError as exc:
+        raise inbox_error(exc, cfg.inbox) from None
+    if args.name:
+        name = args.name.removesuffix(JOB_SUFFIX)
+        if "/" in name or name.startswith(".") or not name:
+            raise ConfigError(f"--name: {name!r} cannot be a file name (no '/', no leading '.')")
+        if (cfg.inbox / f"{name}{JOB_SUFFIX}").exists() or (
+            cfg.inbox / f"{name}{TASK_SUFFIX}"
+        ).exists():
+            raise ConfigError(
+                f"{cfg.inbox / name}.job (or .task) already exists; pick another --name"
+            )
+    else:
+        name = free_name(cfg.inbox, _default_name(args.image))
+    path = cfg.inbox / f"{name}{JOB_SUFFIX}"
+    since = time.time() - 1.0
+    try:
+        write_bytes_atomic(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise inbox_error(exc, cfg.inbox) from None
+    if not args.wait:
+        print(path)
+        return EXIT_OK
+    print(f"wansync: {path.name} written; waiting for the video", file=sys.stderr)
+    return _wait(cfg, name, args.timeout, since, run_burst)
+
+
+def _wait(
+    cfg: config.Config,
+    name: str,
+    timeout: float | None,
+    since: float,
+    run_burst: Callable[[str], int],
+) -> int:
+    """Run the job here (or follow the daemon that holds the inbox), saying how it ends."""
+    stop, shown = threading.Event(), [""]  # the line last printed, shared by both watchers
+    progress = threading.Thread(
+        target=watch, args=(cfg, name, None, since, stop, shown), daemon=True
+    )
+    progress.start()  # the same readable lines as when following a daemon
+    here = True
+    try:
+        code = run_burst(name)
+    except InboxLocked:  # a daemon runs on this inbox: it does the work, we watch
+        stop.set()
+        progress.join()
+        here = False
+        try:
+            code = watch(cfg, name, timeout, since, None, shown)
+        except KeyboardInterrupt:
+            code = EXIT_INTERRUPTED
+    finally:
+        stop.set()
+    progress.join(2)
+    if code == EXIT_TIMEOUT or code >= EXIT_INTERRUPTED:
+        print(f"wansync: {name}: {_left_over(cfg, name, code, timeout, here)}", file=sys.stderr)
+        return code
+    return report(cfg, name, since)
+
+
+def _left_over(cfg: config.Config, name: str, code: int, timeout: float | None, here: bool) -> str:
+    """What became of a job this command stopped waiting for: nothing is lost."""
+    why = f"not done after {timeout:g} s" if code == EXIT_TIMEOUT else "interrupted"
+    if not here:
+        return f"{why}; the running daemon goes on with it (`wansync status` shows it)"
+    if (cfg.inbox / f"{name}{TASK_SUFFIX}").exists():
+        task = f"{name}{TASK_SUFFIX}"
+        return f"{why}; its task exists: {task} stays in the inbox and is fetched by the next run"
+    return f"{why}; {name}{JOB_SUFFIX} stays in the inbox and is submitted by the next run"
+
+
+def watch(
+    cfg: config.Config,
+    name: str,
+    timeout: float | None,
+    since: float,
+    stop: threading.Event | None = None,
+    shown: list[str] | None = None,
+) -> int:
+    """Follow the job's sidecar, printing each change of state, until it has ended (or `stop`)."""
+    deadline = time.monotonic() + timeout if timeout else None
+    shown = shown if shown is not None else [""]
+    live = sidecar.path_for(cfg.inbox, name)
+    while stop is None or not stop.is_set():
+        data = sidecar.read(live)
+        if data is None and _final(cfg, name, since) is not None:
+            return EXIT_OK
+        if data is not None:
+            line = data["state"] + (f" ({data['task_status']})" if data.get("task_status") else "")
+            if line != shown[0]:
+                print(f"wansync: {name}: {line}", file=sys.stderr)
+                shown[0] = line
+        if deadline and time.monotonic() > deadline:
+            return EXIT_TIMEOUT
+        if stop is not None:
+            stop.wait(0.5)
+        else:
+            time.sleep(0.5)
+    return EXIT_OK
+
+
+def _final(cfg: config.Config, name: str, since: float) -> tuple[Path, dict[str, Any]] | None:
+    """This run's ended sidecar in outbox/ or failed/ for job `name` (it may be NAME-2)."""
+    found = []
+    for folder in (cfg.outbox, cfg.failed):
+        for path in folder.glob(f"{glob.escape(name)}*{sidecar.SUFFIX}"):
+            data = sidecar.read(path, published=True)
+            started = sidecar.parse_iso((data or {}).get("first_seen")) or 0.0
+            if data and data.get("name") == name and started >= since:
+                found.append((path.stat().st_mtime, path, data))
+    if not found:
+        return None
+    _, path, data = max(found, key=lambda f: f[0])
+    return path, data
+
+
+def report(cfg: config.Config, name: str, since: float) -> int:
+    """Print the MP4's path (stdout), or why there is none (stderr)."""
+    final = _final(cfg, name, since)
+    if final is None:
+        print(f"wansync: {name}: no result found", file=sys.stderr)
+        return EXIT_FAILED
+    path, data = final
+    if data["state"] == "succeeded" and data.get("video"):
+        print(path.parent / data["video"]["path"])
+        return EXIT_OK
+    error = data.get("error") or {}
+    print(f"wansync: {name} failed: {error.get('code')}: {error.get('message')}", file=sys.stderr)
+    print(f"wansync: details in {path}", file=sys.stderr)
+    return EXIT_FAILED

@@ -1,0 +1,1 @@
+"""The decisions: the task registry, the lifecycle, scheduling, retry, messages and events."""

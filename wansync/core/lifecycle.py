@@ -1,0 +1,244 @@
+"""Pure decisions of a task's life: (task, outcome, now) → what happens next.
+
+No I/O, no clock reads, no threads: the loop passes `now` in and carries the decision
+out (pipeline.py). Every rule about what an API answer or a download's end means for
+a task is here, in one table a test can walk through:
+
+  poll answer        PENDING/RUNNING → PollAt;  SUCCEEDED → StartDownload (or Fail when
+                     the URL is not one we may fetch / was refused already; or Retry
+                     when it has no URL);  FAILED/CANCELED/UNKNOWN → Fail
+  poll error         TaskFailed → Fail;  AuthRejected → PauseForAuth (everyone waits,
+                     one probe goes first);  RateLimited → Retry with an account pause;
+                     other transient → Retry;  Stopping → Ignore
+  download end       Downloaded → Succeed;  UrlRefused → poll again at once (twice
+                     for different URLs → Fail);  TaskFailed → Fail;  transient → Retry
+  before a poll      older than poll.give_up_after → Fail(Timeout)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from wansync.config import Config, DownloadConfig
+from wansync.core.errors import (
+    AuthRejected,
+    Stopping,
+    TaskFailed,
+    TransientError,
+    UrlRefused,
+    WansyncError,
+)
+from wansync.core.retry import plan
+from wansync.core.tracker import Task
+from wansync.files.sidecar import read_time
+from wansync.remote.api import TaskReport
+from wansync.remote.download import Downloaded, check_url, url_expires
+
+UNFINISHED = ("PENDING", "RUNNING")
+
+
+@dataclass(frozen=True, slots=True)
+class Now:
+    """The loop's clocks at one moment: `mono` for scheduling, `wall` for records."""
+
+    mono: float
+    wall: float
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The settings decisions depend on, taken from the live config at each use."""
+
+    interval: float
+    max_per_second: float
+    give_up_after: float
+    download: DownloadConfig
+
+    @classmethod
+    def of(cls, cfg: Config) -> Policy:
+        return cls(cfg.poll.interval, cfg.poll.max_per_second, cfg.poll.give_up_after, cfg.download)
+
+
+# -- decisions ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class PollAt:
+    """Not finished yet: poll again at monotonic `at`, and by `deadline` at the latest
+    (None: the rate covers everyone every interval)."""
+
+    at: float
+    deadline: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StartDownload:
+    url: str
+    expires: float | None  # the signed URL's deadline (wall clock), if it says
+
+
+@dataclass(frozen=True, slots=True)
+class Succeed:
+    video: Downloaded
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """A transient error: record it, try `then` again at monotonic `at`."""
+
+    code: str
+    message: str
+    then: Literal["poll", "download"]
+    at: float
+    delay: float  # the back-off (what the log says); `at` may be sooner (a refused URL)
+    errors_in_row: int
+    pause_until: float | None = None  # every poll of the account waits (a 429)
+    refused_url: str | None = None  # remember: storage refused this URL once
+
+
+@dataclass(frozen=True, slots=True)
+class PauseForAuth:
+    """The key was rejected: every poll waits until `until`, then one probe goes first."""
+
+    code: str
+    message: str
+    until: float
+    pause: float
+
+
+@dataclass(frozen=True, slots=True)
+class Ignore:
+    """Nothing to do (shutting down: the work is left resumable)."""
+
+
+Decision = PollAt | StartDownload | Succeed | Fail | Retry | PauseForAuth | Ignore
+
+
+# -- the rules ---------------------------------------------------------------------------
+def before_poll(task: Task, now: Now, policy: Policy) -> Fail | None:
+    """A task not finished `give_up_after` after it was first seen fails as `Timeout`."""
+    first_seen = read_time(task.data.get("first_seen"), now.wall) or now.wall
+    age = now.wall - first_seen
+    if age > policy.give_up_after:
+        return Fail(
+            "Timeout",
+            f"not finished {int(age)} s after it was first seen "
+            f"(poll.give_up_after is {int(policy.give_up_after)} s)",
+        )
+    return None
+
+
+def auth_resumed(paused: bool, outcome: TaskReport | WansyncError) -> bool:
+    """While paused for auth, any answer but another rejection proves the key works."""
+    return paused and not isinstance(outcome, AuthRejected | Stopping)
+
+
+def after_poll(
+    task: Task,
+    outcome: TaskReport | WansyncError,
+    started: float,
+    now: Now,
+    policy: Policy,
+    defer: float,
+    must: float | None = None,
+) -> Decision:
+    """What a poll's outcome means; `defer`: seconds to the next poll if unfinished, `must`:
+    seconds by which it must happen (`CompletionModel.next_poll`)."""
+    if isinstance(outcome, TaskReport):
+        return after_report(task, outcome, started, now, policy, defer, must)
+    if isinstance(outcome, TaskFailed):
+        return Fail(outcome.code, outcome.message)
+    if isinstance(outcome, Stopping):
+        return Ignore()
+    if isinstance(outcome, AuthRejected):
+        retry = plan(outcome, task.errors_in_row + 1, policy.interval)
+        return PauseForAuth(outcome.code, outcome.message, now.mono + retry.delay, retry.delay)
+    return _retry(task, outcome, "poll", now, policy)
+
+
+def after_report(
+    task: Task,
+    report: TaskReport,
+    started: float,
+    now: Now,
+    policy: Policy,
+    defer: float,
+    must: float | None = None,
+) -> Decision:
+    status, output = report.status, report.output
+    if status == "FAILED":
+        code, message = output.get("code"), output.get("message")
+        return Fail(
+            code if isinstance(code, str) and code else "TaskFailed",
+            message
+            if isinstance(message, str) and message
+            else "the task failed and the API gave no reason",
+        )
+    if status == "CANCELED":
+        return Fail("TaskCanceled", "the task was canceled")
+    if status == "UNKNOWN":
+        return Fail(
+            "TaskNotFound",
+            "the API does not know this task id (wrong id, other region, or older than 24 h)",
+        )
+    if status == "SUCCEEDED":
+        url = output.get("video_url")
+        if not isinstance(url, str) or not url:
+            error = TransientError("SUCCEEDED without a video_url", "MalformedResponse")
+            return _retry(task, error, "poll", now, policy)
+        if task.refused_url == url:
+            return Fail(
+                "VideoUrlExpired", "storage refused the video URL and the task has no newer one"
+            )
+        try:
+            check_url(url, policy.download)
+        except TaskFailed as exc:
+            return Fail(exc.code, exc.message)
+        return StartDownload(url, url_expires(url))
+    return PollAt(started + defer, None if must is None else started + must)  # PENDING/RUNNING
+
+
+def after_download(
+    task: Task, url: str, outcome: Downloaded | WansyncError, now: Now, policy: Policy
+) -> Decision:
+    """What the end of a download means."""
+    if isinstance(outcome, Downloaded):
+        return Succeed(outcome)
+    if isinstance(outcome, Stopping):
+        return Ignore()
+    if isinstance(outcome, UrlRefused):
+        if task.refused_url is not None and task.refused_url != url:
+            return Fail(
+                "VideoUrlExpired",
+                f"storage refused the video URL twice ({outcome.message}); it has expired",
+            )
+        error = TransientError(f"{outcome.message}; asking the task API again", outcome.code)
+        retry = _retry(task, error, "poll", now, policy)
+        return Retry(
+            retry.code,
+            retry.message,
+            "poll",
+            now.mono,  # at once: the API may hand out a fresh URL
+            retry.delay,
+            retry.errors_in_row,
+            refused_url=url,
+        )
+    if isinstance(outcome, TaskFailed):
+        return Fail(outcome.code, outcome.message)
+    return _retry(task, outcome, "download", now, policy)
+
+
+def _retry(
+    task: Task, error: WansyncError, then: Literal["poll", "download"], now: Now, policy: Policy
+) -> Retry:
+    if not isinstance(error, TransientError):  # an error of a kind we did not expect here
+        error = TransientError(error.message or type(error).__name__, error.code)
+    n = task.errors_in_row + 1
+    retry = plan(error, n, policy.interval)
+    pause = now.mono + retry.pause if retry.pause is not None and then == "poll" else None
+    return Retry(error.code, error.message, then, now.mono + retry.delay, retry.delay, n, pause)

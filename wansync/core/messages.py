@@ -1,0 +1,145 @@
+"""What worker threads tell the main loop: one frozen dataclass per kind of result.
+
+Workers do I/O only and post these into the `Mailbox`; the loop takes them out and
+dispatches on the type with `match`. An outcome is the step's value or the error it
+ended with (see `workers.attempt`), never a raised exception.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from wansync.core import events as ev
+from wansync.core.errors import WansyncError
+from wansync.core.tracker import Task
+from wansync.remote.api import Submitted, TaskReport
+from wansync.remote.download import Downloaded
+
+
+@dataclass(frozen=True, slots=True)
+class PollDone:
+    """One answer of the task API; `started`: monotonic, `started_wall`: wall clock."""
+
+    name: str
+    task_id: str
+    started: float
+    started_wall: float
+    seconds: float
+    outcome: TaskReport | WansyncError
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadStarted:
+    """The video's answer came: the sidecar must know its ETag before much is on disk."""
+
+    name: str
+    slot: int
+    url: str
+    etag: str | None
+    resume_from: int
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadProgress:
+    """Bytes on disk so far (sent at most every few seconds)."""
+
+    name: str
+    slot: int
+    bytes: int
+    total: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadDone:
+    name: str
+    slot: int
+    url: str
+    seconds: float
+    outcome: Downloaded | WansyncError
+
+
+@dataclass(frozen=True, slots=True)
+class UploadDone:
+    """A job's local images are uploaded: their `oss://` URLs, in order."""
+
+    name: str
+    outcome: list[str] | WansyncError
+
+
+@dataclass(frozen=True, slots=True)
+class PostDone:
+    """The create request's answer."""
+
+    name: str
+    outcome: Submitted | WansyncError
+
+
+@dataclass(frozen=True, slots=True)
+class LookupDone:
+    """A task-list search; `known`: ids of our tasks that ended in the last day."""
+
+    name: str
+    outcome: list[dict[str, Any]] | WansyncError
+    known: frozenset[str]
+
+
+JobStepDone = UploadDone | PostDone | LookupDone
+
+
+# -- what the submitter hands to the loop (returned, not posted: it runs on the loop) ----
+@dataclass(frozen=True, slots=True)
+class Adopt:
+    """Hand-over: the job's task exists; write `NAME.task` and track it like any task."""
+
+    name: str
+    task_id: str
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """Hand-over: publish this job (failed, or a publish cut short) like any task."""
+
+    task: Task
+
+
+Handover = Adopt | End
+
+# An `ev.Event` posted by a thread (an API answer, a hook's result) is emitted by the loop.
+Message = PollDone | DownloadStarted | DownloadProgress | DownloadDone | JobStepDone | ev.Event
+
+
+class Mailbox:
+    """Results from every worker to the main loop; posting wakes the loop."""
+
+    def __init__(
+        self, wake: Callable[[], None], nudge: Callable[[float], None] | None = None
+    ) -> None:
+        self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self._wake = wake
+        self._nudge = nudge
+
+    def post(self, message: Message, within: float | None = None) -> None:
+        """Queue `message` and wake the loop; with `within`, only if the loop would not
+        wake by itself within that many seconds (`Waker.nudge`: a result that can wait)."""
+        self._queue.put(message)
+        if within is not None and self._nudge is not None:
+            self._nudge(within)
+        else:
+            self._wake()
+
+    def note(self, event: ev.Event) -> None:
+        """An event from a thread, emitted at the loop's next tick; it does not wake the
+        loop (an API answer is followed by its own result, which does)."""
+        self._queue.put(event)
+
+    def drain(self) -> list[Message]:
+        out: list[Message] = []
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                return out

@@ -1,0 +1,41 @@
+"""The one retry policy: how long to wait after a transient error, and when the whole
+account must wait (a 429, a rejected key). Polls, downloads and submits all ask here.
+
+Pure: no clock; callers add the delays to their own `now`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wansync.core.errors import AuthRejected, RateLimited, TransientError
+
+MAX_BACKOFF = 300.0
+AUTH_PAUSE_MIN = 60.0  # a rejected key: nothing is asked again for at least this long
+
+
+def backoff(interval: float, n: int, retry_after: float | None = None) -> float:
+    """Delay before the next try after the n-th transient error in a row (SPEC §5)."""
+    return max(retry_after or 0.0, min(interval * 2.0 ** (n - 1), MAX_BACKOFF))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPlan:
+    """`delay`: before this item is tried again. `pause`: every request of the account
+    waits this long (None: only this item waits). `auth`: the key was rejected; the
+    first request after the pause is a probe."""
+
+    delay: float
+    pause: float | None = None
+    auth: bool = False
+
+
+def plan(error: TransientError, errors_in_row: int, interval: float) -> RetryPlan:
+    """What to do after `error`, the `errors_in_row`-th transient error of one item."""
+    if isinstance(error, AuthRejected):
+        pause = max(AUTH_PAUSE_MIN, interval)
+        return RetryPlan(pause, pause, auth=True)
+    delay = backoff(interval, errors_in_row, error.retry_after)
+    if isinstance(error, RateLimited):  # the quota is the account's: everyone waits
+        return RetryPlan(delay, error.retry_after or 1.0)
+    return RetryPlan(delay)

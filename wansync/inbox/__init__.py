@@ -1,0 +1,1 @@
+"""Paths into the daemon: the inbox watch, settling, and the start-up scan and rescans."""

@@ -1,0 +1,1 @@
+"""Followers of the event stream: hooks and metrics."""

@@ -1,0 +1,277 @@
+"""Metrics and health (SPEC §6): Prometheus text at `GET /metrics`, and `GET /healthz`.
+
+Counters and histograms are fed by `consume`, a bus consumer (main thread); gauges are
+read when scraped, from the callables the daemon passes in, on the server's thread, so
+those must be safe to call from another thread (read numbers, never iterate a dict the
+loop is changing). Everything lives in this object's own `CollectorRegistry`, so two
+daemons in one test process do not share numbers. Nothing served comes from a string
+a task or the API supplied: label values are our own endpoint names and status codes.
+"""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from wansync import log
+from wansync.config import MetricsConfig
+from wansync.core.errors import ConfigError
+from wansync.core.events import (
+    ApiAnswered,
+    AuthRejected,
+    DownloadCompleted,
+    DownloadProgress,
+    Event,
+    HookRan,
+    TaskFailed,
+    TaskPolled,
+    TaskRemoved,
+    TaskSucceeded,
+)
+
+STALL_AFTER = 30.0  # seconds without a loop tick before /healthz says 503
+TASK_STATES = ("queued", "polling", "downloading")
+MAX_SEEN = 100_000  # tasks whose SUCCEEDED poll waits for their publish (bounded)
+Health = Callable[[], tuple[bool, str]]
+TaskCounts = Callable[[], dict[str, int]]
+
+
+def health_of(last_tick: float, watch_alive: bool, now: float) -> tuple[bool, str]:
+    """The /healthz verdict: the loop ticked within 30 s and the inbox watch is alive."""
+    if now - last_tick > STALL_AFTER:
+        return False, f"the main loop has not ticked for {now - last_tick:.0f} s"
+    if not watch_alive:
+        return False, "the inbox watch is not running"
+    return True, "ok"
+
+
+def show_address(host: str, port: int) -> str:
+    """`127.0.0.1:9464`, `[::1]:9464`: as the config writes it."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _read(probe: Callable[[], Any]) -> Any:
+    """`probe()`, tried 3 times (it reads the loop's state from another thread); None: broken."""
+    for _ in range(3):
+        try:
+            return probe()
+        except Exception as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+    log.get("wansync.metrics").error("metrics.probe_error", error=failure)
+    return None
+
+
+class _Current(Collector):
+    """The gauges read at scrape time: tasks by state, and health as 1 or 0."""
+
+    def __init__(self, health: Health, task_counts: TaskCounts) -> None:
+        self.health = health
+        self.task_counts = task_counts
+
+    def collect(self) -> Iterator[Metric]:
+        counts = _read(self.task_counts)
+        if counts is not None:
+            tasks = GaugeMetricFamily("wansync_tasks", "Tasks now, by state", labels=["state"])
+            for state in TASK_STATES:
+                tasks.add_metric([state], float(counts.get(state, 0)))
+            yield tasks
+        verdict = _read(self.health)
+        ok = verdict is not None and verdict[0]
+        yield GaugeMetricFamily(
+            "wansync_healthy", "1 while /healthz answers 200, else 0", value=1.0 if ok else 0.0
+        )
+
+
+class Metrics:
+    """The numbers of one daemon, and the HTTP server that shows them."""
+
+    def __init__(self, cfg: MetricsConfig, health: Health, task_counts: TaskCounts) -> None:
+        self.cfg = cfg
+        self.health = health
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # `*_created` doubles series
+        self.registry = CollectorRegistry()
+        self.log = log.get("wansync.metrics")
+        self._server: ThreadingHTTPServer | None = None
+        self._succeeded_seen: dict[str, float] = {}  # task_id -> `at` of its SUCCEEDED poll
+        r = self.registry
+        self.finished = Counter("wansync_tasks_finished", "Tasks ended", ["outcome"], registry=r)
+        self.polls = Counter("wansync_polls", "Task API requests (every poll)", registry=r)
+        self.rate_limited = Counter(
+            "wansync_rate_limited", "HTTP 429 answers, any endpoint", registry=r
+        )
+        self.download_bytes = Counter(
+            "wansync_download_bytes", "Bytes written to .part files", registry=r
+        )
+        self.hook_runs = Counter(
+            "wansync_hook_runs", "Hooks done (ok) or given up (failed)", ["result"], registry=r
+        )
+        self.api = Counter(
+            "wansync_api_responses",
+            "API requests by endpoint and HTTP status (none: no answer)",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self.auth_rejected = Counter(
+            "wansync_auth_rejected", "Pauses because the API refused the key", registry=r
+        )
+        self.poll_seconds = Histogram(
+            "wansync_poll_duration_seconds",
+            "Task API request time",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.download_seconds = Histogram(
+            "wansync_download_duration_seconds",
+            "Download time, first byte requested to verified file",
+            buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+            registry=r,
+        )
+        self.publish_delay = Histogram(
+            "wansync_succeeded_to_published_seconds",
+            "From the poll that saw SUCCEEDED to the MP4 in the outbox",
+            buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+            registry=r,
+        )
+        for outcome in ("succeeded", "failed"):
+            self.finished.labels(outcome)
+        for result in ("ok", "failed"):
+            self.hook_runs.labels(result)
+        r.register(_Current(health, task_counts))
+        ProcessCollector(registry=r)
+
+    # -- events ------------------------------------------------------------------------
+    def consume(self, event: Event) -> None:
+        """Bus consumer: turn one event into numbers (quick; main thread)."""
+        if isinstance(event, ApiAnswered):
+            self._answered(event)
+        elif isinstance(event, DownloadProgress | DownloadCompleted):
+            self.download_bytes.inc(max(0, event.written))
+            if isinstance(event, DownloadCompleted):
+                self.download_seconds.observe(max(0.0, event.seconds))
+        elif isinstance(event, TaskPolled):
+            if event.task_status == "SUCCEEDED" and event.task_id not in self._succeeded_seen:
+                if len(self._succeeded_seen) >= MAX_SEEN:
+                    self._succeeded_seen.pop(next(iter(self._succeeded_seen)))
+                self._succeeded_seen[event.task_id] = event.at
+        elif isinstance(event, TaskSucceeded):
+            self.finished.labels("succeeded").inc()
+            seen = self._succeeded_seen.pop(event.task_id, None)
+            if seen is not None:
+                self.publish_delay.observe(max(0.0, event.at - seen))
+        elif isinstance(event, TaskFailed | TaskRemoved):
+            if isinstance(event, TaskFailed):
+                self.finished.labels("failed").inc()
+            if event.task_id is not None:
+                self._succeeded_seen.pop(event.task_id, None)
+        elif isinstance(event, HookRan):
+            self.hook_runs.labels(event.result).inc()
+        elif isinstance(event, AuthRejected):
+            self.auth_rejected.inc()
+
+    def _answered(self, event: ApiAnswered) -> None:
+        status = "none" if event.status is None else str(event.status)
+        self.api.labels(event.endpoint, status).inc()
+        if event.status == 429:
+            self.rate_limited.inc()
+        if event.endpoint == "task":
+            self.polls.inc()
+            self.poll_seconds.observe(max(0.0, event.seconds))
+
+    # -- the server --------------------------------------------------------------------
+    def start(self) -> None:
+        """Serve on `metrics.listen` (no-op when null); a bind failure is a ConfigError."""
+        if self.cfg.listen is None or self._server is not None:
+            return
+        host, port = self.cfg.listen
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            self._server = _Server((host, port), family, self)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ConfigError(
+                f"metrics.listen: cannot bind {show_address(host, port)}: {reason}"
+            ) from None
+        threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.5},
+            daemon=True,
+            name="metrics",
+        ).start()
+        self.log.info("metrics.listening", address=show_address(*self.address))
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where it listens (the real port when the config asked for port 0, in tests)."""
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a scrape in progress never holds the daemon's exit
+
+    def __init__(self, address: tuple[str, int], family: int, metrics: Metrics) -> None:
+        self.address_family = family  # read by the bind in super().__init__
+        self.metrics = metrics
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        """Bind without http.server's reverse DNS lookup of the address (slow, or no DNS)."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """GET /metrics and GET /healthz; anything else 404. Never echoes the request."""
+
+    server_version = "wansync"
+    sys_version = ""
+    timeout = 10  # a client that sends nothing does not hold a thread for ever
+
+    def do_GET(self) -> None:
+        metrics = cast(_Server, self.server).metrics
+        path = urlsplit(self.path).path
+        if path == "/metrics":
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            self._answer(200, encoder(metrics.registry), content_type)
+        elif path == "/healthz":
+            try:
+                ok, reason = metrics.health()
+            except Exception as exc:  # a broken probe is an unhealthy daemon, not a 500
+                ok, reason = False, f"health check failed: {type(exc).__name__}"
+            self._answer(200 if ok else 503, f"{'ok' if ok else reason}\n".encode())
+        else:
+            self._answer(404, b"not found: try /metrics or /healthz\n")
+
+    def _answer(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """The daemon's log is JSON lines: http.server's own stderr lines would break it."""

@@ -1,0 +1,253 @@
+"""The ordered moves that end a task in `outbox/` or `failed/`; a crash between any two is harmless.
+
+Order, success: (1) the final sidecar, naming the chosen file, is written in the inbox;
+(2) `.NAME.mp4.part` → `outbox/X.mp4`; (3) a job's `.job` → `outbox/X.job`; (4) the
+`.task` → `outbox/X.task`; (5) the sidecar → `outbox/X.status.json`. Failure skips (2)
+and drops the `.part`; a job that failed before it had a task has no `.task`.
+The inbox sidecar is the journal: while it is there and terminal, the publish is not
+finished, and `resume` carries it on from wherever it stopped. Every step is idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import os
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wansync import log
+from wansync.files import folderguard, names, sidecar
+from wansync.files.fsutil import NotARegularFile, fsync_dir, move_durable, open_regular
+from wansync.files.names import (
+    JOB_SUFFIX,
+    MAX_K,
+    MAX_STEM_BYTES,
+    MP4,
+    PUBLISHED_SUFFIXES,
+    TASK_SUFFIX,
+    stem,
+)
+from wansync.remote import mp4check
+
+__all__ = ["MAX_STEM_BYTES", "MP4", "Folders", "free_name", "publish", "refuse_name", "stem"]
+ATTEMPTS = 3  # names re-chosen when something else took the chosen one meanwhile
+
+
+@dataclass(frozen=True)
+class Folders:
+    inbox: Path
+    outbox: Path
+    failed: Path
+
+    def check(self, *folders: Path) -> None:
+        """`FolderReplaced` (an OSError: the work stays pending) if one was replaced."""
+        folderguard.check(*folders)
+
+    def replaced(self, folder: Path) -> bool:
+        """A folder swapped for a link or another folder while the daemon runs."""
+        return folderguard.replaced(folder)
+
+    def part(self, name: str) -> Path:
+        """Where a download grows: hidden, in the outbox, so the final rename is atomic."""
+        return self.outbox / f".{stem(name)}{names.PART_SUFFIX}"
+
+    def task(self, name: str) -> Path:
+        return self.inbox / f"{name}{TASK_SUFFIX}"
+
+    def job(self, name: str) -> Path:
+        return self.inbox / f"{name}{JOB_SUFFIX}"
+
+    def sidecar(self, name: str) -> Path:
+        return sidecar.path_for(self.inbox, stem(name))
+
+    def destination(self, data: dict[str, Any]) -> Path:
+        return self.outbox if data["state"] == "succeeded" else self.failed
+
+
+def free_name(folder: Path, name: str) -> str:
+    """`name`, or the smallest `name-k` (k ≥ 2) none of whose files exist in `folder`.
+
+    A link counts as taken, even one that points nowhere (`lexists`): a publish never
+    writes onto, or through, anything it did not make.
+    """
+    for candidate in itertools.chain([name], (f"{name}-{k}" for k in range(2, MAX_K + 1))):
+        if not any(os.path.lexists(folder / f"{candidate}{s}") for s in PUBLISHED_SUFFIXES):
+            return candidate
+    raise FileExistsError(f"{folder}: every name from {name} to {name}-{MAX_K} is taken")
+
+
+def finalize(folders: Folders, data: dict[str, Any]) -> None:
+    """Step (1): choose the published name and write the terminal sidecar durably."""
+    name = data["name"]
+    dest = folders.destination(data)
+    folders.check(folders.inbox, dest)
+    chosen = free_name(dest, stem(name))
+    data["published_as"] = chosen
+    if data["state"] == "succeeded" and data.get("video"):
+        data["video"]["path"] = f"{chosen}{MP4}"
+    sidecar.write(folders.sidecar(name), data)
+
+
+def _is_file(path: Path) -> bool:
+    """A regular file itself, not a link to one (a link planted at our `.part`)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+class PartRefused(OSError):
+    """The `.part` a sidecar would publish is not the video it records: nothing moves.
+
+    A sidecar is a file anyone in the group may plant or edit; a `.part` may be another
+    download still growing. Publishing one needs the bytes the sidecar names and a
+    whole MP4 (the box walk), every time, not only after a download.
+    """
+
+
+def _check_part(part: Path, data: dict[str, Any]) -> None:
+    """`PartRefused` unless `part` is a file only we name, of the recorded size, a whole MP4."""
+    video = data.get("video")
+    want = video.get("bytes") if isinstance(video, dict) else None
+    try:
+        fd, st = open_regular(part)
+    except (OSError, NotARegularFile) as exc:
+        raise PartRefused(errno.EINVAL, f"{part.name}: {exc}") from None
+    try:
+        if st.st_nlink != 1:
+            raise PartRefused(errno.EINVAL, f"{part.name} has other names (a hard link)")
+        if st.st_size != want:
+            raise PartRefused(
+                errno.EINVAL, f"{part.name} holds {st.st_size} bytes, the sidecar says {want}"
+            )
+        try:
+            mp4check.check(fd, st.st_size)
+        except mp4check.NotMp4 as exc:
+            raise PartRefused(errno.EINVAL, f"{part.name} is not a whole MP4: {exc}") from None
+    finally:
+        os.close(fd)
+
+
+def _pending(folders: Folders, data: dict[str, Any], ours: bool) -> list[tuple[Path, str]]:
+    """The moves (2)-(5) not yet done, in order: (what is still in place, its suffix)."""
+    name = data["name"]
+    steps: list[tuple[Path, str]] = []
+    if data["state"] == "succeeded" and _is_file(folders.part(name)):
+        _check_part(folders.part(name), data)
+        steps.append((folders.part(name), MP4))
+    if ours and data.get("job") and os.path.lexists(folders.job(name)):
+        steps.append((folders.job(name), JOB_SUFFIX))
+    if ours and os.path.lexists(folders.task(name)):
+        steps.append((folders.task(name), TASK_SUFFIX))
+    if os.path.lexists(folders.sidecar(name)):
+        steps.append((folders.sidecar(name), sidecar.SUFFIX))
+    return steps
+
+
+def _usable(chosen: Any, dest: Path, steps: list[tuple[Path, str]]) -> bool:
+    """`published_as` is a plain name and nothing took its remaining files' places."""
+    try:
+        names.check_published(chosen)
+    except (names.BadName, TypeError, AttributeError):
+        return False
+    return not any(os.path.lexists(dest / f"{chosen}{suffix}") for _, suffix in steps)
+
+
+def resume(folders: Folders, data: dict[str, Any], task_file_is_ours: bool) -> Path:
+    """Steps (2) to (5) from wherever they stopped; returns the published sidecar's path.
+
+    `task_file_is_ours` is False when the `.task` had already gone: then a `.task` or
+    `.job` of the same name in the inbox is a new one the user dropped (a retry).
+    `published_as` is checked again here (a plain name), and if something took one of
+    its places meanwhile (a file, a link, even a dangling one), the rest of the moves go
+    to a newly chosen free name, recorded in the inbox sidecar first.
+    """
+    dest = folders.destination(data)
+    folders.check(folders.inbox, folders.outbox, folders.failed)
+    if data["state"] != "succeeded":
+        with contextlib.suppress(FileNotFoundError):
+            folders.part(data["name"]).unlink()  # our own partial download, never published
+    for _ in range(ATTEMPTS):
+        steps = _pending(folders, data, task_file_is_ours)
+        if not _usable(data.get("published_as"), dest, steps):
+            _choose_again(folders, data, steps)
+            continue
+        chosen = data["published_as"]
+        try:
+            for src, suffix in steps:
+                move_durable(src, dest / f"{chosen}{suffix}")
+        except FileExistsError:
+            continue  # taken between the check and the move: choose again
+        fsync_dir(dest)
+        return dest / f"{chosen}{sidecar.SUFFIX}"
+    raise FileExistsError(f"{dest}: the names chosen for {data['name']} were taken meanwhile")
+
+
+def _choose_again(folders: Folders, data: dict[str, Any], steps: list[tuple[Path, str]]) -> None:
+    """A new free name for the moves still to do, written to the journal before any."""
+    chosen = free_name(folders.destination(data), stem(data["name"]))
+    data["published_as"] = chosen
+    if any(suffix == MP4 for _, suffix in steps) and isinstance(data.get("video"), dict):
+        data["video"]["path"] = f"{chosen}{MP4}"
+    if any(suffix == sidecar.SUFFIX for _, suffix in steps):
+        sidecar.write(folders.sidecar(data["name"]), data)
+
+
+def publish(folders: Folders, data: dict[str, Any]) -> Path:
+    """Finalize and move: the whole publish, in order."""
+    finalize(folders, data)
+    return resume(folders, data, task_file_is_ours=True)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A file refused for its name: its sidecar, and where it went (None: not moved yet)."""
+
+    data: dict[str, Any]
+    final: Path | None
+
+
+def refuse_name(folders: Folders, path: Path, hook: dict[str, Any] | None = None) -> Refused | None:
+    """True when `path`'s NAME is one wansync cannot build its files from; it goes to failed/.
+
+    A name that is not valid UTF-8 (it could not be written to a sidecar or a log), or so
+    long that `NAME.task` would pass 255 bytes. The file is moved to `failed/` under a
+    printable name (bad bytes escaped as `\\xff`, shortened with a hash if long) beside a
+    sidecar that says why. Nothing else is made for it: no inbox sidecar, no task.
+    None when the name is fine; `hook`: the `hook` record its sidecar carries (SPEC §6).
+    """
+    is_job = path.name.endswith(JOB_SUFFIX)
+    name = path.name[: -len(JOB_SUFFIX if is_job else TASK_SUFFIX)]
+    try:
+        names.check(name)
+        return None
+    except names.BadName as exc:
+        reason = f"{names.escape(path.name)}: {exc}"
+    shown, suffix = names.escape(name), JOB_SUFFIX if is_job else TASK_SUFFIX
+    code = "InvalidJobFile" if is_job else "InvalidTaskFile"
+    data = sidecar.new(shown, None, {}, time.time())
+    data.update(
+        state="failed", finished=sidecar.utc_iso(), error=sidecar.error(code, reason, False)
+    )
+    if is_job:
+        data["job"] = {"file": names.escape(path.name), "model": None, "attempts": 0}
+        data["job"].update(submit_started=None, submitted=None, found_by=None)
+    if hook is not None:
+        data["hook"] = hook
+    event = "job.invalid" if is_job else "task.invalid"
+    logger = log.get("wansync.publish")
+    try:
+        folders.check(folders.inbox, folders.failed)
+        data["published_as"] = chosen = free_name(folders.failed, stem(shown))
+        move_durable(path, folders.failed / f"{chosen}{suffix}")
+        sidecar.write(folders.failed / f"{chosen}{sidecar.SUFFIX}", data)
+    except OSError as exc:  # gone meanwhile, or failed/ unwritable: the next scan tries again
+        logger.error(event, name=shown, error=reason, detail=f"not moved: {exc.strerror or exc}")
+        return Refused(data, None)
+    logger.warning(event, name=shown, file=names.escape(path.name), error=reason, code=code)
+    return Refused(data, folders.failed / f"{chosen}{sidecar.SUFFIX}")

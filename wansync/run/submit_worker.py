@@ -1,0 +1,92 @@
+"""The submitter's one worker thread: upload, create, search; HTTP and folder reads only.
+
+Each step's outcome goes back to the loop as a message (messages.py); the state machine
+in submitter.py decides what it means.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wansync.core.errors import SubmitAmbiguous
+from wansync.core.messages import JobStepDone, LookupDone, Mailbox, PostDone, UploadDone
+from wansync.files import sidecar
+from wansync.files.jobfile import LocalFile
+from wansync.remote.api import TaskApi
+from wansync.remote.upload import Uploader
+from wansync.run.publish import Folders
+from wansync.run.workers import attempt
+
+
+@dataclass(frozen=True, slots=True)
+class UploadJob:
+    name: str
+    model: str
+    paths: list[LocalFile]  # as checked: the upload sends only that same file
+
+
+@dataclass(frozen=True, slots=True)
+class PostJob:
+    name: str
+    body: dict[str, Any]
+    resolve_oss: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LookupJob:
+    name: str
+    model: str
+    start: float
+    end: float
+
+
+WorkItem = UploadJob | PostJob | LookupJob
+
+
+def submit_io(
+    api: TaskApi, timeout: float, folders: Folders, mailbox: Mailbox
+) -> Callable[[WorkItem], None]:
+    """The worker: run one step, post its outcome. A bug in a create is `SubmitAmbiguous`:
+    a task may exist, so it is searched for, never sent again."""
+    uploader = Uploader(api, timeout)
+
+    def run(item: WorkItem) -> None:
+        message: JobStepDone
+        match item:
+            case UploadJob(name=name, model=model, paths=paths):
+                message = UploadDone(name, attempt(lambda: uploader.upload_all(model, paths)))
+            case PostJob(name=name, body=body, resolve_oss=oss):
+                message = PostDone(name, attempt(lambda: api.submit(body, oss), SubmitAmbiguous))
+            case LookupJob(name=name, model=model, start=start, end=end):
+                found = attempt(lambda: api.list_tasks(model, start, end))
+                message = LookupDone(name, found, frozenset(ended_ids(folders)))
+        mailbox.post(message)
+
+    return run
+
+
+def ended_ids(folders: Folders, since_seconds: float = 86400) -> set[str]:
+    """Ids of our tasks that ended in the last day (worker thread: it reads folders)."""
+    known: set[str] = set()
+    since = time.time() - since_seconds
+    for folder in (folders.outbox, folders.failed):
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.endswith(sidecar.SUFFIX) and entry.stat().st_mtime >= since:
+                    data = sidecar.read(Path(entry.path), published=True)
+                    if data and data.get("task_id"):
+                        known.add(data["task_id"])
+    return known
+
+
+def has_oss(body: dict[str, Any]) -> bool:
+    """A user may give `oss://` URLs from their own uploads: they need the same header."""
+    inputs = body.get("input", {})
+    urls = [m.get("url", "") for m in inputs.get("media", [])] + [inputs.get("img_url") or ""]
+    return any(u.startswith("oss://") for u in urls)

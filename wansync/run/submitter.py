@@ -1,0 +1,425 @@
+"""`.job` files to tasks: validate, upload, create the task at most once, then hand over.
+
+The job's sidecar (`NAME.status.json`) is its journal; its `state` says what a restart
+may do:
+
+  queued      nothing was sent: start again from the file.
+  submitting  written durably *before* the create request. From here a task may exist,
+              so the request is never sent again: a lost answer (timeout, reset, 5xx)
+              or a restart searches the task list instead, and a job whose task cannot
+              be found ends in `failed/` as `SubmitUncertain`.
+  polling     the new task id, written durably right after the answer. Then `NAME.task`
+              is written and the daemon tracks it like any dropped task: one path for
+              polling, downloading and publishing.
+  failed      `InvalidJobFile`, a 4xx from the API, or `SubmitUncertain`.
+
+Only one create request is in flight at a time. So at most one job is ever uncertain,
+and nothing else is sent until it is settled: a task of this model that appears in the
+task list in its time window, and that no job or task of ours knows, is its own.
+
+All state lives on the main thread; the one worker thread only does the HTTP calls and
+posts their outcomes (messages.py). The submitter never calls into the daemon: what it
+hands over (`Adopt`: a task now exists; `End`: publish this job) is returned to the loop.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from wansync import log
+from wansync.config import Live
+from wansync.core import events as ev
+from wansync.core.errors import (
+    JobFileError,
+    SubmitAmbiguous,
+    TaskFailed,
+    TransientError,
+    WansyncError,
+)
+from wansync.core.lifecycle import Now
+from wansync.core.messages import (
+    Adopt,
+    End,
+    Handover,
+    JobStepDone,
+    LookupDone,
+    Mailbox,
+    PostDone,
+    UploadDone,
+)
+from wansync.core.retry import backoff, plan
+from wansync.core.tracker import Task
+from wansync.files import jobfile, sidecar
+from wansync.remote.api import Submitted, TaskApi, api_time
+from wansync.run.publish import Folders
+from wansync.run.submit_worker import LookupJob, PostJob, UploadJob, WorkItem, has_oss, submit_io
+from wansync.run.workers import Workers
+
+SEARCHES = (0.0, 0.25, 1.0)  # when to search the task list, in parts of submit.search_for
+LOOKUP_MARGIN = 120.0  # seconds either side of the create the search covers (clock skew)
+RECOUNT_EVERY = 5.0  # in-progress tasks are recounted at least this often while jobs wait
+Step = Literal["queued", "uploading", "posting", "looking"]
+
+
+@dataclass(slots=True)
+class Job:
+    name: str
+    data: dict[str, Any]  # its sidecar
+    spec: jobfile.JobSpec | None  # None once submitting: the file is not needed again
+    step: Step = "queued"
+    errors_in_row: int = 0
+    lookups: int = 0
+    due: float = 0.0  # monotonic: not before this (a backoff, the next search)
+    searching_since: float = 0.0
+
+
+class Submitter:
+    """The submit state machine (main thread) and its one HTTP worker."""
+
+    def __init__(
+        self,
+        live: Live,
+        folders: Folders,
+        api: TaskApi,
+        mailbox: Mailbox,
+        in_progress: Callable[[], int],
+        tracked_ids: Callable[[], set[str]],
+        emit: Callable[[ev.Event], None],
+    ) -> None:
+        self.live = live
+        self.folders = folders
+        self.api = api
+        self.log = log.get("wansync.submit")
+        self.jobs: dict[str, Job] = {}
+        self.queue: collections.deque[str] = collections.deque()
+        self.active: str | None = None  # the one job whose upload/create/search is in flight
+        self.uncertain: collections.deque[str] = collections.deque()
+        self.paused_until = 0.0
+        self.next_send = 0.0
+        self._slots_changed = True
+        self._in_progress = 0
+        self._recount_at = 0.0
+        self._count = in_progress
+        self._tracked_ids = tracked_ids
+        self._emit = emit  # the event bus: the log and other followers see each step
+        self.worker: Workers[WorkItem] = Workers(
+            "submit", 1, submit_io(api, live.cfg.api.timeout, folders, mailbox)
+        )
+        self._name_taken_logged: set[str] = set()
+
+    # -- events: a task that ends or leaves frees a place under submit.max_in_progress --
+    def __call__(self, event: ev.Event) -> None:
+        match event:
+            case ev.TaskPolled(task_status=status) if status not in ("PENDING", "RUNNING"):
+                self._slots_changed = True
+            case ev.TaskSucceeded() | ev.TaskFailed() | ev.TaskRemoved():
+                self._slots_changed = True
+            case _:
+                pass
+
+    def _save(self, job: Job, durable: bool = True) -> bool:
+        """Write the job's sidecar; a failed write is logged, never raised into the loop."""
+        try:
+            sidecar.write(self.folders.sidecar(job.name), job.data, durable=durable)
+        except OSError as exc:
+            self.log.error("sidecar.write_error", name=job.name, error=str(exc.strerror or exc))
+            return False
+        return True
+
+    # -- discovery ---------------------------------------------------------------------
+    def discover(self, path: Path, now: Now) -> list[Handover]:
+        """A settled `.job` file: queue it, or carry on from where its sidecar says."""
+        name = jobfile.job_name(path)
+        if name in self.jobs:
+            return []
+        data = sidecar.read(self.folders.sidecar(name))
+        if data is not None and not isinstance(data.get("job"), dict):
+            data = None  # a removed task's leftover, not this job's journal
+        if self.folders.task(name).exists():
+            if not (data and data.get("task_id")) and name not in self._name_taken_logged:
+                self._name_taken_logged.add(name)
+                self.log.error(
+                    "job.name_taken",
+                    name=name,
+                    detail=f"{name}.task is in the inbox too; rename one of them",
+                )
+            return []  # handed over already: the task path owns it
+        if data is not None:
+            if data["state"] in sidecar.TERMINAL_STATES and data.get("published_as"):
+                return [End(Task(name, data))]  # a publish cut short: carry it on
+            if data.get("task_id"):
+                return [self._hand_over(name, data)]  # recorded; NAME.task not written yet
+            if data["state"] == "submitting":
+                self._start_uncertain(Job(name, data, None, "looking"), now, restarted=True)
+                return []
+        cfg = self.live.cfg.submit
+        try:
+            spec = jobfile.read(path, cfg.model, cfg.max_upload_bytes)
+        except (JobFileError, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            fresh = sidecar.new(name, None, {}, now.wall)
+            fresh["job"] = _job_block(path.name, None)
+            self._emit(ev.JobInvalid(at=now.wall, name=name, file=path.name, error=str(reason)))
+            return [self._fail(Job(name, fresh, None), "InvalidJobFile", f"{path.name}: {reason}")]
+        fresh = sidecar.new(name, None, spec.meta, now.wall)
+        if data is not None:
+            fresh["first_seen"] = data.get("first_seen") or fresh["first_seen"]
+        sidecar.set_state(fresh, "queued")
+        fresh["job"] = _job_block(path.name, spec.model)
+        job = Job(name, fresh, spec)
+        self._save(job, durable=False)
+        self.jobs[name] = job
+        self.queue.append(name)
+        self._emit(
+            ev.JobQueued(at=now.wall, name=name, model=spec.model, uploads=len(spec.uploads))
+        )
+        return []
+
+    def removed(self, name: str, now: Now) -> None:
+        """The `.job` left the inbox: forget it, unless a task may already exist for it."""
+        job = self.jobs.get(name)
+        if job is None or job.step != "queued" or self.active == name:
+            return
+        del self.jobs[name]
+        with_sidecar = self.folders.sidecar(name)
+        if with_sidecar.exists() and not self.folders.task(name).exists():
+            with_sidecar.unlink(missing_ok=True)
+        self._emit(ev.JobRemoved(at=now.wall, name=name))
+
+    def waiting(self) -> int:
+        return len(self.jobs)
+
+    def names(self) -> set[str]:
+        return set(self.jobs)
+
+    def has(self, name: str) -> bool:
+        return name in self.jobs
+
+    # -- dispatch (main thread) --------------------------------------------------------
+    def start(self) -> None:
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop(0.0)
+
+    def next_time(self) -> float | None:
+        """When `dispatch` could next do something, for the main loop's sleep."""
+        if self.active is not None or not (self.queue or self.uncertain):
+            return None
+        mark = max(self.paused_until, self.next_send)
+        if self.uncertain:
+            return max(mark, self.jobs[self.uncertain[0]].due)
+        return max(mark, self.jobs[self.queue[0]].due) if self.queue[0] in self.jobs else mark
+
+    def dispatch(self, now: Now) -> None:
+        """Start the next upload, create or search, if the limits allow one now."""
+        if self.active is not None or now.mono < self.paused_until:
+            return
+        if self.uncertain:  # nothing else goes out until the uncertain job is settled
+            job = self.jobs[self.uncertain[0]]
+            if now.mono >= job.due:
+                self._search(job, now)
+            return
+        while self.queue and self.queue[0] not in self.jobs:
+            self.queue.popleft()
+        if not self.queue or now.mono < self.next_send:
+            return
+        job = self.jobs[self.queue[0]]
+        if now.mono < job.due or self._slots_free(now.mono) <= 0:
+            return
+        self.queue.popleft()
+        self.active = job.name
+        assert job.spec is not None
+        if job.spec.uploads:
+            job.step = "uploading"
+            paths = list(job.spec.uploads)  # what was checked: the upload holds it to that
+            self.worker.submit(UploadJob(job.name, job.spec.model, paths))
+        else:
+            self._send(job, [], now)
+
+    def _slots_free(self, now: float) -> int:
+        if self._slots_changed or now >= self._recount_at:
+            self._in_progress = self._count()
+            self._slots_changed = False
+            self._recount_at = now + RECOUNT_EVERY
+        return self.live.cfg.submit.max_in_progress - self._in_progress
+
+    def _send(self, job: Job, urls: list[str], now: Now) -> None:
+        """Record `submitting` durably, then (only then) let the create request go."""
+        assert job.spec is not None
+        body = jobfile.request_body(job.spec, urls)
+        block = job.data["job"]
+        block["attempts"] += 1
+        block["submit_started"] = sidecar.utc_iso(now.wall)
+        sidecar.set_state(job.data, "submitting")
+        job.data["error"] = None
+        if not self._save(job):  # not on disk: sending now could make a task twice
+            self.active = None
+            error = TransientError("cannot write the sidecar", "SidecarWriteError")
+            self._not_sent(job, error, now)
+            return
+        job.step = "posting"
+        self.next_send = now.mono + 1.0 / self.live.cfg.submit.max_per_second
+        self._in_progress += 1  # counted as running from now on, whatever the answer
+        self.worker.submit(PostJob(job.name, body, bool(urls) or has_oss(body)))
+        self._emit(
+            ev.JobSubmitting(at=now.wall, name=job.name, model=block["model"], uploads=len(urls))
+        )
+
+    def _search(self, job: Job, now: Now) -> None:
+        self.active = job.name
+        started = sidecar.read_time(job.data["job"]["submit_started"], now.wall) or now.wall
+        start, end = started - LOOKUP_MARGIN, started + self.live.cfg.api.timeout + LOOKUP_MARGIN
+        self.worker.submit(LookupJob(job.name, job.data["job"]["model"], start, end))
+
+    # -- results (main thread) ---------------------------------------------------------
+    def handle(self, message: JobStepDone, now: Now) -> list[Handover]:
+        """A worker's result: the state machine's next step."""
+        self.active = None
+        job = self.jobs.get(message.name)
+        if job is None:
+            return []
+        match message:
+            case UploadDone(outcome=list() as urls):
+                self.active = job.name
+                self._send(job, urls, now)
+            case PostDone(outcome=Submitted() as answer):
+                return [self._record(job, answer.task_id, answer.request_id, None, now)]
+            case PostDone(outcome=SubmitAmbiguous() as lost):
+                self._emit(ev.JobUncertain(at=now.wall, name=job.name, message=lost.message))
+                self._start_uncertain(job, now, restarted=False)
+            case (
+                UploadDone(outcome=WansyncError() as error)
+                | PostDone(outcome=WansyncError() as error)
+            ):
+                return self._not_sent(job, error, now)
+            case LookupDone(outcome=list() as rows, known=known):
+                return self._on_search(job, rows, known, now)
+            case LookupDone(outcome=WansyncError() as error):
+                job.errors_in_row += 1
+                job.due = now.mono + backoff(self.live.cfg.poll.interval, job.errors_in_row)
+                self.log.warning("job.search_failed", name=job.name, error=str(error))
+        return []
+
+    def _not_sent(self, job: Job, error: WansyncError, now: Now) -> list[Handover]:
+        """An answer that proves no task was made: fail by its code, or queue again."""
+        self._slots_changed = True
+        if isinstance(error, TaskFailed):
+            return [self._fail(job, error.code, error.message)]
+        if not isinstance(error, TransientError):
+            error = TransientError(error.message, error.code)
+        job.errors_in_row += 1
+        retry = plan(error, job.errors_in_row, self.live.cfg.poll.interval)
+        if retry.pause is not None:  # the account's limit, or the key: hold every job
+            self.paused_until = max(self.paused_until, now.mono + retry.pause)
+        job.step = "queued"
+        job.due = now.mono + retry.delay
+        sidecar.set_state(job.data, "queued")
+        job.data["error"] = sidecar.error(error.code, log.scrub(error.message), True)
+        self._save(job)
+        self.queue.appendleft(job.name)
+        self._emit(
+            ev.JobRetryLater(
+                at=now.wall,
+                name=job.name,
+                code=error.code,
+                message=error.message,
+                retry_in=round(retry.delay, 3),
+            )
+        )
+        return []
+
+    def _start_uncertain(self, job: Job, now: Now, restarted: bool) -> None:
+        job.step, job.spec, job.lookups = "looking", None, 0
+        job.searching_since = now.mono
+        job.due = now.mono + (0.0 if restarted else 0.1 * self.live.cfg.submit.search_for)
+        why = "wansync stopped during the create" if restarted else "the create's answer was lost"
+        job.data["error"] = sidecar.error(
+            "SubmitUncertain", f"{why}; searching the task list for the task", True
+        )
+        self._save(job)
+        self.jobs[job.name] = job
+        self.uncertain.append(job.name)
+
+    def _on_search(
+        self, job: Job, rows: list[dict[str, Any]], known: frozenset[str], now: Now
+    ) -> list[Handover]:
+        ours = known | self._tracked_ids()
+        model = job.data["job"]["model"]
+        found = [
+            r["task_id"]
+            for r in rows
+            if r["task_id"] not in ours and r.get("model_name", model) == model
+        ]
+        if len(found) == 1:
+            self.uncertain.popleft()
+            return [self._record(job, found[0], None, "task list", now)]
+        started = job.data["job"]["submit_started"]
+        if len(found) > 1:
+            self.uncertain.popleft()
+            return [
+                self._fail(
+                    job,
+                    "SubmitUncertain",
+                    f"the create sent at {started} got no answer, and {len(found)} unknown "
+                    f"{model} tasks were made around then ({', '.join(found[:5])}); one of "
+                    f"them may be this job's. Check them in the console; write the right id "
+                    f"into {job.name}.task in the inbox, or `wansync retry {job.name}` to "
+                    f"create anew",
+                )
+            ]
+        job.lookups += 1
+        if job.lookups < len(SEARCHES):
+            search_for = self.live.cfg.submit.search_for
+            job.due = job.searching_since + SEARCHES[job.lookups] * search_for
+            return []
+        self.uncertain.popleft()
+        return [
+            self._fail(
+                job,
+                "SubmitUncertain",
+                f"the create sent at {started} got no answer, and no {model} task made around "
+                f"then ({api_time(now.wall)} API time now) is in the task list. Most likely "
+                f"none was made: check the console's task list, then `wansync retry "
+                f"{job.name}` to create it, or write the task id into {job.name}.task in the "
+                f"inbox",
+            )
+        ]
+
+    def _record(
+        self, job: Job, task_id: str, request_id: str | None, found_by: str | None, now: Now
+    ) -> Handover:
+        """The task exists: write its id durably, then hand the job to the task path."""
+        block = job.data["job"]
+        block.update(submitted=sidecar.utc_iso(now.wall), found_by=found_by)
+        job.data.update(task_id=task_id, request_id=request_id, error=None)
+        sidecar.set_state(job.data, "polling")
+        self._save(job)
+        self._emit(ev.JobSubmitted(at=now.wall, name=job.name, task_id=task_id, found_by=found_by))
+        self._slots_changed = True
+        return self._hand_over(job.name, job.data)
+
+    def _hand_over(self, name: str, data: dict[str, Any]) -> Adopt:
+        self.jobs.pop(name, None)
+        return Adopt(name, data["task_id"], data.get("meta") or {})
+
+    def _fail(self, job: Job, code: str, message: str) -> End:
+        self.jobs.pop(job.name, None)
+        sidecar.set_state(job.data, "failed")
+        job.data["error"] = sidecar.error(code, log.scrub(message), False)
+        return End(Task(job.name, job.data))
+
+
+def _job_block(file: str, model: str | None) -> dict[str, Any]:
+    return {
+        "file": file,
+        "model": model,
+        "attempts": 0,
+        "submit_started": None,
+        "submitted": None,
+        "found_by": None,
+    }
