@@ -98,10 +98,6 @@ class Pipeline:
         self.model = CompletionModel()
         self.log = log.get("wansync.daemon")
 
-    @property
-    def auth_paused(self) -> bool:
-        return self.steps.auth_paused
-
     # -- discovery ---------------------------------------------------------------------
     def discover(self, path: Path, now: Now) -> list[Effect]:
         """A settled `.task`: track it (resuming from its sidecar), or end it at once."""
