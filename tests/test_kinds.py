@@ -198,6 +198,7 @@ def test_choices_are_sent_as_the_vendor_spells_them():
         ([{"type": "first_frame", "uri": IMG}], "media[0].uri: unknown field"),
         ([{"type": "first_frame", "url": "file:///etc/passwd"}], "media[0].url: must be an"),
         ([{"type": "first_frame", "path": ""}], "media[0].path: give a URL, or"),
+        ([{"type": "first_frame", "url": {"path": "a.png"}}], "media[0].url: give a URL (a"),
     ],
 )
 def test_wan27_image_to_video_takes_the_combinations_the_vendor_takes(media, words):

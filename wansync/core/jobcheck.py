@@ -22,7 +22,8 @@ from wansync.core.kinds import Kind
 
 
 def check_job(kind: Kind, fields: Mapping[str, Any]) -> list[str]:
-    """Every problem with a job's fields for this kind, each starting with the field's name.
+    """Every problem with a job's fields for this kind, each starting with the field's name
+    (the kind's rules across fields, such as media combinations, once each field is right).
 
     `fields` are the job's own (not `model`, `meta` or `name`): the vendor's `input` and
     `parameters` names side by side, and `media` for the media-list protocol.
@@ -114,6 +115,8 @@ def _check_item(media: Media, item: Any, where: str, counts: dict[str, int]) -> 
             problems.append(f"{where}.path: a {kind_of.name} is a URL, not a local file")
         elif problem := source_problem({"path": item["path"]}):
             problems.append(f"{where}.path: {problem}")
+    elif isinstance(item["url"], Mapping):  # a local file is `path:`, listed by local_files
+        problems.append(f"{where}.url: give a URL (a local file is path: FILE)")
     elif problem := source_problem(item["url"]):
         problems.append(f"{where}.url: {problem}")
     for key in media.extra:
