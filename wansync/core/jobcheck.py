@@ -6,10 +6,10 @@
   naming `input.X` / `parameters.X` (the simulator answers `InvalidParameter` with it);
 - `local_files` and `url_values`: the files to upload and the URLs a job names.
 
-A job's fields are the vendor's own `input` and `parameters` names side by side (see the
-README's "Task kinds" table). A URL field holds an `http(s)://` or `oss://` URL, or
-`{path: P}` for a local file uploaded before the create; a `media` item holds `type` and
-one of `url` or `path`. Pure functions, no I/O: opening the local files is the caller's.
+A job's fields are the vendor's own `input` and `parameters` names side by side (see
+the "Task kinds" table of docs/jobs.md). A URL field holds an `http(s)://` or `oss://`
+URL, or `{path: P}` for a local file uploaded before the create; a `media` item holds
+`type` and one of `url` or `path`. Pure functions, no I/O: opening the local files is the caller's.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ vendor page documents) and what a finished task's `output` holds (a `video_url`,
 from. Adding a model next year is a row here, not a branch in five modules.
 
 - `kind_for(model)`: the row whose pattern matches a model name, or None;
-- `endpoint_rule(model, files, messages)`: the endpoint the README's rule gives (every
-  row's endpoint agrees with it; a test says so).
+- `endpoint_rule(model, files, messages)`: the endpoint the rule of docs/jobs.md gives
+  (every row's endpoint agrees with it; a test says so).
 
 The rows are read by `jobcheck` (a job's fields, the create request) and the simulator;
 `shapes.outputs_of` reads what a finished task's `output` names. Pure data, no I/O.
@@ -507,9 +507,9 @@ def kind_for(model: Any) -> Kind | None:
 
 
 def endpoint_rule(model: str, files: Files, messages: bool) -> str:
-    """The README's rule: `*-kf2v-*`, animate and s2v models to image2video; other video
-    models to video-generation; classic image models to text2image or (editing) image2image;
-    messages-style image models to image-generation."""
+    """The rule of docs/jobs.md (Task kinds): `*-kf2v-*`, animate and s2v models to
+    image2video; other video models to video-generation; classic image models to
+    text2image or (editing) image2image; messages-style image models to image-generation."""
     name = model.lower()
     if files == "mp4":
         if "-kf2v-" in name or "-animate" in name or "-s2v" in name:

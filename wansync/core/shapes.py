@@ -1,11 +1,12 @@
 """What a SUCCEEDED task's `output` names: one video, or pictures, or nothing usable.
 
-The README's shape rules, in order: `video_url`; else `results[]` elements with a `url`
-(an element with `code`/`message` and no `url` is a failed sub-result); else
-`choices[].message.content[]` items with an `image`. The first shape that names a file
-wins; none is `Unsupported` (the lifecycle retries it as a malformed answer, then ends the
-task as `UnsupportedOutput`). An answer is hostile input: every list is bounded, a URL is
-a URL only if it looks like one, and a task yields at most `MAX_FILES` files.
+The shape rules of docs/folders.md (Outputs), in order: `video_url`; else `results[]`
+elements with a `url` (an element with `code`/`message` and no `url` is a failed
+sub-result); else `choices[].message.content[]` items with an `image`. The first shape
+that names a file wins; none is `Unsupported` (for the lifecycle to retry as a malformed
+answer, then end the task as `UnsupportedOutput`). An answer is hostile input: every
+list is bounded, a URL is a URL only if it looks like one, and a task yields at most
+`MAX_FILES` files.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def _short(value: Any) -> str | None:
 
 
 def outputs_of(output: Any) -> Outputs | Unsupported:
-    """The files a SUCCEEDED task's `output` names, by the README's shape rules, in order:
+    """The files a SUCCEEDED task's `output` names, by the shape rules of docs/folders.md:
     `video_url`; else `results[]` elements with a `url` (an element with `code`/`message`
     and no `url` is a failed sub-result); else `choices[].message.content[]` items with an
     `image`. The first shape that names a file wins; none is `Unsupported`."""

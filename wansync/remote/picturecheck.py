@@ -14,7 +14,7 @@ HTTP check, and only the file's own end shows it was cut:
 
 Anything else (an HTML error page, an XML expiry notice, a video) is `NotPicture`, with a
 message that says what the bytes looked like. The extension comes from the bytes, never
-from the URL: the README's `NAME.EXT` is `png`, `jpg` or `webp` from what was received.
+from the URL: the `NAME.EXT` of docs/folders.md is `png`, `jpg` or `webp` from what came.
 """
 
 from __future__ import annotations
