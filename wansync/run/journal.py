@@ -10,10 +10,10 @@ that changed only their counters (`LazyWrites`: once a second), in slices that e
 before the next poll is due, so that the polls keep their pace.
 
 Which writes may wait: a poll that changes only `polls`, `last_polled` and `next_poll`
-may reach the sidecar up to 5 s late (the contract allows it); a change of `state`,
+may reach the sidecar up to 5 s late (docs/folders.md); a change of `state`,
 `task_status` or `error` is written at once. Most polls of a real task are such polls
 (RUNNING, then RUNNING again). Writing them in one batch a second instead of one by one
-is what makes the daemon's CPU per poll about half (README, "Performance"): a lone write
+is what makes the daemon's CPU per poll about half (docs/performance.md): a lone write
 right after a sleep costs about three times a write in a run of writes (cold caches on a
 busy machine), and each write is an inotify event that wakes the watcher's threads, once
 per batch instead of once per poll. A write that waits is at most `FLUSH_EVERY` late
@@ -37,7 +37,7 @@ from wansync.files.folderguard import FolderReplaced
 from wansync.run.publish import Folders
 
 RETRY_EVERY = 5.0  # seconds between tries of a sidecar that could not be written
-FLUSH_EVERY = 1.0  # seconds: how late a waiting write may be (the README allows 5)
+FLUSH_EVERY = 1.0  # seconds: how late a waiting write may be (docs/folders.md allows 5)
 
 Writer = Callable[[Path, TaskRecord, bool], None]
 
