@@ -16,7 +16,15 @@ import structlog
 from wansync import config
 from wansync.config import Live
 from wansync.core import events as ev
-from wansync.core.effects import Emit, ForgetFiles, Publish, ReloadKey, StartDownload, StartPoll
+from wansync.core.effects import (
+    Emit,
+    ForgetFiles,
+    Publish,
+    ReloadKey,
+    StartDownload,
+    StartPoll,
+    WriteSidecars,
+)
 from wansync.core.errors import AuthRejected
 from wansync.core.lifecycle import Now
 from wansync.core.messages import DownloadDone, Downloaded, PollDone, TaskReport
@@ -120,9 +128,8 @@ def test_an_auth_pause_shows_on_every_polling_task_and_its_probe_rereads_the_key
     assert isinstance(first, StartPoll)
     refused = PollDone(first.name, first.task_id, T0.mono, T0.wall, 0.1, AuthRejected("401"))
     effects = p.pipeline.handle(refused, T0)
-    assert events(effects) == ["auth.rejected", "tasks.paused"]
-    paused = [e.event for e in effects if isinstance(e.event, ev.TasksPaused)]  # type: ignore[union-attr]
-    assert set(paused[0].names) == {"a", "b"}
+    assert events(effects) == ["auth.rejected"]
+    assert isinstance(effects[-1], WriteSidecars) and set(effects[-1].names) == {"a", "b"}
     assert all(t.record.error and t.record.error.transient for t in p.tracker.tasks.values())
     later = Now(T0.mono + 3600, T0.wall + 3600)
     probe = p.pipeline.dispatch(later)

@@ -6,8 +6,8 @@ request for a worker, a file to move or drop, an event for the bus. The daemon c
 them out in order (`Daemon.carry_out`), so a test can drive the pipeline and read what
 it asked for without threads, sockets or files.
 
-Sidecar writes are not effects: the journal (run/journal.py) decides them from the
-events, so one module decides when a sidecar is written.
+The journal (run/journal.py) writes live tasks' sidecars: it follows the events, and
+`WriteSidecars` names the records that changed without an event of their own.
 """
 
 from __future__ import annotations
@@ -56,6 +56,14 @@ class ForgetFiles:
 
 
 @dataclass(frozen=True, slots=True)
+class WriteSidecars:
+    """These records changed with no event of their own (an auth pause shows on every
+    polling task): the journal writes them with its next batch."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ReloadKey:
     """Read the API key again before the probe of an auth pause (a fixed key file counts)."""
 
@@ -67,4 +75,4 @@ class Emit:
     event: ev.Event
 
 
-Effect = StartPoll | StartDownload | Publish | ForgetFiles | ReloadKey | Emit
+Effect = StartPoll | StartDownload | Publish | ForgetFiles | WriteSidecars | ReloadKey | Emit

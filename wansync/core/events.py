@@ -120,16 +120,6 @@ class TaskInvalid(Event):
     error: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TasksPaused(Event):
-    """The polling tasks `names` wait out an auth pause: their records now show the error
-    and the next poll. Not logged: `AuthRejected` says it once for the whole account."""
-
-    EVENT = "tasks.paused"
-    LEVEL = None
-    names: tuple[str, ...]
-
-
 # -- downloads ---------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DownloadStarted(Event):

@@ -28,6 +28,7 @@ from wansync.core.effects import (
     ReloadKey,
     StartDownload,
     StartPoll,
+    WriteSidecars,
 )
 from wansync.core.errors import ConfigError, InboxLocked
 from wansync.core.lifecycle import Now
@@ -270,6 +271,8 @@ class Daemon:
                         self.bus.emit(ended)
                 case ForgetFiles(name=name):
                     publish.forget_files(self.folders, name)
+                case WriteSidecars(names=names):
+                    self.journal.later(names)
                 case ReloadKey():
                     self._reread_key()
                 case Emit(event=event):

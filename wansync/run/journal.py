@@ -5,7 +5,7 @@ pipeline only changes the record and emits the event). A write that fails (a ful
 disk) never reaches the loop: it is logged once (`sidecar.write_error`), the task goes
 on in memory, and the write is tried again later (every `RETRY_EVERY` seconds) until it
 works. First sidecars of tasks found at start-up, and of tasks whose error an auth pause
-set, are written in batches between ticks (`flush`), not one per event; so are the polls
+set (`later`), are written in batches between ticks (`flush`), not one per event; so are the polls
 that changed only their counters (`LazyWrites`: once a second), in slices that end
 before the next poll is due, so that the polls keep their pace.
 
@@ -69,8 +69,6 @@ class Journal:
         match event:
             case ev.TaskDiscovered(name=name):
                 self.tracker.unsaved[name] = None  # batched: start-up may find 10,000
-            case ev.TasksPaused(names=names):
-                self.tracker.unsaved.update(dict.fromkeys(names))
             case ev.TaskPolled(name=name, task_status=status):
                 if status in ("PENDING", "RUNNING"):
                     task = self.tracker.get(name)
@@ -85,6 +83,10 @@ class Journal:
                 self.save(name, durable=False)
             case _:
                 pass
+
+    def later(self, names: tuple[str, ...]) -> None:
+        """Records changed with no event of their own: written with the next batch."""
+        self.tracker.unsaved.update(dict.fromkeys(n for n in names if n in self.tracker))
 
     def save(self, name: str, durable: bool = True) -> bool:
         """Write `name`'s sidecar now; on failure keep it pending. True if written."""

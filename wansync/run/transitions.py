@@ -13,7 +13,7 @@ from dataclasses import replace
 from wansync import log
 from wansync.core import events as ev
 from wansync.core import lifecycle
-from wansync.core.effects import Effect, Emit, Publish
+from wansync.core.effects import Effect, Emit, Publish, WriteSidecars
 from wansync.core.errors import WansyncError
 from wansync.core.lifecycle import Decision, Now
 from wansync.core.messages import TaskReport
@@ -115,8 +115,7 @@ class Transitions:
             other.record.error = error
             other.record.next_poll = utc_iso(now.wall + pause.pause)
         self.scheduler.add(task.name, pause.until)
-        names = tuple(t.name for t in waiting)
-        return [*effects, Emit(ev.TasksPaused(at=now.wall, names=names))]
+        return [*effects, WriteSidecars(tuple(t.name for t in waiting))]
 
     def answered(self, outcome: TaskReport | WansyncError, now: Now) -> list[Effect]:
         """A poll's answer: while paused for auth, any but another rejection ends the pause."""
