@@ -255,10 +255,8 @@ class Submitter:
         assert job.spec is not None
         body = jobfile.request_body(job.spec, urls)
         block = _block(job)
-        job.record.job = block = replace(
-            block, attempts=block.attempts + 1, submit_started=utc_iso(now.wall)
-        )
-        job.record.state, job.record.error = "submitting", None
+        block = replace(block, attempts=block.attempts + 1, submit_started=utc_iso(now.wall))
+        job.record.job, job.record.state, job.record.error = block, "submitting", None
         if not self._save(job):  # not on disk: sending now could make a task twice
             self.active = None
             error = TransientError("cannot write the sidecar", "SidecarWriteError")
@@ -353,7 +351,7 @@ class Submitter:
     ) -> list[Handover]:
         ours = known | self._tracked_ids()
         block = _block(job)
-        model = block.model
+        model, started = block.model, block.submit_started
         found = [
             r["task_id"]
             for r in rows
@@ -362,7 +360,6 @@ class Submitter:
         if len(found) == 1:
             self.uncertain.popleft()
             return [self._record(job, found[0], None, "task list", now)]
-        started = block.submit_started
         if len(found) > 1:
             self.uncertain.popleft()
             return [
