@@ -30,7 +30,7 @@ from wansync.core.effects import (
     StartPoll,
     WriteSidecars,
 )
-from wansync.core.errors import ConfigError, InboxLocked
+from wansync.core.errors import ConfigError, InboxLocked, OutOfResources
 from wansync.core.lifecycle import Now
 from wansync.core.messages import Adopt, End, Handover, LookupDone, Mailbox, PostDone, UploadDone
 from wansync.core.scheduler import Scheduler
@@ -251,7 +251,10 @@ class Daemon:
             match handover:
                 case Adopt(name=name, task_id=task_id, meta=meta):
                     self.intake.candidates.forget(self.folders.task(name))
-                    self.carry_out(self.pipeline.adopt(name, task_id, meta, now), now)
+                    try:
+                        self.carry_out(self.pipeline.adopt(name, task_id, meta, now), now)
+                    except OutOfResources as exc:  # the `.task` is written: read it later
+                        self.intake.read_later(self.folders.task(name), exc, now)
                 case End(task=task):
                     self.tracker.track(task)
                     self.carry_out(self.pipeline.finish(task, now), now)
