@@ -57,7 +57,7 @@ def _report(reply: Reply, state: SimState, task_id: str) -> str:
         if task.first_poll is None:
             task.first_poll = now
         status = task.status(now)
-    output: dict[str, Any] = {"task_id": task_id, "task_status": status}
+    output: dict[str, Any] = {"task_id": task.answers_as or task_id, "task_status": status}
     if status != "UNKNOWN":
         output["submit_time"] = api_time(task.created)
     if status in ("RUNNING", "SUCCEEDED", "FAILED"):
