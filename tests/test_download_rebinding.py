@@ -123,7 +123,7 @@ def test_every_redirect_hop_is_pinned_too(local, tmp_path):
     threading.Thread(target=redirector.serve_forever, daemon=True).start()
     resolver = Rebinding()
     downloader = Downloader(
-        cfg("127.0.0.1", "*.aliyuncs.com"), 1.0, threading.Event(), 3600, resolver
+        cfg("127.0.0.1", "*.aliyuncs.com"), 1.0, threading.Event(), resolver=resolver
     )
     try:
         with pytest.raises(DownloadInterrupted, match="cannot reach video host"):
