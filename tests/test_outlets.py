@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
 import socket
+import struct
 import sys
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import TEST_KEY, drop, wait_until
@@ -150,4 +156,162 @@ def _json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
+        return None
+
+
+# -- issue 21, findings 7 and 9: the metrics port under a flood -----------------------------
+def _threads(pid: int) -> int:
+    return int(vm_field(pid, "Threads"))
+
+
+def vm_field(pid: int, name: str) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return line.split()[1]
+    raise AssertionError(f"no {name} in /proc/{pid}/status")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _healthz(port: int, timeout: float) -> bytes:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=timeout).read()
+
+
+def _hang_up_scrapes(port: int, count: int) -> None:
+    """Scrapers that ask for /metrics and reset the connection before reading the answer."""
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+
+class _Flood:
+    """`count` connections to the port: half idle, half trickling a header byte every
+    `gap` seconds; a closed one is opened again, as an attacker would."""
+
+    def __init__(self, port: int, count: int, gap: float = 1.0) -> None:
+        self.port, self.count, self.gap = port, count, gap
+        self.stop = threading.Event()
+        self.socks: list[socket.socket | None] = [None] * count
+        self.opened = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            for i in range(self.count):
+                sock = self.socks[i]
+                try:
+                    if sock is None:
+                        sock = self.socks[i] = socket.create_connection(
+                            ("127.0.0.1", self.port), timeout=1
+                        )
+                        sock.sendall(b"G")
+                        self.opened += 1
+                    elif i % 2:
+                        sock.sendall(b"E")
+                except OSError:
+                    if sock is not None:
+                        sock.close()
+                    self.socks[i] = None
+            self.stop.wait(self.gap)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        for sock in self.socks:
+            if sock is not None:
+                sock.close()
+
+
+def test_a_flood_of_idle_metrics_connections_starves_nothing(env, sim):
+    """200 idle or trickling clients, reconnecting: /healthz answers within 2 s each time,
+    tasks dropped meanwhile are published, and no client costs a thread."""
+    port = free_port()
+    env.configure(metrics={"listen": f"127.0.0.1:{port}"})
+    daemon = env.start()
+    daemon.wait_ready()
+    assert _healthz(port, 5).strip() == b"ok"
+    threads = _threads(daemon.proc.pid)
+    flood = _Flood(port, 200)
+    try:
+        pid = daemon.proc.pid
+        wait_until(
+            lambda: flood.opened >= 200 or _threads(pid) > threads + 20, 30, "200 connections"
+        )
+        assert _threads(pid) <= threads + 2, "a thread per connection"
+        for i in range(3):
+            drop(env.inbox, f"f{i}", f"flood-task-{i:04d}")
+        for _ in range(5):
+            started = time.monotonic()
+            assert _healthz(port, 2).strip() == b"ok"
+            assert time.monotonic() - started < 2
+            time.sleep(0.5)
+        assert _threads(pid) <= threads + 2, "a thread per connection"
+        ended = env.wait_ended("f0", "f1", "f2", timeout=30)
+        assert all(e["state"] == "succeeded" for e in ended.values())
+    finally:
+        flood.close()
+    assert _healthz(port, 5).strip() == b"ok"
+    assert daemon.stop() == 0
+
+
+def test_scrapers_that_hang_up_leave_one_json_object_per_log_line(env, sim):
+    """30 scrapers reset the connection before reading /metrics: no traceback in the log,
+    and the next scrape is answered."""
+    port = free_port()
+    env.configure(metrics={"listen": f"127.0.0.1:{port}"})
+    daemon = env.start()
+    daemon.wait_ready()
+    _hang_up_scrapes(port, 30)
+    assert scrape(port)["wansync_healthy"] == 1
+    assert daemon.stop() == 0
+    assert "Traceback" not in daemon.stderr_path.read_text()
+    assert daemon.logs()  # parse_log fails on any line that is not one JSON object
+
+
+def test_the_metrics_port_at_the_descriptor_limit_backs_off_instead_of_spinning(env, sim):
+    """Descriptors capped a few above what the daemon uses, 60 clients reconnecting: accept
+    fails with EMFILE; the daemon stays near idle (no busy accept loop), and once the
+    clients are gone /healthz answers and a task is published."""
+    if not hasattr(resource, "prlimit") or not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs Linux: resource.prlimit and /proc")
+    port = free_port()
+    env.configure(metrics={"listen": f"127.0.0.1:{port}"})
+    daemon = env.start()
+    daemon.wait_ready()
+    pid = daemon.proc.pid
+    limit = len(os.listdir(f"/proc/{pid}/fd")) + 8
+    try:
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, hard))
+    except OSError as exc:  # lowering is always allowed; a sandbox may still say no
+        pytest.skip(f"cannot lower the daemon's descriptor limit here: {exc}")
+    flood = _Flood(port, 60, gap=0.2)
+    try:
+        # EMFILE from here on: every descriptor below the limit is taken
+        wait_until(lambda: len(os.listdir(f"/proc/{pid}/fd")) >= limit - 1, 20, "the limit")
+        before, started = _cpu_seconds(pid), time.monotonic()
+        time.sleep(3.0)  # a measuring window, not a wait for something to happen
+        share = (_cpu_seconds(pid) - before) / (time.monotonic() - started)
+        assert share < 0.3, f"the daemon used {share:.0%} of a CPU at the descriptor limit"
+    finally:
+        flood.close()
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    assert wait_until(lambda: _healthz_or_none(port), 20, "/healthz after the flood") == b"ok"
+    drop(env.inbox, "after", "after-flood-0001")
+    assert env.wait_ended("after", timeout=30)["after"]["state"] == "succeeded"
+    assert daemon.stop() == 0
+    warned = daemon.events("metrics.accept_paused")
+    assert 1 <= len(warned) <= 2 and "open files" in warned[0]["error"]
+
+
+def _healthz_or_none(port: int) -> bytes | None:
+    try:
+        return _healthz(port, 2).strip()
+    except OSError:
         return None
