@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
+import shlex
 import socket
 import struct
 import sys
 import threading
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -315,3 +318,117 @@ def _healthz_or_none(port: int) -> bytes | None:
         return _healthz(port, 2).strip()
     except OSError:
         return None
+
+
+# -- issue 21, finding 11: hook results are logged, counted, never lost ---------------------
+CHILD_HOOK = """\
+import os, subprocess, sys, time
+name, out = os.environ["WANSYNC_NAME"], sys.argv[1]
+child = subprocess.Popen(["sleep", "300"])  # left behind: it must end with the hook
+with open(os.path.join(out, name + ".pid"), "w") as fh:
+    fh.write(str(child.pid))
+deadline = time.monotonic() + 30
+while name == "slow" and not os.path.exists(os.path.join(out, "release")):
+    if time.monotonic() > deadline:
+        sys.exit(3)
+    time.sleep(0.05)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _scrape_or_none(port: int) -> dict[str, float] | None:
+    try:
+        return scrape(port)
+    except OSError:
+        return None
+
+
+def test_once_logs_and_counts_its_hooks_and_their_children_end_with_them(env, sim):
+    """Under `once`, a hook that is done is counted while another still runs, each
+    `hook.ran` is logged, and the `sleep 300` each hook left behind does not outlive it."""
+    out = env.root / "hooked"
+    out.mkdir()
+    script = env.root / "hook.py"
+    script.write_text(CHILD_HOOK)
+    port = free_port()
+    env.configure(
+        hooks={"on_success": f"{sys.executable} {script} {out}"},
+        metrics={"listen": f"127.0.0.1:{port}"},
+    )
+    drop(env.inbox, "fast", "hook-fast-0001")
+    drop(env.inbox, "slow", "hook-slow-0001")
+    once = env.start("once", "--timeout", "60")
+    pids: list[int] = []
+    try:
+        wait_until(
+            lambda: (v := _scrape_or_none(port)) and v["wansync_hook_runs_total{result=ok}"] == 1,
+            30,
+            "the fast hook counted while `once` waits for the slow one",
+        )
+        pids.append(int((out / "fast.pid").read_text()))
+        (out / "release").touch()
+        assert once.wait(60) == 0
+        pids.append(int((out / "slow.pid").read_text()))
+        ran = sorted((e["name"], e["result"]) for e in once.events("hook.ran"))
+        assert ran == [("fast", "ok"), ("slow", "ok")]
+        for pid in pids:
+            wait_until(lambda pid=pid: not _alive(pid), 5, "a hook's child to end with it")
+    finally:  # whatever happened, no `sleep 300` of this test is left behind
+        for pid_file in out.glob("*.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid_file.read_text()), 9)
+
+
+def _seconds(line: dict) -> float:
+    return datetime.fromisoformat(line["timestamp"]).timestamp()
+
+
+def test_an_idle_daemon_handles_a_hook_result_at_once(env, sim):
+    """Hooks that end 1 s, 1.7 s and 2.4 s after their task: each `hook.ran` is logged
+    within a second of the hook's last output line, not at the loop's next tick."""
+    env.configure(
+        hooks={"on_success": f"{sys.executable} -c " + shlex.quote(SLEEPY_HOOK)},
+        watch={"rescan_interval": 60},
+    )
+    daemon = env.start()
+    daemon.wait_ready()
+    for i, delay in enumerate(("1.0", "1.7", "2.4")):
+        drop(env.inbox, f"idle{i}-{delay}", f"hook-idle-{i:04d}")
+    wait_until(lambda: len(daemon.events("hook.ran")) == 3, 30, "three hook.ran lines")
+    assert daemon.stop() == 0
+    for ran in daemon.events("hook.ran"):
+        said = [e for e in daemon.events("hook.output", name=ran["name"]) if e["line"] == "bye"]
+        assert _seconds(ran) - _seconds(said[0]) < 1.0, f"{ran['name']} waited for a tick"
+
+
+SLEEPY_HOOK = """\
+import os, time
+time.sleep(float(os.environ["WANSYNC_NAME"].split("-")[1]))
+print("bye", flush=True)
+"""
+
+
+def test_hook_results_queued_at_a_stop_are_logged(env, sim):
+    """SIGTERM right after four hooks are recorded done: each has its `hook.ran` line."""
+    env.configure(hooks={"on_success": "true"}, watch={"rescan_interval": 60})
+    daemon = env.start()
+    daemon.wait_ready()
+    for i in range(4):
+        drop(env.inbox, f"stop{i}", f"hook-stop-{i:04d}")
+    wait_until(
+        lambda: all(
+            (env.sidecar(env.outbox, f"stop{i}") or {}).get("hook", {}).get("state") == "done"
+            for i in range(4)
+        ),
+        30,
+        "four hooks done",
+    )
+    assert daemon.stop() == 0
+    assert sorted(e["name"] for e in daemon.events("hook.ran")) == [f"stop{i}" for i in range(4)]
