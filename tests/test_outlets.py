@@ -1,4 +1,5 @@
-"""SPEC §6 against the real daemon: hooks run after the files land, metrics and health."""
+"""Hooks and metrics (README, "Hooks", "Monitoring") against the real daemon: hooks run
+after the files land, metrics and health, and neither can be made to starve the daemon."""
 
 from __future__ import annotations
 
