@@ -1,5 +1,4 @@
-"""Hooks (README, "Hooks"): real hook processes fed the events of tasks that ended in
-real folders."""
+"""Hooks (docs/hooks.md): real hook processes fed the events of tasks that ended in real folders."""
 
 from __future__ import annotations
 
@@ -210,7 +209,7 @@ def test_pending_record_only_when_a_hook_is_set(setup):
 
 # -- running -----------------------------------------------------------------------------
 def test_success_hook_sees_spec_environment_folder_and_no_input(setup, monkeypatch):
-    """WANSYNC_* as the README says, cwd the outbox, empty stdin; the key is in no variable."""
+    """WANSYNC_* as docs/hooks.md says, cwd the outbox, empty stdin; the key is in no variable."""
     monkeypatch.setenv("DASHSCOPE_API_KEY", TEST_KEY)
     monkeypatch.setenv("MY_COPY_OF_THE_KEY", f"prefix-{TEST_KEY}")
     monkeypatch.setenv("WANSYNC_ERROR_CODE", "inherited")
@@ -658,7 +657,7 @@ def test_a_hook_that_hits_emfile_is_retried_not_dropped(setup, start):
     read, the hook is tried again after its back-off and runs once descriptors are back."""
     path = setup.lay("clip")
     hooks = setup.start(on_success=setup.command())
-    retried = "hook.error" if start == "a task ends" else "hook.scan_retry"
+    retried = "hook.error" if start == "a task ends" else "hook.scan_error"
     with capture_logs() as logs:
         with no_descriptor_left():
             if start == "a task ends":

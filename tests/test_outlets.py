@@ -1,5 +1,5 @@
-"""Hooks and metrics (README, "Hooks", "Monitoring") against the real daemon: hooks run
-after the files land, metrics and health, and neither can be made to starve the daemon."""
+"""docs/hooks.md, docs/monitoring.md on the real daemon: hooks after the files land, metrics,
+and neither can be made to starve the daemon."""
 
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ def backoff(
     interval: float, n: int, retry_after: float | None = None, cap: float = MAX_BACKOFF
 ) -> float:
     """Delay before the next try after the n-th transient error in a row: `interval`,
-    doubled each time, at most `cap` (hooks pass their own: 1 s, 2 s, 4 s … 60 s)."""
+    doubled each time, at most `cap` (docs/what-happens.md; hooks pass their own cap:
+    1 s, 2 s, 4 s … 60 s, docs/hooks.md)."""
     doublings = min(max(0, n - 1), MAX_DOUBLINGS)
     return max(retry_after or 0.0, min(interval * 2.0**doublings, cap))
 

@@ -75,7 +75,7 @@ class Outlets:
         stopping: Callable[[], bool],
         deliver: Callable[[], None],
     ) -> None:
-        """After the loop. `once` waits for its hooks (README, "Hooks") unless told to stop
+        """After the loop. `once` waits for its hooks (docs/hooks.md) unless told to stop
         or out of time, and `deliver` (the loop's followers take what threads reported)
         runs as their results come, so `hook.ran` is logged and counted. Then running
         hooks are killed (they stay `pending`), what was reported until then is

@@ -1,5 +1,4 @@
-"""Hooks (README, "Hooks"): a user's command, run once per task that ends, after its files
-are in place.
+"""Hooks (docs/hooks.md): a user's command, run once per task that ends, after its files land.
 
 At least once, never again once done: the loop puts `pending_record()` into the final
 sidecar before the files move; from then on the sidecar in `outbox/` or `failed/` is
@@ -341,7 +340,11 @@ class Hooks:
                 failures += 1
                 delay = backoff(failures)
                 self.log.warning(
-                    "hook.scan_retry", path=str(folder), error=exc.strerror, retry_in=delay
+                    "hook.scan_error",
+                    path=str(folder),
+                    error=exc.strerror,
+                    retry_in=delay,
+                    detail="the folder is listed again",
                 )
             with self._cond:
                 if self._cond.wait_for(lambda: self._closed, delay):

@@ -234,7 +234,7 @@ class ScrapeServer:
         try:
             return self.respond(parsed)
         except Exception as exc:  # a broken collector is a 500 and one line, not a traceback
-            self.log.error("metrics.answer_error", error=f"{type(exc).__name__}: {exc}")
+            self.log.error("metrics.probe_error", error=f"{type(exc).__name__}: {exc}")
             return 500, b"internal error\n", "text/plain"
 
     def _send(self, conn: _Conn) -> None:
