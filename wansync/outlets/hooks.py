@@ -23,7 +23,6 @@ are the daemon's alone.
 
 from __future__ import annotations
 
-import errno
 import heapq
 import itertools
 import os
@@ -41,10 +40,10 @@ from wansync.core import retry
 from wansync.core.events import Event, HookRan, TaskFailed, TaskSucceeded
 from wansync.files import bounded, folderguard, names, sidecar
 from wansync.files.fsutil import NotARegularFile, read_small, write_json_atomic
+from wansync.files.taskfile import RESOURCE_ERRNOS  # the system's fault, not the file's
 from wansync.outlets.hookrun import TryResult, run_try
 from wansync.run.publish import MP4, Folders
 
-SHORT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM, errno.ENOBUFS)
 EVENTS = ("succeeded", "failed")
 STATES = ("pending", "done", "failed")
 MAX_ENV_VALUE = 8192  # an error message from the API, cut to fit an environment
@@ -120,7 +119,7 @@ def read_hook(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
     except NotARegularFile:
         return None
     except OSError as exc:
-        if exc.errno in SHORT_OF_RESOURCES:
+        if exc.errno in RESOURCE_ERRNOS:
             raise
         return None
     if len(raw) > sidecar.MAX_BYTES or b'"hook"' not in raw:
@@ -335,7 +334,7 @@ class Hooks:
             try:
                 return list(os.scandir(folder))
             except OSError as exc:
-                if exc.errno not in SHORT_OF_RESOURCES:
+                if exc.errno not in RESOURCE_ERRNOS:
                     return []
                 failures += 1
                 delay = backoff(failures)
