@@ -1,8 +1,8 @@
 """THE registry of live tasks: each task, the task-id index, the sidecars still to write,
 the download queue and its slots, and the counts.
 
-`untrack(name)` releases everything a task holds at once, so nothing (a download slot,
-an id, a pending write) can outlive its task. A download slot is a numbered ticket: a
+`untrack(name)` releases everything a task holds at once, so nothing (its place in the
+poll schedule, a download slot, an id, a pending write) can outlive its task. A download slot is a numbered ticket: a
 late `DownloadDone` for a task that was removed (or replaced by a new file of the same
 name) finds no ticket of its number and releases nothing.
 
