@@ -148,10 +148,6 @@ class Pass:
     def request(self) -> ListRequest:
         return ListRequest(self.windows[self.window_no], self.page_no)
 
-    @property
-    def covered(self) -> frozenset[str]:
-        return frozenset().union(*(w.covered for w in self.windows))
-
 
 @dataclass(frozen=True, slots=True)
 class ListState:
@@ -345,8 +341,14 @@ def _advance(current: Pass, request: ListRequest, page: Page) -> tuple[Pass | No
 # -- (d) what a page says ----------------------------------------------------------------
 def watched(task: Tracked, state: ListState) -> bool:
     """Whether the list vouches for this task: healthy, and it showed the task since
-    `checked_since` (a task it does not show is polled at today's pace)."""
-    return state.healthy and task.listed_at is not None and task.listed_at >= state.checked_since
+    `checked_since` (a task it does not show is polled at today's pace). A task not yet
+    polled (no `submit_time`) never is, even if a window happens to show it."""
+    return (
+        state.healthy
+        and task.submit_time is not None
+        and task.listed_at is not None
+        and task.listed_at >= state.checked_since
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,10 +372,11 @@ def _read_rows(page: Page, tasks: Mapping[str, Tracked], state: ListState) -> _R
         if row.status in ENDED:
             ended.add(row.task_id)
     idle = {task_id: t for task_id, t in shown.items() if not t.busy}
+    newly = (t for t in idle.values() if t.submit_time is not None and not watched(t, state))
     return _Read(
         frozenset(shown),
         tuple(t.name for t in shown.values()),
-        tuple(t.name for t in idle.values() if not watched(t, state)),
+        tuple(t.name for t in newly),
         tuple(t.name for task_id, t in idle.items() if task_id in ended),
     )
 
@@ -394,10 +397,10 @@ def after_page(
     healthy = replace(state, healthy=True, errors_in_row=0, current=following)
     if following is not None:
         return Outcome(healthy, read.poll_now, read.seen, read.slower, (), following.request)
-    missed = tuple(
+    missed = tuple(  # every task, not only the covered ones: a cut task is missed too
         task.name
-        for task_id in current.covered - read.shown
-        if (task := tasks.get(task_id)) is not None
+        for task_id, task in tasks.items()
+        if task_id not in read.shown
         and not task.busy
         and watched(task, state)
         and (task.listed_at or 0.0) < current.started
