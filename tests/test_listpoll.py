@@ -232,6 +232,24 @@ def test_paging_finds_a_task_on_the_last_page():
     assert outcomes[-1].request is None and outcomes[-1].note is None
 
 
+def test_a_watched_task_shown_on_an_earlier_page_of_the_pass_is_not_missed():
+    rows = [(at(NOON + i), f"other-{i}", "RUNNING") for i in range(1, 250)]
+    fake = FakeList([*rows, (at(NOON + 250), "id-2", "RUNNING"), (at(NOON), "id-1", "RUNNING")])
+    tasks = tracked(task(1, NOON), task(2, NOON + 250))
+    state, _, _ = run_pass(lp.ListState(), tasks, fake, 100.0)
+    state, requests, outcomes = run_pass(state, tasks, fake, 105.0)
+    assert len(requests) == 3 and "t2" in outcomes[0].seen and "t1" in outcomes[-1].seen
+    assert names(outcomes, "faster") == set() and names(outcomes, "slower") == set()
+    assert all(lp.watched(t, state) for t in tasks.values())
+
+
+def test_paging_by_total_asks_no_page_past_an_exactly_full_last_one():
+    rows = [(at(NOON + i), f"id-{i}", "RUNNING") for i in range(200)]
+    tasks = tracked(task(0, NOON), task(199, NOON + 199))
+    _, requests, _ = run_pass(lp.ListState(), tasks, FakeList(rows), 1.0)
+    assert [r.page_no for r in requests] == [1, 2]
+
+
 def test_paging_without_a_total_stops_at_the_first_short_page():
     rows = [(at(NOON + i), f"id-{i}", "RUNNING") for i in range(250)]
     tasks = tracked(task(0, NOON), task(249, NOON + 249))
@@ -386,8 +404,12 @@ def test_the_list_backs_off_by_the_retry_policy_and_respects_retry_after():
     assert max(delays) == MAX_BACKOFF
     out = lp.after_error(lp.ListState(), RateLimited("HTTP 429", 42.0), tasks, 0.0, POLICY)
     assert out.state.next_at == 42.0
-    out = lp.after_error(lp.ListState(), AuthRejected("HTTP 403"), tasks, 0.0, POLICY)
-    assert out.state.next_at >= 60.0  # a key without list rights is not asked every 5 s
+    state, now, delays = lp.ListState(), 0.0, []
+    for _ in range(8):  # a key without list rights: not asked every minute for ever
+        out = lp.after_error(state, AuthRejected("HTTP 403"), tasks, now, POLICY)
+        delays.append(out.state.next_at - now)
+        state, now = out.state, out.state.next_at
+    assert delays == [60, 60, 60, 60, 80, 160, 300, 300]
 
 
 def test_after_a_pause_a_good_page_makes_the_list_healthy_again():
@@ -397,6 +419,23 @@ def test_after_a_pause_a_good_page_makes_the_list_healthy_again():
     state, _, outcomes = run_pass(out.state, tasks, fake, out.state.next_at)
     assert state.healthy and state.errors_in_row == 0
     assert names(outcomes, "slower") == {"t1", "t2"} and names(outcomes, "poll_now") == {"t1"}
+
+
+def test_after_a_pause_only_the_tasks_the_list_shows_again_are_watched():
+    """Recovery vouches for nothing by itself: t2, on a page not read yet, stays unwatched."""
+    state, tasks = watched_state()
+    out = lp.after_error(state, RemoteUnavailable("HTTP 500"), tasks, 20.0, POLICY)
+    tasks["id-1"] = task(1, NOON + 20)  # the newest: on page 1; t2, the oldest, on page 2
+    rows = [(at(NOON + 1 + i / 10), f"other-{i}", "RUNNING") for i in range(1, 150)]
+    ours = [(at(NOON + 1), "id-2", "RUNNING"), (at(NOON + 20), "id-1", "RUNNING")]
+    fake = FakeList([*rows, *ours])
+    begun = lp.begin(out.state, tasks, out.state.next_at, POLICY)
+    assert begun.request is not None
+    first = lp.after_page(
+        begun.state, lp.read_page(fake.answer(begun.request)), tasks, 40.0, POLICY
+    )
+    assert first.request is not None and first.seen == ("t1",)
+    assert not lp.watched(tasks["id-2"], first.state)
 
 
 def test_with_the_list_off_everything_is_as_today():
