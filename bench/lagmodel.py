@@ -1,6 +1,7 @@
 """The completion-lag bench replayed in-process, on an exact clock, in a second.
 
     python -m bench.lagmodel            # 10 task sets (seed 42 is the bench's own)
+    python -m bench.lagmodel --list     # list-assisted polling, two scenarios (~2 min)
 
 Same tasks as `bench_completion_lag` (75 arriving over 42 s, queue U(3,15) s, run
 U(6,18) s, 10 polls/s, interval 0.75 s), no HTTP: the round-robin loop of the bench, and
@@ -12,6 +13,16 @@ before the hazard ordering), `wansync` (`CompletionModel.next_poll` with its dea
 and `unbounded` (the same preference with no starvation bound: what the two-cycle rule
 costs). `worst gap` is the longest time between two polls of one task, in cycles
 (N / rate, N the larger of the two polls' task counts).
+
+`--list` runs the daemon's loop with `wansync.core.listpoll` (`ListedDaemon`): list
+requests take slots of the same scheduler and rate as polls, and the list endpoint is
+modelled as documented (creation-time window, newest first, pages of 100, `total`).
+Scenarios: (1) the bench above, the list interval scaled with its times (/ 20); (2)
+1,000 tasks in flight at 20/s, real times. Each against round-robin on the same task
+sets: mean and p99 lag, requests per task (list requests included), the share of ends
+first seen through the list, the longest gap between two direct polls of one task
+(seconds); then the same with every list request answering 500 (against today's
+daemon, the list off) and with a list that never shows every tenth task.
 """
 
 from __future__ import annotations
@@ -415,34 +426,66 @@ def setups(sc: Scenario, list_interval: float, factor: float) -> dict[str, Setup
     }
 
 
-def listed_main(seeds: list[int], list_interval: float, factor: float) -> None:
-    """Every scenario and setup over `seeds`, each against round-robin in the same run."""
-    for index in range(2):
-        rows: dict[str, list[Row]] = {}
-        rr_lag, rr_p99, rr_req = [], [], []
-        for seed in seeds:
-            sc = scenarios(seed)[index]
-            rr = round_robin_run(sc.ts, sc.rate, sc.interval)
-            rr_lags = [rr[0][t["id"]] - (t["at"] + t["q"] + t["r"]) for t in sc.ts]
-            rr_lag.append(statistics.mean(rr_lags))
-            rr_p99.append(percentile(rr_lags, 0.99))
-            rr_req.append(rr[1] / len(sc.ts))
-            for name, setup in setups(sc, list_interval, factor).items():
-                rows.setdefault(name, []).append(measure(sc, setup, rr))
+@dataclass(frozen=True)
+class Baseline:
+    """Round-robin in the same task sets: mean lag, p99 lag, requests per task."""
+
+    lag: float
+    p99: float
+    requests: float
+
+
+def compare(
+    index: int, seeds: list[int], list_interval: float, factor: float
+) -> tuple[str, Baseline, dict[str, list[Row]]]:
+    """Scenario `index` over `seeds`: round-robin and every setup on the same task sets."""
+    rows: dict[str, list[Row]] = {}
+    rr_lag, rr_p99, rr_req = [], [], []
+    for seed in seeds:
+        sc = scenarios(seed)[index]
+        rr = round_robin_run(sc.ts, sc.rate, sc.interval)
+        rr_lags = [rr[0][t["id"]] - (t["at"] + t["q"] + t["r"]) for t in sc.ts]
+        rr_lag.append(statistics.mean(rr_lags))
+        rr_p99.append(percentile(rr_lags, 0.99))
+        rr_req.append(rr[1] / len(sc.ts))
+        for name, setup in setups(sc, list_interval, factor).items():
+            rows.setdefault(name, []).append(measure(sc, setup, rr))
+    title = (
+        f"{sc.name}: {len(sc.ts)} tasks, {sc.rate:g}/s, poll.interval {sc.interval:g} s,"
+        f" list every {list_interval:g} s / {sc.scale:g}, watched every {factor:g} x interval,"
+        f" {len(seeds)} task set(s)"
+    )
+    mean = statistics.mean
+    return title, Baseline(mean(rr_lag), mean(rr_p99), mean(rr_req)), rows
+
+
+def listed_main(seeds: list[list[int]], list_interval: float, factor: float) -> None:
+    """Every scenario and setup, each against round-robin in the same run."""
+    for index, chosen in enumerate(seeds):
+        if not chosen:
+            continue
+        title, rr, rows = compare(index, chosen, list_interval, factor)
         print(
-            f"{sc.name}: {len(sc.ts)} tasks, {sc.rate:g}/s, poll.interval {sc.interval:g} s,"
-            f" list every {list_interval:g} s / {sc.scale:g}, watched every"
-            f" {factor:g} x interval; {len(seeds)} task sets; round-robin: lag"
-            f" {statistics.mean(rr_lag):.2f} s, p99 {statistics.mean(rr_p99):.2f} s,"
-            f" {statistics.mean(rr_req):.2f} requests per task"
+            f"{title}; round-robin: lag {rr.lag:.2f} s, p99 {rr.p99:.2f} s,"
+            f" {rr.requests:.2f} requests per task"
         )
         for name, rs in rows.items():
             print(f"  {name:16s} {summary(rs)}")
+        today, failing = rows["today"], rows["list failing"]
+        print(
+            "  list failing / today: lag"
+            f" {_mean(failing, 'lag') / _mean(today, 'lag'):.2f} x, requests"
+            f" {_mean(failing, 'requests') / _mean(today, 'requests'):.2f} x"
+        )
+
+
+def _mean(rs: list[Row], attr: str) -> float:
+    return statistics.mean(getattr(r, attr) for r in rs)
 
 
 def summary(rs: list[Row]) -> str:
     def m(attr: str) -> float:
-        return statistics.mean(getattr(r, attr) for r in rs)
+        return _mean(rs, attr)
 
     hidden = [r.hidden for r in rs if r.hidden is not None]
     return (
@@ -453,6 +496,43 @@ def summary(rs: list[Row]) -> str:
         f" worst gap {max(r.worst_gap for r in rs):.1f} s"
         + (f"; hidden tasks' lag {statistics.mean(hidden):.2f} s" if hidden else "")
     )
+
+
+BenchRow = tuple[str, str, str, str, bool | None]
+
+
+def bench_rows(seeds: list[list[int]]) -> list[BenchRow]:
+    """The rows of `python -m bench --only listmodel`: each scenario, list-assisted against
+    round-robin, and with the list failing against today's daemon, all in this run."""
+    out: list[BenchRow] = []
+    for index, chosen in enumerate(seeds):
+        title, rr, rows = compare(index, chosen, listpoll.LIST_INTERVAL, listpoll.WATCHED_FACTOR)
+        listed, today, failing = rows["list"], rows["today"], rows["list failing"]
+        lag, req = _mean(listed, "lag_ratio"), _mean(listed, "requests_ratio")
+        out.append(
+            (
+                f"list-assisted polling (in-process model), {title}: mean lag, p99,"
+                " requests per task",
+                f"round-robin {rr.lag:.2f} s, {rr.p99:.2f} s, {rr.requests:.2f}",
+                f"{_mean(listed, 'lag'):.2f} s ({lag:.2f} x), {_mean(listed, 'p99'):.2f} s,"
+                f" {_mean(listed, 'requests'):.2f} ({req:.2f} x)",
+                "lag <= 0.2 x, requests <= 0.5 x",
+                lag <= 0.2 and req <= 0.5,
+            )
+        )
+        f_lag = _mean(failing, "lag") / _mean(today, "lag")
+        f_req = _mean(failing, "requests") / _mean(today, "requests")
+        out.append(
+            (
+                "  the same, every list request answering 500: mean lag, requests per task",
+                f"today's daemon {_mean(today, 'lag'):.2f} s, {_mean(today, 'requests'):.2f}",
+                f"{_mean(failing, 'lag'):.2f} s ({f_lag:.2f} x), "
+                f"{_mean(failing, 'requests'):.2f} ({f_req:.2f} x)",
+                "no worse than today (<= 1.05 x)",
+                f_lag <= 1.05 and f_req <= 1.05,
+            )
+        )
+    return out
 
 
 def main(seeds: range = range(42, 52)) -> None:
@@ -482,11 +562,15 @@ def main(seeds: range = range(42, 52)) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.lagmodel")
     parser.add_argument("--list", action="store_true", help="the list-assisted scenarios")
-    parser.add_argument("--seeds", type=int, default=3, help="task sets per scenario (--list)")
+    parser.add_argument("--seeds", type=int, default=10, help="task sets, lag bench (--list)")
+    parser.add_argument("--big-seeds", type=int, default=3, help="task sets, 1,000 in flight")
     parser.add_argument("--list-interval", type=float, default=listpoll.LIST_INTERVAL)
     parser.add_argument("--watched", type=float, default=listpoll.WATCHED_FACTOR)
+    parser.add_argument("--share", type=float, default=listpoll.LIST_SHARE)
     args = parser.parse_args()
+    listpoll.LIST_SHARE = args.share  # a trade-off study, not a setting: see the README
     if args.list:
-        listed_main(list(range(42, 42 + args.seeds)), args.list_interval, args.watched)
+        chosen = [list(range(42, 42 + args.seeds)), list(range(42, 42 + args.big_seeds))]
+        listed_main(chosen, args.list_interval, args.watched)
     else:
         main()
