@@ -245,16 +245,19 @@ def test_ctrl_c_on_submit_wait_says_the_job_stays(slow_env: Env, tmp_path: Path)
 
 # -- pure helpers, in-process --------------------------------------------------------------------
 def test_status_table_fits_a_narrow_terminal_and_marks_what_it_cut() -> None:
-    """At 80 and 150 columns every line fits; cut text ends in `…`; the error stays."""
+    """At 80 and 150 columns every line fits and keeps the whole task id; cut text ends
+    in `…`; at 150 the error code shows whole."""
     from wansync.cli.status import frame, render
 
     error = {"code": "InvalidParameter", "message": "a long explanation " * 10}
+    task_id = "af6efbc0-1234-4567-8901-abcdefabcdef"
     rows = [
         {
             "where": "inbox",
             "name": name,
-            "task_id": "af6efbc0-1234-4567-8901-abcdefabcdef",
+            "task_id": task_id,
             "state": "polling",
+            "task_status": "RUNNING",
             "polls": 3,
             "age_seconds": 5.0,
             "error": error,
@@ -266,7 +269,9 @@ def test_status_table_fits_a_narrow_terminal_and_marks_what_it_cut() -> None:
         lines = render(rows, columns).splitlines()
         assert max(len(line) for line in lines) <= columns - 1
         assert all(line.endswith("…") for line in lines[1:])
-        assert all("InvalidParameter" in line for line in lines[1:])
+        assert all(task_id in line for line in lines[1:])
+        assert all("Invalid" in line for line in lines[1:])
+    assert all("InvalidParameter" in line for line in render(rows, 150).splitlines()[1:])
     assert "a long explanation" in render(rows)  # off a terminal: never cut
     assert "  1 task  " in frame(rows[:1], 0.0) and "  2 tasks  " in frame(rows, 0.0)
 
@@ -298,14 +303,13 @@ def test_a_relative_job_path_names_where_it_was_looked_for(tmp_path: Path) -> No
 
 
 def test_the_readme_lists_every_log_event_the_code_emits() -> None:
-    """Every `x.y` event name in a log call or an `EVENT =` of wansync/ is in README § Logs."""
+    """Every `x.y` event name in a log call or an `EVENT =` of wansync/ is in docs/logs.md."""
     repo = Path(__file__).resolve().parent.parent
     source = "\n".join(p.read_text() for p in (repo / "wansync").rglob("*.py"))
     call = r"\.(?:debug|info|warning|error|exception)\(\s*\"([a-z_]+\.[a-z_.]+)\""
     names = set(re.findall(call, source)) | set(re.findall(r'EVENT = "([a-z_]+\.[a-z_]+)"', source))
     names -= {"api.answered"}  # LEVEL = None: counted by metrics, never logged
-    readme = (repo / "README.md").read_text()
-    logs = readme.split("\n## Logs\n", 1)[1].split("\n## ", 1)[0]
+    logs = (repo / "docs" / "logs.md").read_text()
     missing = sorted(n for n in names if f"`{n}`" not in logs)
     assert not missing, missing
     assert len(names) > 40
