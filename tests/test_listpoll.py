@@ -4,6 +4,7 @@ page says, list health, and the pace of per-task polls (`wansync.core.listpoll`)
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench import lagmodel
+from tests.helpers import TEST_KEY
 from wansync.core import listpoll as lp
 from wansync.core.errors import (
     AuthRejected,
@@ -22,7 +24,7 @@ from wansync.core.errors import (
 )
 from wansync.core.retry import MAX_BACKOFF
 from wansync.core.scheduler import Scheduler
-from wansync.remote.api import api_time
+from wansync.remote.api import TaskApi, api_time
 
 POLICY = lp.ListPolicy(interval=5.0, poll_interval=15.0, max_per_second=20.0)
 OFF = replace(POLICY, interval=None)
@@ -521,3 +523,60 @@ def test_tasks_the_list_never_shows_still_end_by_per_task_polls():
     assert len(run.seen) == len(daemon.ts) and daemon.hidden
     hidden_lag = mean_lag(daemon, run, daemon.hidden)
     assert hidden_lag <= 1.1 * mean_lag(today_daemon, today, daemon.hidden)
+
+
+# -- against the simulator's task list, over HTTP, with the real client's error types --------
+def sim_pass(api: TaskApi, state: lp.ListState, tasks: dict[str, lp.Tracked], now: float):
+    """A whole pass against the simulator (the client's GET, its error mapping)."""
+    begun = lp.begin(state, tasks, now, POLICY)
+    state, request, outcomes = begun.state, begun.request, []
+    while request is not None:
+        try:
+            body = api._get_json("/api/v1/tasks", request.params())
+            out = lp.after_page(state, lp.read_page(body), tasks, now, POLICY)
+        except TransientError as error:
+            out = lp.after_error(state, error, tasks, now, POLICY)
+        for name in out.seen:
+            tasks[f"id-{name}"] = replace(tasks[f"id-{name}"], listed_at=now)
+        outcomes.append(out)
+        state, request = out.state, out.request
+    return state, outcomes
+
+
+def test_against_the_simulator_the_list_finds_ended_tasks_and_never_vouches_for_a_hidden_one(sim):
+    """An old task (submitted 5 h ago) that ended, one still running, one the list does
+    not show, and 150 other tasks of the account on top: the windows and pages reach
+    them all; only the ended one is polled now; the hidden one keeps today's pace. Then
+    a 500, a 429 and a non-JSON answer each make the list unhealthy."""
+    now = time.time()
+    sim.add_task("id-old", model="wan2.7-i2v", created=now - 5 * 3600, run_seconds=60)
+    sim.add_task("id-run", model="wan2.7-i2v", created=now - 30, queue_seconds=600)
+    sim.add_task("id-hid", model="wan2.7-i2v", created=now - 20, queue_seconds=600, listed=False)
+    for i in range(150):
+        sim.add_task(f"others-{i:04d}", model="wan2.7-t2v", created=now - 25 + i / 10)
+    api = TaskApi(sim.url, TEST_KEY, timeout=10)
+    try:
+        tasks = {}
+        for name in ("old", "run", "hid"):
+            submit = api.fetch(f"id-{name}").output["submit_time"]
+            tasks[f"id-{name}"] = lp.Tracked(name, f"id-{name}", submit)
+        state, outcomes = sim_pass(api, lp.ListState(), tasks, 100.0)
+        assert len(outcomes) == 3  # the old task's window, then two pages of the recent one
+        assert names(outcomes, "poll_now") == {"old"}
+        assert names(outcomes, "seen") == {"old", "run"}
+        assert lp.watched(tasks["id-run"], state) and not lp.watched(tasks["id-hid"], state)
+        assert lp.pace(tasks["id-hid"], state, POLICY, TODAY, 2) == TODAY
+        del tasks["id-old"]  # polled at once: SUCCEEDED, no longer polled
+        for status, retry_after, pause in [(500, None, 5.0), (429, "30", 30.0)]:
+            sim.add_fault("list", "status", status=status, retry_after=retry_after)
+            state, outcomes = sim_pass(api, replace(state, next_at=0.0), tasks, 200.0)
+            assert not state.healthy and names(outcomes, "faster") == {"run"}
+            assert state.next_at == 200.0 + pause
+            state, _ = sim_pass(api, state, tasks, state.next_at)
+            assert state.healthy and lp.watched(tasks["id-run"], state)
+        sim.add_fault("list", "malformed")
+        state, outcomes = sim_pass(api, replace(state, next_at=0.0), tasks, 400.0)
+        assert not state.healthy and names(outcomes, "faster") == {"run"}
+        assert state.next_at == 400.0 + 5.0
+    finally:
+        api.close()
