@@ -568,7 +568,7 @@ if __name__ == "__main__":
     parser.add_argument("--watched", type=float, default=listpoll.WATCHED_FACTOR)
     parser.add_argument("--share", type=float, default=listpoll.LIST_SHARE)
     args = parser.parse_args()
-    listpoll.LIST_SHARE = args.share  # a trade-off study, not a setting: see the README
+    listpoll.LIST_SHARE = args.share  # a trade-off study, not a setting: docs/performance.md
     if args.list:
         chosen = [list(range(42, 42 + args.seeds)), list(range(42, 42 + args.big_seeds))]
         listed_main(chosen, args.list_interval, args.watched)
