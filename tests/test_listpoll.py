@@ -414,6 +414,15 @@ def test_the_list_backs_off_by_the_retry_policy_and_respects_retry_after():
     assert delays == [60, 60, 60, 60, 80, 160, 300, 300]
 
 
+def test_a_list_failing_for_days_keeps_backing_off_at_the_cap():
+    """Thousands of errors in a row (a key without list rights for a month): no overflow."""
+    _, tasks = watched_state()
+    state = lp.ListState(errors_in_row=20_000, healthy=False)
+    for error in (RemoteUnavailable("HTTP 500"), AuthRejected("HTTP 403")):
+        out = lp.after_error(state, error, tasks, 0.0, POLICY)
+        assert out.state.next_at == MAX_BACKOFF and out.state.errors_in_row == 20_001
+
+
 def test_after_a_pause_a_good_page_makes_the_list_healthy_again():
     state, tasks = watched_state()
     out = lp.after_error(state, RemoteUnavailable("HTTP 500"), tasks, 20.0, POLICY)
