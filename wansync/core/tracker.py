@@ -2,9 +2,10 @@
 the download queue and its slots, and the counts.
 
 `untrack(name)` releases everything a task holds at once, so nothing (its place in the
-poll schedule, a download slot, an id, a pending write) can outlive its task. A download slot is a numbered ticket: a
-late `DownloadDone` for a task that was removed (or replaced by a new file of the same
-name) finds no ticket of its number and releases nothing.
+poll schedule, a download slot, an id, a pending write) can outlive its task. A download
+slot is a numbered ticket: a late `DownloadDone` for a task that was removed (or
+replaced by a new file of the same name) finds no ticket of its number and releases
+nothing.
 
 Main thread only; no clock reads (`now` is passed in), no I/O. What it holds comes
 from the inbox alone (a `.task` and its sidecar are the whole state: see
