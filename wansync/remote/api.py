@@ -34,6 +34,7 @@ from wansync.core.errors import (
 )
 from wansync.core.messages import Submitted as Submitted  # the typed answers: core's
 from wansync.core.messages import TaskReport as TaskReport
+from wansync.core.shapes import FileUrl, Outputs, outputs_of
 from wansync.files.bounded import json_loads, wall_time
 from wansync.files.taskfile import TASK_ID
 from wansync.log import CODE_CHARS, MESSAGE_CHARS, cap, clean, clean_tree, scrub
@@ -377,8 +378,12 @@ class TaskApi:
         request_id = obj.get("request_id")
         usage = obj.get("usage")
         # Everything here lands in a sidecar and a log: scrubbed of the key and query
-        # strings, capped (an echoed key, a 900 KB `code`). The signed URL is kept whole.
+        # strings, capped (an echoed key, a 900 KB `code`). The signed URLs of the files
+        # a SUCCEEDED answer names (shapes.py: at most 16) are kept whole.
+        found = outputs_of(output) if task_status == "SUCCEEDED" else None
         output = clean_tree(output, keep=("video_url",))
+        if isinstance(found, Outputs):
+            _put_back(output, found.files)
         if isinstance(output.get("code"), str):
             output["code"] = cap(output["code"], CODE_CHARS)
         if isinstance(output.get("message"), str):
@@ -389,3 +394,19 @@ class TaskApi:
             output=output,
             usage=clean_tree(usage) if isinstance(usage, dict) else None,
         )
+
+
+def _put_back(output: dict[str, Any], files: tuple[FileUrl, ...]) -> None:
+    """Each file's signed URL, whole, where the answer had it: `clean_tree` keeps the
+    shape (the same lists; keys cleaned, which changes no plain word). Two keys that
+    clean to one (`url` and `url?x=1`) may have changed it: then that URL stays cleaned,
+    and the file is not fetched from a URL the sidecar does not show."""
+    for file in files:
+        node: Any = output
+        try:
+            for step in file.path[:-1]:
+                node = node[step]
+            if isinstance(node, dict) and file.path[-1] in node:
+                node[file.path[-1]] = file.url
+        except (KeyError, IndexError, TypeError):
+            continue
