@@ -21,7 +21,14 @@ from wansync.core.errors import (
     WansyncError,
     internal,
 )
-from wansync.core.messages import DownloadDone, DownloadProgress, DownloadStarted, Mailbox, PollDone
+from wansync.core.messages import (
+    DownloadDone,
+    Downloaded,
+    DownloadProgress,
+    DownloadStarted,
+    Mailbox,
+    PollDone,
+)
 from wansync.remote.api import TaskApi, TaskReport
 from wansync.remote.download import Downloader
 
@@ -104,32 +111,33 @@ def poll_io(api: TaskApi, mailbox: Mailbox) -> Callable[[StartPoll], None]:
 
 
 def fetch_io(downloader: Downloader, mailbox: Mailbox) -> Callable[[StartDownload], None]:
-    """A download worker: posts `DownloadStarted`, a `DownloadProgress` every few
-    seconds, and `DownloadDone`; stops at the next chunk once its slot is cancelled."""
+    """A download worker, one file of a task's group: posts `DownloadStarted`, a
+    `DownloadProgress` every few seconds, and `DownloadDone`; stops at the next chunk
+    once its slot is cancelled."""
 
     def run(job: StartDownload) -> None:
         began = time.monotonic()
         last = [began]
-        number = job.slot.number
+        number, index = job.slot.number, job.slot.index
 
         def on_start(etag: str | None) -> None:
             size = job.part.stat().st_size if job.part.exists() and job.etag else 0
-            mailbox.post(DownloadStarted(job.name, number, job.url, etag, size))
+            mailbox.post(DownloadStarted(job.name, number, job.url, etag, size, index))
 
         def on_progress(done: int, total: int | None) -> None:
             if job.slot.cancel.is_set():
                 raise Stopping("the task was removed")
             if time.monotonic() - last[0] >= PROGRESS_EVERY:
                 last[0] = time.monotonic()
-                mailbox.post(DownloadProgress(job.name, number, done, total))
+                mailbox.post(DownloadProgress(job.name, number, done, total, index))
 
-        outcome = attempt(
-            lambda: downloader.fetch(job.url, job.part, job.etag, on_start, on_progress),
-            DownloadInterrupted,
-        )
-        if job.slot.cancel.is_set():  # removed meanwhile: its partial video is garbage
+        def fetch() -> Downloaded:
+            return downloader.fetch(job.url, job.part, job.etag, on_start, on_progress, job.kind)
+
+        outcome = attempt(fetch, DownloadInterrupted)
+        if job.slot.cancel.is_set():  # removed (or failed) meanwhile: the part is garbage
             job.part.unlink(missing_ok=True)
         seconds = time.monotonic() - began
-        mailbox.post(DownloadDone(job.name, number, job.url, seconds, outcome))
+        mailbox.post(DownloadDone(job.name, number, job.url, seconds, outcome, index))
 
     return run
