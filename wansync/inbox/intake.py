@@ -18,7 +18,7 @@ from wansync.core import events as ev
 from wansync.core.effects import Effect, Emit
 from wansync.core.errors import OutOfResources
 from wansync.core.lifecycle import Now
-from wansync.files import folderguard, jobfile, sidecar
+from wansync.files import folderguard, jobfile, names, sidecar
 from wansync.files.lock import InboxLock
 from wansync.files.taskfile import task_name
 from wansync.inbox.settle import Candidates, scan_inbox
@@ -197,12 +197,11 @@ class Intake:
         owned = {publish.stem(n) for n in self.tracker.tasks}
         owned |= {publish.stem(name_of(p)) for p in self.waiting()}
         for entry in os.scandir(self.folders.outbox):
-            if entry.name.startswith(".") and entry.name.endswith(".mp4.part"):
-                name = entry.name[1 : -len(".mp4.part")]
-                if name not in owned:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(entry.path)
-                    self.log.info("download.part_removed", name=name)
+            owners = names.part_owners(entry.name)  # `.X.EXT.part`: X's, or Y's when X is Y.k
+            if owners and not owned.intersection(owners):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                self.log.info("download.part_removed", name=owners[-1], file=entry.name)
 
     def _orphan_sidecar(self, name: str, now: Now) -> None:
         """A sidecar without its `.task`: a publish cut short, or a task the user removed.
