@@ -1,8 +1,10 @@
 """The typed task record and its sidecar: real sidecars round-trip byte for byte.
 
-tests/data/sidecars/ holds sidecars written by the daemon before the record was typed
-(a `.task` and a `.job` through every state, with hook records, against the simulator),
-plus the older and planted shapes wansync must keep reading.
+tests/data/sidecars/ holds sidecars written by the daemon (a `.task` and a `.job`
+through every state, with hook records, against the simulator; a picture task's group),
+plus the older and planted shapes wansync must keep reading. tests/data/
+sidecars-before-outputs/ holds the same sidecars as the daemon wrote them before the
+`outputs` key: read and written again, each is its sidecars/ twin.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from wansync.files import sidecar
 from wansync.files.names import stem
 
 SIDECARS = sorted((Path(__file__).parent / "data" / "sidecars").glob("*.json"))
+BEFORE_OUTPUTS = sorted((Path(__file__).parent / "data" / "sidecars-before-outputs").glob("*.json"))
 
 
 def as_written(data: dict) -> bytes:
@@ -45,6 +48,18 @@ def test_a_sidecar_read_and_written_again_is_unchanged_on_disk(path: Path, tmp_p
     assert record is not None
     sidecar.write(live, record)
     assert live.read_bytes() == raw
+
+
+@pytest.mark.parametrize("path", BEFORE_OUTPUTS, ids=lambda p: p.stem)
+def test_a_sidecar_from_before_outputs_gains_them_and_nothing_else(path: Path) -> None:
+    """An older sidecar (no `outputs` key) written again: `outputs` right after `video`
+    (its video, or null), every other byte as it was."""
+    raw = path.read_bytes()
+    written = as_written(sidecar.to_json(sidecar.from_json(json.loads(raw))))
+    assert written == (path.parent.parent / "sidecars" / path.name).read_bytes()
+    data = json.loads(written)
+    assert data.pop("outputs") == ([data["video"]] if data["video"] else None)
+    assert as_written(data) == raw
 
 
 def load(name: str) -> sidecar.TaskRecord:
@@ -84,13 +99,14 @@ def test_a_part_set_to_none_leaves_the_sidecar() -> None:
 
 
 def test_a_fresh_record_is_the_sidecar_wansync_always_started_with() -> None:
-    """`new`: the 17 keys, in order, state polling."""
+    """`new`: the 18 keys, in order, state polling, no files yet."""
     out = sidecar.to_json(sidecar.new("clip", "task-1", {"shot": 1}, 0.0))
     assert list(out) == [
         *("schema", "name", "task_id", "meta", "state", "task_status", "polls", "first_seen"),
         *("last_polled", "next_poll", "finished", "request_id", "error", "output", "usage"),
-        *("expires", "video"),
+        *("expires", "video", "outputs"),
     ]
+    assert out["video"] is None and out["outputs"] is None
     assert out["state"] == "polling" and out["first_seen"] == "1970-01-01T00:00:00.000Z"
 
 
