@@ -1,0 +1,410 @@
+"""Every task kind's files, through the real daemon against the simulator.
+
+A SUCCEEDED answer names one video (`video_url`) or pictures (`results[]`, `choices[]`):
+each file comes down into its own `.part`, is checked for what it is, and the group is
+published under one free name (`NAME.EXT`, or `NAME.1.EXT` … for several), the sidecar
+and the task file last. Each story checks the bytes (sha256 against what the simulator
+served), the names and the sidecar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.helpers import TEST_KEY, Daemon, Env, drop, wait_until
+from tests.kindsamples import EXAMPLES
+from wansync.core import jobcheck, kinds
+from wansync.core.record import Output
+from wansync.files import sidecar
+from wansync.run import publish
+
+PNG = "image/png"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def outbox_names(env: Env) -> list[str]:
+    """What a consumer that ignores dotfiles sees in the outbox."""
+    return sorted(p.name for p in env.outbox.iterdir() if not p.name.startswith("."))
+
+
+def succeeded_polls(sim: Any, task_id: str) -> int:
+    """How many polls of `task_id` the simulator answered SUCCEEDED."""
+    return sum(1 for r in sim.requests("task", task_id) if r.get("task_status") == "SUCCEEDED")
+
+
+def assert_group(env: Env, data: dict[str, Any], name: str, hashes: list[str], types: list[str]):
+    """The sidecar lists the group's files, in order, and each is the file it says."""
+    outputs = data["outputs"]
+    assert [o["sha256"] for o in outputs] == hashes
+    assert [o["content_type"] for o in outputs] == types
+    for output in outputs:
+        path = env.outbox / output["path"]
+        assert path.stat().st_size == output["bytes"] and sha256(path) == output["sha256"]
+    assert data["state"] == "succeeded" and data["error"] is None
+    assert data["published_as"] == name
+    videos = [o for o in outputs if o["content_type"] == "video/mp4"]
+    assert data["video"] == (videos[0] if videos else None)
+    return [o["path"] for o in outputs]
+
+
+# -- pictures ---------------------------------------------------------------------------------
+def test_a_picture_task_lands_every_picture_in_one_poll_cycle_of_succeeded(env, sim):
+    """results[] with n=4, one a failed sub-result: three PNGs, numbered in the answer's
+    order, the sidecar and the task, after the one poll that saw SUCCEEDED."""
+    task_id = "t2i-pictures-0001"
+    sim.add_task(task_id, shape="results", pictures=4, failed_results=1)
+    drop(env.inbox, "kite", task_id)
+    result = env.cli("once", "--timeout", "60")
+    assert result.returncode == 0, result.stderr
+    assert outbox_names(env) == [
+        "kite.1.png",
+        "kite.2.png",
+        "kite.3.png",
+        "kite.status.json",
+        "kite.task",
+    ]
+    assert succeeded_polls(sim, task_id) == 1  # no poll after the one that saw SUCCEEDED
+    data = env.sidecar(env.outbox, "kite")
+    paths = assert_group(env, data, "kite", sim.picture_sha256s(task_id), [PNG] * 3)
+    assert paths == ["kite.1.png", "kite.2.png", "kite.3.png"]
+    failed = [r for r in data["output"]["results"] if "url" not in r]
+    assert len(failed) == 1 and failed[0]["code"] == "InternalError.Timeout"  # kept
+    deadlines = [
+        int(r["url"].split("Expires=")[1].split("&")[0])
+        for r in data["output"]["results"]
+        if "url" in r
+    ]
+    assert sidecar.parse_iso(data["expires"]) == min(deadlines)
+    assert data["download"]["files"] and len(data["download"]["files"]) == 3
+    assert not [p for p in env.outbox.iterdir() if p.name.endswith(".part")]
+
+
+def test_a_messages_style_task_lands_its_choices(env, sim):
+    """choices[].message.content[].image: one picture per item, in the answer's order."""
+    task_id = "image-choices-0001"
+    sim.add_task(task_id, shape="choices", pictures=3)
+    drop(env.inbox, "shop", task_id)
+    result = env.cli("once", "--timeout", "60")
+    assert result.returncode == 0, result.stderr
+    data = env.sidecar(env.outbox, "shop")
+    paths = assert_group(env, data, "shop", sim.picture_sha256s(task_id), [PNG] * 3)
+    assert paths == ["shop.1.png", "shop.2.png", "shop.3.png"]
+    assert outbox_names(env) == [*paths, "shop.status.json", "shop.task"]
+    assert len(data["output"]["choices"]) == 3 and succeeded_polls(sim, task_id) == 1
+
+
+@pytest.mark.parametrize(
+    ("fmt", "pictures", "names", "types"),
+    [
+        ("jpeg", 1, ["one.jpg"], ["image/jpeg"]),
+        ("webp", 1, ["one.webp"], ["image/webp"]),
+        ("mixed", 2, ["one.1.png", "one.2.jpg"], [PNG, "image/jpeg"]),
+    ],
+)
+def test_a_pictures_name_comes_from_what_its_bytes_are(env, sim, fmt, pictures, names, types):
+    """One picture is `NAME.EXT`; EXT is `jpg`, `webp` or `png` from the bytes' signature."""
+    task_id = f"pictures-{fmt}-0001"
+    sim.add_task(task_id, shape="results", pictures=pictures, picture_format=fmt)
+    drop(env.inbox, "one", task_id)
+    result = env.cli("once", "--timeout", "60")
+    assert result.returncode == 0, result.stderr
+    data = env.sidecar(env.outbox, "one")
+    assert assert_group(env, data, "one", sim.picture_sha256s(task_id), types) == names
+    assert outbox_names(env) == sorted([*names, "one.status.json", "one.task"])
+
+
+def test_a_text_to_video_task_lands_one_mp4(env, sim):
+    """A wan2.7-t2v task made at its create endpoint: one MP4, `NAME.mp4`, as `video` and
+    as the one entry of `outputs`."""
+    model, fields = EXAMPLES["text-to-video (wan2.7)"]
+    kind = kinds.kind_for(model)
+    assert kind is not None and kind.files == "mp4"
+    body = jobcheck.request_body(kind, model, fields)
+    answer = requests.post(
+        sim.url + kinds.SERVICES + kind.endpoint,
+        json=body,
+        headers={"Authorization": f"Bearer {TEST_KEY}", "X-DashScope-Async": "enable"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    task_id = answer.json()["output"]["task_id"]
+    drop(env.inbox, "lighthouse", task_id)
+    result = env.cli("once", "--timeout", "60")
+    assert result.returncode == 0, result.stderr
+    data = env.sidecar(env.outbox, "lighthouse")
+    paths = assert_group(env, data, "lighthouse", [sim.video_sha256(task_id)], ["video/mp4"])
+    assert paths == ["lighthouse.mp4"] and data["video"] == data["outputs"][0]
+    assert outbox_names(env) == ["lighthouse.mp4", "lighthouse.status.json", "lighthouse.task"]
+
+
+# -- what cannot be fetched -------------------------------------------------------------------
+@pytest.mark.parametrize("shape", ["video_url", "results", "choices"])
+def test_an_answer_naming_no_file_ends_as_unsupported_output_after_three(env, sim, shape):
+    """SUCCEEDED with no file to fetch: retried as MalformedResponse twice, the third
+    answer ends it in failed/ as UnsupportedOutput, its output kept (not 24 h of polls)."""
+    task_id = f"no-files-{shape.replace('_', '-')}-01"
+    sim.add_task(task_id, shape=shape, pictures=2, with_url=False)
+    drop(env.inbox, "empty", task_id)
+    started = time.monotonic()
+    result = env.cli("once", "--timeout", "60")
+    assert result.returncode == 1, result.stderr
+    assert time.monotonic() - started < 30
+    data = env.sidecar(env.failed, "empty")
+    assert data["error"]["code"] == "UnsupportedOutput" and data["error"]["transient"] is False
+    assert "3 answers in a row" in data["error"]["message"]
+    assert data["output"]["task_status"] == "SUCCEEDED"  # the answer is kept to read
+    assert data["outputs"] is None and data["video"] is None
+    assert succeeded_polls(sim, task_id) == 3
+    transient = [json.loads(line) for line in result.stderr.splitlines() if "transient" in line]
+    codes = [e["code"] for e in transient if e.get("event") == "task.transient_error"]
+    assert codes == ["MalformedResponse", "MalformedResponse"]
+    assert sorted(p.name for p in env.failed.iterdir()) == ["empty.status.json", "empty.task"]
+
+
+def test_a_picture_that_is_an_html_page_is_download_rejected(env, sim):
+    """Storage's HTML page served as `image/png`, or as text/html: never a picture."""
+    from tests.videohost import VideoHost
+
+    page = b"<html><body>AccessDenied</body></html>"
+    with VideoHost(body=page) as host:
+        url = f"http://127.0.0.1:{host.port}/pictures/a.png?Expires=1&Signature=x"
+        sim.add_task("html-picture-0001", shape="results", pictures=2, picture_urls=[url, url])
+        sim.add_task("html-picture-0002", shape="results", pictures=2)
+        sim.add_fault("picture", "html", task_id="html-picture-0002", count=10)
+        drop(env.inbox, "page", "html-picture-0001")
+        drop(env.inbox, "typed", "html-picture-0002")
+        result = env.cli("once", "--timeout", "60")
+    assert result.returncode == 1, result.stderr
+    page_error = env.sidecar(env.failed, "page")["error"]
+    assert page_error["code"] == "DownloadRejected"
+    assert "not a PNG, JPEG or WebP picture" in page_error["message"]
+    typed = env.sidecar(env.failed, "typed")["error"]
+    assert typed["code"] == "DownloadRejected" and "text/html" in typed["message"]
+    assert outbox_names(env) == []
+    assert not [p.name for p in env.outbox.iterdir()], "no .part is left behind"
+
+
+# -- names ------------------------------------------------------------------------------------
+def test_a_name_clash_moves_the_whole_group_to_name_2(env, sim):
+    """`kite.2.png` is someone else's: the group is `kite-2.*`, every file of it, and the
+    file that was there is untouched."""
+    (env.outbox / "kite.2.png").write_bytes(b"not ours")
+    task_id = "clash-pictures-0001"
+    sim.add_task(task_id, shape="results", pictures=3)
+    drop(env.inbox, "kite", task_id)
+    result = env.cli("once", "--timeout", "60")
+    assert result.returncode == 0, result.stderr
+    data = env.sidecar(env.outbox, "kite-2")
+    assert data["name"] == "kite"
+    paths = assert_group(env, data, "kite-2", sim.picture_sha256s(task_id), [PNG] * 3)
+    assert paths == ["kite-2.1.png", "kite-2.2.png", "kite-2.3.png"]
+    assert outbox_names(env) == sorted([*paths, "kite-2.status.json", "kite-2.task", "kite.2.png"])
+    assert (env.outbox / "kite.2.png").read_bytes() == b"not ours"
+
+
+# -- hooks, status ----------------------------------------------------------------------------
+RECORDER = """
+import json, os, sys
+with open(sys.argv[1], "a") as fh:
+    fh.write(json.dumps({k: v for k, v in os.environ.items() if k.startswith("WANSYNC_")}) + "\\n")
+"""
+
+
+def test_a_picture_tasks_hook_gets_every_file_and_no_video(env, sim, monkeypatch):
+    """WANSYNC_OUTPUTS: every published file, one absolute path a line; no WANSYNC_VIDEO
+    (one inherited is dropped)."""
+    monkeypatch.setenv("WANSYNC_VIDEO", "/inherited.mp4")
+    script, runs = env.root / "recorder.py", env.root / "runs.jsonl"
+    script.write_text(RECORDER)
+    env.configure(hooks={"on_success": f"{sys.executable} {script} {runs}"})
+    task_id = "hook-pictures-0001"
+    sim.add_task(task_id, shape="results", pictures=2)
+    drop(env.inbox, "duo", task_id)
+    result = env.cli("once", "--timeout", "60")
+    assert result.returncode == 0, result.stderr
+    [seen] = [json.loads(line) for line in runs.read_text().splitlines()]
+    files = [str(env.outbox / "duo.1.png"), str(env.outbox / "duo.2.png")]
+    assert seen["WANSYNC_OUTPUTS"] == "\n".join(files)
+    assert "WANSYNC_VIDEO" not in seen
+    assert seen["WANSYNC_NAME"] == "duo" and seen["WANSYNC_EVENT"] == "succeeded"
+    assert seen["WANSYNC_SIDECAR"] == str(env.outbox / "duo.status.json")
+    assert [sha256(Path(f)) for f in files] == sim.picture_sha256s(task_id)
+    assert env.sidecar(env.outbox, "duo")["hook"]["state"] == "done"
+
+
+def test_a_video_tasks_hook_gets_its_video_both_ways(env, sim):
+    """A video task: WANSYNC_VIDEO and WANSYNC_OUTPUTS both name the MP4."""
+    script, runs = env.root / "recorder.py", env.root / "runs.jsonl"
+    script.write_text(RECORDER)
+    env.configure(hooks={"on_success": f"{sys.executable} {script} {runs}"})
+    drop(env.inbox, "clip", "hook-video-0001")
+    result = env.cli("once", "--timeout", "60")
+    assert result.returncode == 0, result.stderr
+    [seen] = [json.loads(line) for line in runs.read_text().splitlines()]
+    assert seen["WANSYNC_VIDEO"] == seen["WANSYNC_OUTPUTS"] == str(env.outbox / "clip.mp4")
+
+
+def test_status_shows_a_tasks_files(env, sim):
+    """`status`: the one file's name, or a count for several; `--json` lists them."""
+    sim.add_task("status-pictures-01", shape="results", pictures=4)
+    drop(env.inbox, "many", "status-pictures-01")
+    drop(env.inbox, "clip", "status-video-0001")
+    assert env.cli("once", "--timeout", "60").returncode == 0
+    table = env.cli("status").stdout.splitlines()
+    assert table[0].split()[:5] == ["WHERE", "NAME", "TASK", "ID", "STATE"]
+    assert "FILES" in table[0]
+    rows = {line.split()[1]: line for line in table[1:]}
+    assert "4 files" in rows["many"] and "clip.mp4" in rows["clip"]
+    shown = {r["name"]: r for r in json.loads(env.cli("status", "--json").stdout)}
+    assert [o["path"] for o in shown["many"]["outputs"]] == [f"many.{k}.png" for k in range(1, 5)]
+    assert [o["sha256"] for o in shown["many"]["outputs"]] == sim.picture_sha256s(
+        "status-pictures-01"
+    )
+    assert [o["path"] for o in shown["clip"]["outputs"]] == ["clip.mp4"]
+
+
+# -- a group publish cut by kill -9 -----------------------------------------------------------
+def answer(sim: Any, task_id: str) -> dict[str, Any]:
+    """The task's SUCCEEDED answer, as the daemon gets it (polled until it says so)."""
+
+    def poll() -> dict[str, Any] | None:
+        got = requests.get(
+            f"{sim.url}/api/v1/tasks/{task_id}",
+            headers={"Authorization": f"Bearer {TEST_KEY}"},
+            timeout=10,
+        ).json()
+        return got if got["output"]["task_status"] == "SUCCEEDED" else None
+
+    return wait_until(poll, 10, f"{task_id} to succeed")
+
+
+def test_a_picture_that_is_an_mp4_is_download_rejected(env, sim):
+    """A `results[]` URL that serves a video: a picture task's file must be a picture."""
+    sim.add_task("video-as-picture-1")
+    url = answer(sim, "video-as-picture-1")["output"]["video_url"]
+    sim.add_task("mp4-picture-0001", shape="results", pictures=1, picture_urls=[url])
+    drop(env.inbox, "movie", "mp4-picture-0001")
+    result = env.cli("once", "--timeout", "60")
+    assert result.returncode == 1, result.stderr
+    error = env.sidecar(env.failed, "movie")["error"]
+    assert error["code"] == "DownloadRejected" and "not a PNG, JPEG or WebP" in error["message"]
+
+
+def prepare_group_publish(env: Env, sim: Any, name: str, task_id: str) -> list[Path]:
+    """The inbox and outbox as a daemon leaves them once every file of a 3-picture task
+    is whole and verified and the publish's first step (the name, durable in the inbox
+    sidecar) is done: the `.part` files, the `.task`, the terminal sidecar. Returns the
+    moves still to do, in order: (the parts, the task, the sidecar)."""
+    sim.add_task(task_id, shape="results", pictures=3)
+    got = answer(sim, task_id)
+    folders = publish.Folders(env.inbox, env.outbox, env.failed)
+    task = sim.tasks[task_id]
+    record = sidecar.new(name, task_id, {}, time.time())
+    record.state, record.task_status, record.output = "succeeded", "SUCCEEDED", got["output"]
+    parts = []
+    for k, made in enumerate(sim.pictures.made(task)):
+        body = sim.pictures.body(task, made)
+        parts.append(folders.part(name, k, 3, "png"))
+        parts[-1].write_bytes(body)
+        digest = hashlib.sha256(body).hexdigest()
+        record.outputs.append(Output(f"{name}.{k + 1}.png", len(body), digest, PNG))
+    drop(env.inbox, name, task_id)
+    publish.finalize(folders, record)
+    return [*parts, env.inbox / f"{name}.task", env.inbox / f"{name}.status.json"]
+
+
+@pytest.mark.parametrize("moves_done", [0, 1, 2, 3, 4])
+def test_a_group_publish_cut_between_two_renames_is_finished_under_its_name(env, sim, moves_done):
+    """kill -9 after any of the group's moves (the files, the task; the sidecar last):
+    the next start moves the rest under the name chosen before the first, so every file
+    is published once under one name, and nothing is fetched again."""
+    (env.outbox / "pics.3.png").write_bytes(b"an older picture")  # the group is pics-2
+    moves = prepare_group_publish(env, sim, "pics", "crash-pictures-01")
+    polls = len(sim.requests("task"))
+    suffixes = [".1.png", ".2.png", ".3.png", ".task", ".status.json"]
+    for src, suffix in list(zip(moves, suffixes, strict=True))[:moves_done]:
+        os.rename(src, env.outbox / f"pics-2{suffix}")  # what the daemon had done
+    result = env.cli("once", "--timeout", "60")
+    assert result.returncode == 0, result.stderr
+    data = env.sidecar(env.outbox, "pics-2")
+    paths = assert_group(env, data, "pics-2", sim.picture_sha256s("crash-pictures-01"), [PNG] * 3)
+    assert outbox_names(env) == sorted([*paths, "pics-2.status.json", "pics-2.task", "pics.3.png"])
+    assert (env.outbox / "pics.3.png").read_bytes() == b"an older picture"
+    assert sorted(p.name for p in env.inbox.iterdir() if p.name != ".wansync") in (
+        [".wansync.lock"],
+        [],
+    )
+    assert len(sim.requests("task")) == polls and not sim.requests("picture")
+
+
+def strace_kills_before_renaming(path: Path) -> list[str]:
+    """strace, as a prefix of a command, that sends SIGKILL to it on entering the first
+    rename of `path` (the kernel's kill -9; the rename never happens)."""
+    calls = "rename,renameat,renameat2"
+    return ["strace", "-qq", "-o", os.devnull, "-e", f"trace={calls}", "-P", str(path),
+            "-e", f"inject={calls}:signal=KILL:when=1"]  # fmt: skip
+
+
+def ptrace_works() -> bool:
+    if shutil.which("strace") is None:
+        return False
+    probe = subprocess.run(
+        [*strace_kills_before_renaming(Path("/nonexistent")), "true"], capture_output=True
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not ptrace_works(), reason="needs strace and ptrace")
+def test_kill_9_between_two_renames_of_a_group_under_load(env, sim):
+    """A real kill -9, right before the rename of the second of four pictures, with a
+    dozen other tasks (pictures and videos) on their way: after a restart every group is
+    published once, whole, under one name; nothing is duplicated or left behind."""
+    env.configure(download={"concurrency": 4})
+    names = {}
+    for i in range(6):
+        names[f"p{i}"] = f"load-pictures-{i:04d}"
+        sim.add_task(names[f"p{i}"], shape="results", pictures=4, running_polls=1 + i % 3)
+    for i in range(4):
+        names[f"v{i}"] = f"load-video-{i:06d}"
+        sim.add_task(names[f"v{i}"], video_size=400_000, running_polls=1 + i % 3)
+    names["target"] = "load-target-0001"
+    sim.add_task(names["target"], shape="results", pictures=4, picture_format="mixed")
+    for name, task_id in names.items():
+        drop(env.inbox, name, task_id)
+    part = env.outbox / ".target.2.jpg.part"  # "mixed": png, jpg, png, jpg
+    argv = [*strace_kills_before_renaming(part), sys.executable, "-m", "wansync", "once"]
+    argv += ["-c", str(env.config_path)]
+    killed = Daemon(argv, env.env(), env.root / "killed.log")
+    assert killed.wait(120) == -signal.SIGKILL or killed.proc.returncode == 128 + signal.SIGKILL
+    assert (env.outbox / "target.1.png").exists() and part.exists()  # cut between the two
+    assert not (env.outbox / "target.status.json").exists()
+    result = env.cli("once", "--timeout", "60")
+    assert result.returncode == 0, result.stderr
+    seen: dict[str, list[str]] = {}
+    for path in env.outbox.glob("*.status.json"):
+        seen.setdefault(json.loads(path.read_text())["name"], []).append(path.name)
+    assert sorted(seen) == sorted(names) and all(len(v) == 1 for v in seen.values()), seen
+    data = env.sidecar(env.outbox, "target")
+    paths = assert_group(
+        env, data, "target", sim.picture_sha256s(names["target"]), [PNG, "image/jpeg"] * 2
+    )
+    assert paths == ["target.1.png", "target.2.jpg", "target.3.png", "target.4.jpg"]
+    files = {p.name for p in env.outbox.iterdir()}
+    assert not [f for f in files if f.startswith(".")], files
+    groups = [env.sidecar(env.outbox, n)["outputs"] for n in names]
+    assert len(files) == sum(len(g) for g in groups) + 2 * len(names)  # + sidecar, task each
