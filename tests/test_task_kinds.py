@@ -408,3 +408,67 @@ def test_kill_9_between_two_renames_of_a_group_under_load(env, sim):
     assert not [f for f in files if f.startswith(".")], files
     groups = [env.sidecar(env.outbox, n)["outputs"] for n in names]
     assert len(files) == sum(len(g) for g in groups) + 2 * len(names)  # + sidecar, task each
+
+
+# -- the commands and numbers work for pictures too -------------------------------------------
+def test_retry_of_a_failed_picture_task_fetches_it_again(env, sim):
+    """DownloadRejected (storage's HTML page), `retry NAME`, and the next run lands the
+    pictures; a retry of the success says where its files are."""
+    task_id = "retry-pictures-0001"
+    sim.add_task(task_id, shape="results", pictures=2)
+    sim.add_fault("picture", "html", task_id=task_id, count=1)
+    drop(env.inbox, "again", task_id)
+    assert env.cli("once", "--timeout", "60").returncode == 1
+    assert env.sidecar(env.failed, "again")["error"]["code"] == "DownloadRejected"
+    retried = env.cli("retry", "again")
+    assert retried.returncode == 0, retried.stderr
+    assert (env.inbox / "again.task").exists()
+    assert env.cli("once", "--timeout", "60").returncode == 0
+    data = env.sidecar(env.outbox, "again")
+    assert_group(env, data, "again", sim.picture_sha256s(task_id), [PNG] * 2)
+    refused = env.cli("retry", "again")
+    files = ", ".join(str(env.outbox / f"again.{k}.png") for k in (1, 2))
+    assert refused.returncode == 2 and f"its 2 files are {files}" in refused.stderr
+
+
+def test_cancel_of_a_pending_picture_task(env, sim):
+    """`cancel NAME` of a PENDING picture task: it ends in failed/ as TaskCanceled."""
+    sim.add_task("cancel-pictures-01", shape="results", pictures=4, pending_polls=10_000)
+    drop(env.inbox, "later", "cancel-pictures-01")
+    daemon = env.start("run")
+    wait_until(
+        lambda: (env.sidecar(env.inbox, "later") or {}).get("task_status") == "PENDING",
+        20,
+        "the task to be polled PENDING",
+    )
+    result = env.cli("cancel", "later")
+    assert result.returncode == 0, result.stderr
+    data = env.wait_ended("later")["later"]
+    assert daemon.stop() == 0
+    assert data["error"]["code"] == "TaskCanceled" and data["outputs"] is None
+    assert not sim.requests("picture")
+
+
+def test_metrics_count_every_files_bytes(env, sim):
+    """wansync_download_bytes_total is the bytes of every file of every task; a picture
+    task counts as one task finished."""
+    from tests.test_outlets import free_port, scrape
+
+    port = free_port()
+    env.configure(metrics={"listen": f"127.0.0.1:{port}"})
+    sim.add_task("metrics-pictures-1", shape="results", pictures=3, picture_format="mixed")
+    drop(env.inbox, "pics", "metrics-pictures-1")
+    drop(env.inbox, "clip", "metrics-video-0001")
+    daemon = env.start()
+    env.wait_ended("pics", "clip")
+    values = wait_until(
+        lambda: (
+            (v := scrape(port)).get("wansync_tasks_finished_total{outcome=succeeded}") == 2 and v
+        ),
+        10,
+        "the finished counter",
+    )
+    files = [p for p in env.outbox.iterdir() if p.suffix in (".png", ".jpg", ".mp4")]
+    assert len(files) == 4
+    assert values["wansync_download_bytes_total"] == sum(p.stat().st_size for p in files)
+    assert daemon.stop() == 0
