@@ -94,6 +94,7 @@ class Transitions:
             outputs.append(Output(f"{base}{suffix}", done.bytes, done.sha256, done.content_type))
             block = block.with_file(k, count, FileDownload(done.etag, done.bytes, done.bytes))
         record.outputs, record.download, record.state = outputs, block, "succeeded"
+        record.error = None  # a transient error on the way (a body cut short) is over
 
     def _retry(self, task: Task, retry: lifecycle.Retry, now: Now) -> list[Effect]:
         task.errors_in_row = retry.errors_in_row
