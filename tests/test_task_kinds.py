@@ -532,4 +532,5 @@ def test_a_video_resumed_after_a_cut_ends_with_no_error(env, sim):
     assert result.returncode == 0, result.stderr
     assert "task.transient_error" in result.stderr  # it was cut, and said so
     data = env.sidecar(env.outbox, "clip")
+    assert data["state"] == "succeeded" and data["error"] is None, data["error"]
     assert_group(env, data, "clip", [sim.video_sha256("video-cut-000001")], ["video/mp4"])
