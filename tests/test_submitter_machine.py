@@ -92,8 +92,10 @@ def test_an_answer_hands_the_task_over(m):
     """posting + task id → the id is recorded (state polling) and the job is handed over."""
     m.sub.discover(m.drop("a", meta={"k": 1}), T0)
     m.sub.dispatch(T0)
-    out = m.sub.handle(PostDone("a", Submitted("task-9", "r")), T0)
-    assert out == [Adopt("a", "task-9", {"k": 1})]
+    [adopt] = m.sub.handle(PostDone("a", Submitted("task-9", "r")), T0)
+    assert isinstance(adopt, Adopt) and (adopt.job, adopt.task.name) == ("a", "a")
+    assert (adopt.task.task_id, adopt.task.data["meta"]) == ("task-9", {"k": 1})
+    assert m.folders.task("a").read_text() == '{"k": 1, "task_id": "task-9"}\n'
     assert m.state("a") == "polling" and "a" not in m.sub.jobs
     assert m.emitted() == ["job.queued", "job.submitting", "job.submitted"]
 
@@ -163,8 +165,8 @@ def test_uncertain_with_one_unknown_task_found_takes_it(m):
     """Looking, one unknown task of the model in the window: it is this job's."""
     start_looking(m)
     rows = [{"task_id": "mine"}, {"task_id": "known"}]
-    out = m.sub.handle(LookupDone("a", rows, frozenset({"known"})), T0)
-    assert out == [Adopt("a", "mine", {})]
+    [adopt] = m.sub.handle(LookupDone("a", rows, frozenset({"known"})), T0)
+    assert isinstance(adopt, Adopt) and (adopt.task.name, adopt.task.task_id) == ("a", "mine")
     assert sidecar.read(m.folders.sidecar("a"))["job"]["found_by"] == "task list"
 
 

@@ -15,7 +15,7 @@ from wansync.cli.simulate import non_negative_int, port, positive_seconds
 from wansync.core.errors import AuthRejected, ConfigError, TaskFileError, UsageError, WansyncError
 from wansync.files.fsutil import write_bytes_atomic
 from wansync.files.taskfile import TASK_SUFFIX, check_task_id
-from wansync.run.daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, Daemon, InboxLocked
+from wansync.run.daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, InboxLocked, build
 
 
 def _config(args: argparse.Namespace) -> config.Config:
@@ -33,7 +33,7 @@ def _daemon(
     else:
         log.configure(cfg.log.level, cfg.log.format)
     checks.prepare_folders(cfg)
-    daemon = Daemon(cfg, key)
+    daemon = build(cfg, key)
     daemon.install_signals()
     try:
         return daemon.run(burst=burst, timeout=getattr(args, "timeout", None), only=only)

@@ -1,9 +1,13 @@
-"""Wiring: the lock, the threads, signals, and the main loop.
+"""Wiring and the main loop: `build` makes every part, `tick(now)` is one pass, `run` loops.
 
 The main loop is the only code that touches task state; workers do I/O and post typed
-messages back (messages.py). Each tick: reload if asked, take watcher events and
-settled files (intake.py), hand worker results to the pipeline or the submitter,
-dispatch what is due, write pending sidecars, then sleep until the next deadline.
+messages back (messages.py). One tick, each step a method: reload if asked, repair the
+watch and take its news, run the timers that are due (rescan, status line, watchdog),
+hand settled files on (intake.py), send polls, hand worker results to the pipeline or
+the submitter, send polls and job steps again, write pending sidecars; then it says when
+it next needs to run. `now` is passed in (a test's clock is a fake one); polls are
+stamped with a fresh reading of the same clock, since their pacing is measured from
+when they really go out.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import dataclasses
 import math
 import threading
 import time
-from pathlib import Path
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from types import FrameType
 
 from wansync import config, log
@@ -25,11 +30,22 @@ from wansync.core.scheduler import Scheduler
 from wansync.core.tracker import Tracker
 from wansync.files.fsutil import sweep_temp_files
 from wansync.files.lock import InboxLock
-from wansync.inbox.intake import Burst, Intake
-from wansync.outlets.followers import Outlets
+from wansync.files.taskfile import task_name
+from wansync.inbox.intake import (
+    Burst,
+    Found,
+    Intake,
+    JobFile,
+    JobGone,
+    Replaced,
+    TaskFile,
+    TaskGone,
+)
+from wansync.outlets.followers import Outlets, api_observer
+from wansync.outlets.hooks import Hooks
 from wansync.remote.api import TaskApi
 from wansync.remote.download import Downloader
-from wansync.run import signals
+from wansync.run import handover, signals
 from wansync.run.journal import Journal
 from wansync.run.notify import Notifier
 from wansync.run.pipeline import Pipeline
@@ -38,70 +54,129 @@ from wansync.run.submitter import Submitter
 from wansync.run.waker import Waker
 from wansync.run.workers import FetchJob, PollJob, Workers, fetch_io, poll_io
 
-__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "EXIT_TIMEOUT", "Daemon", "InboxLocked"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_TIMEOUT",
+    "Daemon",
+    "InboxLocked",
+    "build",
+    "system_clock",
+]
 
 STOP_GRACE = 5.0
 STATUS_EVERY = 5.0
+REPLACED = "task file was replaced by one naming another task; the old task is no longer tracked"
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED, EXIT_TIMEOUT = 0, 1, 2, 3, 124
 
+Clock = Callable[[], Now]
 
-def clock() -> Now:
+
+def system_clock() -> Now:
     return Now(time.monotonic(), time.time())
 
 
-class Daemon:
-    """`run()` is the daemon; `run(burst=True)` handles what is in the inbox now, then ends."""
+@dataclass(slots=True)
+class Timer:
+    """A step the loop runs every `every()` seconds (monotonic), first at `due`."""
 
-    def __init__(self, cfg: Config, api_key: str, notifier: Notifier | None = None) -> None:
-        self.live = live = Live(cfg)
+    every: Callable[[], float]
+    run: Callable[[Now], None]
+    due: float
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """Everything a daemon is made of, built once by `build`, in the order they need."""
+
+    live: Live
+    clock: Clock
+    folders: Folders
+    stop_event: threading.Event
+    lock: InboxLock
+    wake: Waker
+    mailbox: Mailbox
+    api: TaskApi
+    downloader: Downloader
+    tracker: Tracker
+    scheduler: Scheduler
+    pollers: Workers[PollJob]
+    fetchers: Workers[FetchJob]
+    bus: ev.EventBus
+    pipeline: Pipeline
+    submitter: Submitter
+    intake: Intake
+    journal: Journal
+    outlets: Outlets
+    notifier: Notifier
+
+
+def build(
+    cfg: Config, api_key: str, clock: Clock = system_clock, notifier: Notifier | None = None
+) -> Daemon:
+    """Every part, each given what it needs when it is made; nothing is wired later."""
+    live = Live(cfg)
+    folders = Folders(cfg.inbox, cfg.outbox, cfg.failed)
+    stop_event = threading.Event()  # tells workers to stop; set by the main thread
+    wake = Waker()
+    mailbox = Mailbox(wake.set, wake.nudge)
+    workers = int(min(16, max(2, math.ceil(cfg.poll.max_per_second * 0.3))))
+    observe = api_observer(mailbox, enabled=cfg.metrics.listen is not None)
+    api = TaskApi(cfg.api.base_url, api_key, cfg.api.timeout, workers, observe)
+    downloader = Downloader(live.download, cfg.api.timeout, stop_event)
+    tracker = Tracker()
+    scheduler = Scheduler(cfg.poll.interval, cfg.poll.max_per_second)
+    pollers: Workers[PollJob] = Workers("poll", workers, poll_io(api, mailbox))
+    fetchers: Workers[FetchJob] = Workers(
+        "download", cfg.download.concurrency, fetch_io(downloader, mailbox)
+    )
+    bus = ev.EventBus()
+    hooks = Hooks(lambda: live.cfg.hooks, folders, report=mailbox.note)
+    pipeline = Pipeline(
+        live, folders, tracker, scheduler, bus, api, pollers, fetchers, hooks.pending_record
+    )
+    submitter = Submitter(live, folders, api, mailbox, tracker.in_progress, tracker.ids, bus.emit)
+    intake = Intake(folders, tracker, submitter.names, hooks.pending_record)
+    journal = Journal(tracker, folders, lambda: clock().mono)
+    outlets = Outlets(live, hooks, tracker, submitter.waiting, intake.watch_healthy)
+    # Followers of every transition, in order: the files, the log, the job slots, then
+    # the user's hooks and the numbers.
+    for consumer in (journal, ev.log_consumer(log.get("wansync.daemon")), submitter):
+        bus.subscribe(consumer)
+    for consumer in outlets.consumers():
+        bus.subscribe(consumer)
+    parts = Parts(
+        live, clock, folders, stop_event, InboxLock(cfg.inbox), wake, mailbox, api,
+        downloader, tracker, scheduler, pollers, fetchers, bus, pipeline, submitter,
+        intake, journal, outlets, notifier or Notifier(),
+    )  # fmt: skip
+    return Daemon(parts)
+
+
+class Daemon:
+    """`run()` is the daemon; `run(burst=True)` handles what is in the inbox now, then ends.
+
+    In steps, as `run` does them and a test may: `open`, `start`, `tick(now)` until
+    `exit_code` is set, `close`.
+    """
+
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+        self.live, self.clock, self.folders = parts.live, parts.clock, parts.folders
+        self.lock, self.wake, self.mailbox = parts.lock, parts.wake, parts.mailbox
+        self.tracker, self.scheduler, self.bus = parts.tracker, parts.scheduler, parts.bus
+        self.pipeline, self.submitter, self.intake = parts.pipeline, parts.submitter, parts.intake
+        self.journal, self.outlets, self.notifier = parts.journal, parts.outlets, parts.notifier
         self.log = log.get("wansync.daemon")
-        self.folders = Folders(cfg.inbox, cfg.outbox, cfg.failed)
-        self.stop_event = threading.Event()  # tells workers to stop; set by the main thread
         self._stop_requested = self._reload_requested = False
         self._stop_signal = 0
-        self.lock = InboxLock(cfg.inbox)
-        self.wake = Waker()
-        self.mailbox = Mailbox(self.wake.set, self.wake.nudge)
-        workers = int(min(16, max(2, math.ceil(cfg.poll.max_per_second * 0.3))))
-        observe = self._answered
-        self.api = TaskApi(cfg.api.base_url, api_key, cfg.api.timeout, workers, observe)
-        self.downloader = Downloader(live.download, cfg.api.timeout, self.stop_event)
-        self.tracker = Tracker()
-        self.scheduler = Scheduler(cfg.poll.interval, cfg.poll.max_per_second)
-        self.notifier = notifier or Notifier()
-        self.pollers: Workers[PollJob] = Workers("poll", workers, poll_io(self.api, self.mailbox))
-        self.fetchers: Workers[FetchJob] = Workers(
-            "download", cfg.download.concurrency, fetch_io(self.downloader, self.mailbox)
-        )
-        self.bus = ev.EventBus()
-        self.pipeline = Pipeline(
-            live, self.folders, self.tracker, self.scheduler, self.bus, self.api,
-            self.pollers, self.fetchers,
-        )  # fmt: skip
-        self.submitter = Submitter(
-            live,
-            self.folders,
-            self.api,
-            self.mailbox,
-            self.tracker.in_progress,
-            self.tracker.ids,
-            self.bus.emit,
-        )
-        self.intake = Intake(self.pipeline, self.submitter, self._job_found)
-        self.journal = Journal(self.tracker, self.folders, time.monotonic)
         self.burst: Burst | None = None
-        self.outlets = Outlets(
-            live, self.folders, self.mailbox, self.tracker, self.submitter.waiting,
-            lambda: self.intake.watcher is None or self.intake.watcher.healthy(),
-        )  # fmt: skip
-        self.pipeline.hook_record = self.outlets.hooks.pending_record
-        # Followers of every transition, in order: the files, the log, the job slots, then
-        # the user's hooks and the numbers.
-        for consumer in (self.journal, ev.log_consumer(self.log), self.submitter):
-            self.bus.subscribe(consumer)
-        for consumer in self.outlets.consumers():
-            self.bus.subscribe(consumer)
+        self.timeout: float | None = None  # `once --timeout`, in seconds
+        self.deadline: float | None = None  # then, monotonic (of `clock`)
+        self.timers: dict[str, Timer] = {}
+        self.exit_code: int | None = None  # set when the loop is done
 
     # -- signals -----------------------------------------------------------------------
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
@@ -124,44 +199,49 @@ class Daemon:
         self, burst: bool = False, timeout: float | None = None, only: set[str] | None = None
     ) -> int:
         """The main loop; returns the process exit code. `only`: in burst, just these names."""
+        self.open()
+        try:
+            now = self.start(burst, timeout, only)
+            while self.exit_code is None:
+                wake_at = self.tick(now)
+                if self.exit_code is None:
+                    self.wake.wait(wake_at - self.clock().mono)
+                    now = self.clock()
+            return self.exit_code
+        finally:
+            self.close()
+
+    def open(self) -> None:
+        """The folders (our own temp files swept), the inbox lock; `InboxLocked` if taken."""
         for folder in (self.folders.inbox, self.folders.outbox, self.folders.failed):
             folder.mkdir(parents=True, exist_ok=True)
             for removed in sweep_temp_files(folder):
                 self.log.info("temp.removed", path=removed.name)
         self.lock.acquire()
-        deadline = time.monotonic() + timeout if timeout else None
-        try:
-            self.outlets.start()
-            return self._run_locked(burst, timeout, only)
-        finally:
-            self.stop_event.set()
-            self.notifier.stopping()
-            self.outlets.finish(burst, deadline, lambda: self._stop_requested)
-            self.journal.flush(2.0, final=True)  # polls' counters too: a stop loses nothing
-            self.pollers.stop(0.0)
-            self.submitter.stop()
-            self.fetchers.stop(STOP_GRACE)
-            self.intake.stop_watch()
-            self.api.close()
-            self.downloader.close()
-            self.lock.release()
-            self.log.info("daemon.stopped", **self._counts())
 
-    def _start(self, burst: bool, only: set[str] | None) -> Now:
-        """Watch, start the workers, scan the inbox, tell systemd READY=1."""
-        start = clock()
+    def start(
+        self, burst: bool = False, timeout: float | None = None, only: set[str] | None = None
+    ) -> Now:
+        """Bind metrics, watch, start the workers, scan the inbox, tell systemd READY=1."""
+        self.outlets.start()
+        start = self.clock()
+        self.timeout = timeout
+        self.deadline = start.mono + timeout if timeout else None
         if not burst:
             # watch first, then scan: nothing falls in between
             self.intake.start_watch(self.wake, self.live.cfg.watch.polling)
-        for workers in (self.pollers, self.fetchers, self.submitter):
+        for workers in (self.parts.pollers, self.parts.fetchers, self.submitter):
             workers.start()
         if burst:
             self.burst = Burst()
             self.bus.subscribe(self.burst)
-        names = self.intake.startup(start, burst, only)
+        names, found = self.intake.scan(start, burst, only)
+        self._hand_on(found, start)
+        self.intake.sweep_parts()
         if self.burst is not None:
             self.burst.names |= names
         self.outlets.started()
+        self._start_timers(start, watching=not burst)
         self.log.info(
             "daemon.started",
             inbox=str(self.folders.inbox),
@@ -172,55 +252,95 @@ class Daemon:
         self.notifier.ready(self._status_line())
         return start
 
-    def _run_locked(self, burst: bool, timeout: float | None, only: set[str] | None) -> int:
-        start = self._start(burst, only)
-        deadline = start.mono + timeout if timeout else None
-        next_rescan = start.mono + self.live.cfg.watch.rescan_interval
-        next_status = start.mono + STATUS_EVERY
-        next_ping = start.mono if self.notifier.watchdog_interval else None
-        while not self._stop_requested:
-            now = clock()
-            self.outlets.tick(now.mono)
-            if self._reload_requested:
-                self._reload(now)
-            if self.intake.watcher:
-                if not self.intake.watcher.healthy() and self._restore_watch():
-                    next_rescan = now.mono  # events may have been missed while it was down
-                self.intake.watch_events(now)
-                if now.mono >= next_rescan:
-                    self.intake.rescan(now)
-                    next_rescan = now.mono + self.live.cfg.watch.rescan_interval
-            self.intake.take(now, self.burst.names if self.burst else None)
-            # Polls first: a poll's start paces the next one, so no other work delays it.
-            self.pipeline.dispatch(clock())
-            self._drain(now)
-            self.pipeline.dispatch(clock())
-            self.submitter.dispatch(clock())
-            if self.journal.pending() or self.journal.next_retry() is not None:
-                until = self.scheduler.next_time(time.monotonic())
-                self.journal.flush(0.05, until=None if until is None else until - 0.001)
-            if self.burst and self.burst.refused:  # a batch gives up on a refused key
-                raise ConfigError(
-                    f"the API refused the key twice, a pause apart ({self.burst.refused})"
-                )
-            if self.burst and self.burst.done(self._live, self.intake.waiting()):
-                return EXIT_FAILED if self.burst.failed else EXIT_OK
-            if deadline and now.mono >= deadline:
-                self.log.warning("daemon.timeout", seconds=timeout)
-                return EXIT_TIMEOUT
-            if now.mono >= next_status:
-                self.notifier.status(self._status_line())
-                next_status = now.mono + STATUS_EVERY
-            if next_ping is not None and now.mono >= next_ping:
-                # Only a loop that ticks with a live watcher may tell systemd it is healthy.
-                if self.intake.watcher is None or self.intake.watcher.healthy():
-                    self.notifier.watchdog()
-                next_ping = now.mono + (self.notifier.watchdog_interval or 1.0)
-            marks = (next_rescan, next_status, deadline, next_ping)
-            self.wake.wait(self._sleep_time(now.mono, *marks))
-        if self.burst is not None:  # `once` stopped before its work was done: say so
-            return 128 + (self._stop_signal or 15)
-        return EXIT_OK
+    def tick(self, now: Now) -> float:
+        """One pass of the loop at `now`; returns when (monotonic) it next needs to run.
+
+        Sets `exit_code` when the loop is done (a stop, a `once` finished or timed out).
+        """
+        if self._stop_requested:
+            self.exit_code = 128 + (self._stop_signal or 15) if self.burst else EXIT_OK
+            return now.mono  # `once` stopped before its work was done: it says so
+        self.outlets.tick(now.mono)
+        if self._reload_requested:
+            self._reload(now)
+        self._watch(now)
+        self._run_timers(now)
+        self._hand_on(self.intake.take(now, self.burst.names if self.burst else None), now)
+        # Polls first: a poll's start paces the next one, so no other work delays it.
+        self.pipeline.dispatch(self.clock())
+        self._drain(now)
+        self.pipeline.dispatch(self.clock())
+        self._carry_out(self.submitter.dispatch(self.clock()), now)
+        self._flush_journal()
+        self.exit_code = self._end(now)
+        return self._wake_at(now)
+
+    def close(self) -> None:
+        """Stop everything, leaving all work resumable; `once` waits for its hooks first."""
+        self.parts.stop_event.set()
+        self.notifier.stopping()
+        left = None if self.deadline is None else self.deadline - self.clock().mono
+        hooks_until = None if left is None else time.monotonic() + left
+        self.outlets.finish(self.burst is not None, hooks_until, lambda: self._stop_requested)
+        self.journal.flush(2.0, final=True)  # polls' counters too: a stop loses nothing
+        self.parts.pollers.stop(0.0)
+        self.submitter.stop()
+        self.parts.fetchers.stop(STOP_GRACE)
+        self.intake.stop_watch()
+        self.parts.api.close()
+        self.parts.downloader.close()
+        self.lock.release()
+        self.log.info("daemon.stopped", **self._counts())
+
+    # -- the steps of a tick -----------------------------------------------------------
+    def _watch(self, now: Now) -> None:
+        """Repair a dead watch (then rescan at once: events were missed); take its news."""
+        if self.intake.watcher is None:
+            return
+        if not self.intake.watcher.healthy() and self._restore_watch():
+            self.timers["rescan"].due = now.mono
+        self._hand_on(self.intake.watch_events(now), now)
+
+    def _hand_on(self, found: Iterable[Found], now: Now) -> None:
+        """What intake found, each to whoever owns it, one at a time."""
+        for item in found:
+            match item:
+                case TaskFile(path=path):
+                    if self.submitter.holds_name(task_name(path)):
+                        self.intake.hold(path)  # the job's create is out: its hand-over decides
+                    else:
+                        self.pipeline.discover(path, now)
+                case JobFile(path=path):
+                    self._carry_out(self.submitter.discover(path, now), now)
+                case TaskGone(name=name):
+                    self.pipeline.removed(name, now)
+                case JobGone(name=name):
+                    self.submitter.removed(name, now)
+                case Replaced():
+                    self._replaced(item, now)
+                case ev.Event():
+                    self.bus.emit(item)
+
+    def _replaced(self, replaced: Replaced, now: Now) -> None:
+        """A tracked task's `.task` now names another task: that is a new task (README
+        "What happens when…"). A job's task keeps its file (wansync wrote it); the
+        producer's moves to a free name and is a task there."""
+        name = task_name(replaced.path)
+        task = self.tracker.get(name)
+        if task is None:
+            return
+        if task.data.get("job"):
+            try:
+                moved = handover.reclaim(self.folders, name, task.data, self.submitter.has)
+            except OSError as exc:
+                self.log.error("task.replaced", name=name, error=str(exc.strerror or exc))
+                return
+            self.log.warning("task.replaced", name=name, moved_to=moved.name)
+            self.intake.forget(replaced.path)
+            self.intake.candidates.ready(moved)
+            return
+        self.pipeline.removed(name, now, REPLACED)
+        self.pipeline.discover(replaced.path, now)
 
     def _drain(self, now: Now) -> None:
         """Every worker result since the last tick, to whoever owns that step."""
@@ -233,36 +353,88 @@ class Daemon:
                 case _:
                     self.pipeline.handle(message, now)
 
-    def _job_found(self, path: Path, now: Now) -> None:
-        self._carry_out(self.submitter.discover(path, now), now)
-
     def _carry_out(self, handovers: list[Handover], now: Now) -> None:
-        """What the submitter hands over: a task to track, or a job to publish."""
-        for handover in handovers:
-            match handover:
-                case Adopt(name=name, task_id=task_id, meta=meta):
-                    self.intake.candidates.forget(self.folders.task(name))
-                    self.pipeline.adopt(name, task_id, meta, now)
+        """What the submitter hands over: a task to track, or a job to publish. A `.task`
+        that waited for the job's name is read after it."""
+        for handover_ in handovers:
+            match handover_:
+                case Adopt(task=task, job=job):
+                    self.intake.forget(self.folders.task(task.name))  # we wrote it
+                    if self.burst is not None:
+                        self.burst.names.add(task.name)
+                    self.pipeline.follow(task, now)
+                    self.intake.release(job)
                 case End(task=task):
                     self.tracker.track(task)
                     self.pipeline.finish(task, now)
+                    self.intake.release(task.name)
 
-    def _sleep_time(self, now: float, *marks: float | None) -> float:
+    def _flush_journal(self) -> None:
+        """Pending sidecars, in a slice that ends before the next poll is due."""
+        if self.journal.pending() or self.journal.next_retry() is not None:
+            until = self.scheduler.next_time(self.clock().mono)
+            self.journal.flush(0.05, until=None if until is None else until - 0.001)
+
+    def _end(self, now: Now) -> int | None:
+        """The exit code once the loop is done (a `once` finished or timed out), else None."""
+        if self.burst and self.burst.refused:  # a batch gives up on a refused key
+            raise ConfigError(
+                f"the API refused the key twice, a pause apart ({self.burst.refused})"
+            )
+        if self.burst and self.burst.done(self._live, self.intake.waiting()):
+            return EXIT_FAILED if self.burst.failed else EXIT_OK
+        if self.deadline is not None and now.mono >= self.deadline:
+            self.log.warning("daemon.timeout", seconds=self.timeout)
+            return EXIT_TIMEOUT
+        return None
+
+    def _wake_at(self, now: Now) -> float:
+        """The soonest deadline of any part (monotonic); at once while sidecars wait."""
         if self.journal.pending():
-            return 0.0
+            return now.mono
         concurrency = self.live.cfg.download.concurrency
-        candidates = [m for m in marks if m is not None]
-        for t in (
-            self.scheduler.next_time(now),
-            self.intake.candidates.next_check(now),
+        marks = [t.due for t in self.timers.values()]
+        for mark in (
+            self.deadline,
+            self.scheduler.next_time(now.mono),
+            self.intake.candidates.next_check(now.mono),
             self.submitter.next_time(),
             self.tracker.next_download(concurrency),
             self.journal.next_retry(),
         ):
-            if t is not None:
-                candidates.append(t)
-        wake_at = min(candidates, default=now + 1.0)
-        return min(max(0.0, wake_at - time.monotonic()), 1.0 if self.burst else 5.0)
+            if mark is not None:
+                marks.append(mark)
+        wake_at = min(marks, default=now.mono + 1.0)
+        return min(wake_at, now.mono + (1.0 if self.burst else 5.0))
+
+    # -- timers ------------------------------------------------------------------------
+    def _start_timers(self, start: Now, watching: bool) -> None:
+        def rescan_every() -> float:
+            return self.live.cfg.watch.rescan_interval
+
+        if watching:
+            self.timers["rescan"] = Timer(rescan_every, self._rescan, start.mono + rescan_every())
+        self.timers["status"] = Timer(lambda: STATUS_EVERY, self._status, start.mono + STATUS_EVERY)
+        interval = self.notifier.watchdog_interval
+        if interval:
+            self.timers["watchdog"] = Timer(lambda: interval, self._ping, start.mono)
+
+    def _run_timers(self, now: Now) -> None:
+        for timer in self.timers.values():
+            if now.mono >= timer.due:
+                timer.run(now)
+                timer.due = now.mono + timer.every()
+
+    def _rescan(self, now: Now) -> None:
+        self._hand_on(self.intake.rescan(now), now)
+
+    def _status(self, now: Now) -> None:
+        self.notifier.status(self._status_line())
+
+    def _ping(self, now: Now) -> None:
+        """Only a loop that ticks with a live watcher may tell systemd it is healthy."""
+        if self.intake.watch_healthy():
+            self.notifier.watchdog()
 
     # -- repairs and reloads -----------------------------------------------------------
     def _restore_watch(self) -> bool:
@@ -296,15 +468,12 @@ class Daemon:
         log.set_level(new.log.level)
         self.scheduler.interval = new.poll.interval
         self.scheduler.max_per_second = new.poll.max_per_second
-        self.api.set_key(key)
+        self.parts.api.set_key(key)
         self.pipeline.key_reloaded(now)
         self.log.info("config.reloaded", source=str(new.source))
         self.notifier.ready(self._status_line())
 
     # -- reporting ---------------------------------------------------------------------
-    def _answered(self, endpoint: str, status: int | None, seconds: float) -> None:
-        self.outlets.answered(endpoint, status, seconds)  # outlets is built after the api
-
     def _live(self, name: str) -> bool:
         return name in self.tracker or self.submitter.has(name)
 

@@ -22,12 +22,13 @@ from wansync.core.messages import DownloadDone, DownloadProgress, DownloadStarte
 from wansync.core.predictor import CompletionModel
 from wansync.core.scheduler import Scheduler
 from wansync.core.tracker import Task, Tracker, open_task
-from wansync.files import sidecar, taskfile
-from wansync.files.fsutil import write_bytes_atomic
+from wansync.files import sidecar
 from wansync.remote.api import TaskApi, TaskReport
 from wansync.run.endings import ended, forget_files, publish_task
 from wansync.run.publish import Folders
 from wansync.run.workers import FetchJob, PollJob, Workers
+
+REMOVED = "task file was removed from the inbox; no longer tracked"
 
 
 def _url(url: str | None) -> str | None:
@@ -47,6 +48,7 @@ class Pipeline:
         api: TaskApi,
         pollers: Workers[PollJob],
         fetchers: Workers[FetchJob],
+        hook_record: Callable[[str], dict[str, Any] | None],
     ) -> None:
         self.live = live
         self.folders = folders
@@ -59,8 +61,8 @@ class Pipeline:
         self.model = CompletionModel()
         self.auth_paused = False
         self.log = log.get("wansync.daemon")
-        # The `hook` record a final sidecar carries (SPEC §6), or None: set by the daemon.
-        self.hook_record: Callable[[str], dict[str, Any] | None] = lambda _event: None
+        # The `hook` record a final sidecar carries (README "Hooks"), or None.
+        self.hook_record = hook_record
 
     @property
     def policy(self) -> Policy:
@@ -70,12 +72,24 @@ class Pipeline:
     def discover(self, path: Path, now: Now) -> None:
         """A settled `.task`: track it (resuming from its sidecar), or end it at once."""
         task, spec = open_task(self.folders, path, now.wall)
+        if spec is None and task.state == "failed" and not task.data.get("published_as"):
+            message = task.data["error"]["message"]
+            self.log.warning("task.invalid", name=task.name, file=path.name, error=message)
+        self.follow(task, now)
+
+    def follow(self, task: Task, now: Now) -> None:
+        """Track `task` from its record: poll it, download it, or end it at once.
+
+        A `.task` file's way in (`discover`), and a job's new task's (handed over by the
+        submitter once its `.task` is written), so both are followed alike from here.
+        """
         name = task.name
+        task.followed_since = now.mono  # `give_up_after` counts on the monotonic clock
+        task.followed_before = lifecycle.earlier_age(
+            task.data.get("first_seen"), task.data.get("last_polled"), now.wall
+        )
         if task.state in sidecar.TERMINAL_STATES:
             self.tracker.track(task)
-            if spec is None and not task.data.get("published_as"):
-                message = task.data["error"]["message"]
-                self.log.warning("task.invalid", name=name, file=path.name, error=message)
             self.finish(task, now)
             return
         twin = self.tracker.track(task)
@@ -83,7 +97,7 @@ class Pipeline:
             self.fail(
                 task,
                 "DuplicateTask",
-                f"{path.name}: task id {task.task_id} is already being fetched for "
+                f"{name}.task: task id {task.task_id} is already being fetched for "
                 f"{twin.name}.task; one video per task id",
                 now,
             )
@@ -101,20 +115,9 @@ class Pipeline:
             )
         )
 
-    def adopt(self, name: str, task_id: str, meta: dict[str, Any], now: Now) -> bool:
-        """A job's task now exists: write its `.task` (what a user would drop), track it."""
-        path = self.folders.task(name)
-        try:
-            if not path.exists():  # the very bytes the job was checked against (jobfile)
-                write_bytes_atomic(path, taskfile.render(task_id, meta))
-        except OSError as exc:  # the sidecar holds the id: the next rescan tries again
-            self.log.error("job.task_file_error", name=name, task_id=task_id, error=str(exc))
-            return False
-        self.discover(path, now)
-        return True
-
-    def removed(self, name: str, now: Now) -> None:
-        """The `.task` left the inbox: stop at once, release everything, drop our files."""
+    def removed(self, name: str, now: Now, detail: str = REMOVED) -> None:
+        """The `.task` left the inbox (or another task's file took its place): stop at
+        once, release everything, drop our files."""
         task = self.tracker.get(name)
         if task is None or task.state in sidecar.TERMINAL_STATES:
             return
@@ -126,7 +129,7 @@ class Pipeline:
                 at=now.wall,
                 name=name,
                 task_id=task.task_id,
-                detail="task file was removed from the inbox; no longer tracked",
+                detail=detail,
             )
         )
 

@@ -142,7 +142,9 @@ def _pending(folders: Folders, data: dict[str, Any], ours: bool) -> list[tuple[P
         steps.append((folders.part(name), MP4))
     if ours and data.get("job") and os.path.lexists(folders.job(name)):
         steps.append((folders.job(name), JOB_SUFFIX))
-    if ours and os.path.lexists(folders.task(name)):
+    # A job that ended before it had a task has no `.task`: one there is a producer's.
+    task_file = ours and not (data.get("job") and not data.get("task_id"))
+    if task_file and os.path.lexists(folders.task(name)):
         steps.append((folders.task(name), TASK_SUFFIX))
     if os.path.lexists(folders.sidecar(name)):
         steps.append((folders.sidecar(name), sidecar.SUFFIX))

@@ -1,0 +1,112 @@
+"""A job's new task gets its `.task` file, and so its name, before it is tracked.
+
+The name is the job's own, `NAME`. A producer may have dropped a `NAME.task` of its own
+while the create was out (it waited; see `Submitter.holds_name`): then the job's task
+moves to the smallest free `NAME-k`, its journal first, so that it is never orphaned
+and never sent again. The steps, each safe to be cut short by a crash:
+
+  (1) the journal (the job's sidecar, holding the task id) is written as `NAME-k`'s;
+  (2) `NAME.job` is renamed `NAME-k.job`;
+  (3) `NAME-k.task` is written;
+  (4) the old journal `NAME.status.json` is dropped, so `NAME.task` starts afresh.
+
+Cut after (1): `NAME-k.status.json` has no file and is dropped at the next start, and
+`NAME.job` with its journal does it all again. After (2): `NAME-k.job` and its journal
+are a job whose task is recorded, so (3) is done then. After (3): `NAME-k` is a task.
+
+A tracked job's task whose `.task` a producer replaced with another id (a rename onto
+it) keeps its name: the producer's file moves to a free name and becomes a task there
+(`reclaim`), since the file that was replaced was wansync's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wansync.core.errors import TaskFileError
+from wansync.files import names, sidecar, taskfile
+from wansync.files.fsutil import move_durable, write_bytes_atomic
+from wansync.run.publish import Folders
+
+MISSING = "missing"  # `holder`: no `.task` there
+UNREADABLE = "unreadable"  # `holder`: a `.task` that holds no valid id
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """Where a job's task went: the name it is tracked under and its record.
+
+    `taken_by`: the id (or `unreadable`) in the `NAME.task` that made it move, else None.
+    """
+
+    name: str
+    data: dict[str, Any]
+    taken_by: str | None = None
+
+
+def holder(path: Path) -> str:
+    """The task id in the `.task` at `path`, `MISSING`, or `UNREADABLE`."""
+    if not os.path.lexists(path):
+        return MISSING
+    try:
+        return taskfile.read(path).task_id
+    except (TaskFileError, OSError):
+        return UNREADABLE
+
+
+def free_name(folders: Folders, name: str, in_use: Callable[[str], bool]) -> str:
+    """The smallest `NAME-k` (k ≥ 2) with no `.task`, `.job` or sidecar in the inbox."""
+    for k in range(2, names.MAX_K + 1):
+        candidate = f"{name}-{k}"
+        try:
+            names.check(candidate)
+        except names.BadName:
+            break  # NAME is at the length limit: no `-k` fits
+        paths = (folders.task(candidate), folders.job(candidate), folders.sidecar(candidate))
+        if not in_use(candidate) and not any(os.path.lexists(p) for p in paths):
+            return candidate
+    raise FileExistsError(f"no free name like {name}-k in the inbox for {name}'s task")
+
+
+def place(
+    folders: Folders, name: str, data: dict[str, Any], in_use: Callable[[str], bool]
+) -> Placed:
+    """Write the `.task` of job `name`'s task (its id is in `data`, on disk already).
+
+    OSError when a write fails: nothing is lost (the journal holds the id); try again.
+    """
+    task_id = data["task_id"]
+    found = holder(folders.task(name))
+    if found == MISSING:
+        write_bytes_atomic(folders.task(name), taskfile.render(task_id, data.get("meta") or {}))
+        return Placed(name, data)
+    if found == task_id:  # written before a restart
+        return Placed(name, data)
+    new = free_name(folders, name, in_use)
+    moved = {**data, "name": new, "job": {**data["job"], "file": f"{new}{names.JOB_SUFFIX}"}}
+    sidecar.write(folders.sidecar(new), moved)  # (1)
+    if os.path.lexists(folders.job(name)):
+        move_durable(folders.job(name), folders.job(new))  # (2)
+    write_bytes_atomic(folders.task(new), taskfile.render(task_id, data.get("meta") or {}))  # (3)
+    old = sidecar.read(folders.sidecar(name))
+    if old is not None and old.get("task_id") == task_id:
+        with contextlib.suppress(FileNotFoundError):
+            folders.sidecar(name).unlink()  # (4)
+    return Placed(new, moved, found)
+
+
+def reclaim(
+    folders: Folders, name: str, data: dict[str, Any], in_use: Callable[[str], bool]
+) -> Path:
+    """A tracked job's task's `NAME.task` was replaced: move the producer's file to a free
+    name (it is a task of its own there), write ours again; returns where it went."""
+    new = free_name(folders, name, in_use)
+    target = folders.task(new)
+    move_durable(folders.task(name), target)
+    write_bytes_atomic(folders.task(name), taskfile.render(data["task_id"], data.get("meta") or {}))
+    return target
