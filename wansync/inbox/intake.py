@@ -220,7 +220,14 @@ class Intake:
 
     def hold(self, path: Path) -> None:
         """A `.task` that must wait for the job of its name to be handed over."""
-        self._held[task_name(path)] = path
+        name = task_name(path)
+        self._held[name] = path
+        self.log.warning(
+            "task.waiting",
+            name=name,
+            detail=f"{name}.job's task may exist already: {path.name} is read once that "
+            f"task has its name ({name}, or {name}-k if this file keeps {name})",
+        )
 
     def release(self, name: str) -> None:
         """The job `name` is handed over: a `.task` that waited for it is read now."""
