@@ -26,9 +26,7 @@ def jobs_env(env: Env) -> Env:
     return env
 
 
-def test_a_task_file_dropped_while_a_jobs_create_is_out_never_orphans_the_jobs_task(
-    jobs_env, sim
-):
+def test_a_task_file_dropped_while_a_jobs_create_is_out_never_orphans_the_jobs_task(jobs_env, sim):
     """`clip.job`'s create is out (its answer held back) when a producer drops `clip.task`
     with another id: the job's task is fetched as `clip-2` (`job.name_taken`), the
     producer's as `clip`, and the job is never sent again."""
@@ -40,8 +38,10 @@ def test_a_task_file_dropped_while_a_jobs_create_is_out_never_orphans_the_jobs_t
     sim.add_task("producer-task-0001")
     drop(env.inbox, "clip", "producer-task-0001")
     wait_until(
-        lambda: daemon.events("task.waiting", name="clip")
-        or daemon.events("task.discovered", name="clip"),
+        lambda: (
+            daemon.events("task.waiting", name="clip")
+            or daemon.events("task.discovered", name="clip")
+        ),
         10,
         "the daemon to see clip.task",
     )

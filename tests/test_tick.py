@@ -208,9 +208,7 @@ def test_a_jobs_task_file_replaced_by_a_producer_moves_the_producers_file(tmp_pa
         [made] = sim.desk.created
         drop(loop.inbox, "clip", "producer-task-01")
         with capture_logs() as logs:
-            loop.until(
-                lambda: loop.published("clip") and loop.published("clip-2"), "both to end"
-            )
+            loop.until(lambda: loop.published("clip") and loop.published("clip-2"), "both to end")
     ours, theirs = loop.published("clip"), loop.published("clip-2")
     assert ours is not None and ours["task_id"] == made["task_id"]
     assert theirs is not None and theirs["task_id"] == "producer-task-01"

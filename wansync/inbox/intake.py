@@ -4,7 +4,8 @@ Intake calls nothing outside itself: it yields what it finds, one file at a time
 the daemon hands each on before the next is looked at: a settled `.task` (`TaskFile`,
 for the pipeline), a settled `.job` (`JobFile`, for the submitter), a file gone
 (`TaskGone`, `JobGone`), a tracked task's file that now names another task (`Replaced`),
-or an event to emit (a file refused for its name, a sidecar left without its file).
+a file whose name wansync cannot build on (`NameRefused`), a sidecar left without its
+file (`Orphan`). What to do with the last two is run/leftovers.py's.
 """
 
 from __future__ import annotations
@@ -15,22 +16,18 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from wansync import log
 from wansync.core import events as ev
 from wansync.core.errors import TaskFileError
 from wansync.core.lifecycle import Now
 from wansync.core.tracker import Tracker
-from wansync.files import folderguard, jobfile, sidecar, taskfile
+from wansync.files import folderguard, jobfile, names, taskfile
+from wansync.files.folders import Folders
 from wansync.files.lock import InboxLock
 from wansync.files.taskfile import task_name
 from wansync.inbox.settle import Candidates, scan_inbox
 from wansync.inbox.watcher import CHANGED, GONE, READY, InboxWatcher
-from wansync.run import publish
-from wansync.run.endings import ended, forget_files
-from wansync.run.publish import Folders
-from wansync.run.waker import Waker
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +55,20 @@ class JobGone:
 
 
 @dataclass(frozen=True, slots=True)
+class NameRefused:
+    """A file whose NAME wansync cannot build its files from (not UTF-8, too long)."""
+
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """A sidecar with neither `.task` nor `.job`, found at start-up."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Replaced:
     """A tracked task's `.task` now holds `task_id` (None: no valid id): another task."""
 
@@ -65,7 +76,7 @@ class Replaced:
     task_id: str | None
 
 
-Found = TaskFile | JobFile | TaskGone | JobGone | Replaced | ev.Event
+Found = TaskFile | JobFile | TaskGone | JobGone | Replaced | NameRefused | Orphan
 
 
 def name_of(path: Path) -> str:
@@ -94,12 +105,10 @@ class Intake:
         folders: Folders,
         tracker: Tracker,
         jobs: Callable[[], set[str]],
-        hook_record: Callable[[str], dict[str, Any] | None],
     ) -> None:
         self.folders = folders
         self.tracker = tracker
         self.jobs = jobs  # names of the jobs the submitter has
-        self.hook_record = hook_record  # the `hook` a refused file's final sidecar carries
         self.candidates = Candidates()
         self.only: set[str] | None = None  # burst: just these names
         self.burst = False
@@ -114,7 +123,7 @@ class Intake:
         return self.watcher is None or self.watcher.healthy()
 
     # -- the watch ---------------------------------------------------------------------
-    def start_watch(self, wake: Waker, polling: bool) -> None:
+    def start_watch(self, wake: Callable[[], None], polling: bool) -> None:
         self.watcher = InboxWatcher(self.folders.inbox, wake, polling)
         self.watcher.start()
 
@@ -122,7 +131,7 @@ class Intake:
         if self.watcher:
             self.watcher.stop()
 
-    def restore_watch(self, lock: InboxLock, wake: Waker, polling: bool) -> bool:
+    def restore_watch(self, lock: InboxLock, wake: Callable[[], None], polling: bool) -> bool:
         """Recreate the inbox, re-lock, watch again; True once watching. Raises
         `InboxLocked` when another wansync took the recreated inbox meanwhile.
 
@@ -188,7 +197,7 @@ class Intake:
         self.scanned = paths
         for path in paths:
             self.candidates.changed(path, now.mono)
-        orphans = (item for name in listing.orphans for item in self._orphan_sidecar(name, now))
+        orphans = [Orphan(name) for name in listing.orphans]
         return listing.tasks | listing.jobs, itertools.chain(orphans, self.take(now, None))
 
     def take(self, now: Now, burst_names: set[str] | None) -> Iterator[Found]:
@@ -197,16 +206,16 @@ class Intake:
             self.candidates = Candidates()  # not read through a link; the rescan finds them
             return
         for path in sorted(self.candidates.take(now.mono), key=_jobs_first):
-            found = self._settled(path, now, burst_names)
+            found = self._settled(path, burst_names)
             if found is not None:
                 yield found
 
-    def _settled(self, path: Path, now: Now, burst_names: set[str] | None) -> Found | None:
-        # a name wansync cannot build its files from (not UTF-8, too long): to failed/
-        refused = publish.refuse_name(self.folders, path, self.hook_record("failed"))
-        if refused is not None:
-            return None if refused.final is None else ended(refused.data, refused.final, now.wall)
+    def _settled(self, path: Path, burst_names: set[str] | None) -> Found | None:
         name = name_of(path)
+        try:
+            names.check(name)
+        except names.BadName:
+            return NameRefused(path)  # not UTF-8, or too long: to failed/
         if burst_names is not None and name not in burst_names:
             return None
         is_job = jobfile.is_job_name(path.name)
@@ -246,9 +255,9 @@ class Intake:
         """Partial downloads no live task owns are ours to remove (the task was removed).
         After the start-up scan's files are handed on; not in a `once` for some names."""
         if self.only is None:  # else others' partial downloads are not ours to judge
-            owned = {publish.stem(n) for n in self.tracker.tasks}
-            owned |= {publish.stem(name_of(p)) for p in self.waiting()}
-            owned |= {publish.stem(n) for n in self._held}
+            owned = {names.stem(n) for n in self.tracker.tasks}
+            owned |= {names.stem(name_of(p)) for p in self.waiting()}
+            owned |= {names.stem(n) for n in self._held}
             for entry in os.scandir(self.folders.outbox):
                 if entry.name.startswith(".") and entry.name.endswith(".mp4.part"):
                     name = entry.name[1 : -len(".mp4.part")]
@@ -258,38 +267,6 @@ class Intake:
                         self.log.info("download.part_removed", name=name)
         if not self.burst:
             self.scanned = []  # only `once` needs the list later
-
-    def _orphan_sidecar(self, name: str, now: Now) -> Iterator[Found]:
-        """A sidecar without its `.task`: a publish cut short, or a task the user removed.
-
-        `sidecar.read` accepts only a sidecar named after its own task, so what is
-        resumed or dropped here is that task's, never another's (a planted sidecar naming
-        a live download); its `.part` is published only as a whole MP4 of the recorded size.
-        """
-        data = sidecar.read(self.folders.sidecar(name))
-        if data and data.get("state") in sidecar.TERMINAL_STATES and data.get("published_as"):
-            try:
-                final = publish.resume(self.folders, data, task_file_is_ours=False)
-            except OSError as exc:  # a full disk, a refused `.part`: left as it is
-                self.log.error(
-                    "task.publish_error",
-                    name=name,
-                    task_id=data.get("task_id"),
-                    error=f"{type(exc).__name__}: {exc.strerror or exc}",
-                    detail="left in the inbox as it is",
-                )
-                return
-            self.log.info(
-                "task.publish_resumed", name=name, task_id=data.get("task_id"), path=str(final)
-            )
-            return
-        forget_files(self.folders, name)
-        yield ev.TaskRemoved(
-            at=now.wall,
-            name=name,
-            task_id=(data or {}).get("task_id"),
-            detail="task file was removed while wansync was not running",
-        )
 
     def watch_events(self, now: Now) -> Iterator[Found]:
         """The watcher's news: files to look at soon, files gone."""

@@ -35,9 +35,10 @@ from wansync import log
 from wansync.config import KEY_ENV, HooksConfig
 from wansync.core.events import Event, HookRan, TaskFailed, TaskSucceeded
 from wansync.files import bounded, folderguard, names, sidecar
+from wansync.files.folders import Folders
 from wansync.files.fsutil import NotARegularFile, read_small, write_json_atomic
+from wansync.files.names import MP4
 from wansync.outlets.hookrun import TryResult, run_try
-from wansync.run.publish import MP4, Folders
 
 EVENTS = ("succeeded", "failed")
 STATES = ("pending", "done", "failed")

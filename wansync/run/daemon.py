@@ -28,6 +28,7 @@ from wansync.core.lifecycle import Now
 from wansync.core.messages import Adopt, End, Handover, LookupDone, Mailbox, PostDone, UploadDone
 from wansync.core.scheduler import Scheduler
 from wansync.core.tracker import Tracker
+from wansync.files.folders import Folders
 from wansync.files.fsutil import sweep_temp_files
 from wansync.files.lock import InboxLock
 from wansync.files.taskfile import task_name
@@ -37,6 +38,8 @@ from wansync.inbox.intake import (
     Intake,
     JobFile,
     JobGone,
+    NameRefused,
+    Orphan,
     Replaced,
     TaskFile,
     TaskGone,
@@ -45,11 +48,10 @@ from wansync.outlets.followers import Outlets, api_observer
 from wansync.outlets.hooks import Hooks
 from wansync.remote.api import TaskApi
 from wansync.remote.download import Downloader
-from wansync.run import handover, signals
+from wansync.run import handover, leftovers, signals
 from wansync.run.journal import Journal
 from wansync.run.notify import Notifier
 from wansync.run.pipeline import Pipeline
-from wansync.run.publish import Folders
 from wansync.run.submitter import Submitter
 from wansync.run.waker import Waker
 from wansync.run.workers import FetchJob, PollJob, Workers, fetch_io, poll_io
@@ -105,6 +107,7 @@ class Parts:
     pollers: Workers[PollJob]
     fetchers: Workers[FetchJob]
     bus: ev.EventBus
+    hooks: Hooks
     pipeline: Pipeline
     submitter: Submitter
     intake: Intake
@@ -138,7 +141,7 @@ def build(
         live, folders, tracker, scheduler, bus, api, pollers, fetchers, hooks.pending_record
     )
     submitter = Submitter(live, folders, api, mailbox, tracker.in_progress, tracker.ids, bus.emit)
-    intake = Intake(folders, tracker, submitter.names, hooks.pending_record)
+    intake = Intake(folders, tracker, submitter.names)
     journal = Journal(tracker, folders, lambda: clock().mono)
     outlets = Outlets(live, hooks, tracker, submitter.waiting, intake.watch_healthy)
     # Followers of every transition, in order: the files, the log, the job slots, then
@@ -149,7 +152,7 @@ def build(
         bus.subscribe(consumer)
     parts = Parts(
         live, clock, folders, stop_event, InboxLock(cfg.inbox), wake, mailbox, api,
-        downloader, tracker, scheduler, pollers, fetchers, bus, pipeline, submitter,
+        downloader, tracker, scheduler, pollers, fetchers, bus, hooks, pipeline, submitter,
         intake, journal, outlets, notifier or Notifier(),
     )  # fmt: skip
     return Daemon(parts)
@@ -229,7 +232,7 @@ class Daemon:
         self.deadline = start.mono + timeout if timeout else None
         if not burst:
             # watch first, then scan: nothing falls in between
-            self.intake.start_watch(self.wake, self.live.cfg.watch.polling)
+            self.intake.start_watch(self.wake.set, self.live.cfg.watch.polling)
         for workers in (self.parts.pollers, self.parts.fetchers, self.submitter):
             workers.start()
         if burst:
@@ -318,8 +321,15 @@ class Daemon:
                     self.submitter.removed(name, now)
                 case Replaced():
                     self._replaced(item, now)
-                case ev.Event():
-                    self.bus.emit(item)
+                case NameRefused(path=path):
+                    hook = self.parts.hooks.pending_record("failed")
+                    self._emit(leftovers.refuse(self.folders, path, hook, now.wall))
+                case Orphan(name=name):
+                    self._emit(leftovers.orphan_sidecar(self.folders, name, now.wall))
+
+    def _emit(self, event: ev.Event | None) -> None:
+        if event is not None:
+            self.bus.emit(event)
 
     def _replaced(self, replaced: Replaced, now: Now) -> None:
         """A tracked task's `.task` now names another task: that is a new task (README
@@ -440,7 +450,8 @@ class Daemon:
     def _restore_watch(self) -> bool:
         """The watch died (inbox deleted?): recreate the inbox, re-lock, watch again."""
         try:
-            return self.intake.restore_watch(self.lock, self.wake, self.live.cfg.watch.polling)
+            polling = self.live.cfg.watch.polling
+            return self.intake.restore_watch(self.lock, self.wake.set, polling)
         except InboxLocked:
             self.log.error("inbox.locked", detail="another wansync took the recreated inbox")
             self.request_stop()

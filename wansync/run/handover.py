@@ -30,8 +30,8 @@ from typing import Any
 
 from wansync.core.errors import TaskFileError
 from wansync.files import names, sidecar, taskfile
+from wansync.files.folders import Folders
 from wansync.files.fsutil import move_durable, write_bytes_atomic
-from wansync.run.publish import Folders
 
 MISSING = "missing"  # `holder`: no `.task` there
 UNREADABLE = "unreadable"  # `holder`: a `.task` that holds no valid id

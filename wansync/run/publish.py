@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from wansync import log
-from wansync.files import folderguard, names, sidecar
+from wansync.files import names, sidecar
+from wansync.files.folders import Folders
 from wansync.files.fsutil import NotARegularFile, fsync_dir, move_durable, open_regular
 from wansync.files.names import (
     JOB_SUFFIX,
@@ -36,37 +37,6 @@ from wansync.remote import mp4check
 
 __all__ = ["MAX_STEM_BYTES", "MP4", "Folders", "free_name", "publish", "refuse_name", "stem"]
 ATTEMPTS = 3  # names re-chosen when something else took the chosen one meanwhile
-
-
-@dataclass(frozen=True)
-class Folders:
-    inbox: Path
-    outbox: Path
-    failed: Path
-
-    def check(self, *folders: Path) -> None:
-        """`FolderReplaced` (an OSError: the work stays pending) if one was replaced."""
-        folderguard.check(*folders)
-
-    def replaced(self, folder: Path) -> bool:
-        """A folder swapped for a link or another folder while the daemon runs."""
-        return folderguard.replaced(folder)
-
-    def part(self, name: str) -> Path:
-        """Where a download grows: hidden, in the outbox, so the final rename is atomic."""
-        return self.outbox / f".{stem(name)}{names.PART_SUFFIX}"
-
-    def task(self, name: str) -> Path:
-        return self.inbox / f"{name}{TASK_SUFFIX}"
-
-    def job(self, name: str) -> Path:
-        return self.inbox / f"{name}{JOB_SUFFIX}"
-
-    def sidecar(self, name: str) -> Path:
-        return sidecar.path_for(self.inbox, stem(name))
-
-    def destination(self, data: dict[str, Any]) -> Path:
-        return self.outbox if data["state"] == "succeeded" else self.failed
 
 
 def free_name(folder: Path, name: str) -> str:
@@ -133,6 +103,11 @@ def _check_part(part: Path, data: dict[str, Any]) -> None:
         os.close(fd)
 
 
+def _owns_task_file(data: dict[str, Any], ours: bool) -> bool:
+    """A job that ended before it had a task has no `.task`: one there is a producer's."""
+    return ours and not (data.get("job") and not data.get("task_id"))
+
+
 def _pending(folders: Folders, data: dict[str, Any], ours: bool) -> list[tuple[Path, str]]:
     """The moves (2)-(5) not yet done, in order: (what is still in place, its suffix)."""
     name = data["name"]
@@ -142,9 +117,7 @@ def _pending(folders: Folders, data: dict[str, Any], ours: bool) -> list[tuple[P
         steps.append((folders.part(name), MP4))
     if ours and data.get("job") and os.path.lexists(folders.job(name)):
         steps.append((folders.job(name), JOB_SUFFIX))
-    # A job that ended before it had a task has no `.task`: one there is a producer's.
-    task_file = ours and not (data.get("job") and not data.get("task_id"))
-    if task_file and os.path.lexists(folders.task(name)):
+    if _owns_task_file(data, ours) and os.path.lexists(folders.task(name)):
         steps.append((folders.task(name), TASK_SUFFIX))
     if os.path.lexists(folders.sidecar(name)):
         steps.append((folders.sidecar(name), sidecar.SUFFIX))
