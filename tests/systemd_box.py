@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 TOOL = REPO.parent / "shared" / "tools" / "systemd-box"
 SRC = "/usr/local/src/wansync"  # the checkout, copied into the box
 WHEELS = "/usr/local/src/wheelhouse"  # built on the host, so pip in the box needs no network
-PRODUCER = "pipeline"  # a user in the wansync group: README `usermod -aG wansync …`
+PRODUCER = "pipeline"  # a user in the wansync group: docs/service.md `usermod -aG wansync …`
 BOX_ENV = (
     "PATH=/usr/sbin:/usr/bin:/sbin:/bin",  # so `python3` is the distribution's /usr/bin/python3
     "LANG=C.UTF-8",
@@ -34,7 +34,7 @@ BOX_ENV = (
     "PIP_CONFIG_FILE=/dev/null",
     "SYSTEMD_COLORS=0",
 )
-UNITS = {  # unit: (unit file, config, key file, state directory), as the README lays them out
+UNITS = {  # unit: (unit file, config, key file, state directory), as docs/service.md lays them out
     "wansync": (
         "wansync.service",
         "/etc/wansync/config.yaml",
@@ -81,7 +81,7 @@ class Box:
 
 
 def install_project(box: Box) -> None:
-    """README steps 1-2, as root in the box; pip installs the checkout from local wheels."""
+    """docs/service.md steps 1-2, as root in the box; pip installs the checkout from wheels."""
     ignore = shutil.ignore_patterns(
         ".git", ".venv*", "*.egg-info", "build", "dist", "__pycache__", ".*_cache"
     )
@@ -143,7 +143,7 @@ class Service:
         self.settings = settings
 
     def install_key(self, key: str, path: str | None = None, owner: str | None = None) -> None:
-        """README: a root-only KEYFILE (0600) holding the key; the simulator takes it.
+        """docs/service.md: a root-only KEYFILE (0600) holding the key; the simulator takes it.
 
         With `owner`, a file that user alone reads (0400), for `api.key_file`.
         """
@@ -153,7 +153,7 @@ class Service:
         self.keys.append(key)
 
     def install(self) -> None:
-        """README steps 3-4: config, key, `check --online` as root, unit file, enable --now.
+        """docs/service.md steps 3-4: config, key, `check --online` as root, the unit, enable --now.
 
         `check` runs with no key in its environment: as root it must find the unit's own
         key file for this config (`dashscope_api_key`, or `NAME.key` for `NAME.yaml`).

@@ -64,7 +64,7 @@ def test_a_task_file_dropped_while_a_jobs_create_is_out_never_orphans_the_jobs_t
 
 
 def test_a_task_file_replaced_while_tracked_is_a_new_task(env, sim):
-    """README protocol (temp file, rename onto `clip.task`) while `clip` is polled with
+    """The producers' protocol (temp file, rename onto `clip.task`) while `clip` is polled with
     another id: the old task is dropped, the new id is polled and published; never the old
     task's video beside the new task's file."""
     sim.add_task("old-task-id-0001", pending_polls=10**6)

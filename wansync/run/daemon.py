@@ -332,8 +332,8 @@ class Daemon:
             self.bus.emit(event)
 
     def _replaced(self, replaced: Replaced, now: Now) -> None:
-        """A tracked task's `.task` now names another task: that is a new task (README
-        "What happens when…"). A job's task keeps its file (wansync wrote it); the
+        """A tracked task's `.task` now names another task: that is a new task
+        (docs/what-happens.md). A job's task keeps its file (wansync wrote it); the
         producer's moves to a free name and is a task there."""
         name = task_name(replaced.path)
         task = self.tracker.get(name)

@@ -61,7 +61,7 @@ class Pipeline:
         self.model = CompletionModel()
         self.auth_paused = False
         self.log = log.get("wansync.daemon")
-        # The `hook` record a final sidecar carries (README "Hooks"), or None.
+        # The `hook` record a final sidecar carries (docs/hooks.md), or None.
         self.hook_record = hook_record
 
     @property
