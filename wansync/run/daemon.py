@@ -12,7 +12,6 @@ when they really go out.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import threading
 import time
@@ -20,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import FrameType
 
-from wansync import config, log
+from wansync import log
 from wansync.config import Config, Live
 from wansync.core import events as ev
 from wansync.core.errors import ConfigError, InboxLocked
@@ -50,8 +49,9 @@ from wansync.remote.api import TaskApi
 from wansync.remote.download import Downloader
 from wansync.run import handover, leftovers, signals
 from wansync.run.journal import Journal
-from wansync.run.notify import Notifier
+from wansync.run.notify import Notifier, status_line
 from wansync.run.pipeline import Pipeline
+from wansync.run.reload import reload
 from wansync.run.submitter import Submitter
 from wansync.run.waker import Waker
 from wansync.run.workers import FetchJob, PollJob, Workers, fetch_io, poll_io
@@ -87,6 +87,19 @@ class Timer:
     every: Callable[[], float]
     run: Callable[[Now], None]
     due: float
+
+
+class Timers(dict[str, Timer]):
+    """The loop's timer table, by name: `run_due` runs the ones whose time has come."""
+
+    def run_due(self, now: Now) -> None:
+        for timer in self.values():
+            if now.mono >= timer.due:
+                timer.run(now)
+                timer.due = now.mono + timer.every()
+
+    def next_due(self) -> float | None:
+        return min((t.due for t in self.values()), default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,20 +163,37 @@ def build(
         bus.subscribe(consumer)
     for consumer in outlets.consumers():
         bus.subscribe(consumer)
-    parts = Parts(
-        live, clock, folders, stop_event, InboxLock(cfg.inbox), wake, mailbox, api,
-        downloader, tracker, scheduler, pollers, fetchers, bus, hooks, pipeline, submitter,
-        intake, journal, outlets, notifier or Notifier(),
-    )  # fmt: skip
-    return Daemon(parts)
+    return Daemon(
+        Parts(
+            live=live,
+            clock=clock,
+            folders=folders,
+            stop_event=stop_event,
+            lock=InboxLock(cfg.inbox),
+            wake=wake,
+            mailbox=mailbox,
+            api=api,
+            downloader=downloader,
+            tracker=tracker,
+            scheduler=scheduler,
+            pollers=pollers,
+            fetchers=fetchers,
+            bus=bus,
+            hooks=hooks,
+            pipeline=pipeline,
+            submitter=submitter,
+            intake=intake,
+            journal=journal,
+            outlets=outlets,
+            notifier=notifier or Notifier(),
+        )
+    )
 
 
 class Daemon:
-    """`run()` is the daemon; `run(burst=True)` handles what is in the inbox now, then ends.
-
-    In steps, as `run` does them and a test may: `open`, `start`, `tick(now)` until
-    `exit_code` is set, `close`.
-    """
+    """`run()` is the daemon; `run(burst=True)` handles what is in the inbox now, then
+    ends. In steps, as `run` does them and a test may: `open`, `start`, `tick(now)`
+    until `exit_code` is set, `close`."""
 
     def __init__(self, parts: Parts) -> None:
         self.parts = parts
@@ -178,7 +208,7 @@ class Daemon:
         self.burst: Burst | None = None
         self.timeout: float | None = None  # `once --timeout`, in seconds
         self.deadline: float | None = None  # then, monotonic (of `clock`)
-        self.timers: dict[str, Timer] = {}
+        self.timers = Timers()
         self.exit_code: int | None = None  # set when the loop is done
 
     # -- signals -----------------------------------------------------------------------
@@ -267,7 +297,7 @@ class Daemon:
         if self._reload_requested:
             self._reload(now)
         self._watch(now)
-        self._run_timers(now)
+        self.timers.run_due(now)
         self._hand_on(self.intake.take(now, self.burst.names if self.burst else None), now)
         # Polls first: a poll's start paces the next one, so no other work delays it.
         self.pipeline.dispatch(self.clock())
@@ -328,7 +358,7 @@ class Daemon:
                     self._emit(leftovers.orphan_sidecar(self.folders, name, now.wall))
 
     def _emit(self, event: ev.Event | None) -> None:
-        if event is not None:
+        if event is not None:  # a leftover that needs no event (a publish carried on)
             self.bus.emit(event)
 
     def _replaced(self, replaced: Replaced, now: Now) -> None:
@@ -340,14 +370,10 @@ class Daemon:
         if task is None:
             return
         if task.data.get("job"):
-            try:
-                moved = handover.reclaim(self.folders, name, task.data, self.submitter.has)
-            except OSError as exc:
-                self.log.error("task.replaced", name=name, error=str(exc.strerror or exc))
-                return
-            self.log.warning("task.replaced", name=name, moved_to=moved.name)
-            self.intake.forget(replaced.path)
-            self.intake.candidates.ready(moved)
+            moved = handover.reclaim(self.folders, name, task.data, self.submitter.has)
+            if moved is not None:
+                self.intake.forget(replaced.path)  # ours again
+                self.intake.candidates.ready(moved)
             return
         self.pipeline.removed(name, now, REPLACED)
         self.pipeline.discover(replaced.path, now)
@@ -402,38 +428,28 @@ class Daemon:
         """The soonest deadline of any part (monotonic); at once while sidecars wait."""
         if self.journal.pending():
             return now.mono
-        concurrency = self.live.cfg.download.concurrency
-        marks = [t.due for t in self.timers.values()]
-        for mark in (
+        marks = (
+            self.timers.next_due(),
             self.deadline,
             self.scheduler.next_time(now.mono),
             self.intake.candidates.next_check(now.mono),
             self.submitter.next_time(),
-            self.tracker.next_download(concurrency),
+            self.tracker.next_download(self.live.cfg.download.concurrency),
             self.journal.next_retry(),
-        ):
-            if mark is not None:
-                marks.append(mark)
-        wake_at = min(marks, default=now.mono + 1.0)
+        )
+        wake_at = min((m for m in marks if m is not None), default=now.mono + 1.0)
         return min(wake_at, now.mono + (1.0 if self.burst else 5.0))
 
     # -- timers ------------------------------------------------------------------------
     def _start_timers(self, start: Now, watching: bool) -> None:
-        def rescan_every() -> float:
-            return self.live.cfg.watch.rescan_interval
-
-        if watching:
-            self.timers["rescan"] = Timer(rescan_every, self._rescan, start.mono + rescan_every())
+        """The rescan (a net under the watch), systemd's status line and watchdog pings."""
+        if watching:  # every: as the live config says (a reload may change it)
+            rescan = self.live.cfg.watch.rescan_interval
+            every = lambda: self.live.cfg.watch.rescan_interval  # noqa: E731
+            self.timers["rescan"] = Timer(every, self._rescan, start.mono + rescan)
         self.timers["status"] = Timer(lambda: STATUS_EVERY, self._status, start.mono + STATUS_EVERY)
-        interval = self.notifier.watchdog_interval
-        if interval:
+        if interval := self.notifier.watchdog_interval:
             self.timers["watchdog"] = Timer(lambda: interval, self._ping, start.mono)
-
-    def _run_timers(self, now: Now) -> None:
-        for timer in self.timers.values():
-            if now.mono >= timer.due:
-                timer.run(now)
-                timer.due = now.mono + timer.every()
 
     def _rescan(self, now: Now) -> None:
         self._hand_on(self.intake.rescan(now), now)
@@ -458,30 +474,11 @@ class Daemon:
             return False
 
     def _reload(self, now: Now) -> None:
-        """SIGHUP: a new config everywhere at once (one `Live`), and the key; the folders
-        need a restart."""
+        """SIGHUP: the config and the key again (reload.py); a new key is tried at once."""
         self._reload_requested = False
         self.notifier.reloading(time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000)
-        old = self.live.cfg
-        try:
-            new = config.load(str(old.source) if old.source else None)
-            key = config.load_api_key(new)
-        except ConfigError as exc:
-            self.log.error("config.reload_failed", error=str(exc), detail="keeping the old one")
-            self.notifier.ready(self._status_line())
-            return
-        log.add_secret(key)
-        if (new.inbox, new.outbox, new.failed) != (old.inbox, old.outbox, old.failed):
-            self.log.warning("config.folders_unchanged", detail="folders change on restart only")
-        self.live.cfg = dataclasses.replace(
-            new, inbox=old.inbox, outbox=old.outbox, failed=old.failed
-        )
-        log.set_level(new.log.level)
-        self.scheduler.interval = new.poll.interval
-        self.scheduler.max_per_second = new.poll.max_per_second
-        self.parts.api.set_key(key)
-        self.pipeline.key_reloaded(now)
-        self.log.info("config.reloaded", source=str(new.source))
+        if reload(self.live, self.scheduler, self.parts.api):
+            self.pipeline.key_reloaded(now)
         self.notifier.ready(self._status_line())
 
     # -- reporting ---------------------------------------------------------------------
@@ -492,9 +489,4 @@ class Daemon:
         return {"jobs": self.submitter.waiting(), **self.tracker.by_state()}
 
     def _status_line(self) -> str:
-        c = self._counts()
-        jobs = f"{c['jobs']} jobs waiting, " if c["jobs"] else ""
-        return (
-            f"{jobs}{c['polling']} polling, {c['downloading']} downloading, "
-            f"{c['done']} done, {c['failed']} failed"
-        )
+        return status_line(self._counts())

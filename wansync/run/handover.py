@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wansync import log
 from wansync.core.errors import TaskFileError
 from wansync.files import names, sidecar, taskfile
 from wansync.files.folders import Folders
@@ -74,12 +75,46 @@ def free_name(folders: Folders, name: str, in_use: Callable[[str], bool]) -> str
 
 
 def place(
-    folders: Folders, name: str, data: dict[str, Any], in_use: Callable[[str], bool]
-) -> Placed:
+    folders: Folders,
+    name: str,
+    data: dict[str, Any],
+    in_use: Callable[[str], bool],
+    retry_every: float,
+    first_try: bool = True,
+) -> Placed | None:
     """Write the `.task` of job `name`'s task (its id is in `data`, on disk already).
 
-    OSError when a write fails: nothing is lost (the journal holds the id); try again.
+    None when a write failed (logged on the first try): nothing is lost, the journal
+    holds the id; the caller tries again `retry_every` seconds later.
     """
+    logger = log.get("wansync.submit")
+    try:
+        placed = _place(folders, name, data, in_use)
+    except OSError as exc:
+        if first_try:
+            logger.error(
+                "job.task_file_error",
+                name=name,
+                task_id=data["task_id"],
+                error=str(exc.strerror or exc),
+                detail=f"the sidecar holds the id; trying again every {int(retry_every)} s",
+            )
+        return None
+    if placed.taken_by is not None:
+        logger.warning(
+            "job.name_taken",
+            name=name,
+            task_id=data["task_id"],
+            published_as=placed.name,
+            detail=f"{name}.task in the inbox holds another task ({placed.taken_by}); "
+            f"this job's task is fetched as {placed.name}",
+        )
+    return placed
+
+
+def _place(
+    folders: Folders, name: str, data: dict[str, Any], in_use: Callable[[str], bool]
+) -> Placed:
     task_id = data["task_id"]
     found = holder(folders.task(name))
     if found == MISSING:
@@ -102,11 +137,23 @@ def place(
 
 def reclaim(
     folders: Folders, name: str, data: dict[str, Any], in_use: Callable[[str], bool]
-) -> Path:
+) -> Path | None:
     """A tracked job's task's `NAME.task` was replaced: move the producer's file to a free
-    name (it is a task of its own there), write ours again; returns where it went."""
-    new = free_name(folders, name, in_use)
-    target = folders.task(new)
-    move_durable(folders.task(name), target)
-    write_bytes_atomic(folders.task(name), taskfile.render(data["task_id"], data.get("meta") or {}))
+    name (it is a task of its own there), write ours again. Where it went (None: a disk
+    error, logged; tried again at the file's next event)."""
+    logger = log.get("wansync.daemon")
+    try:
+        target = folders.task(free_name(folders, name, in_use))
+        move_durable(folders.task(name), target)
+        render = taskfile.render(data["task_id"], data.get("meta") or {})
+        write_bytes_atomic(folders.task(name), render)
+    except OSError as exc:
+        logger.error("task.replaced", name=name, error=str(exc.strerror or exc))
+        return None
+    logger.warning(
+        "task.replaced",
+        name=name,
+        moved_to=target.name,
+        detail=f"{name}.task is this job's task's; the file put in its place is {target.name}",
+    )
     return target

@@ -166,7 +166,7 @@ class Submitter:
         if data["state"] in sidecar.TERMINAL_STATES and data.get("published_as"):
             return [End(Task(name, data))]  # a publish cut short: carry it on
         if task_id:
-            return self._hand_over(Job(name, data, None, "placing"), now)
+            return self._hand_over(Job(name, data, None), now)
         if data["state"] == "submitting":
             self._start_uncertain(Job(name, data, None, "looking"), now, restarted=True)
             return []
@@ -472,31 +472,16 @@ class Submitter:
         """Give the task its `.task` file (handover.py), then hand it over as a task to
         track, directly from its record. A write that fails is tried again (`dispatch`);
         the job keeps its name meanwhile."""
-        try:
-            placed = handover.place(self.folders, job.name, job.data, self.jobs.__contains__)
-        except OSError as exc:
-            if job.step != "placing" or job.name not in self.jobs:
-                self.log.error(
-                    "job.task_file_error",
-                    name=job.name,
-                    task_id=job.data["task_id"],
-                    error=str(exc.strerror or exc),
-                    detail=f"the sidecar holds the id; trying again every {int(PLACE_RETRY)} s",
-                )
+        first = job.step != "placing"
+        placed = handover.place(
+            self.folders, job.name, job.data, self.jobs.__contains__, PLACE_RETRY, first
+        )
+        if placed is None:
             job.step, job.due = "placing", now.mono + PLACE_RETRY
             self.jobs[job.name] = job
             self.unplaced.append(job.name)
             return []
         self.jobs.pop(job.name, None)
-        if placed.taken_by is not None:
-            self.log.warning(
-                "job.name_taken",
-                name=job.name,
-                task_id=job.data["task_id"],
-                published_as=placed.name,
-                detail=f"{job.name}.task in the inbox holds another task ({placed.taken_by}); "
-                f"this job's task is fetched as {placed.name}",
-            )
         return [Adopt(Task(placed.name, placed.data), job.name)]
 
     def _fail(self, job: Job, code: str, message: str) -> End:
