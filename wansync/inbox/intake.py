@@ -19,7 +19,7 @@ from pathlib import Path
 
 from wansync import log
 from wansync.core import events as ev
-from wansync.core.errors import TaskFileError
+from wansync.core.errors import OutOfResources, TaskFileError
 from wansync.core.lifecycle import Now
 from wansync.core.tracker import Tracker
 from wansync.files import folderguard, jobfile, names, taskfile
@@ -78,6 +78,8 @@ class Replaced:
 
 Found = TaskFile | JobFile | TaskGone | JobGone | Replaced | NameRefused | Orphan
 
+MAX_DEFERRED_SAID = 10_000  # files whose `file.read_later` was said (a bounded memory)
+
 
 def name_of(path: Path) -> str:
     """`NAME` of `inbox/NAME.task` or `inbox/NAME.job`: one name for a job and its task."""
@@ -90,7 +92,8 @@ def _jobs_first(path: Path) -> bool:
 
 
 def file_task_id(path: Path) -> str | None:
-    """The id a `.task` holds now, or None when it holds none (or is gone)."""
+    """The id a `.task` holds now, or None when it holds none (or is gone);
+    `OutOfResources` when the system cannot read it now."""
     try:
         return taskfile.read(path).task_id
     except (TaskFileError, OSError):
@@ -116,6 +119,7 @@ class Intake:
         self.watcher: InboxWatcher | None = None
         self._held: dict[str, Path] = {}  # `.task` files waiting for a job's hand-over
         self._trouble_logged = False
+        self._said_later: set[Path] = set()  # `file.read_later` said for these
         self.log = log.get("wansync.daemon")
 
     def watch_healthy(self) -> bool:
@@ -206,11 +210,11 @@ class Intake:
             self.candidates = Candidates()  # not read through a link; the rescan finds them
             return
         for path in sorted(self.candidates.take(now.mono), key=_jobs_first):
-            found = self._settled(path, burst_names)
+            found = self._settled(path, now, burst_names)
             if found is not None:
                 yield found
 
-    def _settled(self, path: Path, burst_names: set[str] | None) -> Found | None:
+    def _settled(self, path: Path, now: Now, burst_names: set[str] | None) -> Found | None:
         name = name_of(path)
         try:
             names.check(name)
@@ -224,7 +228,11 @@ class Intake:
             return JobFile(path) if is_job else TaskFile(path)
         if is_job:
             return None  # the job's task: the `.job` moves with it when it ends
-        held = file_task_id(path)  # news of a tracked task's `.task`: replaced?
+        try:
+            held = file_task_id(path)  # news of a tracked task's `.task`: replaced?
+        except OutOfResources as exc:
+            self.read_later(path, exc, now)
+            return None
         return None if held == task.task_id else Replaced(path, held)
 
     def hold(self, path: Path) -> None:
@@ -247,6 +255,28 @@ class Intake:
     def forget(self, path: Path) -> None:
         """A file wansync wrote itself (a job's `.task`): not one to read."""
         self.candidates.forget(path)
+
+    def read_later(self, path: Path, exc: OutOfResources, now: Now) -> None:
+        """No descriptor or memory to read `path`: it stays in the inbox, is read again in
+        a second (`once` waits for it too), and this is said once per file, not per try."""
+        self.candidates.later(path, now.mono)
+        if self.burst and path not in self.scanned:
+            self.scanned.append(path)
+        if path in self._said_later or len(self._said_later) >= MAX_DEFERRED_SAID:
+            return
+        self._said_later.add(path)
+        self.log.warning(
+            "file.read_later",
+            name=name_of(path),
+            file=path.name,
+            error=exc.message,
+            detail="the system is out of descriptors or memory; the file stays in the "
+            "inbox and is read again in a second",
+        )
+
+    def read_done(self, path: Path) -> None:
+        """`path` was read: a `file.read_later` for it may be said again another time."""
+        self._said_later.discard(path)
 
     def waiting(self) -> list[Path]:
         return [p for p in self.scanned if p in self.candidates]

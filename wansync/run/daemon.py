@@ -22,7 +22,7 @@ from types import FrameType
 from wansync import log
 from wansync.config import Config, Live
 from wansync.core import events as ev
-from wansync.core.errors import ConfigError, InboxLocked
+from wansync.core.errors import ConfigError, InboxLocked, OutOfResources
 from wansync.core.lifecycle import Now
 from wansync.core.messages import Adopt, End, Handover, LookupDone, Mailbox, PostDone, UploadDone
 from wansync.core.scheduler import Scheduler
@@ -203,15 +203,13 @@ class Daemon:
         self.pipeline, self.submitter, self.intake = parts.pipeline, parts.submitter, parts.intake
         self.journal, self.outlets, self.notifier = parts.journal, parts.outlets, parts.notifier
         self.log = log.get("wansync.daemon")
-        self._stop_requested = self._reload_requested = False
-        self._stop_signal = 0
+        self._stop_requested, self._reload_requested, self._stop_signal = False, False, 0
         self.burst: Burst | None = None
         self.timeout: float | None = None  # `once --timeout`, in seconds
         self.deadline: float | None = None  # then, monotonic (of `clock`)
         self.timers = Timers()
         self.exit_code: int | None = None  # set when the loop is done
 
-    # -- signals -----------------------------------------------------------------------
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         """Signal handlers only set a flag and wake the loop (no locks: see waker.py)."""
         self._stop_requested = True
@@ -282,7 +280,7 @@ class Daemon:
             waiting_files=len(self.intake.candidates),
             burst=burst,
         )
-        self.notifier.ready(self._status_line())
+        self.notifier.ready(status_line(self._counts()))
         return start
 
     def tick(self, now: Now) -> float:
@@ -338,13 +336,8 @@ class Daemon:
         """What intake found, each to whoever owns it, one at a time."""
         for item in found:
             match item:
-                case TaskFile(path=path):
-                    if self.submitter.holds_name(task_name(path)):
-                        self.intake.hold(path)  # the job's create is out: its hand-over decides
-                    else:
-                        self.pipeline.discover(path, now)
-                case JobFile(path=path):
-                    self._carry_out(self.submitter.discover(path, now), now)
+                case TaskFile() | JobFile():
+                    self._read(item, now)
                 case TaskGone(name=name):
                     self.pipeline.removed(name, now)
                 case JobGone(name=name):
@@ -357,14 +350,28 @@ class Daemon:
                 case Orphan(name=name):
                     self._emit(leftovers.orphan_sidecar(self.folders, name, now.wall))
 
+    def _read(self, found: TaskFile | JobFile, now: Now) -> None:
+        """A settled file to its owner; one the system has no descriptor or memory to
+        read now is read again later (never judged invalid for it)."""
+        try:
+            if isinstance(found, JobFile):
+                self._carry_out(self.submitter.discover(found.path, now), now)
+            elif self.submitter.holds_name(task_name(found.path)):
+                self.intake.hold(found.path)  # the job's create is out: its hand-over decides
+            else:
+                self.pipeline.discover(found.path, now)
+        except OutOfResources as exc:
+            self.intake.read_later(found.path, exc, now)
+            return
+        self.intake.read_done(found.path)
+
     def _emit(self, event: ev.Event | None) -> None:
         if event is not None:  # a leftover that needs no event (a publish carried on)
             self.bus.emit(event)
 
     def _replaced(self, replaced: Replaced, now: Now) -> None:
-        """A tracked task's `.task` now names another task: that is a new task
-        (docs/what-happens.md). A job's task keeps its file (wansync wrote it); the
-        producer's moves to a free name and is a task there."""
+        """A tracked `.task` names another task now: a new task (docs/what-happens.md); but
+        a job's task keeps its file (ours), the producer's moves to a free name."""
         name = task_name(replaced.path)
         task = self.tracker.get(name)
         if task is None:
@@ -414,9 +421,8 @@ class Daemon:
     def _end(self, now: Now) -> int | None:
         """The exit code once the loop is done (a `once` finished or timed out), else None."""
         if self.burst and self.burst.refused:  # a batch gives up on a refused key
-            raise ConfigError(
-                f"the API refused the key twice, a pause apart ({self.burst.refused})"
-            )
+            why = f"the API refused the key twice, a pause apart ({self.burst.refused})"
+            raise ConfigError(why)
         if self.burst and self.burst.done(self._live, self.intake.waiting()):
             return EXIT_FAILED if self.burst.failed else EXIT_OK
         if self.deadline is not None and now.mono >= self.deadline:
@@ -440,7 +446,6 @@ class Daemon:
         wake_at = min((m for m in marks if m is not None), default=now.mono + 1.0)
         return min(wake_at, now.mono + (1.0 if self.burst else 5.0))
 
-    # -- timers ------------------------------------------------------------------------
     def _start_timers(self, start: Now, watching: bool) -> None:
         """The rescan (a net under the watch), systemd's status line and watchdog pings."""
         if watching:  # every: as the live config says (a reload may change it)
@@ -455,19 +460,18 @@ class Daemon:
         self._hand_on(self.intake.rescan(now), now)
 
     def _status(self, now: Now) -> None:
-        self.notifier.status(self._status_line())
+        self.notifier.status(status_line(self._counts()))
 
     def _ping(self, now: Now) -> None:
         """Only a loop that ticks with a live watcher may tell systemd it is healthy."""
         if self.intake.watch_healthy():
             self.notifier.watchdog()
 
-    # -- repairs and reloads -----------------------------------------------------------
+    # -- repairs, reloads, reporting ---------------------------------------------------
     def _restore_watch(self) -> bool:
         """The watch died (inbox deleted?): recreate the inbox, re-lock, watch again."""
         try:
-            polling = self.live.cfg.watch.polling
-            return self.intake.restore_watch(self.lock, self.wake.set, polling)
+            return self.intake.restore_watch(self.lock, self.wake.set, self.live.cfg.watch.polling)
         except InboxLocked:
             self.log.error("inbox.locked", detail="another wansync took the recreated inbox")
             self.request_stop()
@@ -479,14 +483,10 @@ class Daemon:
         self.notifier.reloading(time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000)
         if reload(self.live, self.scheduler, self.parts.api):
             self.pipeline.key_reloaded(now)
-        self.notifier.ready(self._status_line())
+        self.notifier.ready(status_line(self._counts()))
 
-    # -- reporting ---------------------------------------------------------------------
     def _live(self, name: str) -> bool:
         return name in self.tracker or self.submitter.has(name)
 
     def _counts(self) -> dict[str, int]:
         return {"jobs": self.submitter.waiting(), **self.tracker.by_state()}
-
-    def _status_line(self) -> str:
-        return status_line(self._counts())

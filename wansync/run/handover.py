@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from wansync import log
-from wansync.core.errors import TaskFileError
+from wansync.core.errors import OutOfResources, TaskFileError
 from wansync.files import names, sidecar, taskfile
 from wansync.files.folders import Folders
 from wansync.files.fsutil import move_durable, write_bytes_atomic
@@ -51,7 +51,8 @@ class Placed:
 
 
 def holder(path: Path) -> str:
-    """The task id in the `.task` at `path`, `MISSING`, or `UNREADABLE`."""
+    """The task id in the `.task` at `path`, `MISSING`, or `UNREADABLE`;
+    `OutOfResources` when the system cannot read it now."""
     if not os.path.lexists(path):
         return MISSING
     try:
@@ -90,13 +91,14 @@ def place(
     logger = log.get("wansync.submit")
     try:
         placed = _place(folders, name, data, in_use)
-    except OSError as exc:
+    except (OSError, OutOfResources) as exc:
         if first_try:
+            why = str(exc.strerror or exc) if isinstance(exc, OSError) else exc.message
             logger.error(
                 "job.task_file_error",
                 name=name,
                 task_id=data["task_id"],
-                error=str(exc.strerror or exc),
+                error=why,
                 detail=f"the sidecar holds the id; trying again every {int(retry_every)} s",
             )
         return None
