@@ -7,7 +7,9 @@ each pure decision with its hostile values; the daemon-level promises are in
 
 from __future__ import annotations
 
+import hashlib
 import http.server
+import itertools
 import json
 import os
 import threading
@@ -70,7 +72,7 @@ def _answer(body: dict[str, Any]) -> Any:
         status = 200
         data = json.dumps(body).encode()
 
-    return TaskApi._parse_report(Resp.data)
+    return TaskApi._parse_report(Resp.data, body["output"]["task_id"])
 
 
 def test_remote_strings_are_scrubbed_and_capped_except_the_video_url():
@@ -81,6 +83,7 @@ def test_remote_strings_are_scrubbed_and_capped_except_the_video_url():
         {
             "request_id": f"r-{KEY}",
             "output": {
+                "task_id": "echo-task-0001",
                 "task_status": "FAILED",
                 "code": f"Bad{KEY}?Signature=abc&x=1 " + "C" * 900_000,
                 "message": f"see https://h/x?Signature=zz {KEY}" + "m" * 10_000,
@@ -104,7 +107,9 @@ def test_remote_strings_are_scrubbed_and_capped_except_the_video_url():
 def test_sidecar_error_scrubs_and_caps_code_and_message():
     """Whoever builds an error object, its code and message hold no key, no query, no 900 KB."""
     log.add_secret(KEY)
-    error = sidecar.error(f"Invalid.{KEY}?Signature=a " + "x" * 900_000, f"m {KEY}", False)
+    record = sidecar.new("t", None, {}, 0.0)
+    record.error = sidecar.error(f"Invalid.{KEY}?Signature=a " + "x" * 900_000, f"m {KEY}", False)
+    error = sidecar.to_json(record)["error"]
     assert KEY not in json.dumps(error) and "Signature" not in json.dumps(error)
     assert len(error["code"]) <= log.CODE_CHARS and error["code"].endswith("…")
 
@@ -116,9 +121,22 @@ def test_log_lines_are_capped():
 
 
 # -- 5: the long-name hash ----------------------------------------------------------------
+def _pair_sharing_32_bits() -> tuple[str, str]:
+    """Two long names whose SHA-256 share their first 32 bits (what the old stem kept):
+    the attacker's birthday search, done here in well under a second."""
+    seen: dict[str, str] = {}
+    for i in itertools.count():
+        name = f"{'x' * 240}{i}"
+        key = hashlib.sha256(name.encode()).hexdigest()[:8]
+        if key in seen:
+            return seen[key], name
+        seen[key] = name
+    raise AssertionError("unreachable")
+
+
 def test_colliding_long_names_now_get_different_stems():
     """The attacker's pair (same 32-bit stem) differs now; the hash is 96 bits."""
-    a, b = Path("/tmp/attack/h/collide.txt").read_text().split()[:2]
+    a, b = _pair_sharing_32_bits()
     assert a != b and names.stem(a) != names.stem(b)
     assert len(names.stem(a).rsplit("~", 1)[1]) == 24
 

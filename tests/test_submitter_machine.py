@@ -20,6 +20,7 @@ from wansync.core.errors import (
 )
 from wansync.core.lifecycle import Now
 from wansync.core.messages import Adopt, End, LookupDone, Mailbox, PostDone, UploadDone
+from wansync.core.record import JobRecord
 from wansync.core.retry import AUTH_PAUSE_MIN
 from wansync.files import sidecar
 from wansync.remote.api import Submitted
@@ -72,7 +73,7 @@ class Machine:
     def state(self, name: str) -> str:
         data = sidecar.read(self.folders.sidecar(name))
         assert data is not None
-        return str(data["state"])
+        return str(data.state)
 
 
 @pytest.fixture
@@ -96,7 +97,7 @@ def test_an_answer_hands_the_task_over(m):
     m.sub.dispatch(T0)
     [adopt] = m.sub.handle(PostDone("a", Submitted("task-9", "r")), T0)
     assert isinstance(adopt, Adopt) and (adopt.job, adopt.task.name) == ("a", "a")
-    assert (adopt.task.task_id, adopt.task.data["meta"]) == ("task-9", {"k": 1})
+    assert (adopt.task.task_id, adopt.task.record.meta) == ("task-9", {"k": 1})
     assert m.folders.task("a").read_text() == '{"k": 1, "task_id": "task-9"}\n'
     assert m.state("a") == "polling" and "a" not in m.sub.jobs
     assert m.emitted() == ["job.queued", "job.submitting", "job.submitted"]
@@ -120,7 +121,7 @@ def test_a_4xx_fails_the_job(m):
     m.sub.discover(m.drop("a"), T0)
     m.sub.dispatch(T0)
     [end] = m.sub.handle(PostDone("a", TaskFailed("InvalidParameter", "bad")), T0)
-    assert isinstance(end, End) and end.task.data["error"]["code"] == "InvalidParameter"
+    assert isinstance(end, End) and end.task.record.error.code == "InvalidParameter"
 
 
 @pytest.mark.parametrize(
@@ -169,14 +170,14 @@ def test_uncertain_with_one_unknown_task_found_takes_it(m):
     rows = [{"task_id": "mine"}, {"task_id": "known"}]
     [adopt] = m.sub.handle(LookupDone("a", rows, frozenset({"known"})), T0)
     assert isinstance(adopt, Adopt) and (adopt.task.name, adopt.task.task_id) == ("a", "mine")
-    assert sidecar.read(m.folders.sidecar("a"))["job"]["found_by"] == "task list"
+    assert sidecar.read(m.folders.sidecar("a")).job.found_by == "task list"
 
 
 def test_uncertain_with_several_found_fails(m):
     """Looking, several unknown tasks: cannot tell which; fail as SubmitUncertain."""
     start_looking(m)
     [end] = m.sub.handle(LookupDone("a", [{"task_id": "x"}, {"task_id": "y"}], frozenset()), T0)
-    assert isinstance(end, End) and end.task.data["error"]["code"] == "SubmitUncertain"
+    assert isinstance(end, End) and end.task.record.error.code == "SubmitUncertain"
 
 
 def test_uncertain_with_none_found_searches_again_then_fails(m):
@@ -188,7 +189,7 @@ def test_uncertain_with_none_found_searches_again_then_fails(m):
         m.sub.dispatch(Now(T0.mono + 10_000, T0.wall))
         m.sent()
     [end] = m.sub.handle(LookupDone("a", [], frozenset()), T0)
-    assert isinstance(end, End) and end.task.data["error"]["code"] == "SubmitUncertain"
+    assert isinstance(end, End) and end.task.record.error.code == "SubmitUncertain"
 
 
 def test_a_failed_search_is_tried_again_later(m):
@@ -201,15 +202,8 @@ def test_a_failed_search_is_tried_again_later(m):
 def test_restart_while_submitting_searches_instead_of_sending(m):
     """A sidecar left in `submitting` (killed mid-create) is searched, never re-sent."""
     data = sidecar.new("a", None, {}, T0.wall)
-    sidecar.set_state(data, "submitting")
-    data["job"] = {
-        "file": "a.job",
-        "model": "wan2.7-i2v",
-        "attempts": 1,
-        "submit_started": sidecar.utc_iso(T0.wall),
-        "submitted": None,
-        "found_by": None,
-    }
+    data.state = "submitting"
+    data.job = JobRecord("a.job", "wan2.7-i2v", 1, sidecar.utc_iso(T0.wall), None, None)
     sidecar.write(m.folders.sidecar("a"), data)
     m.sub.discover(m.drop("a"), T0)
     assert m.sub.jobs["a"].step == "looking"
@@ -222,7 +216,7 @@ def test_an_invalid_job_fails_at_once(m):
     path = m.folders.job("bad")
     path.write_text("prompt: [unclosed")
     [end] = m.sub.discover(path, T0)
-    assert isinstance(end, End) and end.task.data["error"]["code"] == "InvalidJobFile"
+    assert isinstance(end, End) and end.task.record.error.code == "InvalidJobFile"
 
 
 def test_a_task_file_that_cannot_be_written_is_tried_again(m, monkeypatch):
@@ -271,5 +265,6 @@ def test_a_name_taken_meanwhile_moves_the_jobs_task_to_a_free_name(m):
     assert m.folders.task("a-3").read_text() == '{"task_id": "task-9"}\n'
     assert m.folders.job("a-3").exists() and not m.folders.job("a").exists()
     moved = sidecar.read(m.folders.sidecar("a-3"))
-    assert moved is not None and moved["task_id"] == "task-9" and moved["name"] == "a-3"
+    assert moved is not None and (moved.task_id, moved.name) == ("task-9", "a-3")
+    assert moved.job is not None and moved.job.file == "a-3.job"
     assert not m.folders.sidecar("a").exists(), "the producer's task starts afresh"

@@ -12,10 +12,10 @@ import glob
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from wansync.config import Config
 from wansync.core.errors import WansyncError
+from wansync.core.record import TaskRecord
 from wansync.files import sidecar
 from wansync.files.fsutil import move_durable
 from wansync.files.jobfile import JOB_SUFFIX
@@ -34,7 +34,7 @@ class Record:
     stem: str
     name: str
     finished: float
-    data: dict[str, Any]
+    record: TaskRecord
 
     def file(self) -> Path | None:
         """The `.job` (submitted anew) or else the `.task` (polled again), if still here."""
@@ -51,11 +51,11 @@ def _records(folder: Path, name: str) -> list[Record]:
     own = re.compile(re.escape(name) + r"(-\d+)?")
     for path in folder.glob(f"{glob.escape(name)}*{sidecar.SUFFIX}"):
         stem = path.name[: -len(sidecar.SUFFIX)]
-        data = sidecar.read(path, published=True)
-        if data is None or not own.fullmatch(stem):
+        record = sidecar.read(path, published=True)
+        if record is None or not own.fullmatch(stem):
             continue
-        finished = sidecar.parse_iso(data.get("finished")) or path.stat().st_mtime
-        found.append(Record(folder, stem, str(data.get("name") or stem), finished, data))
+        finished = sidecar.parse_iso(record.finished) or path.stat().st_mtime
+        found.append(Record(folder, stem, record.name or stem, finished, record))
     return found
 
 
@@ -87,7 +87,7 @@ def retry(cfg: Config, asked: str) -> tuple[Path, str]:
         raise NothingToRetry(f"{name}: {queued} is already in the inbox (see `wansync status`)")
     latest = max(records, key=lambda r: r.finished, default=None)
     if latest is not None and latest.folder == cfg.outbox:
-        video = (latest.data.get("video") or {}).get("path") or f"{latest.stem}.mp4"
+        video = latest.record.video.path if latest.record.video else f"{latest.stem}.mp4"
         raise NothingToRetry(f"{name}: it succeeded; the video is {cfg.outbox / video}")
     failed = sorted((r for r in records if r.folder == cfg.failed), key=lambda r: -r.finished)
     record = next((r for r in failed if r.file() is not None), None)
@@ -97,8 +97,8 @@ def retry(cfg: Config, asked: str) -> tuple[Path, str]:
     assert src is not None
     dst = cfg.inbox / f"{name}{src.suffix}"
     move_durable(src, dst)
-    error = record.data.get("error") or {}
-    why = f"{error.get('code')}: {error.get('message')}" if error else "no error recorded"
+    error = record.record.error
+    why = f"{error.code}: {error.message}" if error else "no error recorded"
     again = "submitted anew (a new task)" if src.suffix == JOB_SUFFIX else "polled again"
     return dst, f"moved {src} to {dst}; it will be {again} (it had failed with {why})"
 

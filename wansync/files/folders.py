@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from wansync.core.record import TaskRecord
 from wansync.files import folderguard, names, sidecar
 from wansync.files.names import JOB_SUFFIX, TASK_SUFFIX, stem
 
 
 @dataclass(frozen=True)
 class Folders:
+    """The inbox, the outbox and failed/ (on one filesystem: every move is a rename)."""
+
     inbox: Path
     outbox: Path
     failed: Path
@@ -41,5 +43,5 @@ class Folders:
     def sidecar(self, name: str) -> Path:
         return sidecar.path_for(self.inbox, stem(name))
 
-    def destination(self, data: dict[str, Any]) -> Path:
-        return self.outbox if data["state"] == "succeeded" else self.failed
+    def destination(self, record: TaskRecord) -> Path:
+        return self.outbox if record.state == "succeeded" else self.failed

@@ -79,14 +79,23 @@ class Outlets:
         self.last_tick = mono
 
     def finish(
-        self, wait_for_hooks: bool, deadline: float | None, stopping: Callable[[], bool]
+        self,
+        wait_for_hooks: bool,
+        deadline: float | None,
+        stopping: Callable[[], bool],
+        deliver: Callable[[], None],
     ) -> None:
-        """`once` waits for its hooks (docs/hooks.md) unless told to stop or out of time; then
-        running hooks are killed (they stay `pending`) and the metrics server stops."""
+        """After the loop. `once` waits for its hooks (docs/hooks.md) unless told to stop
+        or out of time, and `deliver` (the loop's followers take what threads reported)
+        runs as their results come, so `hook.ran` is logged and counted. Then running
+        hooks are killed (they stay `pending`), what was reported until then is
+        delivered too, and the metrics server stops."""
         while wait_for_hooks and not self.hooks.wait(0.2):
+            deliver()
             if stopping() or (deadline is not None and time.monotonic() >= deadline):
                 break
         self.hooks.stop(kill=True)
+        deliver()
         if self.metrics is not None:
             self.metrics.stop()
 

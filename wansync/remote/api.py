@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.client import HTTPException
 from typing import Any
@@ -33,6 +32,8 @@ from wansync.core.errors import (
     TaskFailed,
     TransientError,
 )
+from wansync.core.messages import Submitted as Submitted  # the typed answers: core's
+from wansync.core.messages import TaskReport as TaskReport
 from wansync.files.bounded import json_loads, wall_time
 from wansync.files.taskfile import TASK_ID
 from wansync.log import CODE_CHARS, MESSAGE_CHARS, cap, clean, clean_tree, scrub
@@ -61,24 +62,6 @@ def api_time(ts: float, compact: bool = False) -> str:
     if compact:
         return moment.strftime("%Y%m%d%H%M%S")
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
-
-
-@dataclass(frozen=True)
-class Submitted:
-    """The answer to a submit: the new task's id."""
-
-    task_id: str
-    request_id: str | None
-
-
-@dataclass(frozen=True)
-class TaskReport:
-    """One answer of the task API, already checked for shape."""
-
-    status: str
-    request_id: str | None
-    output: dict[str, Any]
-    usage: dict[str, Any] | None
 
 
 def _read_bounded(resp: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
@@ -349,7 +332,7 @@ class TaskApi:
     def fetch(self, task_id: str) -> TaskReport:
         answer = self._get(f"/api/v1/tasks/{task_id}", "task")
         if answer.status == 200:
-            return self._parse_report(answer.body)
+            return self._parse_report(answer.body, task_id)
         raise _status_error(answer)
 
     def _get(self, path: str, endpoint: str) -> Answer:
@@ -371,13 +354,23 @@ class TaskApi:
         return answer
 
     @staticmethod
-    def _parse_report(body: bytes) -> TaskReport:
+    def _parse_report(body: bytes, asked: str) -> TaskReport:
+        """The answer to a poll of `asked`; one about any other task is malformed: its
+        video must never be published under this task's name."""
         obj = _json_object(body)
         if obj is None:
             raise MalformedResponse("answer is not a JSON object")
         output = obj.get("output")
         if not isinstance(output, dict):
             raise MalformedResponse("answer has no output object")
+        answered = output.get("task_id")
+        if answered != asked:
+            named = answered if isinstance(answered, str) and TASK_ID.fullmatch(answered) else None
+            raise MalformedResponse(
+                f"answer is about task {named!r}, not {asked!r}"
+                if named
+                else f"answer is not about task {asked!r} (no valid output.task_id)"
+            )
         task_status = output.get("task_status")
         if task_status not in STATUSES:
             raise MalformedResponse(f"unknown task_status {scrub(str(task_status))[:40]!r}")

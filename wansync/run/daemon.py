@@ -5,9 +5,10 @@ messages back (messages.py). One tick, each step a method: reload if asked, repa
 watch and take its news, run the timers that are due (rescan, status line, watchdog),
 hand settled files on (intake.py), send polls, hand worker results to the pipeline or
 the submitter, send polls and job steps again, write pending sidecars; then it says when
-it next needs to run. `now` is passed in (a test's clock is a fake one); polls are
-stamped with a fresh reading of the same clock, since their pacing is measured from
-when they really go out.
+it next needs to run. What the pipeline returns (core/effects.py) is done by `carry`
+(carry.py); what the submitter hands over (a task to track, a job to publish), here.
+`now` is passed in (a test's clock is a fake one); polls are stamped with a fresh
+reading of the same clock, since their pacing is measured from when they really go out.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from types import FrameType
 from wansync import log
 from wansync.config import Config, Live
 from wansync.core import events as ev
+from wansync.core.effects import StartDownload, StartPoll
 from wansync.core.errors import ConfigError, InboxLocked, OutOfResources
 from wansync.core.lifecycle import Now
 from wansync.core.messages import Adopt, End, Handover, LookupDone, Mailbox, PostDone, UploadDone
@@ -48,13 +50,14 @@ from wansync.outlets.hooks import Hooks
 from wansync.remote.api import TaskApi
 from wansync.remote.download import Downloader
 from wansync.run import handover, leftovers, signals
+from wansync.run.carry import Carrier, deliver_events
 from wansync.run.journal import Journal
 from wansync.run.notify import Notifier, status_line
 from wansync.run.pipeline import Pipeline
 from wansync.run.reload import reload
 from wansync.run.submitter import Submitter
 from wansync.run.waker import Waker
-from wansync.run.workers import FetchJob, PollJob, Workers, fetch_io, poll_io
+from wansync.run.workers import Workers, fetch_io, poll_io
 
 __all__ = [
     "EXIT_CONFIG",
@@ -117,14 +120,15 @@ class Parts:
     downloader: Downloader
     tracker: Tracker
     scheduler: Scheduler
-    pollers: Workers[PollJob]
-    fetchers: Workers[FetchJob]
+    pollers: Workers[StartPoll]
+    fetchers: Workers[StartDownload]
     bus: ev.EventBus
     hooks: Hooks
     pipeline: Pipeline
     submitter: Submitter
     intake: Intake
     journal: Journal
+    carry: Carrier
     outlets: Outlets
     notifier: Notifier
 
@@ -142,20 +146,20 @@ def build(
     observe = api_observer(mailbox, enabled=cfg.metrics.listen is not None)
     api = TaskApi(cfg.api.base_url, api_key, cfg.api.timeout, workers, observe)
     downloader = Downloader(live.download, cfg.api.timeout, stop_event)
-    tracker = Tracker()
     scheduler = Scheduler(cfg.poll.interval, cfg.poll.max_per_second)
-    pollers: Workers[PollJob] = Workers("poll", workers, poll_io(api, mailbox))
-    fetchers: Workers[FetchJob] = Workers(
+    tracker = Tracker(scheduler)
+    pollers: Workers[StartPoll] = Workers("poll", workers, poll_io(api, mailbox))
+    fetchers: Workers[StartDownload] = Workers(
         "download", cfg.download.concurrency, fetch_io(downloader, mailbox)
     )
-    bus = ev.EventBus()
-    hooks = Hooks(lambda: live.cfg.hooks, folders, report=mailbox.note)
-    pipeline = Pipeline(
-        live, folders, tracker, scheduler, bus, api, pollers, fetchers, hooks.pending_record
-    )
+    bus = ev.EventBus(log.get("wansync.events"))
+    # A hook's result wakes the loop: an idle daemon logs and counts it at once.
+    hooks = Hooks(lambda: live.cfg.hooks, folders, report=mailbox.post)
+    pipeline = Pipeline(live, folders, tracker, scheduler, hooks.pending_record)
     submitter = Submitter(live, folders, api, mailbox, tracker.in_progress, tracker.ids, bus.emit)
     intake = Intake(folders, tracker, submitter.names)
     journal = Journal(tracker, folders, lambda: clock().mono)
+    carry = Carrier(live, folders, tracker, pollers, fetchers, journal, bus, api)
     outlets = Outlets(live, hooks, tracker, submitter.waiting, intake.watch_healthy)
     # Followers of every transition, in order: the files, the log, the job slots, then
     # the user's hooks and the numbers.
@@ -184,6 +188,7 @@ def build(
             submitter=submitter,
             intake=intake,
             journal=journal,
+            carry=carry,
             outlets=outlets,
             notifier=notifier or Notifier(),
         )
@@ -202,6 +207,7 @@ class Daemon:
         self.tracker, self.scheduler, self.bus = parts.tracker, parts.scheduler, parts.bus
         self.pipeline, self.submitter, self.intake = parts.pipeline, parts.submitter, parts.intake
         self.journal, self.outlets, self.notifier = parts.journal, parts.outlets, parts.notifier
+        self.carry = parts.carry
         self.log = log.get("wansync.daemon")
         self._stop_requested, self._reload_requested, self._stop_signal = False, False, 0
         self.burst: Burst | None = None
@@ -298,9 +304,9 @@ class Daemon:
         self.timers.run_due(now)
         self._hand_on(self.intake.take(now, self.burst.names if self.burst else None), now)
         # Polls first: a poll's start paces the next one, so no other work delays it.
-        self.pipeline.dispatch(self.clock())
+        self.carry(self.pipeline.dispatch(self.clock()), now)
         self._drain(now)
-        self.pipeline.dispatch(self.clock())
+        self.carry(self.pipeline.dispatch(self.clock()), now)
         self._carry_out(self.submitter.dispatch(self.clock()), now)
         self._flush_journal()
         self.exit_code = self._end(now)
@@ -312,7 +318,9 @@ class Daemon:
         self.notifier.stopping()
         left = None if self.deadline is None else self.deadline - self.clock().mono
         hooks_until = None if left is None else time.monotonic() + left
-        self.outlets.finish(self.burst is not None, hooks_until, lambda: self._stop_requested)
+        deliver = lambda: deliver_events(self.mailbox, self.bus)  # noqa: E731
+        stopping = lambda: self._stop_requested  # noqa: E731
+        self.outlets.finish(self.burst is not None, hooks_until, stopping, deliver)
         self.journal.flush(2.0, final=True)  # polls' counters too: a stop loses nothing
         self.parts.pollers.stop(0.0)
         self.submitter.stop()
@@ -339,16 +347,16 @@ class Daemon:
                 case TaskFile() | JobFile():
                     self._read(item, now)
                 case TaskGone(name=name):
-                    self.pipeline.removed(name, now)
+                    self.carry(self.pipeline.removed(name, now), now)
                 case JobGone(name=name):
                     self.submitter.removed(name, now)
                 case Replaced():
                     self._replaced(item, now)
                 case NameRefused(path=path):
                     hook = self.parts.hooks.pending_record("failed")
-                    self._emit(leftovers.refuse(self.folders, path, hook, now.wall))
+                    self.carry(leftovers.refuse(self.folders, path, hook, now.wall), now)
                 case Orphan(name=name):
-                    self._emit(leftovers.orphan_sidecar(self.folders, name, now.wall))
+                    self.carry(leftovers.orphan_sidecar(self.folders, name, now.wall), now)
 
     def _read(self, found: TaskFile | JobFile, now: Now) -> None:
         """A settled file to its owner; one the system has no descriptor or memory to
@@ -359,15 +367,11 @@ class Daemon:
             elif self.submitter.holds_name(task_name(found.path)):
                 self.intake.hold(found.path)  # the job's create is out: its hand-over decides
             else:
-                self.pipeline.discover(found.path, now)
+                self.carry(self.pipeline.discover(found.path, now), now)
         except OutOfResources as exc:
             self.intake.read_later(found.path, exc, now)
             return
         self.intake.read_done(found.path)
-
-    def _emit(self, event: ev.Event | None) -> None:
-        if event is not None:  # a leftover that needs no event (a publish carried on)
-            self.bus.emit(event)
 
     def _replaced(self, replaced: Replaced, now: Now) -> None:
         """A tracked `.task` names another task now: a new task (docs/what-happens.md); but
@@ -376,14 +380,14 @@ class Daemon:
         task = self.tracker.get(name)
         if task is None:
             return
-        if task.data.get("job"):
-            moved = handover.reclaim(self.folders, name, task.data, self.submitter.has)
+        if task.record.job is not None:
+            moved = handover.reclaim(self.folders, name, task.record, self.submitter.has)
             if moved is not None:
                 self.intake.forget(replaced.path)  # ours again
                 self.intake.candidates.ready(moved)
             return
-        self.pipeline.removed(name, now, REPLACED)
-        self.pipeline.discover(replaced.path, now)
+        self.carry(self.pipeline.removed(name, now, REPLACED), now)
+        self.carry(self.pipeline.discover(replaced.path, now), now)
 
     def _drain(self, now: Now) -> None:
         """Every worker result since the last tick, to whoever owns that step."""
@@ -394,7 +398,7 @@ class Daemon:
                 case ev.Event():  # from a thread: an API answer, a hook's result
                     self.bus.emit(message)
                 case _:
-                    self.pipeline.handle(message, now)
+                    self.carry(self.pipeline.handle(message, now), now)
 
     def _carry_out(self, handovers: list[Handover], now: Now) -> None:
         """What the submitter hands over: a task to track, or a job to publish. A `.task`
@@ -405,11 +409,11 @@ class Daemon:
                     self.intake.forget(self.folders.task(task.name))  # we wrote it
                     if self.burst is not None:
                         self.burst.names.add(task.name)
-                    self.pipeline.follow(task, now)
+                    self.carry(self.pipeline.follow(task, now), now)
                     self.intake.release(job)
                 case End(task=task):
                     self.tracker.track(task)
-                    self.pipeline.finish(task, now)
+                    self.carry(self.pipeline.finish(task, now), now)
                     self.intake.release(task.name)
 
     def _flush_journal(self) -> None:

@@ -24,12 +24,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from wansync import log
 from wansync.core.errors import OutOfResources, TaskFileError
+from wansync.core.record import TaskRecord
 from wansync.files import names, sidecar, taskfile
 from wansync.files.folders import Folders
 from wansync.files.fsutil import move_durable, write_bytes_atomic
@@ -46,7 +46,7 @@ class Placed:
     """
 
     name: str
-    data: dict[str, Any]
+    record: TaskRecord
     taken_by: str | None = None
 
 
@@ -78,26 +78,26 @@ def free_name(folders: Folders, name: str, in_use: Callable[[str], bool]) -> str
 def place(
     folders: Folders,
     name: str,
-    data: dict[str, Any],
+    record: TaskRecord,
     in_use: Callable[[str], bool],
     retry_every: float,
     first_try: bool = True,
 ) -> Placed | None:
-    """Write the `.task` of job `name`'s task (its id is in `data`, on disk already).
+    """Write the `.task` of job `name`'s task (its id is in `record`, on disk already).
 
     None when a write failed (logged on the first try): nothing is lost, the journal
     holds the id; the caller tries again `retry_every` seconds later.
     """
     logger = log.get("wansync.submit")
     try:
-        placed = _place(folders, name, data, in_use)
+        placed = _place(folders, name, record, in_use)
     except (OSError, OutOfResources) as exc:
         if first_try:
             why = str(exc.strerror or exc) if isinstance(exc, OSError) else exc.message
             logger.error(
                 "job.task_file_error",
                 name=name,
-                task_id=data["task_id"],
+                task_id=record.task_id,
                 error=why,
                 detail=f"the sidecar holds the id; trying again every {int(retry_every)} s",
             )
@@ -106,7 +106,7 @@ def place(
         logger.warning(
             "job.name_taken",
             name=name,
-            task_id=data["task_id"],
+            task_id=record.task_id,
             published_as=placed.name,
             detail=f"{name}.task in the inbox holds another task ({placed.taken_by}); "
             f"this job's task is fetched as {placed.name}",
@@ -115,30 +115,31 @@ def place(
 
 
 def _place(
-    folders: Folders, name: str, data: dict[str, Any], in_use: Callable[[str], bool]
+    folders: Folders, name: str, record: TaskRecord, in_use: Callable[[str], bool]
 ) -> Placed:
-    task_id = data["task_id"]
+    task_id = str(record.task_id)
     found = holder(folders.task(name))
     if found == MISSING:
-        write_bytes_atomic(folders.task(name), taskfile.render(task_id, data.get("meta") or {}))
-        return Placed(name, data)
+        write_bytes_atomic(folders.task(name), taskfile.render(task_id, record.meta))
+        return Placed(name, record)
     if found == task_id:  # written before a restart
-        return Placed(name, data)
+        return Placed(name, record)
     new = free_name(folders, name, in_use)
-    moved = {**data, "name": new, "job": {**data["job"], "file": f"{new}{names.JOB_SUFFIX}"}}
+    job = replace(record.job, file=f"{new}{names.JOB_SUFFIX}") if record.job else None
+    moved = replace(record, name=new, job=job)
     sidecar.write(folders.sidecar(new), moved)  # (1)
     if os.path.lexists(folders.job(name)):
         move_durable(folders.job(name), folders.job(new))  # (2)
-    write_bytes_atomic(folders.task(new), taskfile.render(task_id, data.get("meta") or {}))  # (3)
+    write_bytes_atomic(folders.task(new), taskfile.render(task_id, record.meta))  # (3)
     old = sidecar.read(folders.sidecar(name))
-    if old is not None and old.get("task_id") == task_id:
+    if old is not None and old.task_id == task_id:
         with contextlib.suppress(FileNotFoundError):
             folders.sidecar(name).unlink()  # (4)
     return Placed(new, moved, found)
 
 
 def reclaim(
-    folders: Folders, name: str, data: dict[str, Any], in_use: Callable[[str], bool]
+    folders: Folders, name: str, record: TaskRecord, in_use: Callable[[str], bool]
 ) -> Path | None:
     """A tracked job's task's `NAME.task` was replaced: move the producer's file to a free
     name (it is a task of its own there), write ours again. Where it went (None: a disk
@@ -147,8 +148,7 @@ def reclaim(
     try:
         target = folders.task(free_name(folders, name, in_use))
         move_durable(folders.task(name), target)
-        render = taskfile.render(data["task_id"], data.get("meta") or {})
-        write_bytes_atomic(folders.task(name), render)
+        write_bytes_atomic(folders.task(name), taskfile.render(str(record.task_id), record.meta))
     except OSError as exc:
         logger.error("task.replaced", name=name, error=str(exc.strerror or exc))
         return None

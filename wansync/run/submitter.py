@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,7 +53,9 @@ from wansync.core.messages import (
     PostDone,
     UploadDone,
 )
+from wansync.core.record import JobRecord, TaskRecord
 from wansync.core.retry import RetryPlan, as_transient, plan
+from wansync.core.times import read_time, utc_iso
 from wansync.core.tracker import Task
 from wansync.files import jobfile, sidecar
 from wansync.remote.api import Submitted, TaskApi, api_time
@@ -72,7 +74,7 @@ Step = Literal["queued", "uploading", "posting", "looking", "placing"]
 @dataclass(slots=True)
 class Job:
     name: str
-    data: dict[str, Any]  # its sidecar
+    record: TaskRecord  # what its sidecar says
     spec: jobfile.JobSpec | None  # None once submitting: the file is not needed again
     step: Step = "queued"
     errors_in_row: int = 0
@@ -129,7 +131,7 @@ class Submitter:
     def _save(self, job: Job, durable: bool = True) -> bool:
         """Write the job's sidecar; a failed write is logged, never raised into the loop."""
         try:
-            sidecar.write(self.folders.sidecar(job.name), job.data, durable=durable)
+            sidecar.write(self.folders.sidecar(job.name), job.record, durable=durable)
         except OSError as exc:
             self.log.error("sidecar.write_error", name=job.name, error=str(exc.strerror or exc))
             return False
@@ -141,40 +143,38 @@ class Submitter:
         name = jobfile.job_name(path)
         if name in self.jobs:
             return []
-        data = sidecar.read(self.folders.sidecar(name))
-        if data is not None and not isinstance(data.get("job"), dict):
-            data = None  # a removed task's leftover, not this job's journal
+        found = sidecar.read(self.folders.sidecar(name))
+        if found is not None and found.job is None:
+            found = None  # a removed task's leftover, not this job's journal
         beside = self.folders.task(name).exists()
-        if data is not None and (resumed := self._resume(name, data, beside, now)) is not None:
+        if found is not None and (resumed := self._resume(name, found, beside, now)) is not None:
             return resumed
         if beside:
             self._name_taken(name, f"{name}.task is in the inbox too; rename one of them")
             return []
-        return self._queue(path, name, data, now)
+        return self._queue(path, name, found, now)
 
     def _resume(
-        self, name: str, data: dict[str, Any], beside: bool, now: Now
+        self, name: str, found: TaskRecord, beside: bool, now: Now
     ) -> list[Handover] | None:
         """Carry on from the journal; None: nothing was sent, start from the file.
 
         `beside`: a `NAME.task` is in the inbox. Holding this job's task id, it is the
         task path's; holding another, a producer's, which the job's task must not take.
         """
-        task_id = data.get("task_id")
+        task_id = found.task_id
         if beside and task_id and handover.holder(self.folders.task(name)) == task_id:
             return []  # handed over already: the task path owns it
-        if data["state"] in sidecar.TERMINAL_STATES and data.get("published_as"):
-            return [End(Task(name, data))]  # a publish cut short: carry it on
+        if found.ended and found.published_as:
+            return [End(Task(name, found))]  # a publish cut short: carry it on
         if task_id:
-            return self._hand_over(Job(name, data, None), now)
-        if data["state"] == "submitting":
-            self._start_uncertain(Job(name, data, None, "looking"), now, restarted=True)
+            return self._hand_over(Job(name, found, None), now)  # NAME.task not written yet
+        if found.state == "submitting":
+            self._start_uncertain(Job(name, found, None, "looking"), now, restarted=True)
             return []
         return None
 
-    def _queue(
-        self, path: Path, name: str, data: dict[str, Any] | None, now: Now
-    ) -> list[Handover]:
+    def _queue(self, path: Path, name: str, found: TaskRecord | None, now: Now) -> list[Handover]:
         """Read and check the whole job; queue it, or end it as `InvalidJobFile`."""
         cfg = self.live.cfg.submit
         try:
@@ -182,14 +182,14 @@ class Submitter:
         except (JobFileError, OSError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             fresh = sidecar.new(name, None, {}, now.wall)
-            fresh["job"] = _job_block(path.name, None)
+            fresh.job = JobRecord(path.name, None)
             self._emit(ev.JobInvalid(at=now.wall, name=name, file=path.name, error=str(reason)))
             return [self._fail(Job(name, fresh, None), "InvalidJobFile", f"{path.name}: {reason}")]
         fresh = sidecar.new(name, None, spec.meta, now.wall)
-        if data is not None:
-            fresh["first_seen"] = data.get("first_seen") or fresh["first_seen"]
-        sidecar.set_state(fresh, "queued")
-        fresh["job"] = _job_block(path.name, spec.model)
+        if found is not None:
+            fresh.first_seen = found.first_seen or fresh.first_seen
+        fresh.state = "queued"
+        fresh.job = JobRecord(path.name, spec.model)
         job = Job(name, fresh, spec)
         self._save(job, durable=False)
         self.jobs[name] = job
@@ -313,11 +313,9 @@ class Submitter:
         """Record `submitting` durably, then (only then) let the create request go."""
         assert job.spec is not None
         body = jobfile.request_body(job.spec, urls)
-        block = job.data["job"]
-        block["attempts"] += 1
-        block["submit_started"] = sidecar.utc_iso(now.wall)
-        sidecar.set_state(job.data, "submitting")
-        job.data["error"] = None
+        block = _block(job)
+        block = replace(block, attempts=block.attempts + 1, submit_started=utc_iso(now.wall))
+        job.record.job, job.record.state, job.record.error = block, "submitting", None
         if not self._save(job):  # not on disk: sending now could make a task twice
             self.active = None
             error = TransientError("cannot write the sidecar", "SidecarWriteError")
@@ -328,14 +326,15 @@ class Submitter:
         self._in_progress += 1  # counted as running from now on, whatever the answer
         self.worker.submit(PostJob(job.name, body, bool(urls) or has_oss(body)))
         self._emit(
-            ev.JobSubmitting(at=now.wall, name=job.name, model=block["model"], uploads=len(urls))
+            ev.JobSubmitting(at=now.wall, name=job.name, model=str(block.model), uploads=len(urls))
         )
 
     def _search(self, job: Job, now: Now) -> None:
         self.active = job.name
-        started = sidecar.read_time(job.data["job"]["submit_started"], now.wall) or now.wall
+        block = _block(job)
+        started = read_time(block.submit_started, now.wall) or now.wall
         start, end = started - LOOKUP_MARGIN, started + self.live.cfg.api.timeout + LOOKUP_MARGIN
-        self.worker.submit(LookupJob(job.name, job.data["job"]["model"], start, end))
+        self.worker.submit(LookupJob(job.name, str(block.model), start, end))
 
     # -- results (main thread) ---------------------------------------------------------
     def handle(self, message: JobStepDone, now: Now) -> list[Handover]:
@@ -373,8 +372,8 @@ class Submitter:
         error = as_transient(error)
         retry = self._back_off(job, error, now)
         job.step = "queued"
-        sidecar.set_state(job.data, "queued")
-        job.data["error"] = sidecar.error(error.code, log.scrub(error.message), True)
+        job.record.state = "queued"
+        job.record.error = sidecar.error(error.code, log.scrub(error.message), True)
         self._save(job)
         self.queue.appendleft(job.name)
         self._emit(
@@ -403,7 +402,7 @@ class Submitter:
         job.searching_since = now.mono
         job.due = now.mono + (0.0 if restarted else 0.1 * self.live.cfg.submit.search_for)
         why = "wansync stopped during the create" if restarted else "the create's answer was lost"
-        job.data["error"] = sidecar.error(
+        job.record.error = sidecar.error(
             "SubmitUncertain", f"{why}; searching the task list for the task", True
         )
         self._save(job)
@@ -414,7 +413,8 @@ class Submitter:
         self, job: Job, rows: list[dict[str, Any]], known: frozenset[str], now: Now
     ) -> list[Handover]:
         ours = known | self._tracked_ids()
-        model = job.data["job"]["model"]
+        block = _block(job)
+        model, started = block.model, block.submit_started
         found = [
             r["task_id"]
             for r in rows
@@ -423,7 +423,6 @@ class Submitter:
         if len(found) == 1:
             self.uncertain.popleft()
             return self._record(job, found[0], None, "task list", now)
-        started = job.data["job"]["submit_started"]
         if len(found) > 1:
             self.uncertain.popleft()
             return [
@@ -459,10 +458,10 @@ class Submitter:
         self, job: Job, task_id: str, request_id: str | None, found_by: str | None, now: Now
     ) -> list[Handover]:
         """The task exists: write its id durably, then hand the job to the task path."""
-        block = job.data["job"]
-        block.update(submitted=sidecar.utc_iso(now.wall), found_by=found_by)
-        job.data.update(task_id=task_id, request_id=request_id, error=None)
-        sidecar.set_state(job.data, "polling")
+        record = job.record
+        record.job = replace(_block(job), submitted=utc_iso(now.wall), found_by=found_by)
+        record.task_id, record.request_id, record.error = task_id, request_id, None
+        record.state = "polling"
         self._save(job)
         self._emit(ev.JobSubmitted(at=now.wall, name=job.name, task_id=task_id, found_by=found_by))
         self._slots_changed = True
@@ -474,7 +473,7 @@ class Submitter:
         the job keeps its name meanwhile."""
         first = job.step != "placing"
         placed = handover.place(
-            self.folders, job.name, job.data, self.jobs.__contains__, PLACE_RETRY, first
+            self.folders, job.name, job.record, self.jobs.__contains__, PLACE_RETRY, first
         )
         if placed is None:
             job.step, job.due = "placing", now.mono + PLACE_RETRY
@@ -482,21 +481,17 @@ class Submitter:
             self.unplaced.append(job.name)
             return []
         self.jobs.pop(job.name, None)
-        return [Adopt(Task(placed.name, placed.data), job.name)]
+        return [Adopt(Task(placed.name, placed.record), job.name)]
 
     def _fail(self, job: Job, code: str, message: str) -> End:
         self.jobs.pop(job.name, None)
-        sidecar.set_state(job.data, "failed")
-        job.data["error"] = sidecar.error(code, log.scrub(message), False)
-        return End(Task(job.name, job.data))
+        job.record.state = "failed"
+        job.record.error = sidecar.error(code, log.scrub(message), False)
+        return End(Task(job.name, job.record))
 
 
-def _job_block(file: str, model: str | None) -> dict[str, Any]:
-    return {
-        "file": file,
-        "model": model,
-        "attempts": 0,
-        "submit_started": None,
-        "submitted": None,
-        "found_by": None,
-    }
+def _block(job: Job) -> JobRecord:
+    """The job's submit journal (every job's record has one: `sidecar.problem` and
+    `discover` see to it)."""
+    assert job.record.job is not None
+    return job.record.job
