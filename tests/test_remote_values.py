@@ -7,6 +7,7 @@ each pure decision with its hostile values; the daemon-level promises are in
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import json
 import os
@@ -116,10 +117,22 @@ def test_log_lines_are_capped():
 
 
 # -- 5: the long-name hash ----------------------------------------------------------------
+# Two 206-byte names found by a birthday search (about 36,000 sha256s, a fraction of a
+# second) whose stems were the same under the old rule: 190 bytes, "~", 32 bits of hash.
+COLLIDING = ("clip-" + "x" * 195 + "-32772", "clip-" + "x" * 195 + "-36307")
+
+
+def _old_stem(name: str) -> str:
+    """`names.stem` as it was before the hash grew to 96 bits (the rule the pair beat)."""
+    raw = name.encode()
+    return f"{raw[:190].decode()}~{hashlib.sha256(raw).hexdigest()[:8]}"
+
+
 def test_colliding_long_names_now_get_different_stems():
     """The attacker's pair (same 32-bit stem) differs now; the hash is 96 bits."""
-    a, b = Path("/tmp/attack/h/collide.txt").read_text().split()[:2]
-    assert a != b and names.stem(a) != names.stem(b)
+    a, b = COLLIDING
+    assert a != b and _old_stem(a) == _old_stem(b)  # the pair truly collided before
+    assert names.stem(a) != names.stem(b)
     assert len(names.stem(a).rsplit("~", 1)[1]) == 24
 
 
