@@ -115,12 +115,15 @@ def _say_where(cfg: config.Config) -> None:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     """A failed job is submitted anew (a new task); a failed task is polled again."""
-    from wansync.cli.retry import NothingToRetry, retry
+    from wansync.cli.retry import NothingToRetry, RetryRefused, retry
 
     try:
-        path, done = retry(_config(args), args.name)
+        path, done = retry(_config(args), args.name, force=args.force)
     except NothingToRetry as exc:
         raise UsageError(str(exc)) from None
+    except RetryRefused as exc:
+        print(f"wansync: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"wansync: {done}", file=sys.stderr)
     print(path)
     return EXIT_OK
@@ -251,6 +254,15 @@ def _inspect_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "move the latest failed record of a task or job back into the inbox, under its name",
     )
     p.add_argument("name", metavar="NAME", help="the task's name (NAME-2 means the same task)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="also a task DashScope FAILED (polled again; a job: a new task), and a job "
+        "whose create was uncertain without searching for its task first",
+    )
+    p.epilog = (
+        "exit: 0 moved back, 1 refused (DashScope FAILED it; see --force), 2 nothing to retry"
+    )
     with_config(p)
     p = add("check", cmd_check, "validate config, folders and key; changes nothing")
     with_config(p)
