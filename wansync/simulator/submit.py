@@ -265,13 +265,14 @@ class SubmitDesk:
             rows = []
             for c in self.created:
                 task = self.state.tasks[c["task_id"]]
-                if (model is None or c["model"] == model) and start <= task.created <= end:
+                made = self.state.api_clock(task.created)  # the task list's own clock
+                if (model is None or c["model"] == model) and start <= made <= end:
                     rows.append(
                         {
                             "task_id": c["task_id"],
                             "model_name": c["model"],
                             "status": task.status(time.time()),
-                            "gmt_create": api_time(task.created),
+                            "gmt_create": api_time(made),
                         }
                     )
         self.state.record(kind="list", task_id=None, method="GET", status=200)
