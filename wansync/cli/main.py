@@ -37,9 +37,7 @@ def _daemon(
     daemon.install_signals()
     try:
         return daemon.run(burst=burst, timeout=getattr(args, "timeout", None), only=only)
-    except InboxLocked:
-        raise InboxLocked(checks.lock_message(cfg.inbox)) from None
-    except ConfigError:
+    except (InboxLocked, ConfigError):  # each says what and where in one line
         raise
     except Exception:
         # One JSON line with the traceback as a field, never a multi-line dump on stderr.
@@ -89,6 +87,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     _say_where(cfg)
+    _say_who_runs(cfg)
     if args.watch:
         if args.json:
             raise UsageError("--watch: not with --json (run `status --json` in a loop instead)")
@@ -98,6 +97,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     columns = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
     print(json.dumps(rows, indent=2) if args.json else render(rows, columns))
     return EXIT_OK
+
+
+def _say_who_runs(cfg: config.Config) -> None:
+    """One stderr line: whether a daemon runs this inbox (its `.wansync.live`), which
+    anyone who may read the inbox can tell, though only the service may open the lock."""
+    from wansync.files import liveness
+
+    if not cfg.inbox.is_dir():
+        return
+    running = liveness.running(cfg.inbox)
+    if running is not None:
+        said = f"runs (PID {running.pid}, user {running.user}, since {running.started})"
+    else:
+        last = liveness.read(cfg.inbox)
+        when = f"; the last one stopped {last.stopped}" if last and last.stopped else ""
+        said = f"is not running{when}"
+    print(f"wansync: the daemon of {cfg.inbox} {said}", file=sys.stderr)
 
 
 def _say_where(cfg: config.Config) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import os
 import sys
 import threading
 import time
@@ -20,7 +21,7 @@ import yaml
 from wansync import config
 from wansync.cli.checks import describe, inbox_error, make_inbox
 from wansync.core.errors import ConfigError, JobFileError
-from wansync.files import sidecar
+from wansync.files import liveness, lock, sidecar
 from wansync.files.fsutil import write_bytes_atomic
 from wansync.files.jobfile import JOB_SUFFIX, URL_SCHEMES, parse, uses_media
 from wansync.files.taskfile import TASK_SUFFIX
@@ -115,7 +116,20 @@ def _wait(
     since: float,
     run_burst: Callable[[str], int],
 ) -> int:
-    """Run the job here (or follow the daemon that holds the inbox), saying how it ends."""
+    """Run the job here (or follow the daemon that holds the inbox), saying how it ends.
+
+    A daemon that runs (its `.wansync.live`), or an inbox whose lock is another user's
+    (the service's, stopped for a moment), is followed: that needs no API key and no
+    access to the lock. Only with no one else to do it is the job run here.
+    """
+    elsewhere = who_runs(cfg.inbox, name)
+    if elsewhere is not None:
+        print(f"wansync: {elsewhere}", file=sys.stderr)
+        try:
+            code = watch(cfg, name, timeout, since, None, [""])
+        except KeyboardInterrupt:
+            code = EXIT_INTERRUPTED
+        return _ended(cfg, name, code, timeout, since, here=False)
     stop, shown = threading.Event(), [""]  # the line last printed, shared by both watchers
     progress = threading.Thread(
         target=watch, args=(cfg, name, None, since, stop, shown), daemon=True
@@ -124,7 +138,7 @@ def _wait(
     here = True
     try:
         code = run_burst(name)
-    except InboxLocked:  # a daemon runs on this inbox: it does the work, we watch
+    except InboxLocked:  # a daemon started meanwhile: it does the work, we watch
         stop.set()
         progress.join()
         here = False
@@ -132,9 +146,42 @@ def _wait(
             code = watch(cfg, name, timeout, since, None, shown)
         except KeyboardInterrupt:
             code = EXIT_INTERRUPTED
+    except ConfigError as exc:  # no key here, most likely: say what became of the job
+        raise ConfigError(
+            f"{exc} (no wansync runs on {cfg.inbox} to do it instead: {name}{JOB_SUFFIX} "
+            f"waits there for the next `wansync run` or `once`)"
+        ) from None
     finally:
         stop.set()
     progress.join(2)
+    return _ended(cfg, name, code, timeout, since, here)
+
+
+def who_runs(inbox: Path, name: str) -> str | None:
+    """Who else does this inbox's work, said as the line `submit --wait` prints; None
+    when no one does and this process may (it then runs the job itself)."""
+    running = liveness.running(inbox)
+    if running is not None:
+        return (
+            f"following the wansync that runs this inbox (PID {running.pid}, user "
+            f"{running.user}, since {running.started})"
+        )
+    found = lock.Found.at(inbox / lock.LOCK_NAME)
+    owns = inbox.stat().st_uid == os.geteuid()
+    if lock.judge(found, os.geteuid(), owns, holder_alive=False) is lock.Verdict.FOREIGN:
+        assert found is not None
+        return (
+            f"no wansync runs on {inbox} now, and its lock belongs to "
+            f"{lock.user_name(found.uid)} (the service): {name}{JOB_SUFFIX} waits for it "
+            f"to start (Ctrl-C stops waiting; the job stays)"
+        )
+    return None
+
+
+def _ended(
+    cfg: config.Config, name: str, code: int, timeout: float | None, since: float, here: bool
+) -> int:
+    """The exit code, and what became of the job when this command stopped waiting."""
     if code == EXIT_TIMEOUT or code >= EXIT_INTERRUPTED:
         print(f"wansync: {name}: {_left_over(cfg, name, code, timeout, here)}", file=sys.stderr)
         return code
