@@ -8,15 +8,16 @@ Whoever may only read the inbox learns whether a daemon runs from `.wansync.live
 
 What is found at the lock's name decides what happens (`judge`, a pure function):
 - nothing: create it (O_EXCL), mode 0600;
-- a regular file with one name, ours (or we are root): `flock` it; held: exit 3;
+- a regular file with one name, ours (or the inbox owner's, and we are root): `flock` it;
+  held: exit 3;
 - a link, a FIFO, a folder or a file with other names: never a lock wansync made;
   moved aside (`.wansync.lock.not-ours.XXXX`, kept, as every file found in our folders
   is) and replaced;
 - another user's file: held by that user's running wansync (its `.wansync.live` names
   this very file and a live process): exit 3 naming it. Otherwise, if we own the inbox
-  folder, it is a leftover or a plant: moved aside and replaced. If we do not, it is the
-  inbox owner's lock: exit 3 saying whose it is (a producer's `once` never takes the
-  service's inbox).
+  folder (or are root), it is a leftover or a plant: moved aside and replaced. If we do
+  not, it is the inbox owner's lock: exit 3 saying whose it is (a producer's `once`
+  never takes the service's inbox).
 """
 
 from __future__ import annotations
@@ -94,18 +95,19 @@ class Verdict(Enum):
     FOREIGN = "the inbox owner's"
 
 
-def judge(found: Found | None, me: int, owns_inbox: bool, holder_alive: bool) -> Verdict:
-    """What to do with what is at the lock's name. `holder_alive`: a running wansync's
-    `.wansync.live` names this very file (its owner and inode) and a live process."""
+def judge(found: Found | None, me: int, inbox_owner: int, holder_alive: bool) -> Verdict:
+    """What to do with what is at the lock's name, for user `me`. `holder_alive`: a running
+    wansync's `.wansync.live` names this very file (its owner and inode) and a live process."""
     if found is None:
         return Verdict.CREATE
-    if found.kind == "file" and found.nlink == 1 and (found.uid == me or me == 0):
+    ours = found.uid == me or (me == 0 and found.uid == inbox_owner)
+    if found.kind == "file" and found.nlink == 1 and ours:
         return Verdict.USE
     if found.kind != "file" or found.nlink != 1:
         return Verdict.REPLACE  # wansync never makes these: nobody's lock
     if holder_alive:
         return Verdict.FOREIGN_HELD
-    return Verdict.REPLACE if owns_inbox else Verdict.FOREIGN
+    return Verdict.REPLACE if me in (0, inbox_owner) else Verdict.FOREIGN
 
 
 class InboxLock:
@@ -145,8 +147,7 @@ class InboxLock:
                 and found is not None
                 and (holder.uid, holder.lock_inode) == (found.uid, found.inode)
             )
-            owns = os.stat(self.inbox).st_uid == os.geteuid()
-            verdict = judge(found, os.geteuid(), owns, alive)
+            verdict = judge(found, os.geteuid(), os.stat(self.inbox).st_uid, alive)
             if verdict in (Verdict.CREATE, Verdict.USE):
                 fd = self._open(found)
                 if fd is not None:
