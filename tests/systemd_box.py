@@ -27,6 +27,8 @@ TOOL = REPO.parent / "shared" / "tools" / "systemd-box"
 SRC = "/usr/local/src/wansync"  # the checkout, copied into the box
 WHEELS = "/usr/local/src/wheelhouse"  # built on the host, so pip in the box needs no network
 PRODUCER = "pipeline"  # a user in the wansync group: README `usermod -aG wansync …`
+OUTSIDER = "mallory"  # any other local user: may read the inbox (it is 2775), no more
+WANSYNC = "/opt/wansync/bin/wansync"
 BOX_ENV = (
     "PATH=/usr/sbin:/usr/bin:/sbin:/bin",  # so `python3` is the distribution's /usr/bin/python3
     "LANG=C.UTF-8",
@@ -101,6 +103,7 @@ def install_project(box: Box) -> None:
     )
     box.run("useradd", "--create-home", PRODUCER)
     box.run("usermod", "-aG", "wansync", PRODUCER)
+    box.run("useradd", "--create-home", OUTSIDER)  # a local user, not in the group
 
 
 def new_key() -> str:
@@ -251,6 +254,12 @@ class Service:
         self.box.run(
             "runuser", "-u", PRODUCER, "--", "sh", "-c", script, "sh", task_id, inbox, name
         )
+
+    def as_user(
+        self, user: str, *argv: str, timeout: float = 90
+    ) -> subprocess.CompletedProcess[str]:
+        """A command run as `user` (`runuser`), with no API key in its environment."""
+        return self.box.run("runuser", "-u", user, "--", *argv, check=False, timeout=timeout)
 
     def folder(self, name: str) -> Path:
         return self.box.path(f"{self.state}/{name}")

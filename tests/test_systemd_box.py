@@ -23,7 +23,18 @@ from collections.abc import Iterator
 import pytest
 
 from tests.helpers import parse_log, wait_until
-from tests.systemd_box import PRODUCER, TOOL, UNITS, Box, Service, install_project, new_key
+from tests.systemd_box import (
+    OUTSIDER,
+    PRODUCER,
+    TOOL,
+    UNITS,
+    WANSYNC,
+    Box,
+    Service,
+    install_project,
+    new_key,
+)
+from tests.test_jobs import SAMPLE_PNG
 from wansync.simulator import Simulator
 
 
@@ -319,6 +330,66 @@ def test_a_hook_runs_under_the_units_sandbox(service: Service) -> None:
         10,
         "the hook record done",
     )
+
+
+def test_a_producer_in_the_group_follows_the_service_with_submit_wait(service: Service) -> None:
+    """A member of the wansync group, with no API key and no access to the lock, runs
+    `submit --wait` while the service runs: it follows the service and prints the MP4."""
+    inbox = f"{service.state}/inbox"
+    picture = f"{inbox}/pictures/{service.tag}-frame.png"  # where the service can read it
+    service.box.path(picture).parent.mkdir(exist_ok=True)
+    service.box.path(picture).write_bytes(SAMPLE_PNG)
+    name = f"member-{service.tag}"
+    argv = [WANSYNC, "submit", picture, "--prompt", "a producer waits", "--name", name]
+    result = service.as_user(PRODUCER, *argv, "--wait", "--timeout", "60", "-c", service.config)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{service.state}/outbox/{name}.mp4"
+    assert "following the wansync that runs this inbox" in result.stderr
+    assert "Traceback" not in result.stderr and "no API key" not in result.stderr
+    owner_mode = service.box.run("stat", "-c", "%U %a", f"{inbox}/.wansync.lock").stdout
+    assert owner_mode.split() == ["wansync", "600"]
+    status = service.as_user(PRODUCER, WANSYNC, "status", "-c", service.config)
+    assert f"the daemon of {inbox} runs (PID {service.main_pid()}" in status.stderr
+
+
+HOLDER = """
+import fcntl, os, sys, time
+try:
+    fd = os.open(sys.argv[1], os.O_RDONLY)
+except PermissionError:
+    print("refused", flush=True)
+    sys.exit(13)
+print("opened", flush=True)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("holding", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_user_outside_the_group_cannot_keep_the_service_from_restarting(
+    service: Service,
+) -> None:
+    """Any local user may read the inbox. One waits for a flock on the lock, to take it
+    the moment the daemon stops: the restart must still come up (not exit 3)."""
+    holder = f"wansync-test-holder-{service.tag}"
+    lock = f"{service.state}/inbox/.wansync.lock"
+    run = ["systemd-run", f"--uid={OUTSIDER}", f"--unit={holder}", "--collect"]
+    service.box.run(*run, "/usr/bin/python3", "-c", HOLDER, lock)
+    said = f"_SYSTEMD_UNIT={holder}.service"
+
+    def holder_said() -> str:
+        return service.box.run("journalctl", "-q", "-o", "cat", said).stdout
+
+    try:
+        wait_until(lambda: holder_said().strip(), 20, "the outsider's try")
+        result = service.restart()
+        assert result.returncode == 0, f"{result.stderr}\n{service.status()}"
+        assert service.active(), service.status()
+        assert holder_said().split() == ["refused"]
+        service.drop("after-outsider", service.task_id("outsider"))
+        assert service.wait_ended("after-outsider")["after-outsider"]["state"] == "succeeded"
+    finally:
+        service.box.run("systemctl", "stop", f"{holder}.service", check=False)
 
 
 def free_port() -> int:
