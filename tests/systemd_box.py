@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 TOOL = REPO.parent / "shared" / "tools" / "systemd-box"
 SRC = "/usr/local/src/wansync"  # the checkout, copied into the box
 WHEELS = "/usr/local/src/wheelhouse"  # built on the host, so pip in the box needs no network
-PRODUCER = "pipeline"  # a user in the wansync group: README `usermod -aG wansync …`
+PRODUCER = "pipeline"  # a user in the wansync group: docs/service.md `usermod -aG wansync …`
 OUTSIDER = "mallory"  # any other local user: may read the inbox (it is 2775), no more
 WANSYNC = "/opt/wansync/bin/wansync"
 BOX_ENV = (
@@ -36,7 +36,7 @@ BOX_ENV = (
     "PIP_CONFIG_FILE=/dev/null",
     "SYSTEMD_COLORS=0",
 )
-UNITS = {  # unit: (unit file, config, key file, state directory), as the README lays them out
+UNITS = {  # unit: (unit file, config, key file, state directory), as docs/service.md lays them out
     "wansync": (
         "wansync.service",
         "/etc/wansync/config.yaml",
@@ -83,7 +83,7 @@ class Box:
 
 
 def install_project(box: Box) -> None:
-    """README steps 1-2, as root in the box; pip installs the checkout from local wheels."""
+    """docs/service.md steps 1-2, as root in the box; pip installs the checkout from wheels."""
     ignore = shutil.ignore_patterns(
         ".git", ".venv*", "*.egg-info", "build", "dist", "__pycache__", ".*_cache"
     )
@@ -146,7 +146,7 @@ class Service:
         self.settings = settings
 
     def install_key(self, key: str, path: str | None = None, owner: str | None = None) -> None:
-        """README: a root-only KEYFILE (0600) holding the key; the simulator takes it.
+        """docs/service.md: a root-only KEYFILE (0600) holding the key; the simulator takes it.
 
         With `owner`, a file that user alone reads (0400), for `api.key_file`.
         """
@@ -156,7 +156,7 @@ class Service:
         self.keys.append(key)
 
     def install(self) -> None:
-        """README steps 3-4: config, key, `check --online` as root, unit file, enable --now.
+        """docs/service.md steps 3-4: config, key, `check --online` as root, the unit, enable --now.
 
         `check` runs with no key in its environment: as root it must find the unit's own
         key file for this config (`dashscope_api_key`, or `NAME.key` for `NAME.yaml`).

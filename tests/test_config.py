@@ -11,7 +11,7 @@ from wansync.core.errors import ConfigError
 
 
 def test_empty_file_gives_every_default():
-    """An empty document means the SPEC §4 defaults."""
+    """An empty document means the defaults of docs/configuration.md."""
     cfg = config.from_mapping(None)
     assert cfg.api.base_url == "https://dashscope-intl.aliyuncs.com"
     assert cfg.poll.interval == 15 and cfg.poll.max_per_second == 10

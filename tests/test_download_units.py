@@ -220,7 +220,7 @@ def test_low_speed_keys_default_to_curls_rule_and_are_validated():
 
 
 def test_the_example_config_names_the_low_speed_keys():
-    """config.example.yaml documents SPEC §4's keys and still loads."""
+    """config.example.yaml documents docs/configuration.md's keys and still loads."""
     example = Path(__file__).parent.parent / "config.example.yaml"
     cfg = config.from_mapping(yaml.safe_load(example.read_text()))
     assert (cfg.download.low_speed_limit, cfg.download.low_speed_time) == (1024, 60)

@@ -1,7 +1,7 @@
 """The fault suite: attack the daemon through its public interface; nothing may be lost.
 
 Each case runs the real daemon subprocess against the simulator's fault injection and
-states what must hold afterwards. The slowest are marked `slow` (see README).
+states what must hold afterwards. The slowest are marked `slow` (see docs/development.md).
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def test_misbehaving_task_api_never_fails_a_task(env, sim):
     """429 storms, 5xx, resets, stalls, huge and malformed 200s: all end as videos."""
     env.configure(api={"timeout": 0.5}, poll={"interval": 0.1})
     scripts = {
-        # six in a row: the backoff doubles from 0.1 s to 3.2 s (SPEC §5), about 6 s in all
+        # six in a row: the backoff doubles from 0.1 s to 3.2 s (docs/what-happens.md), ~6 s in all
         "storm": [
             dict(kind="status", status=429, count=4),
             dict(kind="status", status=429, retry_after="0.3", count=2),

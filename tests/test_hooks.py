@@ -1,4 +1,4 @@
-"""Hooks (SPEC §6): real hook processes fed the events of tasks that ended in real folders."""
+"""Hooks (docs/hooks.md): real hook processes fed the events of tasks that ended in real folders."""
 
 from __future__ import annotations
 
@@ -202,7 +202,7 @@ def test_pending_record_only_when_a_hook_is_set(setup):
 
 # -- running -----------------------------------------------------------------------------
 def test_success_hook_sees_spec_environment_folder_and_no_input(setup, monkeypatch):
-    """WANSYNC_* as SPEC §6, cwd the outbox, empty stdin; the key is in no variable."""
+    """WANSYNC_* as docs/hooks.md says, cwd the outbox, empty stdin; the key is in no variable."""
     monkeypatch.setenv("DASHSCOPE_API_KEY", TEST_KEY)
     monkeypatch.setenv("MY_COPY_OF_THE_KEY", f"prefix-{TEST_KEY}")
     monkeypatch.setenv("WANSYNC_ERROR_CODE", "inherited")

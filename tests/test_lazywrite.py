@@ -33,7 +33,7 @@ def test_a_poll_that_changes_only_counters_waits() -> None:
 
 
 def test_a_change_of_state_task_status_or_error_is_written_at_once() -> None:
-    """Each of the three fields SPEC names forces an immediate write."""
+    """Each of the three fields docs/folders.md names forces an immediate write."""
     error = sidecar.error("RemoteUnavailable", "HTTP 503", True)
     for change in ({"task_status": "SUCCEEDED"}, {"state": "downloading"}, {"error": error}):
         lazy = on_disk(LazyWrites(), polled(3))

@@ -1,4 +1,4 @@
-"""Metrics and health (SPEC §6): events in, the real HTTP endpoint scraped and parsed."""
+"""Metrics and health (docs/monitoring.md): events in, the real HTTP endpoint scraped and parsed."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 
 def test_every_spec_metric_starts_at_zero(metrics):
-    """A fresh daemon shows SPEC §6's metrics, counters at 0 with their labels already there."""
+    """A fresh daemon shows docs/monitoring.md's metrics, counters at 0 with their labels there."""
     s = scrape(metrics)
     for state in ("queued", "polling", "downloading"):
         assert value(s, "wansync_tasks", state=state) == 0
@@ -106,7 +106,7 @@ def test_task_gauge_is_current_when_scraped(metrics, probe):
 
 
 def test_events_become_counters_and_histograms(metrics):
-    """API answers, bytes, finishes and hook runs are counted as SPEC §6 says."""
+    """API answers, bytes, finishes and hook runs are counted as docs/monitoring.md says."""
     for status, endpoint, seconds in [
         (200, "task", 0.1),
         (200, "task", 0.2),

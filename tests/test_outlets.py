@@ -1,4 +1,4 @@
-"""SPEC §6 against the real daemon: hooks run after the files land, metrics and health."""
+"""docs/hooks.md, docs/monitoring.md on the real daemon: hooks after the files land, metrics."""
 
 from __future__ import annotations
 

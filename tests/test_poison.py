@@ -53,7 +53,7 @@ URL_FRAME = [{"type": "first_frame", "url": "https://example.com/frame.png"}]
 @dataclass(frozen=True)
 class Extra:
     """A hostile file the corpus does not hold; `ends`: failed, either (outbox or failed:
-    a file that may finish), or ignored (SPEC: it stays in the inbox, untouched)."""
+    a file that may finish), or ignored (docs/folders.md: it stays in the inbox, untouched)."""
 
     what: str
     file: str  # its file name in the inbox
@@ -346,7 +346,7 @@ def test_the_daemon_survives_the_corpus_and_still_serves_new_tasks(run: Run) -> 
 def test_each_poison_file_ends_as_spec_says(run: Run) -> None:
     """Each hostile file ends in failed/ with its code (or is rebuilt, or ignored)."""
     left = {f"life {i + 1}": life.unsettled for i, life in enumerate(run.lives) if life.unsettled}
-    assert not left, f"poison (or good work) not where SPEC puts it: {left}"
+    assert not left, f"poison (or good work) not where docs/folders.md puts it: {left}"
 
 
 def test_every_sidecar_is_strict_json(run: Run) -> None:

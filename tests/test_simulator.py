@@ -143,7 +143,7 @@ def test_a_stalled_create_is_held_unanswered_until_the_client_leaves(sim, when):
 
 
 def test_simulate_help_shows_the_defaults_and_the_readme_names_the_options():
-    """`wansync simulate --help` states each option's default; the README's by-hand part too."""
+    """`wansync simulate --help` states each option's default; docs/commands.md names them too."""
     result = subprocess.run(
         [sys.executable, "-m", "wansync", "simulate", "--help"],
         capture_output=True,
@@ -155,9 +155,8 @@ def test_simulate_help_shows_the_defaults_and_the_readme_names_the_options():
     for option, default in [("--polls", "2"), ("--port", "8765"), ("--key", "sim-key")]:
         assert f"{option} " in text and f"(default: {default})" in text, option
     assert "--seconds SECONDS" in text and "default: unset" in text
-    readme = (ROOT / "README.md").read_text()
-    by_hand = readme[readme.index("### Trying it by hand") :]
-    by_hand = by_hand[: by_hand.index("\n## ")]
+    page = (ROOT / "docs" / "commands.md").read_text()
+    by_hand = page.split("\n## Trying it by hand", 1)[1].split("\n## ", 1)[0]
     for word in ("--polls", "--seconds", "/cancel", "wansync cancel"):
         assert word in by_hand, word
 

@@ -409,7 +409,7 @@ def _assert_rss_flat(soak: Soak) -> None:
 
     Each sample is one incarnation (a kill every 2 minutes) at an age of 1 or 2 minutes.
     What it holds is its tracked tasks (~2 KB each: 41 MB with 1,000, 57 MB with 10,000
-    in the README's bench), a few dozen at a time here, plus allocator steps of ~1 MB:
+    in docs/performance.md), a few dozen at a time here, plus allocator steps of ~1 MB:
     the scaled runs spread by at most 1 MB (39.2-40.2 MB, 41.6-42.0 MB). 8 MB is eight
     times that, and what state that grows with the tasks already done would add (read
     back from the outbox at start-up, kept for ever after a restart) if it cost 2.5 KB

@@ -1,8 +1,8 @@
-"""wansync under a real systemd (PID 1), installed as the README says: run, reload, crash, stop.
+"""wansync under a real systemd (PID 1), installed as docs/service.md says: run, reload, crash.
 
 `../shared/tools/systemd-box` boots systemd in a throwaway container over a copy-on-write
 overlay of this machine's root; the box shares the host's network, so the simulator started
-here on 127.0.0.1 answers the unit. One box and one install per module (README steps 1-2),
+here on 127.0.0.1 answers the unit. One box and one install per module (docs/service.md steps 1-2),
 then each unit in turn (steps 3-4): `wansync.service` and the instance `wansync@beijing`.
 To add a check: `service.reconfigure(section={...})` writes the baseline config with that
 section merged in and restarts the unit (it must come up); `service.box.put(path, text,
@@ -61,7 +61,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
 
 @pytest.fixture(scope="module", params=list(UNITS))
 def installed(request: pytest.FixtureRequest, box: Box) -> Iterator[Service]:
-    """README steps 3-4 for one unit, with its own simulator; disabled and stopped after."""
+    """docs/service.md steps 3-4 for one unit, with its own simulator; disabled and stopped after"""
     with Simulator(pending_polls=1, running_polls=1) as sim:
         service = Service(box, request.param, sim)
         try:
@@ -164,7 +164,7 @@ def test_reload_applies_a_new_log_level(service: Service) -> None:
 
 
 def test_a_new_key_in_the_credential_file_applies_on_restart(service: Service) -> None:
-    """Key file replaced as the README says + `systemctl restart`: waiting tasks finish."""
+    """Key file replaced as docs/service.md says + `systemctl restart`: waiting tasks finish."""
     cursor = service.cursor()
     old_key = service.sim.key
     service.sim.key = new_key()  # the account's key was rotated: the old one is refused

@@ -24,9 +24,9 @@ from datetime import datetime
 from typing import Any
 
 MIN_SAMPLES = 5
-QUANTILE = 0.5  # the median finish: measured best against round-robin (README)
+QUANTILE = 0.5  # the median finish: measured best against round-robin (docs/performance.md)
 TIME_KEYS = ("submit_time", "scheduled_time", "end_time")
-THETA = 0.05  # poll again once P(done since this poll) reaches this (offline model, README)
+THETA = 0.05  # poll again once P(done since this poll) reaches this (docs/performance.md)
 FORCE_AFTER = 1.8  # cycles: a forced poll waits at most a slot, so every gap is < 2 cycles
 SUMMARY = 21  # order statistics kept per distribution for the queue + run sum
 

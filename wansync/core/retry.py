@@ -15,7 +15,7 @@ AUTH_PAUSE_MIN = 60.0  # a rejected key: nothing is asked again for at least thi
 
 
 def backoff(interval: float, n: int, retry_after: float | None = None) -> float:
-    """Delay before the next try after the n-th transient error in a row (SPEC §5)."""
+    """Delay before the next try after the n-th transient error in a row (docs/what-happens.md)."""
     return max(retry_after or 0.0, min(interval * 2.0 ** (n - 1), MAX_BACKOFF))
 
 

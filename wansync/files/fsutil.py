@@ -30,7 +30,7 @@ def fsync_dir(folder: Path) -> None:
 
 
 def producer_temp_path(target: Path) -> Path:
-    """`.NAME.task.PID.tmp`: the producers' convention (SPEC §2), never swept by a daemon."""
+    """`.NAME.task.PID.tmp`: the producers' convention (docs/folders.md), never swept."""
     return target.with_name(producer_temp(target.name, os.getpid()))
 
 
@@ -105,7 +105,7 @@ def write_json_atomic(target: Path, data: Any, durable: bool = True) -> None:
 def write_bytes_atomic(target: Path, data: bytes) -> None:
     """Create `target` holding `data` in one rename, as a producer does (`wansync add`).
 
-    The temp name is guessable (SPEC's convention), so it is created with O_EXCL |
+    The temp name is guessable (docs/folders.md), so it is created with O_EXCL |
     O_NOFOLLOW: a link planted there makes this write fail, never go through it.
     """
     folderguard.check(target.parent)

@@ -67,7 +67,7 @@ def escape(name: str) -> str:
 
 
 def producer_temp(filename: str, pid: int) -> str:
-    """`.NAME.task.PID.tmp`, the producers' temp name (SPEC §2), shortened if too long."""
+    """`.NAME.task.PID.tmp`, the producers' temp name (docs/folders.md), shortened if too long."""
     tail = f".{pid}.tmp"
     return "." + fit(filename, NAME_MAX - 1 - len(tail)) + tail
 

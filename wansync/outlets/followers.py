@@ -70,7 +70,7 @@ class Outlets:
     def finish(
         self, wait_for_hooks: bool, deadline: float | None, stopping: Callable[[], bool]
     ) -> None:
-        """`once` waits for its hooks (SPEC §6) unless told to stop or out of time; then
+        """`once` waits for its hooks (docs/hooks.md) unless told to stop or out of time; then
         running hooks are killed (they stay `pending`) and the metrics server stops."""
         while wait_for_hooks and not self.hooks.wait(0.2):
             if stopping() or (deadline is not None and time.monotonic() >= deadline):

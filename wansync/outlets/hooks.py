@@ -1,4 +1,4 @@
-"""Hooks (SPEC §6): a user's command, run once per task that ends, after its files are in place.
+"""Hooks (docs/hooks.md): a user's command, run once per task that ends, after its files land.
 
 At least once, never again once done: the loop puts `pending_record()` into the final
 sidecar before the files move; from then on the sidecar in `outbox/` or `failed/` is

@@ -1,4 +1,4 @@
-"""Metrics and health (SPEC §6): Prometheus text at `GET /metrics`, and `GET /healthz`.
+"""Metrics and health (docs/monitoring.md): Prometheus text at `GET /metrics`, and `GET /healthz`.
 
 Counters and histograms are fed by `consume`, a bus consumer (main thread); gauges are
 read when scraped, from the callables the daemon passes in, on the server's thread, so

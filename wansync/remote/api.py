@@ -5,7 +5,7 @@ scheduler owns pacing and a hidden retry would break the account-wide rate.
 
 GETs (the poll is the hot path) go through `keepalive.Connections`, plain `http.client`
 connections kept alive: requests' per-call machinery doubled a poll's CPU cost, and
-urllib3's still added about half (see the README's benchmark table). The rare POSTs
+urllib3's still added about half (see docs/performance.md). The rare POSTs
 (create, cancel) use urllib3, whose error types tell "not sent" from "maybe sent".
 Downloads, few and long, use requests.
 """

@@ -10,7 +10,7 @@ import math
 import time
 from email.utils import parsedate_to_datetime
 
-MAX_RETRY_AFTER = 600.0  # seconds: SPEC §5, a remote-supplied delay has a cap
+MAX_RETRY_AFTER = 600.0  # seconds: a remote-supplied delay has a cap (docs/what-happens.md)
 
 
 def header_int(value: str | None) -> int | None:

@@ -4,7 +4,7 @@ A poll is the daemon's hot path: one small GET every few milliseconds at the acc
 limit. urllib3's per-request machinery (URL parsing, pool keys, timeout objects, the
 response wrapper and its decoders) cost about 40% of a poll's CPU over HTTPS; a plain
 `http.client` connection reused from a short list does the same request for the rest
-(README, "Performance"). Requests that are rare and need urllib3's finer error types
+(docs/performance.md). Requests that are rare and need urllib3's finer error types
 (a task's creation, a cancel) stay on urllib3.
 
 What is kept from urllib3's behaviour: a connection that the server closed while idle is

@@ -4,7 +4,7 @@ A write that fails (a full disk) never reaches the loop: it is logged once
 (`sidecar.write_error`), the task goes on in memory, and the write is tried again
 later (every `RETRY_EVERY` seconds) until it works. First sidecars of tasks found at
 start-up are written in batches between ticks (`flush`), not one per event; so are the
-polls that changed only their counters (`lazywrite`: once a second, SPEC allows 5 s), in
+polls that changed only their counters (`lazywrite`: once a second, docs/folders.md allows 5 s), in
 slices that end before the next poll is due, so that the polls keep their pace.
 """
 

@@ -1,10 +1,10 @@
 """Which sidecar writes may wait: a poll that changed nothing but its counters.
 
-SPEC: a poll that changes only `polls`, `last_polled` and `next_poll` may reach the
+docs/folders.md: a poll that changes only `polls`, `last_polled` and `next_poll` may reach the
 sidecar up to 5 s late; a change of `state`, `task_status` or `error` is written at once.
 Most polls of a real task are such polls (RUNNING, then RUNNING again). Writing them in
 one batch a second instead of one by one is what makes the daemon's CPU per poll about
-half (README, "Performance"): a lone write right after a sleep costs about three times
+half (docs/performance.md): a lone write right after a sleep costs about three times
 a write in a run of writes (cold caches on a busy machine), and each write is an inotify
 event that wakes the watcher's threads, once per batch instead of once per poll.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-FLUSH_EVERY = 1.0  # seconds: how late a waiting write may be (SPEC allows 5)
+FLUSH_EVERY = 1.0  # seconds: how late a waiting write may be (docs/folders.md allows 5)
 
 Signature = tuple[Any, Any, Any]
 

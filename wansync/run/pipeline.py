@@ -59,7 +59,7 @@ class Pipeline:
         self.model = CompletionModel()
         self.auth_paused = False
         self.log = log.get("wansync.daemon")
-        # The `hook` record a final sidecar carries (SPEC §6), or None: set by the daemon.
+        # The `hook` record a final sidecar carries (docs/hooks.md), or None: set by the daemon.
         self.hook_record: Callable[[str], dict[str, Any] | None] = lambda _event: None
 
     @property

@@ -219,7 +219,7 @@ def refuse_name(folders: Folders, path: Path, hook: dict[str, Any] | None = None
     long that `NAME.task` would pass 255 bytes. The file is moved to `failed/` under a
     printable name (bad bytes escaped as `\\xff`, shortened with a hash if long) beside a
     sidecar that says why. Nothing else is made for it: no inbox sidecar, no task.
-    None when the name is fine; `hook`: the `hook` record its sidecar carries (SPEC §6).
+    None when the name is fine; `hook`: the `hook` record its sidecar carries (docs/hooks.md).
     """
     is_job = path.name.endswith(JOB_SUFFIX)
     name = path.name[: -len(JOB_SUFFIX if is_job else TASK_SUFFIX)]

@@ -5,7 +5,7 @@ main thread is inside `Event.wait()` deadlocks on the condition's lock. A byte w
 to a non-blocking pipe takes no lock at all.
 
 A wake-up is not free: on a busy machine the loop's first steps after a sleep run on cold
-caches (README, "Performance"). `nudge` lets a result that can wait a few milliseconds
+caches (docs/performance.md). `nudge` lets a result that can wait a few milliseconds
 ride on a wake-up the loop has planned anyway, so at 50 polls/s one wake-up both reads
 a poll's answer and starts the next poll.
 """

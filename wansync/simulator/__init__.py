@@ -1,7 +1,7 @@
 """A local DashScope-compatible server: the task API and video hosting with signed URLs.
 
 Used by `wansync simulate`, the demo, the tests and the benchmarks, so that nothing
-needs a real key or the internet. It speaks SPEC §1: Bearer key check, tasks going
+needs a real key or the internet. It speaks docs/development.md's API: Bearer key check, tasks going
 PENDING → RUNNING → SUCCEEDED (or FAILED / CANCELED / UNKNOWN), cancel of a PENDING task,
 task creation with uploads and the task list, and videos served with `Range`, `If-Range`,
 `ETag` and URLs that expire (403 with an XML body after). Faults are scripted per request

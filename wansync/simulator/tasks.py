@@ -1,6 +1,6 @@
 """The task API: `GET /api/v1/tasks/{id}` (the poll) and `POST /api/v1/tasks/{id}/cancel`.
 
-A poll advances its task's script (PENDING → RUNNING → its outcome) and answers as SPEC §1
+A poll steps its task's script (PENDING → RUNNING → its outcome); it answers as docs/development.md
 shows; a SUCCEEDED task carries a signed video URL and `usage` matching the file served.
 Cancel works as the vendor documents it: only a PENDING task can be canceled.
 """
