@@ -352,6 +352,21 @@ def test_a_producer_in_the_group_follows_the_service_with_submit_wait(service: S
     assert f"the daemon of {inbox} runs (PID {service.main_pid()}" in status.stderr
 
 
+def test_a_picture_in_the_producers_home_is_refused_before_any_job(service: Service) -> None:
+    """`ProtectHome=yes`: the service cannot see /home. `submit` of a picture there says so
+    at once (exit 2, where to put it) and writes no job."""
+    picture = f"/home/{PRODUCER}/{service.tag}-home.png"
+    service.box.path(picture).write_bytes(SAMPLE_PNG)
+    service.box.run("chown", f"{PRODUCER}:", picture)
+    name = f"home-{service.tag}"
+    argv = [WANSYNC, "submit", picture, "--prompt", "from home", "--name", name]
+    result = service.as_user(PRODUCER, *argv, "-c", service.config)
+    assert result.returncode == 2, result.stderr
+    assert f"{picture}: the daemon of {service.state}/inbox runs as user wansync" in result.stderr
+    assert "/home is hidden from it (the unit's ProtectHome=yes)" in result.stderr
+    assert not (service.folder("inbox") / f"{name}.job").exists()
+
+
 HOLDER = """
 import fcntl, os, sys, time
 try:

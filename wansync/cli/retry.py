@@ -5,7 +5,7 @@ overwrites); both sidecars keep `"name": "NAME"`. So a record is found by the si
 `name` (and by file name for a sidecar-less one), the newest by `finished`, and its file
 is moved back under the original name: retrying never grows `NAME-2-2`.
 
-Two records are not simply moved back (README, Commands: `retry`):
+Two records are not simply moved back (docs/commands.md, `retry`):
 - a task DashScope itself FAILED: polling the same id again cannot change that, and a
   job sent again is a new paid task that may fail the same way. Refused (exit 1), saying
   what can help, unless `--force`.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import shlex
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any
 import yaml
 
 from wansync import config
+from wansync.cli import visible
 from wansync.cli.checks import describe, inbox_error, make_inbox
 from wansync.core.errors import ConfigError, JobFileError
 from wansync.files import liveness, lock, sidecar
@@ -65,6 +67,21 @@ def _as_typed(message: str) -> str:
     return message
 
 
+def refuse_unreadable(picture: Path, inbox: Path) -> None:
+    """`ConfigError` when the inbox's daemon (another user: the service) could not read
+    the picture: said now, with where to put it, not as a failed job later."""
+    reader = visible.reader_of(inbox)
+    why = visible.blocked(picture, reader) if reader is not None else None
+    if reader is not None and why is not None:
+        raise ConfigError(
+            f"IMAGE_OR_URL: {picture}: the daemon of {inbox} runs as user {reader.user}, "
+            f"and {why}. Put the picture where that user can read it (a folder in the "
+            f"inbox, for instance: mkdir -p {shlex.quote(str(inbox / 'pictures'))} && cp "
+            f"{shlex.quote(str(picture))} {shlex.quote(str(inbox / 'pictures'))}/) and "
+            f"give that path, or give a URL"
+        )
+
+
 def submit(args: argparse.Namespace, run_burst: Callable[[str], int]) -> int:
     cfg = config.load(args.config)
     doc = job_document(args, cfg.submit.model)
@@ -74,6 +91,7 @@ def submit(args: argparse.Namespace, run_burst: Callable[[str], int]) -> int:
             Path(args.image).expanduser().stat()
         except OSError as exc:
             raise ConfigError(describe(exc, args.image)) from None
+        refuse_unreadable(Path(args.image).expanduser().resolve(), cfg.inbox)
     try:  # the daemon's own check, now: a bad picture or prompt fails here, not later
         parse(text.encode(), cfg.submit.model, cfg.inbox, cfg.submit.max_upload_bytes)
     except JobFileError as exc:

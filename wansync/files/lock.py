@@ -2,7 +2,7 @@
 
 `inbox/.wansync.lock` is created mode 0600: only its owner (the user the first daemon
 ran as: the service's) and root can open it, so no one else can take a `flock` on it
-and keep the service from (re)starting, whatever the inbox's mode (README, Security).
+and keep the service from (re)starting, whatever the inbox's mode (docs/security.md).
 Whoever may only read the inbox learns whether a daemon runs from `.wansync.live`
 (liveness.py), which the daemon writes once it holds the lock.
 

@@ -4,7 +4,7 @@ A create whose answer was lost is looked for in the task list by its creation ti
 which the API keeps in its own clock. Ours may be minutes off (a VM without time sync):
 a window taken from our clock alone would miss the task, and the job would be sent
 again, a second paid task. So every API answer's `Date` header tells us how far the
-server's clock is from ours (README, "What happens when…": clock skew), and the window
+server's clock is from ours (docs/what-happens.md: clock skew), and the window
 is placed on the server's clock, wider when that is not known.
 """
 

@@ -77,7 +77,7 @@ class SimState:
         self.netloc = "127.0.0.1"
         # Seconds the API's clock is ahead of this machine's (negative: behind): its `Date`
         # headers, the times in its answers and the task list's filter all move by it,
-        # as if the daemon's clock were that far behind (README: clock skew).
+        # as if the daemon's clock were that far behind (docs/what-happens.md).
         self.clock_offset = 0.0
 
     def api_clock(self, ts: float) -> float:
