@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -23,7 +24,11 @@ from tests.helpers import parse_log, wait_until
 from wansync.simulator import Simulator
 
 REPO = Path(__file__).resolve().parent.parent
-TOOL = REPO.parent / "shared" / "tools" / "systemd-box"
+# beside the repository in the project's workspace; $WANSYNC_SYSTEMD_BOX for a worktree
+# (or a checkout) that lives elsewhere
+TOOL = Path(
+    os.environ.get("WANSYNC_SYSTEMD_BOX") or REPO.parent / "shared" / "tools" / "systemd-box"
+)
 SRC = "/usr/local/src/wansync"  # the checkout, copied into the box
 WHEELS = "/usr/local/src/wheelhouse"  # built on the host, so pip in the box needs no network
 PRODUCER = "pipeline"  # a user in the wansync group: docs/service.md `usermod -aG wansync …`

@@ -96,6 +96,26 @@ def _already_in_inbox(cfg: Config, name: str) -> Path | None:
 
 def retry(cfg: Config, asked: str, force: bool = False) -> tuple[Path, str]:
     """Move the latest failed record's file back; returns (new path, what was done)."""
+    name, record, had_records = _latest_failed(cfg, asked)
+    if record is None:
+        return _without_sidecar(cfg, name, had_records)
+    src = record.file()
+    assert src is not None
+    dst = cfg.inbox / f"{name}{src.suffix}"
+    if not force and (refusal := refused(name, record, src.suffix)):
+        raise RetryRefused(refusal)
+    error = record.data.get("error") or {}
+    if not force and src.suffix == JOB_SUFFIX and error.get("code") == UNCERTAIN:
+        return _search_again(cfg, name, record, src, dst)
+    move_durable(src, dst)
+    why = f"{error.get('code')}: {error.get('message')}" if error else "no error recorded"
+    again = "submitted anew (a new task)" if src.suffix == JOB_SUFFIX else "polled again"
+    return dst, f"moved {src} to {dst}; it will be {again} (it had failed with {why})"
+
+
+def _latest_failed(cfg: Config, asked: str) -> tuple[str, Record | None, bool]:
+    """The task's name, its latest failed record that still has a file to move back, and
+    whether it had failed records at all; `NothingToRetry` when it is not failed."""
     asked = asked.removesuffix(TASK_SUFFIX).removesuffix(JOB_SUFFIX)
     name, records = _lookup(cfg, asked)
     if (queued := _already_in_inbox(cfg, name)) is not None:
@@ -105,33 +125,24 @@ def retry(cfg: Config, asked: str, force: bool = False) -> tuple[Path, str]:
         video = (latest.data.get("video") or {}).get("path") or f"{latest.stem}.mp4"
         raise NothingToRetry(f"{name}: it succeeded; the video is {cfg.outbox / video}")
     failed = sorted((r for r in records if r.folder == cfg.failed), key=lambda r: -r.finished)
-    record = next((r for r in failed if r.file() is not None), None)
-    if record is None:
-        return _without_sidecar(cfg, name, bool(failed))
-    src = record.file()
-    assert src is not None
-    dst = cfg.inbox / f"{name}{src.suffix}"
-    error = record.data.get("error") or {}
-    why = f"{error.get('code')}: {error.get('message')}" if error else "no error recorded"
-    if not force and (refusal := refused(name, record, src.suffix)):
-        raise RetryRefused(refusal)
-    if not force and src.suffix == JOB_SUFFIX and error.get("code") == UNCERTAIN:
-        journal = sidecar.path_for(cfg.inbox, names.stem(name))
-        sidecar.write(journal, search_again(record.data))  # first: the daemon reads it
-        try:
-            move_durable(src, dst)
-        except OSError:
-            journal.unlink(missing_ok=True)  # ours, just written: no job without its file
-            raise
-        return dst, (
-            f"moved {src} to {dst}; the daemon searches the task list again for the task "
-            f"its create may have made, and takes it if it is there; only if it is not does "
-            f"the job end {UNCERTAIN} again (then `wansync retry {name} --force` creates "
-            f"a new task)"
-        )
-    move_durable(src, dst)
-    again = "submitted anew (a new task)" if src.suffix == JOB_SUFFIX else "polled again"
-    return dst, f"moved {src} to {dst}; it will be {again} (it had failed with {why})"
+    return name, next((r for r in failed if r.file() is not None), None), bool(failed)
+
+
+def _search_again(cfg: Config, name: str, record: Record, src: Path, dst: Path) -> tuple[Path, str]:
+    """A `SubmitUncertain` job back with its journal in `submitting`: searched, not sent."""
+    journal = sidecar.path_for(cfg.inbox, names.stem(name))
+    sidecar.write(journal, search_again(record.data))  # first: the daemon reads it
+    try:
+        move_durable(src, dst)
+    except OSError:
+        journal.unlink(missing_ok=True)  # ours, just written: no job without its file
+        raise
+    return dst, (
+        f"moved {src} to {dst}; the daemon searches the task list again for the task "
+        f"its create may have made, and takes it if it is there; only if it is not does "
+        f"the job end {UNCERTAIN} again (then `wansync retry {name} --force` creates "
+        f"a new task)"
+    )
 
 
 def refused(name: str, record: Record, suffix: str) -> str | None:

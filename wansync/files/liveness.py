@@ -22,6 +22,7 @@ import dataclasses
 import errno
 import os
 import pwd
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,41 +120,42 @@ def _whole(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
+def _text(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _maybe(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, list) and all(check(x) for x in v)
+
+
+FIELDS: dict[str, Callable[[Any], bool]] = {
+    "pid": _whole,
+    "uid": _whole,
+    "user": _text,
+    "gids": _list_of(_whole),
+    "started": _text,
+    "proc_start": _maybe(_whole),
+    "boot_id": _maybe(_text),
+    "lock_inode": _whole,
+    "cannot_see": _list_of(_text),
+    "temp_folders": lambda v: isinstance(v, dict) and all(_text(x) for x in v.values()),
+    "stopped": _maybe(_text),
+}
+
+
 def _parse(data: Any) -> Record | None:
     """The record, if every field has the type it must (else None: not ours, or edited)."""
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         return None
-    texts = ("user", "started")
-    maybe_texts = ("boot_id", "stopped")
-    if not all(_whole(data.get(k)) for k in ("pid", "uid", "lock_inode")):
+    if not all(key in data and ok(data[key]) for key, ok in FIELDS.items()):
         return None
-    if not all(isinstance(data.get(k), str) for k in texts):
-        return None
-    if not all(data.get(k) is None or isinstance(data.get(k), str) for k in maybe_texts):
-        return None
-    gids, hidden, temps = data.get("gids"), data.get("cannot_see"), data.get("temp_folders")
-    if not (isinstance(gids, list) and all(_whole(g) for g in gids)):
-        return None
-    if not (isinstance(hidden, list) and all(isinstance(h, str) for h in hidden)):
-        return None
-    if not (isinstance(temps, dict) and all(isinstance(v, str) for v in temps.values())):
-        return None
-    start = data.get("proc_start")
-    if start is not None and not _whole(start):
-        return None
-    return Record(
-        pid=data["pid"],
-        uid=data["uid"],
-        user=data["user"],
-        gids=tuple(gids),
-        started=data["started"],
-        proc_start=start,
-        boot_id=data["boot_id"],
-        lock_inode=data["lock_inode"],
-        cannot_see=tuple(hidden),
-        temp_folders=dict(temps),
-        stopped=data["stopped"],
-    )
+    fields = {key: data[key] for key in FIELDS}
+    fields.update(gids=tuple(fields["gids"]), cannot_see=tuple(fields["cannot_see"]))
+    return Record(**fields)
 
 
 def read(inbox: Path) -> Record | None:
