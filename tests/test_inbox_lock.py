@@ -26,6 +26,7 @@ import pytest
 
 from tests.helpers import Env, drop, wait_until
 from tests.test_jobs import SAMPLE_PNG
+from wansync.cli.submit import who_runs
 from wansync.core.errors import InboxLocked
 from wansync.files import liveness
 from wansync.files.lock import LOCK_NAME, Found, InboxLock, Verdict, judge
@@ -318,3 +319,25 @@ def test_submit_wait_follows_a_running_daemon_without_a_key(
     assert f"following the wansync that runs this inbox (PID {daemon.proc.pid}" in result.stderr
     assert "Traceback" not in result.stderr
     assert daemon.stop() == 0
+
+
+@needs_root
+def test_submit_wait_waits_for_the_service_whose_lock_it_is(shared: Env) -> None:
+    """The service stopped for a moment (its lock there, no live record): a member's
+    `submit --wait` does not try to be the daemon; it says the job waits for the service."""
+    lock = shared.inbox / LOCK_NAME
+    lock.write_text("")
+    lock.chmod(0o600)
+    said = shared.root / "said"
+    said.touch()
+    said.chmod(0o666)
+
+    def ask() -> int:  # (imported above: the child as nobody may not read the stdlib)
+        said.write_text(who_runs(shared.inbox, "clip") or "")
+        return 0
+
+    assert as_nobody(ask) == 0
+    assert said.read_text() == (
+        f"no wansync runs on {shared.inbox} now, and its lock belongs to user root (uid 0) "
+        "(the service): clip.job waits for it to start (Ctrl-C stops waiting; the job stays)"
+    )
