@@ -65,6 +65,14 @@ class SimTask:
     content_type: str = "video/mp4"
     prompt: str | None = None  # the prompt sent, for a task made by the create endpoint
     resolution: int = 720  # the `SR` reported in `usage`
+    shape: str = "video_url"  # what SUCCEEDED reports: video_url | results | choices
+    pictures: int = 1  # pictures a picture task makes (its `n`)
+    failed_results: int = 0  # of them, this many are failed sub-results (code, no url)
+    picture_format: str = "png"  # png | jpeg | webp | mixed (png and jpeg by turns)
+    picture_urls: list[str] | None = None  # override the picture URLs handed out
+    picture_content_type: str | None = None  # override the Content-Type pictures get
+    model: str | None = None  # the model, as the task list shows it (None: not listed)
+    listed: bool = True  # False: the task list does not show it (yet)
     created: float = field(default_factory=time.time)
     polls: int = 0
     first_poll: float | None = None
@@ -113,13 +121,15 @@ class SimTask:
 class Fault:
     """Applied to the next `count` requests that match `target` (and `task_id`, if set).
 
+    targets: task, video, picture, submit, list, cancel.
     kinds: status (answer `status` with an error body), reset (close without answering),
     slow (wait `delay`, then answer normally), malformed (200, not JSON; or `body` as
     JSON), truncate (a video body cut after `at` bytes), html (a 200 HTML page instead of
-    the video), expired (403), redirect (302 to `body`), endless (a video that never ends).
+    the video), expired (403), redirect (302 to `body`), endless (a video that never ends);
+    truncate and the HTML page apply to pictures too.
     """
 
-    target: str  # "task" | "video" | "submit" | "list" | "cancel"
+    target: str  # "task" | "video" | "picture" | "submit" | "list" | "cancel"
     kind: str
     task_id: str | None = None
     count: int = 1

@@ -13,9 +13,9 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from wansync.remote.api import SUBMIT_PATH
+from wansync.core import kinds
 
-from . import faults, tasks, video
+from . import faults, pictures, tasklist, tasks, video
 from .reply import Reply
 from .state import SimState
 from .submit import OSS_PATH, SubmitDesk
@@ -107,8 +107,10 @@ class _Handler(Reply):
                 tasks.poll(self, self.sim, path[len(tasks.TASK_PREFIX) :])
             elif path.startswith(video.VIDEO_PREFIX) and path.endswith(".mp4"):
                 self._video(path[len(video.VIDEO_PREFIX) : -4], query)
-            elif path == "/api/v1/tasks":
-                self.sim.desk.list_tasks(self, query)
+            elif path.startswith(pictures.PREFIX):
+                self._picture(path[len(pictures.PREFIX) :], query)
+            elif path == tasklist.PATH:
+                tasklist.list_tasks(self, self.sim, query)
             elif path == "/api/v1/uploads":
                 self.sim.desk.policy(self, query)
             elif path.startswith("/_sim/"):
@@ -123,8 +125,9 @@ class _Handler(Reply):
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         path = urlsplit(self.path).path
-        if path == SUBMIT_PATH:
-            self.sim.desk.submit(self, raw)
+        endpoint = path.removeprefix(kinds.SERVICES)
+        if path.startswith(kinds.SERVICES) and endpoint in kinds.ENDPOINTS:
+            self.sim.desk.submit(self, raw, endpoint)
         elif path == OSS_PATH:
             self.sim.desk.oss_upload(self, raw)
         elif path.startswith(tasks.TASK_PREFIX) and path.endswith(tasks.CANCEL_SUFFIX):
@@ -179,5 +182,21 @@ class _Handler(Reply):
                 return
             task = sim.tasks.get(task_id)
             entry["status"] = video.serve(self, sim.video, task, query, fault)
+        finally:
+            sim.record(**entry)
+
+    def _picture(self, rest: str, query: dict[str, list[str]]) -> None:
+        sim = self.sim
+        where = pictures.split_path(rest)
+        task_id, k = where if where else (rest, -1)
+        entry: dict[str, Any] = {"kind": "picture", "task_id": task_id, "index": k}
+        entry.update(method=self.command, range=self.headers.get("Range"))
+        try:
+            fault = sim.take_fault("picture", task_id)
+            if fault and fault.kind != "truncate" and faults.apply(self, fault, sim.video):
+                entry["status"] = fault.kind
+                return
+            task = sim.tasks.get(task_id)
+            entry["status"] = pictures.serve(self, sim.pictures, task, k, query, fault)
         finally:
             sim.record(**entry)

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import faults
 from .model import Fault, SimTask
+from .pictures import PictureStore
 from .reply import Reply
 from .video import VideoStore
 
@@ -73,6 +74,7 @@ class SimState:
         self.log: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.video = VideoStore()
+        self.pictures = PictureStore(self.video)
         self.scheme = "http"  # the server sets these two once it is bound
         self.netloc = "127.0.0.1"
         # Seconds the API's clock is ahead of this machine's (negative: behind): its `Date`
@@ -136,7 +138,9 @@ class SimState:
             return self.tasks.get(task_id) or self.auto_task(task_id)
 
     def auto_task(self, task_id: str) -> SimTask:
-        """Unscripted ids behave by keyword: fail, cancel, unknown; anything else succeeds.
+        """Unscripted ids behave by keyword: fail, cancel, unknown; anything else succeeds,
+        with a video, or with two pictures in `results[]` ("pictures") or one in
+        `choices[]` ("choices").
 
         Called with the lock held.
         """
@@ -148,12 +152,22 @@ class SimState:
             outcome = "FAILED"
         elif "cancel" in lowered:
             outcome = "CANCELED"
-        task = SimTask(task_id, outcome=outcome, **self.defaults)
+        shape: dict[str, Any] = {}
+        if "pictures" in lowered:
+            shape = {"shape": "results", "pictures": 2}
+        elif "choices" in lowered:
+            shape = {"shape": "choices"}
+        task = SimTask(task_id, outcome=outcome, **{**self.defaults, **shape})
         self.tasks[task_id] = task
         return task
 
     def video_sha256(self, task_id: str) -> str:
         return self.video.sha256(self.task(task_id))
+
+    def picture_sha256s(self, task_id: str) -> list[str]:
+        """The sha256 of each picture a picture task made, in the order it reports them."""
+        task = self.task(task_id)
+        return [self.pictures.sha256(task, k) for k in self.pictures.made(task)]
 
     # -- per request -------------------------------------------------------------------
     def take_fault(self, target: str, task_id: str | None) -> Fault | None:

@@ -1,4 +1,11 @@
-"""The task-creating side: create, temporary file uploads, and the task list.
+"""The task-creating side: the create endpoints of every kind, and temporary file uploads.
+
+A create is checked as the real service checks it, by the kinds table (`core/kinds.py`):
+the endpoint must be the model's, and `input`/`parameters` must hold that kind's fields
+(else 400 `InvalidParameter` naming the field). The task made answers in the kind's shape
+(a video, `results[]` or `choices[]`); a prompt holding `[fail]` makes a task that fails,
+`[2 failed]` one with two failed sub-results, `[jpeg]` (`[webp]`, `[mixed]`) pictures
+of that format.
 
 Its own state: the tasks created per request (so tests can prove a job made exactly one),
 the account's in-progress limit, and the uploaded objects. It reads the shared state
@@ -10,33 +17,21 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import json
+import re
 import secrets
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
-from wansync.files.jobfile import MEDIA_TYPES, RESOLUTIONS, uses_media
-from wansync.remote.api import API_ZONE, api_time
+from wansync.core import jobcheck, kinds
 
 from . import faults
 from .reply import Reply
 from .state import SimState
 
 OSS_PATH = "/_oss"
-# Image-to-video models the create endpoint knows; any other is "Model not exist."
-MODELS = frozenset(
-    {
-        "wan2.7-i2v",
-        "wan2.6-i2v",
-        "wan2.6-i2v-flash",
-        "wan2.5-i2v-preview",
-        "wan2.2-i2v-plus",
-        "wan2.2-i2v-flash",
-        "wanx2.1-i2v-plus",
-        "wanx2.1-i2v-turbo",
-    }
-)
+FAILED_PICTURES = re.compile(r"\[(\d{1,2}) failed\]")  # in a prompt: that many sub-results fail
+PICTURE_FORMATS = ("jpeg", "webp", "mixed")  # "[jpeg]" in a prompt: pictures of that format
 
 
 class Rejected(Exception):
@@ -59,8 +54,8 @@ class SubmitDesk:
         self.objects: dict[str, bytes] = {}  # uploaded files by OSS key
         self._upload_dirs: set[str] = set()
 
-    # -- POST /api/v1/services/aigc/video-generation/video-synthesis ---------------------
-    def submit(self, reply: Reply, raw: bytes) -> None:
+    # -- POST /api/v1/services/{endpoint}: create a task ---------------------------------
+    def submit(self, reply: Reply, raw: bytes, endpoint: str = kinds.VIDEO_GENERATION) -> None:
         """Check, make the task, answer; faults and stalls may intervene before or after."""
         fault = self.state.take_fault("submit", None)
         outcome: dict[str, Any] = {"status": 200, "task_id": None}
@@ -70,7 +65,7 @@ class SubmitDesk:
                 return
             if self._held(reply, "before", outcome):
                 return
-            outcome["task_id"] = task_id = self._create(self._check(reply, raw))
+            outcome["task_id"] = task_id = self._create(*self._check(reply, raw, endpoint))
             if self._held(reply, "after", outcome):
                 return
             if fault and faults.apply(reply, fault, self.state.video):  # made, answer lost
@@ -93,7 +88,7 @@ class SubmitDesk:
         outcome["status"] = f"stalled-{when}"
         return True
 
-    def _create(self, body: dict[str, Any]) -> str:
+    def _create(self, body: dict[str, Any], kind: kinds.Kind, fields: dict[str, Any]) -> str:
         """Make the task (within the account's in-progress limit) and remember it."""
         state = self.state
         with state._lock:
@@ -108,13 +103,13 @@ class SubmitDesk:
                 )
             task_id = str(uuid.uuid4())
             self.most_in_progress = max(self.most_in_progress, running + 1)
-        prompt = body["input"].get("prompt") or ""
-        resolution = str((body.get("parameters") or {}).get("resolution", "720P"))
+        prompt = fields.get("prompt") or ""
         state.add_task(
             task_id,
             outcome="FAILED" if "[fail]" in prompt else "SUCCEEDED",
             prompt=prompt,
-            resolution=int(resolution.rstrip("Pp")),
+            model=body["model"],
+            **_shape(kind, fields, prompt),
         )
         with state._lock:
             self.created.append(
@@ -127,8 +122,10 @@ class SubmitDesk:
         tasks = [self.state.tasks.get(c["task_id"]) for c in self.created]
         return sum(1 for t in tasks if t and t.status(now) in ("PENDING", "RUNNING"))
 
-    def _check(self, reply: Reply, raw: bytes) -> dict[str, Any]:
-        """What the real service checks before it makes a task (as far as we know it)."""
+    def _check(
+        self, reply: Reply, raw: bytes, endpoint: str
+    ) -> tuple[dict[str, Any], kinds.Kind, dict[str, Any]]:
+        """What the real service checks before it makes a task: the body, its kind's fields."""
         if not reply.authorized(self.state.key):
             raise Rejected(401, "InvalidApiKey", "Invalid API-key provided.")
         if reply.headers.get("X-DashScope-Async") != "enable":
@@ -141,39 +138,16 @@ class SubmitDesk:
             raise Rejected(400, "InvalidParameter", "request body is not JSON") from None
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             raise Rejected(400, "InvalidParameter", "model is required")
-        if body["model"] not in MODELS:  # as DashScope answers a model it does not have
+        kind = kinds.kind_for(body["model"])
+        if kind is None or kind.endpoint != endpoint:  # as DashScope answers a model it lacks
             raise Rejected(400, "InvalidParameter", "Model not exist.")
-        inputs = body.get("input")
-        if not isinstance(inputs, dict):
-            raise Rejected(400, "InvalidParameter", "input is required")
-        self._check_inputs(body["model"], inputs, reply)
-        params = body.get("parameters") or {}
-        if params.get("resolution", "720P") not in RESOLUTIONS:
-            raise Rejected(400, "InvalidParameter", "resolution must be 480P, 720P or 1080P")
-        duration = params.get("duration", 5)
-        if isinstance(duration, bool) or not isinstance(duration, int) or not 2 <= duration <= 15:
-            raise Rejected(400, "InvalidParameter", "duration must be 2 to 15")
-        return body
-
-    def _check_inputs(self, model: str, inputs: dict[str, Any], reply: Reply) -> None:
-        """The picture(s): a `media` list for wan2.7, an `img_url` before; URLs that resolve."""
+        if problems := jobcheck.check_request(kind, body):
+            raise Rejected(400, "InvalidParameter", "; ".join(problems[:3]))
+        fields, _ = jobcheck.request_fields(kind, body)
         resolve = reply.headers.get("X-DashScope-OssResourceResolve") == "enable"
-        if uses_media(model):
-            media = inputs.get("media")
-            if not isinstance(media, list) or not media:
-                raise Rejected(400, "InvalidParameter", "image-to-video must provide media")
-            types = [m.get("type") for m in media if isinstance(m, dict)]
-            if len(types) != len(media) or any(t not in MEDIA_TYPES for t in types):
-                raise Rejected(400, "InvalidParameter", f"media type must be one of {MEDIA_TYPES}")
-            if "first_frame" not in types and "first_clip" not in types:
-                raise Rejected(400, "InvalidParameter", "media must have a first_frame")
-            urls = [m.get("url") for m in media]
-        else:
-            if "media" in inputs or not inputs.get("img_url"):
-                raise Rejected(400, "InvalidParameter", "img_url is required for this model")
-            urls = [inputs["img_url"]]
-        for url in urls:
+        for _, url in jobcheck.url_values(kind, fields):
             self._check_url(url, resolve)
+        return body, kind, fields
 
     def _check_url(self, url: Any, resolve: bool) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://", "oss://")):
@@ -240,50 +214,17 @@ class SubmitDesk:
             body = f"<Error><Code>Refused{status}</Code></Error>".encode()
             reply.reply(status, body, "application/xml")
 
-    # -- GET /api/v1/tasks: the task list ---------------------------------------------------
-    def list_tasks(self, reply: Reply, query: dict[str, list[str]]) -> None:
-        if reply.headers.get("Authorization", "") != f"Bearer {self.state.key}":
-            reply.reply_error(401, "InvalidApiKey", "Invalid API-key provided.")
-            return
-        fault = self.state.take_fault("list", None)
-        if fault and faults.apply(reply, fault, self.state.video):
-            return
 
-        def moment(name: str, default: float) -> float:
-            text = query.get(name, [""])[0]
-            if not text:
-                return default
-            parsed = datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
-            return (parsed - API_ZONE).timestamp()
-
-        start = moment("start_time", 0.0)
-        end = moment("end_time", 4e9) + 1.0  # the API's times have whole seconds
-        model = query.get("model_name", [None])[0]
-        page = int(query.get("page_no", ["1"])[0])
-        size = int(query.get("page_size", ["10"])[0])
-        with self.state._lock:
-            rows = []
-            for c in self.created:
-                task = self.state.tasks[c["task_id"]]
-                made = self.state.api_clock(task.created)  # the task list's own clock
-                if (model is None or c["model"] == model) and start <= made <= end:
-                    rows.append(
-                        {
-                            "task_id": c["task_id"],
-                            "model_name": c["model"],
-                            "status": task.status(time.time()),
-                            "gmt_create": api_time(made),
-                        }
-                    )
-        self.state.record(kind="list", task_id=None, method="GET", status=200)
-        reply.reply_json(
-            200,
-            {
-                "request_id": secrets.token_hex(8),
-                "data": rows[(page - 1) * size : page * size],
-                "total": len(rows),
-                "total_page": max(1, -(-len(rows) // size)),
-                "page_no": page,
-                "page_size": size,
-            },
-        )
+def _shape(kind: kinds.Kind, fields: dict[str, Any], prompt: str) -> dict[str, Any]:
+    """How the task made for `fields` answers: a video of the resolution asked, or pictures."""
+    if kind.files == "mp4":
+        resolution = str(fields.get("resolution", "720P"))
+        return {"resolution": int(resolution.rstrip("Pp")) if resolution[:-1].isdigit() else 720}
+    failed = FAILED_PICTURES.search(prompt)
+    picture_format = next((f for f in PICTURE_FORMATS if f"[{f}]" in prompt), "png")
+    return {
+        "shape": kind.output,
+        "pictures": fields.get("n", kind.default_n),
+        "failed_results": int(failed[1]) if failed else 0,
+        "picture_format": picture_format,
+    }

@@ -1,7 +1,8 @@
 """The task API: `GET /api/v1/tasks/{id}` (the poll) and `POST /api/v1/tasks/{id}/cancel`.
 
-A poll steps its task's script (PENDING → RUNNING → its outcome); it answers as docs/development.md
-shows; a SUCCEEDED task carries a signed video URL and `usage` matching the file served.
+A poll steps its task's script (PENDING → RUNNING → its outcome); it answers as
+docs/development.md shows: a SUCCEEDED task carries a signed video URL and `usage`
+matching the file served, or (a picture task) its pictures in `results[]` or `choices[]`.
 Cancel works as the vendor documents it: only a PENDING task can be canceled.
 """
 
@@ -57,6 +58,8 @@ def _report(reply: Reply, state: SimState, task_id: str) -> str:
         if task.first_poll is None:
             task.first_poll = now
         status = task.status(now)
+    if status == "SUCCEEDED" and task.shape != "video_url" and not state.pictures.made(task):
+        status = "FAILED"  # the vendor: SUCCEEDED if at least one picture was made
     output: dict[str, Any] = {"task_id": task_id, "task_status": status}
     if status != "UNKNOWN":
         output["submit_time"] = api_time(state.api_clock(task.created))
@@ -69,11 +72,7 @@ def _report(reply: Reply, state: SimState, task_id: str) -> str:
         output["end_time"] = api_time(state.api_clock(task.end_time or now))
     usage = None
     if status == "SUCCEEDED":
-        output["orig_prompt"] = task.prompt if task.prompt is not None else SCRIPTED_PROMPT
-        if task.with_url:
-            base = f"{state.scheme}://{reply.headers.get('Host') or state.netloc}"
-            output["video_url"] = task.video_url or state.video.signed_url(task, base)
-        usage = _usage(state, task)
+        usage = _succeeded(reply, state, task, output)
     elif status == "FAILED":
         if task.code:
             output["code"] = task.code
@@ -81,6 +80,17 @@ def _report(reply: Reply, state: SimState, task_id: str) -> str:
             output["message"] = task.message
     reply.reply_json(200, {"request_id": secrets.token_hex(8), "output": output, "usage": usage})
     return status
+
+
+def _succeeded(reply: Reply, state: SimState, task: SimTask, output: dict[str, Any]) -> Any:
+    """The files of a SUCCEEDED task in its shape (a video, or pictures); its `usage`."""
+    base = f"{state.scheme}://{reply.headers.get('Host') or state.netloc}"
+    if task.shape != "video_url":
+        return state.pictures.report(task, base, output)
+    output["orig_prompt"] = task.prompt if task.prompt is not None else SCRIPTED_PROMPT
+    if task.with_url:
+        output["video_url"] = task.video_url or state.video.signed_url(task, base)
+    return _usage(state, task)
 
 
 def _usage(state: SimState, task: SimTask) -> dict[str, Any]:
