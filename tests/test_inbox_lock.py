@@ -88,6 +88,25 @@ def test_a_0644_lock_left_by_an_older_wansync_becomes_0600(env: Env, sim: Simula
     assert stat.S_IMODE(lock.stat().st_mode) == 0o600
 
 
+def test_a_second_daemon_is_refused_though_the_lock_file_was_removed(
+    env: Env, sim: Simulator
+) -> None:
+    """Anyone in the group may remove the lock file under a running daemon: a second one
+    of the same user then takes a new file, but its record shows the first still runs:
+    exit 3 naming it; the first goes on."""
+    first = env.start()
+    first.wait_ready()
+    (env.inbox / LOCK_NAME).unlink()
+    second = env.cli("once", "--timeout", "10")
+    assert second.returncode == 3, second.stderr
+    assert f"another wansync (PID {first.proc.pid}) is running" in second.stderr
+    assert "its lock file was removed" in second.stderr
+    drop(env.inbox, "still", "task-still-00001")
+    env.wait_ended("still")
+    first.signal(signal.SIGTERM)  # (`stop()` looks for its PID in the lock file, now gone)
+    assert first.wait(15) == 0
+
+
 # -- the record is believed only as far as it checks out ----------------------------------
 def _record(inbox: Path, **changes: object) -> None:
     lock = inbox / LOCK_NAME

@@ -228,7 +228,7 @@ class InboxLock:
         return (
             f"{self.path} belongs to {user_name(found.uid)}, who runs the daemon of this "
             f"inbox (the service); no other user's wansync runs here. `wansync status` "
-            f"says whether it runs; start it with `systemctl start wansync`"
+            f"says whether it runs; if not, start the service"
         )
 
     def _move_aside(self, found: Found) -> None:
