@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -165,8 +166,9 @@ def _unprivileged() -> list[str]:
     return ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
 
 
-def test_add_without_write_permission_names_the_folder_and_the_group(env: Env) -> None:
-    """`add`, `submit` by a user who may not write the inbox: one line naming it, the hint."""
+def test_add_without_write_permission_names_the_folder_and_the_fix(env: Env) -> None:
+    """`add`, `submit` by a user who may not write the inbox (their own, mode 0555): one
+    line naming it, and the hint that fits its mode and owner (`chmod u+w`)."""
     env.inbox.chmod(0o555)
     try:
         add = ["add", "task-perm-00001", "-c", str(env.config_path)]
@@ -177,7 +179,8 @@ def test_add_without_write_permission_names_the_folder_and_the_group(env: Env) -
             timeout=60,
             env=env.env(),
         )
-        _one_line(result, "inbox:", str(env.inbox), "permission denied", "newgrp")
+        _one_line(result, "inbox:", str(env.inbox), "permission denied", "chmod u+w")
+        assert "usermod" not in result.stderr
         picture = env.root / "pic.png"
         picture.write_bytes(b"\x89PNG\r\n\x1a\n a stand-in picture")
         submit = ["submit", str(picture), "--prompt", "waves", "-c", str(env.config_path)]
@@ -188,7 +191,7 @@ def test_add_without_write_permission_names_the_folder_and_the_group(env: Env) -
             timeout=60,
             env=env.env(),
         )
-        _one_line(result, "inbox:", str(env.inbox), "permission denied", "newgrp")
+        _one_line(result, "inbox:", str(env.inbox), "permission denied", "chmod u+w")
         assert list(env.inbox.iterdir()) == []
     finally:
         env.inbox.chmod(0o755)
@@ -314,21 +317,28 @@ def test_as_root_check_falls_back_to_the_service_key_file(
     assert key == "sk-from-the-service" and str(tmp_path / "dashscope_api_key") in source
 
 
-def test_the_permission_hint_spots_a_group_not_yet_in_this_session(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Listed in the folder's group but not in this login's groups: log in again / newgrp."""
-    import grp
-    import pwd
-
+def test_the_permission_hint_spots_a_group_not_yet_in_this_session(tmp_path: Path) -> None:
+    """Listed in the folder's (group-writable) group but not in this login's groups: log
+    in again / newgrp; not listed: join it with usermod, then newgrp."""
     from wansync.cli import checks
 
-    gid = tmp_path.stat().st_gid
-    me = pwd.getpwuid(os.geteuid()).pw_name
-    group = grp.struct_group(("wansync", "x", gid, [me]))
-    monkeypatch.setattr(grp, "getgrgid", lambda _gid: group)
-    monkeypatch.setattr(os, "getgroups", lambda: [])
-    hint = checks.permission_hint(tmp_path / "inbox")
+    access = checks.FolderAccess(
+        folder=tmp_path,
+        mode=0o2775,
+        owner="wansync",
+        owner_uid=900,
+        group="wansync",
+        gid=900,
+        group_members=("alice",),
+        user="alice",
+        uid=1000,
+        user_gid=1000,
+        session_gids=frozenset({1000}),
+        service_group="wansync",
+    )
+    hint = checks.folder_hint(access)
     assert "you were added to group wansync after logging in" in hint and "newgrp wansync" in hint
-    monkeypatch.setattr(os, "getgroups", lambda: [gid])
-    assert "must log in again or run `newgrp wansync`" in checks.permission_hint(tmp_path)
+    outsider = dataclasses.replace(access, group_members=())
+    assert "`sudo usermod -aG wansync alice`, then log in again or run `newgrp wansync`" in (
+        checks.folder_hint(outsider)
+    )

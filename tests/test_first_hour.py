@@ -245,16 +245,19 @@ def test_ctrl_c_on_submit_wait_says_the_job_stays(slow_env: Env, tmp_path: Path)
 
 # -- pure helpers, in-process --------------------------------------------------------------------
 def test_status_table_fits_a_narrow_terminal_and_marks_what_it_cut() -> None:
-    """At 80 and 150 columns every line fits; cut text ends in `…`; the error stays."""
+    """At 80 and 150 columns every line fits and keeps the whole task id; cut text ends
+    in `…`; at 150 the error code shows whole."""
     from wansync.cli.status import frame, render
 
     error = {"code": "InvalidParameter", "message": "a long explanation " * 10}
+    task_id = "af6efbc0-1234-4567-8901-abcdefabcdef"
     rows = [
         {
             "where": "inbox",
             "name": name,
-            "task_id": "af6efbc0-1234-4567-8901-abcdefabcdef",
+            "task_id": task_id,
             "state": "polling",
+            "task_status": "RUNNING",
             "polls": 3,
             "age_seconds": 5.0,
             "error": error,
@@ -266,7 +269,9 @@ def test_status_table_fits_a_narrow_terminal_and_marks_what_it_cut() -> None:
         lines = render(rows, columns).splitlines()
         assert max(len(line) for line in lines) <= columns - 1
         assert all(line.endswith("…") for line in lines[1:])
-        assert all("InvalidParameter" in line for line in lines[1:])
+        assert all(task_id in line for line in lines[1:])
+        assert all("Invalid" in line for line in lines[1:])
+    assert all("InvalidParameter" in line for line in render(rows, 150).splitlines()[1:])
     assert "a long explanation" in render(rows)  # off a terminal: never cut
     assert "  1 task  " in frame(rows[:1], 0.0) and "  2 tasks  " in frame(rows, 0.0)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from wansync.core.errors import TaskFileError
@@ -37,6 +39,8 @@ def test_json_keeps_other_keys_as_meta():
         (b"x" * 129, "not a valid task id"),
         (b"{not json", "not valid JSON"),
         (b"{}", "no task_id"),
+        (b'{"output": {"task_status": "PENDING"}}', "no task_id"),
+        (b'{"output": {"task_id": 12345678}}', "output.task_id must be a string"),
         (b'{"task_id": 12345678}', "must be a string"),
         (b'{"task_id": "bad id!"}', "not a valid task id"),
     ],
@@ -44,6 +48,29 @@ def test_json_keeps_other_keys_as_meta():
 def test_invalid_files_say_what_is_wrong(data, reason):
     with pytest.raises(TaskFileError, match=reason):
         parse(data)
+
+
+def test_dashscope_create_answer_is_a_task_file():
+    """`curl … > clip.task` saves the create answer: its `output.task_id` is the id."""
+    answer = {
+        "request_id": "4909100c-7b5a-9f92-bfe5-xxxxxx",
+        "output": {"task_id": ID, "task_status": "PENDING"},
+    }
+    spec = parse(json.dumps(answer).encode())
+    assert spec.task_id == ID
+    assert spec.meta == answer  # the rest is kept as meta, as it came
+    same = parse(json.dumps({**answer, "task_id": ID}).encode())
+    assert same.task_id == ID and same.meta == answer
+
+
+def test_two_different_ids_in_one_file_are_refused():
+    """`task_id` and `output.task_id` both given and different: refused, naming both."""
+    other = "0f6efbc0-4bd4-4b2e-9a2b-1a2b3c4d5e6f"
+    data = json.dumps({"task_id": ID, "output": {"task_id": other}}).encode()
+    with pytest.raises(TaskFileError) as caught:
+        parse(data)
+    assert ID in str(caught.value) and other in str(caught.value)
+    assert "differ" in str(caught.value)
 
 
 def test_json_array_is_rejected():

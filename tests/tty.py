@@ -71,3 +71,13 @@ def screen(*chunks: str) -> list[str]:
     for chunk in chunks:
         stream.feed(chunk)
     return [line.rstrip() for line in scr.display]
+
+
+def cells(*chunks: str, columns: int = COLUMNS) -> list[list[str]]:
+    """What each cell of each row of the terminal holds after `chunks`: one entry per
+    column, so a wide character is followed by an empty cell (where text really sits)."""
+    scr: Any = pyte.Screen(columns, LINES)
+    stream = pyte.Stream(scr)
+    for chunk in chunks:
+        stream.feed(chunk)
+    return [[scr.buffer[y][x].data for x in range(columns)] for y in range(LINES)]

@@ -119,6 +119,20 @@ def _command(value: Any) -> str:
     return value
 
 
+def resolve_program(command: str, base: Path) -> str:
+    """A hook's command with its program made absolute against `base` (the config file's
+    folder), as the folders and `api.key_file` are: `./myhook.sh` is the one beside the
+    config, wherever the daemon runs. A bare name (`notify`) keeps its `PATH` lookup, and
+    the arguments are left as written."""
+    words = shlex.split(command)
+    program = os.path.expanduser(words[0])
+    if "/" not in program:
+        return command
+    if not os.path.isabs(program):
+        program = str((base / program).absolute())
+    return shlex.join([program, *words[1:]])
+
+
 _HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9-]{1,63})*")
 
 
@@ -286,6 +300,9 @@ def from_mapping(data: Any, source: Path | None = None) -> Config:
     for key in ("inbox", "outbox", "failed", "api.key_file"):
         if values[key] is not None and not values[key].is_absolute():
             values[key] = (base / values[key]).absolute()
+    for key in ("hooks.on_success", "hooks.on_failure"):
+        if values[key] is not None:
+            values[key] = resolve_program(values[key], base)
 
     def section(name: str, cls: type) -> Any:
         fields = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(name + ".")}

@@ -14,12 +14,15 @@ import os
 import pwd
 import shlex
 import shutil
+import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from wansync import config
 from wansync.core.errors import ConfigError
 
 FOLDER_KEYS = ("inbox", "outbox", "failed")
+DEFAULT_SERVICE_USER = "wansync"  # the units' static User= and Group= (Running as a service)
 SERVICE_KEY_DIR = Path("/etc/wansync")  # where the units' LoadCredential= reads the key
 LOCK_NAME = ".wansync.lock"  # as daemon.InboxLock names it
 
@@ -31,24 +34,94 @@ def _existing(path: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class FolderAccess:
+    """Who was refused a folder, and the folder's real mode and owners: the hint's inputs."""
+
+    folder: Path
+    mode: int
+    owner: str
+    owner_uid: int
+    group: str
+    gid: int
+    group_members: tuple[str, ...]
+    user: str
+    uid: int
+    user_gid: int  # the user's primary group
+    session_gids: frozenset[int]  # the groups this login has now
+    service_group: str | None  # the group the service shares with producers, if it exists
+
+
+def folder_hint(a: FolderAccess) -> str:
+    """What to do about a folder `a.user` may not write, from its real mode and owners.
+
+    Joining the folder's group helps only when the group may write and is not root's
+    (joining group root would hand out far more than this folder); otherwise the folder
+    must change: give it to the service's group with `g+ws`, or grant the user an ACL.
+    """
+    q = shlex.quote(str(a.folder))
+    mode = f"{a.mode & 0o7777:04o}"
+    if a.uid == a.owner_uid:
+        return f" (you own it, mode {mode}: `chmod u+w {q}`)"
+    listed = a.user in a.group_members or a.user_gid == a.gid
+    if a.gid != 0 and a.group != "root" and a.mode & 0o020:
+        if listed and a.gid not in a.session_gids:
+            return (
+                f" (you were added to group {a.group} after logging in: log in again, "
+                f"or run `newgrp {a.group}`)"
+            )
+        if listed:
+            return ""  # a member already: an ACL or a mount refuses it, not the bits
+        return (
+            f" (group {a.group} may write it: `sudo usermod -aG {a.group} {a.user}`, then "
+            f"log in again or run `newgrp {a.group}`)"
+        )
+    shared = a.service_group or "GROUP"
+    give = (
+        f"sudo chmod g+ws {q}"
+        if shared == a.group
+        else f"sudo chgrp {shared} {q} && sudo chmod g+ws {q}"
+    )
+    join = "" if shared == a.group and listed else f" and `sudo usermod -aG {shared} {a.user}`"
+    return (
+        f" (mode {mode}, owner {a.owner}:{a.group}: only {a.owner} may write it; share it "
+        f"with the service's group: `{give}`{join}; or for {a.user} alone: "
+        f"`sudo setfacl -m u:{a.user}:rwx {q}`)"
+    )
+
+
 def permission_hint(path: Path) -> str:
-    """Why a user may be refused a folder they think they can write, and what to do."""
+    """Why this user may be refused a folder they think they can write, and what to do."""
+    folder = _existing(path)
     try:
-        gid = _existing(path).stat().st_gid
-        group = grp.getgrgid(gid).gr_name
-        members = grp.getgrgid(gid).gr_mem
-        user = pwd.getpwuid(os.geteuid()).pw_name
+        st = folder.stat()
+        group = grp.getgrgid(st.st_gid)
+        me = pwd.getpwuid(os.geteuid())
     except (OSError, KeyError):
         return ""
-    if user in members and gid not in os.getgroups():
-        return (
-            f" (you were added to group {group} after logging in: log in again, "
-            f"or run `newgrp {group}`)"
-        )
-    return (
-        f" (it belongs to group {group}; a user just added to it, e.g. by "
-        f"`usermod -aG {group} USER`, must log in again or run `newgrp {group}`)"
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        shared: str | None = grp.getgrnam(DEFAULT_SERVICE_USER).gr_name
+    except KeyError:
+        shared = None
+    access = FolderAccess(
+        folder=folder,
+        mode=st.st_mode,
+        owner=owner,
+        owner_uid=st.st_uid,
+        group=group.gr_name,
+        gid=st.st_gid,
+        group_members=tuple(group.gr_mem),
+        user=me.pw_name,
+        uid=me.pw_uid,
+        user_gid=me.pw_gid,
+        session_gids=frozenset([os.getegid(), *os.getgroups()]),
+        service_group=shared,
     )
+    return folder_hint(access)
 
 
 def describe(exc: OSError, path: Path | str | None = None) -> str:
@@ -160,27 +233,59 @@ def find_key(cfg: config.Config, key_file: str | None) -> tuple[str, str]:
     `--key-file` wins; then the daemon's own order; then, as root only, the file the
     service unit reads (the key reaches the service alone, through LoadCredential=).
     """
+    key, source, _ = locate_key(cfg, key_file)
+    return key, source
+
+
+def locate_key(cfg: config.Config, key_file: str | None) -> tuple[str, str, Path | None]:
+    """`find_key`, and the key file it was read from (None: the environment, systemd)."""
     if key_file:
         path = Path(key_file).expanduser().absolute()
         cfg = dataclasses.replace(cfg, api=dataclasses.replace(cfg.api, key_file=path))
         try:
-            return config.load_api_key(cfg), str(path)
+            return config.load_api_key(cfg), str(path), path
         except ConfigError as exc:
             raise ConfigError(str(exc).replace("api.key_file:", "--key-file:", 1)) from None
     try:
-        return config.load_api_key(cfg), _key_source(cfg)
+        return config.load_api_key(cfg), _key_source(cfg), cfg.api.key_file
     except ConfigError:
         fallback = service_key_file(cfg)
         if os.geteuid() != 0 or not fallback.is_file():
             raise
     with_file = dataclasses.replace(cfg, api=dataclasses.replace(cfg.api, key_file=fallback))
-    return config.load_api_key(with_file), f"{fallback}, the service's key file"
+    return config.load_api_key(with_file), f"{fallback}, the service's key file", fallback
+
+
+def key_file_exposed(path: Path) -> tuple[int, str] | None:
+    """A key file its group or every user may read: its mode and who, else None.
+
+    The key spends the account's money; the units hand it over through `LoadCredential=`
+    from a root-only file, and `api.key_file` should be the service user's alone (0400).
+    """
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
+    readers = [who for bit, who in ((0o040, "its group"), (0o004, "every user")) if mode & bit]
+    return (mode, " and ".join(readers)) if readers else None
+
+
+def key_file_warning(path: Path) -> str | None:
+    """The warning line for an exposed key file: names the file and its mode, never the key."""
+    exposed = key_file_exposed(path)
+    if exposed is None:
+        return None
+    mode, readers = exposed
+    return (
+        f"key file {path} is readable by {readers} (mode {mode:04o}): "
+        f"`chmod 600 {shlex.quote(str(path))}` (or 0400, owned by the service's user)"
+    )
 
 
 def hook_problems(cfg: config.Config) -> list[str]:
     """Hooks whose program cannot run, found as the daemon would find it (PATH for a bare name)."""
     problems = []
-    for key, runs_in in (("on_success", cfg.outbox), ("on_failure", cfg.failed)):
+    for key in ("on_success", "on_failure"):
         command = getattr(cfg.hooks, key)
         if command is None:
             continue
@@ -189,7 +294,7 @@ def hook_problems(cfg: config.Config) -> list[str]:
             if shutil.which(program) is None:
                 problems.append(f"hooks.{key}: {program}: not found on $PATH")
             continue
-        path = runs_in / program  # a hook runs in the folder its task ended in
+        path = Path(program)  # made absolute against the config's folder (config.py)
         if not path.exists():
             problems.append(f"hooks.{key}: {program}: no such file")
         elif path.is_dir() or not os.access(path, os.X_OK):

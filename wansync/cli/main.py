@@ -5,14 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 from wansync import __version__, config, log
-from wansync.cli import checks
+from wansync.cli import checks, service_check
 from wansync.cli.simulate import non_negative_int, port, positive_seconds
-from wansync.core.errors import AuthRejected, ConfigError, TaskFileError, UsageError, WansyncError
+from wansync.core.errors import (
+    AuthRejected,
+    ConfigError,
+    OutOfResources,
+    TaskFileError,
+    UsageError,
+    WansyncError,
+)
 from wansync.files.fsutil import write_bytes_atomic
 from wansync.files.taskfile import TASK_SUFFIX, check_task_id
 from wansync.run.daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, Daemon, InboxLocked
@@ -33,6 +42,14 @@ def _daemon(
     else:
         log.configure(cfg.log.level, cfg.log.format)
     checks.prepare_folders(cfg)
+    if cfg.api.key_file is not None and (exposed := checks.key_file_exposed(cfg.api.key_file)):
+        log.get("wansync").warning(
+            "key_file.permissions",
+            file=str(cfg.api.key_file),
+            mode=f"{exposed[0]:04o}",
+            detail=f"readable by {exposed[1]}; `chmod 600` it (or 0400, owned by the "
+            "service's user)",
+        )
     daemon = Daemon(cfg, key)
     daemon.install_signals()
     try:
@@ -153,19 +170,39 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"folders: ok ({cfg.inbox}, {cfg.outbox}, {cfg.failed})")
     for folder in missing:
         print(f"  {folder} does not exist yet; `wansync run` will create it")
+    if said := service_check.check(cfg, args.user, args.unit):
+        print(said)
     for problem in checks.hook_problems(cfg):  # a warning: the daemon runs without them
         print(f"wansync: warning: {problem}", file=sys.stderr)
-    key, source = checks.find_key(cfg, args.key_file)
+    key, source, key_path = checks.locate_key(cfg, args.key_file)
     log.add_secret(key)
     print(f"key: found ({source})")
+    if key_path is not None and (warning := checks.key_file_warning(key_path)):
+        print(f"wansync: warning: {warning}", file=sys.stderr)
     if args.online:
         _check_online(cfg, key, source)
     return EXIT_OK
 
 
+def _resolve(base_url: str) -> None:
+    """The API's host resolves, or a `ConfigError` naming it (not a bare `gaierror`)."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        why = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise ConfigError(
+            f"api.base_url: cannot resolve the host {host} ({why}): no network or no DNS "
+            "here, or a mistyped host"
+        ) from None
+
+
 def _check_online(cfg: config.Config, key: str, source: str) -> None:
     from wansync.remote.api import TaskApi
 
+    _resolve(cfg.api.base_url)
     api = TaskApi(cfg.api.base_url, key, cfg.api.timeout)
     try:
         api.fetch("wansync-check-00000000")  # a made-up id: any answer proves key and URL
@@ -289,6 +326,18 @@ def _inspect_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "systemd credential; as root, then the service's file in /etc/wansync)",
     )
     p.add_argument("--online", action="store_true", help="also make one API call with the key")
+    p.add_argument(
+        "--user",
+        metavar="USER",
+        help="check that USER can start wansync (default: User= of the installed unit; "
+        "as root with no unit, wansync if that user exists)",
+    )
+    p.add_argument(
+        "--unit",
+        metavar="FILE",
+        help="the systemd unit to judge the install by (default: the installed "
+        "wansync.service, or wansync@NAME.service for /etc/wansync/NAME.yaml)",
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -303,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wansync",
         description="Fetch finished Wan 2.7 videos from DashScope into a folder.",
     )
-    parser.add_argument("--version", action="version", version=f"wansync {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"wansync {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
@@ -350,7 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    if not given:  # no command: the commands, as `--help` shows them, and the usage exit
+        parser.print_help(sys.stderr)
+        return EXIT_CONFIG
+    args = parser.parse_args(given)
     try:
         return int(args.func(args))
     except (ConfigError, UsageError) as exc:
@@ -359,6 +412,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InboxLocked as exc:
         print(f"wansync: {exc}", file=sys.stderr)
         return EXIT_LOCKED
+    except OutOfResources as exc:  # no descriptor or memory left: nothing is wrong with a file
+        print(f"wansync: {exc}; try again", file=sys.stderr)
+        return EXIT_FAILED
     except OSError as exc:
         # A folder or file the user pointed us at: one line, exit 2. Anything else that
         # gets here is a bug in wansync, and its traceback is what a bug report needs.

@@ -10,21 +10,40 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from wansync.cli.screen import LiveBlock
+from wansync.cli.screen import LiveBlock, cut, pad, width
 from wansync.config import Config
-from wansync.core.errors import TaskFileError
+from wansync.core.errors import OutOfResources, TaskFileError
 from wansync.files import sidecar, taskfile
 from wansync.files.jobfile import is_job_name, job_name
 from wansync.files.taskfile import TASK_SUFFIX, is_task_name
 
 MB = 1_000_000
 WAITING = "waiting"  # a .task or .job in the inbox the daemon has not picked up yet
-ELLIPSIS = "…"
-MIN_ERROR, MIN_NAME, MIN_ID = 16, 12, 13  # what a narrow terminal still shows of each
+HEADER = ("WHERE", "NAME", "TASK ID", "STATE", "POLLS", "AGE", "ERROR")
+NAME, TASK_ID, STATE, POLLS, AGE, ERROR = 1, 2, 3, 4, 5, 6  # columns of HEADER
+GAP = 2  # spaces between columns
+DROP = -1
+# How a table narrower than the terminal gives way, step by step: (column, least width,
+# or DROP for the whole column). The task id, the value people copy, goes last.
+GIVE_WAY = (
+    (ERROR, 32),
+    (NAME, 16),
+    (AGE, DROP),
+    (POLLS, DROP),
+    (NAME, 12),
+    (ERROR, 16),
+    (NAME, 8),
+    (ERROR, 8),
+    (STATE, 15),  # "polling RUNNING" whole
+    (NAME, 5),
+    (ERROR, 5),
+    (STATE, 8),
+    (TASK_ID, 13),
+)
 
 
 def natural(name: str) -> list[tuple[int, int | str]]:
-    """Sort key: `pic` before `pic-2` before `pic-10`."""
+    """Sort key for names: `bad` before `bad-2`, `clip-2` before `clip-10`."""
     return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
 
 
@@ -83,7 +102,7 @@ def _queued_task_id(path: Path) -> str | None:
     """The id in a `.task` the daemon has not picked up yet (read capped, links refused)."""
     try:
         return taskfile.read(path).task_id
-    except (OSError, TaskFileError):
+    except (OSError, TaskFileError, OutOfResources):
         return None
 
 
@@ -107,10 +126,13 @@ def collect(cfg: Config) -> list[dict[str, Any]]:
     for where, folder in (("outbox", cfg.outbox), ("failed", cfg.failed)):
         if not folder.is_dir():
             continue
-        for entry in sorted(os.scandir(folder), key=lambda e: natural(e.name)):
-            if entry.name.endswith(sidecar.SUFFIX) and not entry.name.startswith("."):
-                name = entry.name[: -len(sidecar.SUFFIX)]
-                rows.append(_row(where, name, sidecar.load(Path(entry.path)), now))
+        found = [
+            (entry.name[: -len(sidecar.SUFFIX)], Path(entry.path))
+            for entry in os.scandir(folder)
+            if entry.name.endswith(sidecar.SUFFIX) and not entry.name.startswith(".")
+        ]
+        for name, path in sorted(found, key=lambda item: natural(item[0])):  # by NAME alone
+            rows.append(_row(where, name, sidecar.load(path), now))
     return rows
 
 
@@ -124,8 +146,11 @@ def _age(seconds: float | None) -> str:
 
 
 def _state(row: dict[str, Any]) -> str:
-    """The state, with bytes and percent for a download in progress."""
+    """The state; while polling, what the API said last (`polling PENDING`, `polling
+    RUNNING`); for a download in progress, its bytes and percent."""
     progress = row.get("download")
+    if row["state"] == "polling" and row.get("task_status"):
+        return f"polling {row['task_status']}"
     if row["state"] != "downloading" or not progress:
         return str(row["state"])
     done, total = progress["bytes"], progress["total"]
@@ -135,19 +160,14 @@ def _state(row: dict[str, Any]) -> str:
     return f"downloading {done / MB:.1f} MB/{total / MB:.1f} MB {percent}%"
 
 
-def cut(text: str, width: int) -> str:
-    """`text` in at most `width` characters, ending in `…` when cut."""
-    return text if len(text) <= width else text[: max(width - 1, 0)] + ELLIPSIS
-
-
 def render(rows: list[dict[str, Any]], columns: int | None = None) -> str:
     """A plain table for people; `--json` gives the same rows for programs.
 
-    With `columns` (a terminal's width) every line fits: the error gets what is left,
-    at least MIN_ERROR, the name and task id giving way first; cut text ends in `…`.
+    Widths are display widths (a Chinese name takes two columns a character). With
+    `columns` (a terminal's width) every line fits: columns give way in `GIVE_WAY`'s
+    order, the task id last; cut text ends in `…`.
     """
-    header = ("WHERE", "NAME", "TASK ID", "STATE", "POLLS", "AGE", "ERROR")
-    table: list[tuple[str, ...]] = [header]
+    table: list[tuple[str, ...]] = [HEADER]
     for r in rows:
         err = r["error"]
         table.append(
@@ -162,23 +182,27 @@ def render(rows: list[dict[str, Any]], columns: int | None = None) -> str:
             )
         )
     table = [tuple(_clean(str(cell)) for cell in row) for row in table]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    widths = [max(width(row[i]) for row in table) for i in range(len(HEADER))]
     if columns is not None:
         widths = _fit_widths(widths, columns - 1)
     lines = [
-        "  ".join(cut(c, w).ljust(w) for c, w in zip(row, widths, strict=True)) for row in table
+        (" " * GAP).join(pad(cut(c, w), w) for c, w in zip(row, widths, strict=True) if w)
+        for row in table
     ]
     return "\n".join(line.rstrip() for line in lines)
 
 
 def _fit_widths(widths: list[int], room: int) -> list[int]:
-    """Column widths within `room`: the error gives way first, then the id, the name."""
+    """Column widths within `room` (0: the column is left out), in `GIVE_WAY`'s order."""
     widths = list(widths)
-    gaps = 2 * (len(widths) - 1)
-    over = sum(widths) + gaps - room
-    for col, least in ((6, 2 * MIN_ERROR), (2, MIN_ID), (1, MIN_NAME), (6, MIN_ERROR)):
+    over = sum(widths) + GAP * (len(widths) - 1) - room
+    for col, least in GIVE_WAY:
         if over <= 0:
             break
+        if least == DROP:
+            over -= widths[col] + GAP
+            widths[col] = 0
+            continue
         give = min(over, max(widths[col] - least, 0))
         widths[col] -= give
         over -= give

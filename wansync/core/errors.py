@@ -11,6 +11,7 @@ prefix) and `retry_after` (seconds the remote asked us to wait, or None):
     ├── Stopping                                 shutting down: leave it resumable
     └── TransientError                           may work later: back off and retry
         ├── RemoteUnavailable, MalformedResponse, DownloadInterrupted
+        ├── OutOfResources                       no descriptor/memory to read a file now
         ├── RateLimited                          429: pause the whole account
         ├── AuthRejected                         401/403: pause, probe, fail nothing
         └── SubmitAmbiguous                      a create may have worked: search
@@ -134,6 +135,16 @@ class DownloadInterrupted(TransientError):
     """The video stream broke off or the disk refused it; the `.part` is kept for a resume."""
 
     code = "DownloadInterrupted"
+
+
+class OutOfResources(TransientError):
+    """The system had no descriptor or memory to read a user's file (EMFILE, ENFILE,
+    EAGAIN, ENOMEM): the file is not at fault. It stays where it is and is read again
+    later; it is never judged invalid for this. Not an `OSError`, so no handler that
+    turns an unreadable file into `InvalidTaskFile` can catch it by accident.
+    """
+
+    code = "OutOfResources"
 
 
 class SubmitAmbiguous(TransientError):

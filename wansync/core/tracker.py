@@ -176,9 +176,10 @@ def open_task(folders: Folders, path: Path, now_wall: float) -> tuple[Task, Task
 
     An unreadable file yields a task already in state `failed` (`InvalidTaskFile`).
     A sidecar for another task id (the user replaced the file) is started afresh.
+    `OutOfResources` (no descriptor or memory: the file is not at fault) is raised to
+    the caller, which leaves the file where it is and reads it again later.
     """
     name = task_name(path)
-    previous = sidecar.read(folders.sidecar(name))
     try:
         spec = read(path)
     except (TaskFileError, OSError) as exc:
@@ -189,6 +190,7 @@ def open_task(folders: Folders, path: Path, now_wall: float) -> tuple[Task, Task
         data["finished"] = sidecar.utc_iso(now_wall)
         data["error"] = sidecar.error("InvalidTaskFile", f"{path.name}: {reason}", False)
         return Task(name, data), None
+    previous = sidecar.read(folders.sidecar(name))
     if previous and previous.get("task_id") == spec.task_id:
         previous["meta"] = spec.meta
         return Task(name, previous), spec

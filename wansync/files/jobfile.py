@@ -102,7 +102,11 @@ def request_body(spec: JobSpec, urls: list[str]) -> dict[str, Any]:
 
 
 def read(path: Path, default_model: str, max_upload_bytes: int) -> JobSpec:
-    """Read and check a job file: its name, its size, its content, its local files."""
+    """Read and check a job file: its name, its size, its content, its local files.
+
+    `OutOfResources` (not `JobFileError`) when the system had no descriptor or memory to
+    read the job or one of its files: the job is fine and is read again later.
+    """
     try:
         names.check(job_name(path))
     except names.BadName as exc:
@@ -113,6 +117,8 @@ def read(path: Path, default_model: str, max_upload_bytes: int) -> JobSpec:
         raise JobFileError(f"file is larger than {MAX_BYTES // 1024} KiB") from None
     except NotARegularFile as exc:
         raise JobFileError(str(exc)) from None
+    except OSError as exc:  # out of descriptors or memory: read again later, never invalid
+        raise taskfile.out_of_resources(exc, path) from None
     return parse(data, default_model, path.parent, max_upload_bytes)
 
 
@@ -264,6 +270,8 @@ class _Parser:
         except NotARegularFile as exc:
             raise JobFileError(f"{label}: {raw!r} {exc}") from None
         except OSError as exc:
+            if exc.errno in taskfile.RESOURCE_ERRNOS:
+                raise taskfile.out_of_resources(exc, path) from None
             problem = (exc.strerror or str(exc)).lower()
             if not os.path.isabs(os.path.expanduser(raw)):  # say where it was looked for
                 problem += f" (looked for {path}: a relative path is read from the inbox)"

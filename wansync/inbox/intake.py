@@ -14,6 +14,7 @@ from pathlib import Path
 
 from wansync import log
 from wansync.core import events as ev
+from wansync.core.errors import OutOfResources
 from wansync.core.lifecycle import Now
 from wansync.files import folderguard, jobfile, sidecar
 from wansync.files.lock import InboxLock
@@ -25,6 +26,8 @@ from wansync.run.endings import ended, forget_files
 from wansync.run.pipeline import Pipeline
 from wansync.run.submitter import Submitter
 from wansync.run.waker import Waker
+
+MAX_DEFERRED_SAID = 10_000  # files whose `file.read_later` was said (a bounded memory)
 
 
 def name_of(path: Path) -> str:
@@ -45,9 +48,11 @@ class Intake:
         self.on_job = on_job  # the daemon carries a job's hand-overs out
         self.candidates = Candidates()
         self.only: set[str] | None = None  # burst: just these names
+        self.burst = False
         self.scanned: list[Path] = []  # burst: what the start-up scan found
         self.watcher: InboxWatcher | None = None
         self._trouble_logged = False
+        self._said_later: set[Path] = set()  # `file.read_later` said for these
         self.log = log.get("wansync.daemon")
 
     # -- the watch ---------------------------------------------------------------------
@@ -119,6 +124,7 @@ class Intake:
             listing.tasks &= only
             listing.jobs &= only
         self.only = only if burst else None
+        self.burst = burst
         tasks = [self.folders.task(n) for n in sorted(listing.tasks)]
         tasks += [self.folders.job(n) for n in sorted(listing.jobs - listing.tasks)]
         self.scanned = tasks
@@ -147,10 +153,33 @@ class Intake:
             name = name_of(path)
             if name in self.tracker or (burst_names is not None and name not in burst_names):
                 continue
-            if jobfile.is_job_name(path.name):
-                self.on_job(path, now)
-            else:
-                self.pipeline.discover(path, now)
+            try:
+                if jobfile.is_job_name(path.name):
+                    self.on_job(path, now)
+                else:
+                    self.pipeline.discover(path, now)
+            except OutOfResources as exc:  # the system's fault, not the file's: read it later
+                self.read_later(path, exc, now)
+                continue
+            self._said_later.discard(path)
+
+    def read_later(self, path: Path, exc: OutOfResources, now: Now) -> None:
+        """No descriptor or memory to read `path`: it stays in the inbox, is read again in
+        a second (`once` waits for it too), and this is said once per file, not per try."""
+        self.candidates.later(path, now.mono)
+        if self.burst and path not in self.scanned:
+            self.scanned.append(path)
+        if path in self._said_later or len(self._said_later) >= MAX_DEFERRED_SAID:
+            return
+        self._said_later.add(path)
+        self.log.warning(
+            "file.read_later",
+            name=name_of(path),
+            file=path.name,
+            error=exc.message,
+            detail="the system is out of descriptors or memory; the file stays in the "
+            "inbox and is read again in a second",
+        )
 
     def waiting(self) -> list[Path]:
         return [p for p in self.scanned if p in self.candidates]

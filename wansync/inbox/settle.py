@@ -18,6 +18,7 @@ from wansync.files.taskfile import TASK_SUFFIX, is_task_name
 from wansync.run.publish import stem
 
 SETTLE_SECONDS = 1.0
+READ_AGAIN_AFTER = 1.0  # a file the system had no descriptor or memory to read
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Candidates:
 
     _waiting: dict[Path, _Candidate] = field(default_factory=dict)
     _ready: set[Path] = field(default_factory=set)
+    _later: dict[Path, float] = field(default_factory=dict)  # path -> when to read again
 
     def ready(self, path: Path) -> None:
         """A close-after-write or a rename into the inbox: complete unless it is empty."""
@@ -51,19 +53,31 @@ class Candidates:
         if old is None or (old.size, old.mtime_ns) != (st.st_size, st.st_mtime_ns):
             self._waiting[path] = _Candidate(st.st_size, st.st_mtime_ns, now - age)
 
+    def later(self, path: Path, now: float) -> None:
+        """A file that could not be read for want of descriptors or memory (not its own
+        fault): handed out again `READ_AGAIN_AFTER` s from `now`, not at once (no spin)."""
+        self._waiting.pop(path, None)
+        self._ready.discard(path)
+        self._later[path] = now + READ_AGAIN_AFTER
+
     def forget(self, path: Path) -> None:
         self._waiting.pop(path, None)
         self._ready.discard(path)
+        self._later.pop(path, None)
 
     def __len__(self) -> int:
-        return len(self._waiting) + len(self._ready)
+        return len(self._waiting) + len(self._ready) + len(self._later)
 
     def __contains__(self, path: Path) -> bool:
-        return path in self._waiting or path in self._ready
+        return path in self._waiting or path in self._ready or path in self._later
 
     def take(self, now: float) -> list[Path]:
         """Paths ready to read now; empty files only once they have settled."""
         out: list[Path] = []
+        for path, at in list(self._later.items()):
+            if now >= at:
+                del self._later[path]
+                self._ready.add(path)
         for path in list(self._ready):
             self._ready.discard(path)
             try:
@@ -93,9 +107,11 @@ class Candidates:
         """When `take` could next return something (soon, while anything waits)."""
         if self._ready:
             return now
+        later = min(self._later.values(), default=None)
         if not self._waiting:
-            return None
-        return min(now + 0.25, min(c.since for c in self._waiting.values()) + SETTLE_SECONDS)
+            return later
+        settled = min(now + 0.25, min(c.since for c in self._waiting.values()) + SETTLE_SECONDS)
+        return settled if later is None else min(settled, later)
 
 
 @dataclass

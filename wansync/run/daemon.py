@@ -18,7 +18,7 @@ from types import FrameType
 from wansync import config, log
 from wansync.config import Config, Live
 from wansync.core import events as ev
-from wansync.core.errors import ConfigError, InboxLocked
+from wansync.core.errors import ConfigError, InboxLocked, OutOfResources
 from wansync.core.lifecycle import Now
 from wansync.core.messages import Adopt, End, Handover, LookupDone, Mailbox, PostDone, UploadDone
 from wansync.core.scheduler import Scheduler
@@ -244,7 +244,10 @@ class Daemon:
             match handover:
                 case Adopt(name=name, task_id=task_id, meta=meta):
                     self.intake.candidates.forget(self.folders.task(name))
-                    self.pipeline.adopt(name, task_id, meta, now)
+                    try:
+                        self.pipeline.adopt(name, task_id, meta, now)
+                    except OutOfResources as exc:  # the `.task` is written: read it later
+                        self.intake.read_later(self.folders.task(name), exc, now)
                 case End(task=task):
                     self.tracker.track(task)
                     self.pipeline.finish(task, now)
