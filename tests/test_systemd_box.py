@@ -362,8 +362,9 @@ def test_a_picture_in_the_producers_home_is_refused_before_any_job(service: Serv
     argv = [WANSYNC, "submit", picture, "--prompt", "from home", "--name", name]
     result = service.as_user(PRODUCER, *argv, "-c", service.config)
     assert result.returncode == 2, result.stderr
-    assert f"{picture}: the daemon of {service.state}/inbox runs as user wansync" in result.stderr
-    assert "/home is hidden from it (the unit's ProtectHome=yes)" in result.stderr
+    said = f"{picture}: the daemon of {service.state}/inbox runs as user wansync, who cannot"
+    assert said in result.stderr
+    assert "/home: the unit's ProtectHome=yes hides it from the service" in result.stderr
     assert not (service.folder("inbox") / f"{name}.job").exists()
 
 

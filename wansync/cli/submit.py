@@ -74,8 +74,9 @@ def refuse_unreadable(picture: Path, inbox: Path) -> None:
     why = visible.blocked(picture, reader) if reader is not None else None
     if reader is not None and why is not None:
         raise ConfigError(
-            f"IMAGE_OR_URL: {picture}: the daemon of {inbox} runs as user {reader.user}, "
-            f"and {why}. Put the picture where that user can read it (a folder in the "
+            f"IMAGE_OR_URL: {picture}: the daemon of {inbox} runs as user "
+            f"{reader.user.name}, who cannot read it ({why}). Put the picture where that "
+            f"user can read it (a folder in the "
             f"inbox, for instance: mkdir -p {shlex.quote(str(inbox / 'pictures'))} && cp "
             f"{shlex.quote(str(picture))} {shlex.quote(str(inbox / 'pictures'))}/) and "
             f"give that path, or give a URL"
