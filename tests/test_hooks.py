@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import resource
 import shlex
 import shutil
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,7 @@ from structlog.testing import capture_logs
 
 from tests.helpers import TEST_KEY, wait_until
 from wansync import config, log
+from wansync.core import retry
 from wansync.core.errors import ConfigError
 from wansync.core.events import HookRan, TaskFailed, TaskSucceeded
 from wansync.files import sidecar
@@ -184,8 +189,10 @@ def test_bad_hook_keys_name_the_key(hooks, message):
 
 
 def test_backoff_doubles_up_to_a_minute():
-    """Tries are 1 s, 2 s, 4 s … apart, never more than 60 s."""
-    assert [backoff(n) for n in (1, 2, 3, 4, 7, 30)] == [1, 2, 4, 8, 60, 60]
+    """Tries are 1 s, 2 s, 4 s … apart, never more than 60 s: the one policy of core/retry,
+    which a long run of errors (2.0 ** 1100 overflows) does not break."""
+    assert [backoff(n) for n in (1, 2, 3, 4, 7, 30, 5000)] == [1, 2, 4, 8, 60, 60, 60]
+    assert retry.backoff(0.2, 5000) == retry.MAX_BACKOFF
 
 
 def test_pending_record_only_when_a_hook_is_set(setup):
@@ -600,15 +607,67 @@ def test_the_readme_webhook_hook_posts_and_is_retried(setup):
     assert setup.hook_record(bad)["state"] == "done"
 
 
-def test_a_hook_that_leaves_a_child_holding_its_output_still_ends(setup):
-    """`cmd &` in a hook keeps the output pipe open: the try ends when the hook exits."""
+@pytest.mark.parametrize("holds_output", [True, False], ids=["holds the pipe", "detached"])
+def test_a_hooks_background_child_ends_with_the_try(setup, holds_output):
+    """Issue 21 #11: `sleep 300 &` in a hook: the try ends when the hook exits, and the
+    child is killed with it, whether or not it holds the hook's output open."""
+    redirect = "" if holds_output else " >/dev/null 2>&1"
     path = setup.lay("clip")
-    hooks = setup.start(on_success="sh -c 'sleep 60 & echo $! > bg.pid; echo done'")
+    hooks = setup.start(on_success=f"sh -c 'sleep 300{redirect} & echo $! > bg.pid; echo done'")
     started = time.monotonic()
     hooks.consume(succeeded(path))
     try:
         assert hooks.wait(20)
         assert time.monotonic() - started < 10
         assert setup.hook_record(path)["state"] == "done"
+        pid = int((setup.folders.outbox / "bg.pid").read_text())
+        wait_until(lambda: not alive(pid), 5, "the background child to end with the hook")
     finally:
-        os.kill(int((setup.folders.outbox / "bg.pid").read_text()), 9)
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((setup.folders.outbox / "bg.pid").read_text()), 9)
+
+
+@contextlib.contextmanager
+def no_descriptor_left() -> Iterator[None]:
+    """Every descriptor this process may open is taken until the block ends: the next
+    `open` fails with a real EMFILE (the limit is lowered first, so few are needed)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 32, hard))
+    fillers: list[int] = []
+    try:
+        while True:
+            try:
+                fillers.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError as exc:
+                if exc.errno != errno.EMFILE:
+                    raise
+                break
+        yield
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize("start", ["a task ends", "start-up scan"])
+def test_a_hook_that_hits_emfile_is_retried_not_dropped(setup, start):
+    """Issue 21 #7/#11: out of descriptors when the hook's sidecar (or its folder) is
+    read, the hook is tried again after its back-off and runs once descriptors are back."""
+    path = setup.lay("clip")
+    hooks = setup.start(on_success=setup.command())
+    retried = "hook.error" if start == "a task ends" else "hook.scan_error"
+    with capture_logs() as logs:
+        with no_descriptor_left():
+            if start == "a task ends":
+                hooks.consume(succeeded(path))
+            else:
+                hooks.resume_pending()
+            # the try failed and waits its back-off, or (the bug) nothing is left to do
+            wait_until(lambda: any(e["event"] == retried for e in logs) or hooks.wait(0), 10)
+        assert hooks.wait(20)
+    assert len(setup.runs()) == 1, "the hook was dropped"
+    assert setup.hook_record(path)["state"] == "done"
+    line = next(e for e in logs if e["event"] == retried)
+    assert line["retry_in"] == 1 and "Too many open files" in line["error"]

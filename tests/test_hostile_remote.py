@@ -168,3 +168,26 @@ def test_hard_linked_task_file_is_refused_and_never_polled(env, sim, tmp_path):
     assert not sim.requests("task", task_id="sk-linkedkey0001")
     assert "sk-linkedkey0001" not in Path(env.failed / "k.status.json").read_text()
     assert secret.read_text() == "sk-linkedkey0001\n"
+
+
+def test_a_poll_answer_about_another_task_is_malformed_and_never_published(env, sim):
+    """Issue 21 #3: every answer for `mixed` names another task (SUCCEEDED, with a video):
+    a transient MalformedResponse each time; nothing fetched or published, still polling."""
+    sim.add_task("mixed-task-0001", answers_as="other-task-0001")
+    drop(env.inbox, "good", "good-task-0001")
+    drop(env.inbox, "mixed", "mixed-task-0001")
+    daemon = env.start()
+    assert env.wait_ended("good")["good"]["state"] == "succeeded"
+    wait_until(lambda: len(sim.requests("task", task_id="mixed-task-0001")) >= 3, 30, "3 polls")
+    sidecar = wait_until(
+        lambda: (s := env.sidecar(env.inbox, "mixed")) and s.get("error") and s, 10, "the error"
+    )
+    assert sidecar["state"] == "polling" and sidecar["error"]["transient"] is True
+    assert sidecar["error"]["code"] == "MalformedResponse"
+    assert "'other-task-0001', not 'mixed-task-0001'" in sidecar["error"]["message"]
+    assert sidecar.get("output") in (None, {}), "the other task's answer was kept"
+    assert daemon.proc.poll() is None
+    assert daemon.stop() == 0
+    assert not sim.requests("video", task_id="mixed-task-0001")
+    assert not list(env.outbox.glob("mixed*")) and not list(env.failed.glob("mixed*"))
+    assert (env.inbox / "mixed.task").exists()

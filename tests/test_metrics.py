@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import select
 import socket
+import struct
+import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
-from tests.helpers import TEST_KEY
+from tests.helpers import TEST_KEY, wait_until
 from wansync import config
 from wansync.config import MetricsConfig
 from wansync.core.errors import ConfigError
@@ -25,6 +31,7 @@ from wansync.core.events import (
     TaskRemoved,
     TaskSucceeded,
 )
+from wansync.outlets import scrapeserver
 from wansync.outlets.metrics import Metrics, health_of
 
 T = "task-0001-abcdef"
@@ -291,3 +298,84 @@ def test_bad_listen_names_the_key(raw):
     with pytest.raises(ConfigError) as info:
         config.from_mapping({"metrics": {"listen": raw}})
     assert str(info.value).startswith("metrics.listen: ")
+
+
+# -- issue 21, findings 7 and 9: a server no client can hold -------------------------------
+def _connect(metrics: Metrics) -> socket.socket:
+    return socket.create_connection(metrics.address, timeout=5)
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """The server closed (or reset) it: readable, and a read gives end of stream."""
+    if not select.select([sock], [], [], 0)[0]:
+        return False
+    try:
+        return sock.recv(4096) == b""
+    except OSError:
+        return True
+
+
+def test_a_request_trickled_a_byte_a_second_is_cut_at_the_head_deadline(metrics):
+    """A byte a second never trips a per-read timeout; the whole head has HEAD_SECONDS."""
+    sock = _connect(metrics)
+    started, cut = time.monotonic(), False
+    try:
+        for byte in b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"x" * 20:
+            if select.select([sock], [], [], 0.8)[0] and _closed_by_server(sock):
+                cut = True
+                break
+            try:
+                sock.send(bytes([byte]))
+            except OSError:
+                cut = True
+                break
+    finally:
+        sock.close()
+    assert cut, "the trickling client was never cut"
+    assert time.monotonic() - started < scrapeserver.HEAD_SECONDS + 2
+
+
+def test_connections_beyond_the_cap_close_the_oldest_and_one_thread_serves_all(metrics):
+    """40 idle clients: the first ones are closed, /healthz still answers, no thread each."""
+    threads = threading.active_count()
+    idle = [_connect(metrics) for _ in range(scrapeserver.MAX_CONNECTIONS + 8)]
+    try:
+        wait_until(lambda: all(_closed_by_server(s) for s in idle[:8]), 5, "the oldest closed")
+        assert not any(_closed_by_server(s) for s in idle[8:])
+        assert get(metrics, "/healthz") == (200, "ok\n")
+        assert threading.active_count() == threads
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"x" * 70_000 + b"\r\n\r\n", 431),
+        (b"POST /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405),
+        (b"hello\r\n\r\n", 400),
+    ],
+    ids=["64 KB header", "POST", "not HTTP"],
+)
+def test_odd_requests_get_one_short_answer(metrics, request_bytes, status):
+    """A head over 8 KiB, another method, garbage: one status line, then the close."""
+    with socket.create_connection(metrics.address, timeout=5) as sock:
+        with contextlib.suppress(OSError):  # the server may answer before taking it all
+            sock.sendall(request_bytes)
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode())
+
+
+def test_a_scraper_that_hangs_up_or_resets_leaves_no_trace_in_the_log(metrics):
+    """20 scrapers reset before reading /metrics; nothing is logged, the next one is served."""
+    with capture_logs() as logs:
+        for _ in range(20):
+            sock = socket.create_connection(metrics.address, timeout=5)
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # RST at once: the answer meets a reset peer
+        assert scrape(metrics)
+    assert logs == []

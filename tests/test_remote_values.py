@@ -71,7 +71,7 @@ def _answer(body: dict[str, Any]) -> Any:
         status = 200
         data = json.dumps(body).encode()
 
-    return TaskApi._parse_report(Resp.data)
+    return TaskApi._parse_report(Resp.data, body["output"]["task_id"])
 
 
 def test_remote_strings_are_scrubbed_and_capped_except_the_video_url():
@@ -82,6 +82,7 @@ def test_remote_strings_are_scrubbed_and_capped_except_the_video_url():
         {
             "request_id": f"r-{KEY}",
             "output": {
+                "task_id": "echo-task-0001",
                 "task_status": "FAILED",
                 "code": f"Bad{KEY}?Signature=abc&x=1 " + "C" * 900_000,
                 "message": f"see https://h/x?Signature=zz {KEY}" + "m" * 10_000,

@@ -7,6 +7,7 @@ records every request it gets, so a test can assert that nothing reached it.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +29,7 @@ class VideoHost:
         trickle: float | None = None,
         fast: int = 4000,
         trickle_requests: int = 1,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.body, self.trickle, self.fast = body, trickle, fast
         self.trickle_requests = trickle_requests
@@ -35,6 +37,10 @@ class VideoHost:
         self._server = ThreadingHTTPServer((host, 0), _Handler)
         self._server.daemon_threads = True
         self._server.host = self  # type: ignore[attr-defined]
+        if tls:  # HTTPS with this certificate and key (files), as object storage serves
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -59,7 +65,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         host: VideoHost = self.server.host  # type: ignore[attr-defined]
         rng, if_range = self.headers.get("Range"), self.headers.get("If-Range")
-        host.requests.append({"path": self.path, "range": rng, "if_range": if_range})
+        host.requests.append(
+            {"path": self.path, "range": rng, "if_range": if_range, "host": self.headers["Host"]}
+        )
         start, status = 0, 200
         if rng and rng.startswith("bytes=") and rng.endswith("-") and if_range == ETAG:
             start, status = int(rng[6:-1]), 206

@@ -14,9 +14,17 @@ MAX_BACKOFF = 300.0
 AUTH_PAUSE_MIN = 60.0  # a rejected key: nothing is asked again for at least this long
 
 
-def backoff(interval: float, n: int, retry_after: float | None = None) -> float:
-    """Delay before the next try after the n-th transient error in a row (docs/what-happens.md)."""
-    return max(retry_after or 0.0, min(interval * 2.0 ** (n - 1), MAX_BACKOFF))
+MAX_DOUBLINGS = 64  # 2**64 outgrows any cap; 2.0 ** 1100 would raise OverflowError
+
+
+def backoff(
+    interval: float, n: int, retry_after: float | None = None, cap: float = MAX_BACKOFF
+) -> float:
+    """Delay before the next try after the n-th transient error in a row: `interval`,
+    doubled each time, at most `cap` (docs/what-happens.md; hooks pass their own cap:
+    1 s, 2 s, 4 s … 60 s, docs/hooks.md)."""
+    doublings = min(max(0, n - 1), MAX_DOUBLINGS)
+    return max(retry_after or 0.0, min(interval * 2.0**doublings, cap))
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,8 @@ class Outlets:
         self.jobs_waiting = jobs_waiting
         self.watch_alive = watch_alive
         self.last_tick = time.monotonic()
-        self.hooks = Hooks(lambda: live.cfg.hooks, folders, report=mailbox.note)
+        # A hook's result wakes the loop: an idle daemon logs and counts it at once.
+        self.hooks = Hooks(lambda: live.cfg.hooks, folders, report=mailbox.post)
         self.metrics: Metrics | None = None
         if live.cfg.metrics.listen is not None:
             from wansync.outlets.metrics import Metrics
@@ -68,14 +69,23 @@ class Outlets:
         self.last_tick = mono
 
     def finish(
-        self, wait_for_hooks: bool, deadline: float | None, stopping: Callable[[], bool]
+        self,
+        wait_for_hooks: bool,
+        deadline: float | None,
+        stopping: Callable[[], bool],
+        deliver: Callable[[], None],
     ) -> None:
-        """`once` waits for its hooks (docs/hooks.md) unless told to stop or out of time; then
-        running hooks are killed (they stay `pending`) and the metrics server stops."""
+        """After the loop. `once` waits for its hooks (docs/hooks.md) unless told to stop
+        or out of time, and `deliver` (the loop's followers take what threads reported)
+        runs as their results come, so `hook.ran` is logged and counted. Then running
+        hooks are killed (they stay `pending`), what was reported until then is
+        delivered too, and the metrics server stops."""
         while wait_for_hooks and not self.hooks.wait(0.2):
+            deliver()
             if stopping() or (deadline is not None and time.monotonic() >= deadline):
                 break
         self.hooks.stop(kill=True)
+        deliver()
         if self.metrics is not None:
             self.metrics.stop()
 

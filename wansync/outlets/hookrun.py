@@ -1,7 +1,14 @@
 """One try of a hook command: start it alone, stream its output to the log, end it on time.
 
-The command gets its own session (so its own process group): at the deadline the whole
-group is sent SIGTERM, and 5 s later SIGKILL, so a hook's children cannot outlive it.
+What is guaranteed about the command's processes: it runs in a session, so a process
+group, of its own. At its timeout, or when the daemon stops, the whole group is sent
+SIGTERM and, `KILL_AFTER` s later, SIGKILL. However the try ends — the command exited
+too — whatever is still in the group is then sent SIGTERM, and SIGKILL `STRAY_GRACE` s
+later: `sleep 300 &` in a hook ends with the hook, under `run` and under `once`.
+Not guaranteed: a child that leaves the group (`setsid`, `setpgid`, a daemon that
+detaches itself) escapes it. Under systemd the service's cgroup ends such a child when
+the service stops (the default `KillMode=control-group`), not when the hook ends.
+
 Output (stdout and stderr, merged) is read as it comes, never held whole: each line is
 handed to `on_line` until `MAX_LOGGED_BYTES` have been, then only drained; the last
 `TAIL_LINES` lines are kept for the error line of a hook that is given up.
@@ -26,6 +33,7 @@ TAIL_LINES = 20
 MAX_LINE = 1000  # characters of one line kept; a longer line is cut
 MAX_LOGGED_BYTES = 64 * 1024  # per try; the rest of the output is drained unlogged
 EXIT_GRACE = 0.5  # after the command exits, how long its children may hold the pipe open
+STRAY_GRACE = 1.0  # between SIGTERM and SIGKILL to what is left in the group at the end
 _CHUNK = 65536
 
 
@@ -92,6 +100,17 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def end_group(pgid: int, grace: float = STRAY_GRACE) -> None:
+    """SIGTERM whatever is left in the group, and SIGKILL it if it is there `grace` s on."""
+    if not _group_alive(pgid):
+        return
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    _signal_group(pgid, signal.SIGKILL)
+
+
 def run_try(
     argv: list[str],
     cwd: Path,
@@ -117,11 +136,13 @@ def run_try(
         return TryResult(reason=reason, tail=[reason])
     lines = _Lines(on_line)
     try:
-        ended = _supervise(proc, timeout, lines, stop)
+        ended = _Supervisor(proc, timeout, lines, stop).run()
     finally:
         lines.close()
         if proc.stdout is not None:
             proc.stdout.close()
+        end_group(proc.pid)  # `cmd &` in a hook ends with the try
+        proc.wait()
     tail = list(lines.tail)
     if ended == "stopped":
         return TryResult(reason="stopped with the daemon", tail=tail, stopped=True)
@@ -131,45 +152,57 @@ def run_try(
     return TryResult(exit_code=code, reason="" if code == 0 else f"exit code {code}", tail=tail)
 
 
-def _supervise(
-    proc: subprocess.Popen[bytes], timeout: float, lines: _Lines, stop: threading.Event
-) -> str:
-    """Read output until the command is done; "exited", "timeout" or "stopped".
+class _Supervisor:
+    """Reads a running command's output until it is done; `run()` says how it ended:
+    "exited", "timeout" or "stopped".
 
     Done means: it exited and its output ended (or its children still hold the pipe
     `EXIT_GRACE` later); or, once we are ending it, its whole group is gone (or SIGKILL
     was sent a second ago: a zombie nobody reaps must not hold us forever).
     """
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    os.set_blocking(fd, False)
-    deadline = time.monotonic() + timeout
-    ended, term_at, kill_at, exited_at = "exited", 0.0, 0.0, 0.0
-    eof = False
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, selectors.EVENT_READ)
-        while True:
-            now = time.monotonic()
-            if not term_at and (now >= deadline or stop.is_set()):
-                ended = "stopped" if stop.is_set() else "timeout"
-                _signal_group(proc.pid, signal.SIGTERM)
-                term_at = now
-            if term_at and not kill_at and now >= term_at + KILL_AFTER:
-                _signal_group(proc.pid, signal.SIGKILL)
-                kill_at = now
-            if proc.poll() is not None:
-                exited_at = exited_at or now
-                if not term_at and (eof or now - exited_at > EXIT_GRACE):
-                    break
-            if term_at and (not _group_alive(proc.pid) or (kill_at and now > kill_at + 1)):
-                break
-            if eof:
-                time.sleep(0.05)  # output ended before the command: wait for its exit
-            elif sel.select(timeout=0.05) and not _read(fd, lines):
-                eof = True
-                sel.unregister(fd)
-    proc.wait()
-    return ended
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], timeout: float, lines: _Lines, stop: threading.Event
+    ) -> None:
+        self.proc, self.lines, self.stop = proc, lines, stop
+        self.deadline = time.monotonic() + timeout
+        self.ended = "exited"
+        self.term_at = self.kill_at = self.exited_at = 0.0
+        self.eof = False
+
+    def run(self) -> str:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        os.set_blocking(fd, False)
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while not self._done(time.monotonic()):
+                if self.eof:
+                    time.sleep(0.05)  # output ended before the command: wait for its exit
+                elif sel.select(timeout=0.05) and not _read(fd, self.lines):
+                    self.eof = True
+                    sel.unregister(fd)
+        return self.ended
+
+    def _escalate(self, now: float) -> None:
+        """At the deadline or a stop, SIGTERM the group; `KILL_AFTER` s later, SIGKILL."""
+        if not self.term_at and (now >= self.deadline or self.stop.is_set()):
+            self.ended = "stopped" if self.stop.is_set() else "timeout"
+            _signal_group(self.proc.pid, signal.SIGTERM)
+            self.term_at = now
+        if self.term_at and not self.kill_at and now >= self.term_at + KILL_AFTER:
+            _signal_group(self.proc.pid, signal.SIGKILL)
+            self.kill_at = now
+
+    def _done(self, now: float) -> bool:
+        self._escalate(now)
+        if self.proc.poll() is not None:
+            self.exited_at = self.exited_at or now
+            if not self.term_at and (self.eof or now - self.exited_at > EXIT_GRACE):
+                return True
+        if not self.term_at:
+            return False
+        return not _group_alive(self.proc.pid) or bool(self.kill_at and now > self.kill_at + 1)
 
 
 def _read(fd: int, lines: _Lines) -> bool:

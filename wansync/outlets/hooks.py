@@ -7,10 +7,13 @@ never run), and after every finished try the count is written back atomically. A
 daemon killed mid-hook finds `pending` at the next start (`resume_pending`) and runs it.
 
 Tries run on a few worker threads (a storm of finishes must not fork hundreds of
-processes); a try that failed waits its back-off in a queue, not on a thread. The
+processes); a try that failed waits its back-off in a queue, not on a thread. A try
+that hit an error of ours — its sidecar could not be read for want of descriptors
+(EMFILE), a write failed — is not dropped: it is tried again with the same back-off
+for as long as the daemon runs (and stays `pending` on disk for the next start). The
 loop's only calls are quick: `pending_record`, `consume` (from the bus), and at the
 edges `resume_pending`, `wait`, `stop`. Results go back through `report(HookRan)`,
-called from a worker thread: the caller must hand it to its loop.
+called from a worker thread: the caller must hand it to its loop (and wake it).
 
 The command's environment is the daemon's, without the API key: `DASHSCOPE_API_KEY`
 and any variable whose value holds a registered secret (`log.add_secret`) are dropped,
@@ -33,9 +36,11 @@ from typing import Any
 
 from wansync import log
 from wansync.config import KEY_ENV, HooksConfig
+from wansync.core import retry
 from wansync.core.events import Event, HookRan, TaskFailed, TaskSucceeded
 from wansync.files import bounded, folderguard, names, sidecar
 from wansync.files.fsutil import NotARegularFile, read_small, write_json_atomic
+from wansync.files.taskfile import RESOURCE_ERRNOS  # the system's fault, not the file's
 from wansync.outlets.hookrun import TryResult, run_try
 from wansync.run.publish import MP4, Folders
 
@@ -56,8 +61,8 @@ OUR_ENV = (
 
 
 def backoff(finished_tries: int) -> float:
-    """1 s after the first failed try, then 2 s, 4 s … at most 60 s."""
-    return min(BACKOFF_CAP, 2.0 ** max(0, finished_tries - 1))
+    """1 s after the first failed try, then 2 s, 4 s … at most 60 s (the one policy)."""
+    return retry.backoff(1.0, finished_tries, cap=BACKOFF_CAP)
 
 
 def record(
@@ -105,11 +110,17 @@ def read_hook(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
     Anyone in the group may write into outbox/ and failed/, so the file is read as any
     sidecar is (capped, depth-bounded: `bounded`), must pass the whole sidecar check as
     a published one (`sidecar.problem`), its hook must be for the state it records, and
-    a success's video must be beside it. A file that fails says so in one line.
+    a success's video must be beside it. A file that fails says so in one line. Short
+    of descriptors or memory (EMFILE …) the `OSError` is raised instead: that says
+    nothing about the file, and the caller tries again.
     """
     try:
         raw = read_small(path, sidecar.MAX_BYTES)
-    except (OSError, NotARegularFile):
+    except NotARegularFile:
+        return None
+    except OSError as exc:
+        if exc.errno in RESOURCE_ERRNOS:
+            raise
         return None
     if len(raw) > sidecar.MAX_BYTES or b'"hook"' not in raw:
         return None  # most final sidecars: no hook was ever asked for
@@ -183,6 +194,7 @@ class Hooks:
         self._due: list[tuple[float, int, Path]] = []  # (monotonic time, seq, sidecar)
         self._seq = itertools.count()
         self._inflight: set[Path] = set()  # queued, waiting a back-off, or running
+        self._errors: dict[Path, int] = {}  # errors of ours in a row, by sidecar
         self._scans = 0
         self._closed = False
         self._kill = threading.Event()  # running tries end now (SIGTERM)
@@ -257,13 +269,7 @@ class Hooks:
 
     def _work(self) -> None:
         while (path := self._next()) is not None:
-            retry_in: float | None = None
-            try:
-                retry_in = self._try(path)
-            except Exception as exc:  # a bug must not kill the worker or lose the others
-                self.log.error(
-                    "hook.error", sidecar=str(path), error=f"{type(exc).__name__}: {exc}"
-                )
+            retry_in = self._attempt(path)
             with self._cond:
                 if retry_in is not None and not self._closed:
                     heapq.heappush(self._due, (time.monotonic() + retry_in, next(self._seq), path))
@@ -271,11 +277,32 @@ class Hooks:
                     self._inflight.discard(path)
                 self._cond.notify_all()
 
+    def _attempt(self, path: Path) -> float | None:
+        """One try, whatever happens in it: the back-off before the next, or None."""
+        try:
+            retry_in = self._try(path)
+        except Exception as exc:  # ours (EMFILE, a failed write, a bug): never the end of it
+            errors = self._errors[path] = self._errors.get(path, 0) + 1
+            delay = backoff(errors)
+            self.log.error(
+                "hook.error",
+                sidecar=str(path),
+                error=f"{type(exc).__name__}: {str(exc)[:200]}",
+                retry_in=delay,
+                detail="the hook stays pending and is tried again",
+            )
+            return delay
+        self._errors.pop(path, None)
+        return retry_in
+
     def _scan(self) -> None:
         try:
             for path in self._final_sidecars():
                 try:
                     found = read_hook(path)
+                except OSError:  # short of descriptors: the try reads it again, later
+                    self._enqueue(path, backoff(1))
+                    continue
                 except Exception as exc:  # one bad file must not end the scan for the rest
                     self.log.error(
                         "hook.scan_error",
@@ -295,13 +322,32 @@ class Hooks:
         for folder in (self.folders.outbox, self.folders.failed):
             if folderguard.replaced(folder):
                 continue
-            try:
-                entries = list(os.scandir(folder))
-            except OSError:
-                continue
-            for entry in entries:
+            for entry in self._listing(folder):
                 if entry.name.endswith(sidecar.SUFFIX) and not entry.name.startswith("."):
                     yield Path(os.path.abspath(entry.path))
+
+    def _listing(self, folder: Path) -> list[os.DirEntry[str]]:
+        """`folder`'s entries; short of descriptors, listed again after a back-off until
+        it works or the hooks stop (a pending hook is never skipped for an EMFILE)."""
+        failures = 0
+        while True:
+            try:
+                return list(os.scandir(folder))
+            except OSError as exc:
+                if exc.errno not in RESOURCE_ERRNOS:
+                    return []
+                failures += 1
+                delay = backoff(failures)
+                self.log.warning(
+                    "hook.scan_error",
+                    path=str(folder),
+                    error=exc.strerror,
+                    retry_in=delay,
+                    detail="the folder is listed again",
+                )
+            with self._cond:
+                if self._cond.wait_for(lambda: self._closed, delay):
+                    return []
 
     # -- one try -----------------------------------------------------------------------
     def _try(self, path: Path) -> float | None:

@@ -11,12 +11,9 @@ a task or the API supplied: label values are our own endpoint names and status c
 from __future__ import annotations
 
 import socket
-import socketserver
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
-from urllib.parse import urlsplit
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -44,6 +41,7 @@ from wansync.core.events import (
     TaskRemoved,
     TaskSucceeded,
 )
+from wansync.outlets.scrapeserver import Answer, Request, ScrapeServer
 
 STALL_AFTER = 30.0  # seconds without a loop tick before /healthz says 503
 TASK_STATES = ("queued", "polling", "downloading")
@@ -107,7 +105,8 @@ class Metrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # `*_created` doubles series
         self.registry = CollectorRegistry()
         self.log = log.get("wansync.metrics")
-        self._server: ThreadingHTTPServer | None = None
+        self._server: ScrapeServer | None = None
+        self._thread: threading.Thread | None = None
         self._succeeded_seen: dict[str, float] = {}  # task_id -> `at` of its SUCCEEDED poll
         r = self.registry
         self.finished = Counter("wansync_tasks_finished", "Tasks ended", ["outcome"], registry=r)
@@ -201,18 +200,14 @@ class Metrics:
         host, port = self.cfg.listen
         try:
             family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-            self._server = _Server((host, port), family, self)
+            self._server = ScrapeServer((host, port), family, self.answer, self.log)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise ConfigError(
                 f"metrics.listen: cannot bind {show_address(host, port)}: {reason}"
             ) from None
-        threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.5},
-            daemon=True,
-            name="metrics",
-        ).start()
+        self._thread = threading.Thread(target=self._server.serve, daemon=True, name="metrics")
+        self._thread.start()
         self.log.info("metrics.listening", address=show_address(*self.address))
 
     @property
@@ -222,56 +217,22 @@ class Metrics:
         host, port = self._server.server_address[:2]
         return str(host), int(port)
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a scrape in progress never holds the daemon's exit
-
-    def __init__(self, address: tuple[str, int], family: int, metrics: Metrics) -> None:
-        self.address_family = family  # read by the bind in super().__init__
-        self.metrics = metrics
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        """Bind without http.server's reverse DNS lookup of the address (slow, or no DNS)."""
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """GET /metrics and GET /healthz; anything else 404. Never echoes the request."""
-
-    server_version = "wansync"
-    sys_version = ""
-    timeout = 10  # a client that sends nothing does not hold a thread for ever
-
-    def do_GET(self) -> None:
-        metrics = cast(_Server, self.server).metrics
-        path = urlsplit(self.path).path
-        if path == "/metrics":
-            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-            self._answer(200, encoder(metrics.registry), content_type)
-        elif path == "/healthz":
+    def answer(self, request: Request) -> Answer:
+        """GET /metrics and GET /healthz; anything else 404. Never echoes the request."""
+        if request.path == "/metrics":
+            encoder, content_type = choose_encoder(request.accept)
+            return 200, encoder(self.registry), content_type
+        if request.path == "/healthz":
             try:
-                ok, reason = metrics.health()
+                ok, reason = self.health()
             except Exception as exc:  # a broken probe is an unhealthy daemon, not a 500
                 ok, reason = False, f"health check failed: {type(exc).__name__}"
-            self._answer(200 if ok else 503, f"{'ok' if ok else reason}\n".encode())
-        else:
-            self._answer(404, b"not found: try /metrics or /healthz\n")
+            return (200 if ok else 503), f"{'ok' if ok else reason}\n".encode(), "text/plain"
+        return 404, b"not found: try /metrics or /healthz\n", "text/plain"
 
-    def _answer(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """The daemon's log is JSON lines: http.server's own stderr lines would break it."""
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            if self._thread is not None:
+                self._thread.join(5.0)
+            self._server = self._thread = None

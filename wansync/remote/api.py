@@ -352,7 +352,7 @@ class TaskApi:
     def fetch(self, task_id: str) -> TaskReport:
         answer = self._get(f"/api/v1/tasks/{task_id}", "task")
         if answer.status == 200:
-            return self._parse_report(answer.body)
+            return self._parse_report(answer.body, task_id)
         raise _status_error(answer)
 
     def _get(self, path: str, endpoint: str) -> Answer:
@@ -375,13 +375,23 @@ class TaskApi:
         return answer
 
     @staticmethod
-    def _parse_report(body: bytes) -> TaskReport:
+    def _parse_report(body: bytes, asked: str) -> TaskReport:
+        """The answer to a poll of `asked`; one about any other task is malformed: its
+        video must never be published under this task's name."""
         obj = _json_object(body)
         if obj is None:
             raise MalformedResponse("answer is not a JSON object")
         output = obj.get("output")
         if not isinstance(output, dict):
             raise MalformedResponse("answer has no output object")
+        answered = output.get("task_id")
+        if answered != asked:
+            named = answered if isinstance(answered, str) and TASK_ID.fullmatch(answered) else None
+            raise MalformedResponse(
+                f"answer is about task {named!r}, not {asked!r}"
+                if named
+                else f"answer is not about task {asked!r} (no valid output.task_id)"
+            )
         task_status = output.get("task_status")
         if task_status not in STATUSES:
             raise MalformedResponse(f"unknown task_status {scrub(str(task_status))[:40]!r}")

@@ -2,8 +2,9 @@
 
 Runs in a worker thread. It never publishes: it returns what it verified, and the
 publisher renames. It reads with urllib3 directly (one parse of the URL, the one the
-connection is made from), 512 KiB at a time, hashing in a second thread so the hash of
-one chunk overlaps the read of the next; memory stays a few MiB whatever the size.
+connection is made from; one lookup of its host, whose checked addresses are the ones
+connected to), 512 KiB at a time, hashing in a second thread so the hash of one chunk
+overlaps the read of the next; memory stays a few MiB whatever the size.
 """
 
 from __future__ import annotations
@@ -32,7 +33,16 @@ from wansync.log import strip_query
 from wansync.remote import mp4check
 from wansync.remote.api import USER_AGENT
 from wansync.remote.headers import header_int, parse_retry_after
-from wansync.remote.urlcheck import check_address, check_url, parse, rejected, url_expires
+from wansync.remote.pinned import PinnedPools
+from wansync.remote.urlcheck import (
+    Resolver,
+    check_url,
+    checked_addresses,
+    parse,
+    rejected,
+    resolve,
+    url_expires,
+)
 
 __all__ = ["Downloaded", "Downloader", "SpeedGuard", "check_url", "url_expires"]
 
@@ -123,24 +133,29 @@ class Downloader:
 
     `cfg` is the `DownloadConfig`, or a callable returning the current one: each fetch
     reads it afresh, so a reloaded configuration applies to the next download.
+    `resolver` is the one DNS lookup of every hop (tests pass their own).
     """
 
     def __init__(
-        self, cfg: ConfigSource, timeout: float, stop: threading.Event, max_seconds: float = 3600
+        self,
+        cfg: ConfigSource,
+        timeout: float,
+        stop: threading.Event,
+        max_seconds: float = 3600,
+        resolver: Resolver = resolve,
     ) -> None:
         self._cfg: Callable[[], DownloadConfig] = cfg if callable(cfg) else (lambda: cfg)
         self.timeout = timeout
         self.stop = stop
         self.max_seconds = max_seconds
+        self.resolver = resolver
         # Connection failures are retried here; statuses are not (an error body from a
         # hostile host is never read, and Retry-After is capped by the caller, not slept).
         retry = Retry(total=3, connect=3, read=0, redirect=0, status=0, backoff_factor=0.5)
-        self._pool = urllib3.PoolManager(
-            num_pools=4,
+        self._pools = PinnedPools(
+            certifi.where(),
             maxsize=max(2, self.cfg.concurrency),
             retries=retry,
-            headers={"User-Agent": USER_AGENT},
-            ca_certs=certifi.where(),
         )
 
     @property
@@ -148,23 +163,24 @@ class Downloader:
         return self._cfg()
 
     def close(self) -> None:
-        self._pool.clear()
+        self._pools.clear()
 
     def _open(
         self, url: str, headers: dict[str, str], cfg: DownloadConfig
     ) -> urllib3.BaseHTTPResponse:
-        """GET with every redirect hop parsed once and checked like the first URL."""
+        """GET with every redirect hop parsed once, its host looked up once, every address
+        checked, and the connection made to exactly those addresses."""
         read_timeout = min(self.timeout, cfg.low_speed_time)
         timeout = urllib3.Timeout(connect=self.timeout, read=read_timeout)
         for _ in range(MAX_REDIRECTS + 1):
             target = parse(url, cfg)
-            check_address(target, cfg)
+            addresses = checked_addresses(target, cfg, self.resolver)
             try:
-                pool = self._pool.connection_from_host(target.host, target.port, target.scheme)
+                pool = self._pools.get(target.scheme, target.host, target.port, addresses)
                 resp = pool.urlopen(
                     "GET",
                     target.request_uri,
-                    headers={**self._pool.headers, **headers},
+                    headers={"User-Agent": USER_AGENT, **headers},
                     redirect=False,
                     preload_content=False,
                     decode_content=False,

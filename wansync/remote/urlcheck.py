@@ -13,6 +13,7 @@ import fnmatch
 import ipaddress
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,6 +26,10 @@ from wansync.core.errors import DownloadInterrupted, TaskFailed
 LATEST_EXPIRES = 2.0**33  # Unix seconds, year 2242: later is not a real deadline
 _UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")  # controls, space, backslash: parsers split here
 _NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)")  # a last label resolvers read as a number
+DEFAULT_PORTS = {"http": 80, "https": 443}
+MAX_ADDRESSES = 16  # of one host's answer: checked and tried in order, the rest ignored
+
+Resolver = Callable[[str, int], list[str]]  # (host, port) -> addresses, as text
 
 
 def rejected(message: str) -> TaskFailed:
@@ -44,6 +49,10 @@ class Target:
     def hostname(self) -> str:
         """The host without IPv6 brackets: what allowed_hosts patterns match."""
         return self.host[1:-1] if self.host.startswith("[") else self.host
+
+    @property
+    def port_number(self) -> int:
+        return self.port or DEFAULT_PORTS[self.scheme]
 
 
 def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
@@ -108,27 +117,42 @@ def _literal_entry(host: str, patterns: tuple[str, ...]) -> bool:
     return host.lower().rstrip(".") in {p for p in patterns if not any(c in p for c in "*?[")}
 
 
-def check_address(target: Target, cfg: DownloadConfig) -> None:
-    """Refuse hosts that resolve to private, loopback or link-local addresses.
+def resolve(host: str, port: int) -> list[str]:
+    """The addresses of `host`, in the system resolver's order: the one DNS lookup of a
+    video request (`Downloader(resolver=...)` replaces it in tests)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
-    A wildcard like `*.aliyuncs.com` must not become a way into the local network (DNS
-    rebinding, metadata endpoints); only a host listed literally in allowed_hosts may
-    be internal (the simulator on 127.0.0.1, an internal mirror).
+
+def checked_addresses(target: Target, cfg: DownloadConfig, resolver: Resolver) -> tuple[str, ...]:
+    """Resolve `target`'s host once; the addresses to connect to, every one of them checked.
+
+    Private, loopback, link-local, multicast and other non-public addresses are refused
+    if *any* address of the answer is one: a wildcard like `*.aliyuncs.com` must not
+    become a way into the local network (DNS rebinding, metadata endpoints). Only a host
+    listed literally in allowed_hosts may be internal (the simulator on 127.0.0.1, an
+    internal mirror); it too is connected to at exactly the addresses looked up here.
     """
     host = target.hostname
-    if _literal_entry(host, cfg.allowed_hosts):
-        return
     try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        found = resolver(host, target.port_number)[:MAX_ADDRESSES]
     except (OSError, UnicodeError) as exc:
         raise DownloadInterrupted(f"cannot resolve video host {host!r}: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+    if not found:
+        raise DownloadInterrupted(f"video host {host!r} resolves to no address")
+    if _literal_entry(host, cfg.allowed_hosts):
+        return tuple(found)
+    for text in found:
+        try:
+            address = ipaddress.ip_address(text.split("%")[0])
+        except ValueError:
+            raise rejected(f"video host {host!r} resolves to {text[:60]!r}, not an IP") from None
         if not address.is_global or address.is_multicast:
             raise rejected(
                 f"video host {host!r} resolves to a non-public address ({address}); "
                 "list it literally in download.allowed_hosts to allow it"
             )
+    return tuple(found)
 
 
 def url_expires(url: str) -> float | None:

@@ -137,7 +137,7 @@ class Daemon:
         finally:
             self.stop_event.set()
             self.notifier.stopping()
-            self.outlets.finish(burst, deadline, lambda: self._stop_requested)
+            self.outlets.finish(burst, deadline, lambda: self._stop_requested, self._deliver_events)
             self.journal.flush(2.0, final=True)  # polls' counters too: a stop loses nothing
             self.pollers.stop(0.0)
             self.submitter.stop()
@@ -234,6 +234,13 @@ class Daemon:
                     self.bus.emit(message)
                 case _:
                     self.pipeline.handle(message, now)
+
+    def _deliver_events(self) -> None:
+        """After the loop: events threads reported (a hook's result) reach the followers;
+        other results are left, their work resumable from disk as at any stop."""
+        for message in self.mailbox.drain():
+            if isinstance(message, ev.Event):
+                self.bus.emit(message)
 
     def _job_found(self, path: Path, now: Now) -> None:
         self._carry_out(self.submitter.discover(path, now), now)

@@ -62,6 +62,7 @@ class SimTask:
     etag_version: int = 1
     with_url: bool = True  # False: SUCCEEDED without a video_url (a broken answer)
     video_url: str | None = None  # override the URL handed out (other host, scheme, …)
+    answers_as: str | None = None  # polls answer naming this other task id (a mixed-up answer)
     content_type: str = "video/mp4"
     prompt: str | None = None  # the prompt sent, for a task made by the create endpoint
     resolution: int = 720  # the `SR` reported in `usage`

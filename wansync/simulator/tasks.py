@@ -60,7 +60,7 @@ def _report(reply: Reply, state: SimState, task_id: str) -> str:
         status = task.status(now)
     if status == "SUCCEEDED" and task.shape != "video_url" and not state.pictures.made(task):
         status = "FAILED"  # the vendor: SUCCEEDED if at least one picture was made
-    output: dict[str, Any] = {"task_id": task_id, "task_status": status}
+    output: dict[str, Any] = {"task_id": task.answers_as or task_id, "task_status": status}
     if status != "UNKNOWN":
         output["submit_time"] = api_time(state.api_clock(task.created))
     if status in ("RUNNING", "SUCCEEDED", "FAILED"):
