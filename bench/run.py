@@ -27,7 +27,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 
-from bench import transfer
+from bench import lagmodel, transfer
 from bench.harness import (
     KEY,
     DaemonProcess,
@@ -552,6 +552,9 @@ BENCHES = {
     "pacing": bench_pacing,
     "headroom": bench_headroom,
     "lag": bench_completion_lag,
+    "listmodel": lambda root: [
+        row(*r) for r in lagmodel.bench_rows([list(range(42, 52)), list(range(42, 45))])
+    ],
     "download": lambda root: [row(*r) for r in transfer.bench_download(root)],
     "publish": lambda root: [row(*r) for r in transfer.bench_publish(root)],
     "tracked": bench_tracked,

@@ -24,6 +24,8 @@ from tests.test_submitter_machine import T0, Machine
 from wansync.core.errors import SubmitAmbiguous
 from wansync.core.lifecycle import Now
 from wansync.core.messages import End, LookupDone, PostDone
+from wansync.core.record import JobRecord
+from wansync.core.times import utc_iso
 from wansync.files import sidecar
 from wansync.remote.api import SUBMIT_PATH, TaskApi
 from wansync.remote.serverclock import (
@@ -125,7 +127,8 @@ def test_a_create_sent_with_a_known_offset_records_its_window(tmp_path: Path) ->
     assert lookup.recorded is not None
     low, high = lookup.recorded
     assert low < T0.wall + SKEW < high and low > T0.wall + SKEW - BASE_MARGIN - 2
-    assert window_from_record(m.sub.jobs["a"].data["job"]["search_window"], T0.wall)
+    job = m.sub.jobs["a"].record.job
+    assert job is not None and window_from_record(job.search_window, T0.wall) == (low, high)
 
 
 def test_a_create_sent_before_any_answer_searches_wide_then_exact(tmp_path: Path) -> None:
@@ -138,8 +141,8 @@ def test_a_create_sent_before_any_answer_searches_wide_then_exact(tmp_path: Path
     exact = lookup.plan(Offset(SKEW, 0.5))
     assert exact[0] == T0.wall + SKEW - BASE_MARGIN - 0.5
     m.sub.handle(LookupDone("a", [], frozenset(), exact), T0)
-    data = sidecar.read(m.folders.sidecar("a"))
-    assert data is not None and window_from_record(data["job"]["search_window"], T0.wall) == exact
+    data = json.loads(m.folders.sidecar("a").read_text())  # as on disk: two ISO 8601 texts
+    assert window_from_record(data["job"]["search_window"], T0.wall) == exact
 
 
 def test_none_found_never_advises_a_blind_retry(tmp_path: Path) -> None:
@@ -154,7 +157,8 @@ def test_none_found_never_advises_a_blind_retry(tmp_path: Path) -> None:
         m.sent()
     [end] = m.sub.handle(LookupDone("a", [], frozenset(), window), T0)
     assert isinstance(end, End)
-    message = end.task.data["error"]["message"]
+    assert end.task.record.error is not None
+    message = end.task.record.error.message
     assert "Most likely none was made" not in message
     assert "(API time)" in message and "retry a --force" in message
     assert "`wansync retry a` searches the same window again" in message
@@ -237,12 +241,11 @@ def test_retry_of_an_uncertain_job_searches_first_and_adopts_the_task(
     doc = {"prompt": "made by the lost create", "media": URL_FRAME}
     drop_job(env.inbox, "unsure", doc)
     (env.inbox / "unsure.job").rename(env.failed / "unsure.job")
-    data = sidecar.new("unsure", None, {}, made)
-    data.update(state="failed", finished=sidecar.utc_iso(made + 40), published_as="unsure")
-    data["error"] = sidecar.error("SubmitUncertain", "no task found (an older wansync)", False)
-    data["job"] = {"file": "unsure.job", "model": "wan2.7-i2v", "attempts": 1}
-    data["job"].update(submit_started=sidecar.utc_iso(made), submitted=None, found_by=None)
-    (env.failed / "unsure.status.json").write_text(json.dumps(data))
+    record = sidecar.new("unsure", None, {}, made)
+    record.state, record.finished, record.published_as = "failed", utc_iso(made + 40), "unsure"
+    record.error = sidecar.error("SubmitUncertain", "no task found (an older wansync)", False)
+    record.job = JobRecord("unsure.job", "wan2.7-i2v", attempts=1, submit_started=utc_iso(made))
+    sidecar.write(env.failed / "unsure.status.json", record)  # no window: an older wansync
 
     result = env.cli("retry", "unsure")
     assert result.returncode == 0, result.stderr
@@ -253,3 +256,28 @@ def test_retry_of_an_uncertain_job_searches_first_and_adopts_the_task(
     assert ended is not None and ended["state"] == "succeeded"
     assert ended["task_id"] == task_id and ended["job"]["found_by"] == "task list"
     assert len(sim.requests("submit")) == len(created(sim)) == 1, "no second create"
+
+
+@pytest.mark.parametrize("window", [5, ["x"], [1, 2], None])
+def test_a_bad_recorded_window_never_costs_a_submitting_job_its_journal(
+    tmp_path: Path, window: Any
+) -> None:
+    """A `submitting` sidecar whose `search_window` was edited to junk is still read (its
+    window as none: a fresh one is placed), never refused: a refused journal would make
+    the job be sent again. A good one reads back as written."""
+    record = sidecar.new("a", None, {}, T0.wall)
+    record.state = "submitting"
+    record.job = JobRecord("a.job", "wan2.7-i2v", 1, utc_iso(T0.wall))
+    path = sidecar.path_for(tmp_path, "a")
+    sidecar.write(path, record)
+    data = json.loads(path.read_text())
+    data["job"]["search_window"] = window
+    path.write_text(json.dumps(data))
+    read = sidecar.read(path)
+    assert read is not None and read.state == "submitting" and read.job is not None
+    assert read.job.search_window is None
+    good = window_record((T0.wall, T0.wall + 60))
+    record.job = JobRecord("a.job", "wan2.7-i2v", 1, utc_iso(T0.wall), search_window=good)
+    sidecar.write(path, record)
+    read = sidecar.read(path)
+    assert read is not None and read.job is not None and read.job.search_window == good

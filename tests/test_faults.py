@@ -92,6 +92,7 @@ def test_crash_point_sweep(env, sim):
 @pytest.mark.parametrize("steps_done", [0, 1, 2, 3])
 def test_crash_at_every_publish_step_is_finished_on_restart(env, sim, steps_done):
     """A publish cut after each of its moves is completed by the next start, same name."""
+    from wansync.core.record import Output
     from wansync.files import sidecar
     from wansync.run import publish
 
@@ -102,10 +103,8 @@ def test_crash_at_every_publish_step_is_finished_on_restart(env, sim, steps_done
     # a whole MP4 (ftyp, moov: the boxes add up), as a verified download leaves it
     part.write_bytes(b"\0\0\0\x20ftypisom" + b"x" * 20 + b"\0\0\0\x50moov" + b"x" * 72)
     data = sidecar.new("clip", "task-publish-0001", {}, time.time())
-    data.update(
-        state="succeeded",
-        video={"path": "clip.mp4", "bytes": 112, "sha256": "x", "content_type": "video/mp4"},
-    )
+    data.state = "succeeded"
+    data.outputs = [Output("clip.mp4", 112, "x", "video/mp4")]
     publish.finalize(folders, data)  # step 1: the decision, durable
     moves = [
         (part, env.outbox / "clip-2.mp4"),

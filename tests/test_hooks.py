@@ -25,7 +25,9 @@ from wansync import config, log
 from wansync.core import retry
 from wansync.core.errors import ConfigError
 from wansync.core.events import HookRan, TaskFailed, TaskSucceeded
+from wansync.core.record import ErrorInfo, TaskRecord
 from wansync.files import sidecar
+from wansync.files.fsutil import write_json_atomic
 from wansync.outlets.hooks import Hooks, backoff, hook_env
 from wansync.run.publish import Folders
 
@@ -89,7 +91,10 @@ class Setup:
     ) -> Path:
         """A task's final files, as publish leaves them, with a `hook` record."""
         published = published_as or name
-        data = sidecar.new(name, task_id, {}, time.time())
+        record = sidecar.new(name, task_id, {}, time.time())
+        if event != "succeeded":
+            record.error = sidecar.error("TaskFailed", "the model said no", False)
+        data = sidecar.to_json(record)
         data.update(state=event, published_as=published)
         if event == "succeeded":
             folder = self.folders.outbox
@@ -97,7 +102,6 @@ class Setup:
             data["video"] = {"path": f"{published}.mp4", "bytes": 12}
         else:
             folder = self.folders.failed
-            data["error"] = sidecar.error("TaskFailed", "the model said no", False)
         data["hook"] = hook or {
             "event": event,
             "state": "pending",
@@ -105,7 +109,7 @@ class Setup:
             "exit_code": None,
         }
         path = folder / f"{published}.status.json"
-        sidecar.write(path, data)
+        write_json_atomic(path, data)
         return path
 
     def runs(self) -> list[dict[str, Any]]:
@@ -116,7 +120,7 @@ class Setup:
     def hook_record(self, path: Path) -> dict[str, Any]:
         data = sidecar.read(path, published=True)
         assert data is not None
-        return data["hook"]
+        return sidecar.to_json(data)["hook"]
 
 
 @pytest.fixture
@@ -198,7 +202,7 @@ def test_backoff_doubles_up_to_a_minute():
 def test_pending_record_only_when_a_hook_is_set(setup):
     """The record the loop writes before publishing exists only for a configured event."""
     hooks = setup.start(on_success="true")
-    assert hooks.pending_record("succeeded") == {
+    assert sidecar.hook_json(hooks.pending_record("succeeded")) == {  # type: ignore[arg-type]
         "event": "succeeded",
         "state": "pending",
         "attempts": 0,
@@ -273,7 +277,7 @@ def test_environment_drops_what_is_the_daemons_alone(tmp_path):
         "WATCHDOG_PID": "2",
         "DASHSCOPE_API_KEY": "k",
     }
-    data = {"task_id": "t\0x", "error": {"code": "C", "message": "m" * 100_000}}
+    data = TaskRecord("a", "t\0x", error=ErrorInfo("C", "m" * 100_000, False))
     env = hook_env(base, data, tmp_path / "a.status.json", "failed")
     assert set(env) == {
         "PATH",
@@ -396,7 +400,7 @@ def test_resume_pending_runs_each_pending_hook_once(setup):
     )
     plain = setup.lay("plain")
     data = sidecar.read(plain, published=True)
-    del data["hook"]
+    data.hook = None
     sidecar.write(plain, data)
     os.symlink(ok, setup.folders.outbox / "link.status.json")  # never followed
     hooks = setup.start(on_success=setup.command(), on_failure=setup.command())

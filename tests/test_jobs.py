@@ -17,6 +17,7 @@ import requests
 import yaml
 
 from tests.helpers import TEST_KEY, Env, wait_until
+from wansync.core.record import JobRecord
 from wansync.files import sidecar
 from wansync.remote.api import SUBMIT_PATH
 from wansync.simulator import Simulator
@@ -359,15 +360,8 @@ def test_a_restart_after_the_task_id_was_recorded_but_not_its_task_file(jobs_env
     task_id = answer.json()["output"]["task_id"]
     journal = sidecar.new("crash", task_id, {}, time.time())
     started = sidecar.utc_iso()
-    journal["state"] = "polling"
-    journal["job"] = {
-        "file": "crash.job",
-        "model": "wan2.7-i2v",
-        "attempts": 1,
-        "submit_started": started,
-        "submitted": started,
-        "found_by": None,
-    }
+    journal.state = "polling"
+    journal.job = JobRecord("crash.job", "wan2.7-i2v", 1, started, started, None)
     sidecar.write(env.inbox / "crash.status.json", journal)
     assert not (env.inbox / "crash.task").exists()
     result = env.cli("once", "--timeout", "30")

@@ -22,7 +22,7 @@ class Disk:
         self.full = False
         self.written: list[tuple[str, bool]] = []
 
-    def __call__(self, path: Path, data: dict[str, Any], durable: bool = True) -> None:
+    def __call__(self, path: Path, data: Any, durable: bool = True) -> None:
         if self.full:
             raise OSError(errno.ENOSPC, "No space left on device")
         self.written.append((path.name, durable))

@@ -6,21 +6,23 @@ from pathlib import Path
 from typing import Any
 
 from wansync.core import events as ev
+from wansync.core.record import TaskRecord
 from wansync.core.tracker import Task, Tracker
 from wansync.files import sidecar
-from wansync.run.journal import Journal
-from wansync.run.lazywrite import FLUSH_EVERY, LazyWrites
+from wansync.run.journal import FLUSH_EVERY, Journal, LazyWrites
 from wansync.run.publish import Folders
 
 
-def polled(polls: int, status: str = "RUNNING", **fields: Any) -> dict[str, Any]:
+def polled(polls: int, status: str = "RUNNING", **fields: Any) -> TaskRecord:
     data = sidecar.new("clip", "task-00000001", {}, 0.0)
-    data.update(task_status=status, polls=polls, last_polled=f"t{polls}", next_poll=f"n{polls}")
-    data.update(fields)
+    data.task_status, data.polls = status, polls
+    data.last_polled, data.next_poll = f"t{polls}", f"n{polls}"
+    for key, value in fields.items():
+        setattr(data, key, value)
     return data
 
 
-def on_disk(lazy: LazyWrites, data: dict[str, Any]) -> LazyWrites:
+def on_disk(lazy: LazyWrites, data: TaskRecord) -> LazyWrites:
     lazy.written("clip", data)
     return lazy
 
@@ -105,9 +107,9 @@ class Disk:
         self.clock, self.cost = clock, cost
         self.written: list[tuple[str, int, bool]] = []
 
-    def __call__(self, path: Path, data: dict[str, Any], durable: bool = True) -> None:
+    def __call__(self, path: Path, data: TaskRecord, durable: bool = True) -> None:
         self.clock[0] += self.cost
-        self.written.append((path.name, data["polls"], durable))
+        self.written.append((path.name, data.polls, durable))
 
 
 def journal_with(tmp_path: Path, names: str = "a", cost: float = 0.0) -> tuple[Any, ...]:
@@ -122,15 +124,15 @@ def journal_with(tmp_path: Path, names: str = "a", cost: float = 0.0) -> tuple[A
 
 def poll(journal: Journal, tracker: Tracker, name: str, status: str = "RUNNING") -> None:
     """What the loop does for one answer: update the task, then emit the event."""
-    data = tracker.get(name).data  # type: ignore[union-attr]
-    data.update(task_status=status, polls=data["polls"] + 1)
+    data = tracker.get(name).record  # type: ignore[union-attr]
+    data.task_status, data.polls = status, data.polls + 1
     journal(
         ev.TaskPolled(
             at=0,
             name=name,
             task_id=f"id-{name}",
             task_status=status,
-            polls=data["polls"],
+            polls=data.polls,
             seconds=0.1,
             changed=False,
         )

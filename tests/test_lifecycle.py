@@ -33,6 +33,7 @@ from wansync.core.tracker import Task
 from wansync.files import sidecar
 from wansync.remote.api import TaskReport
 from wansync.remote.download import Downloaded
+from wansync.remote.urlcheck import check_url
 
 NOW = Now(mono=1000.0, wall=1_800_000_000.0)
 URL = "http://127.0.0.1/video/t1.mp4?Expires=1800003600&Signature=x"
@@ -41,7 +42,7 @@ URL = "http://127.0.0.1/video/t1.mp4?Expires=1800003600&Signature=x"
 def policy() -> Policy:
     cfg = config.from_mapping({"inbox": "/i", "outbox": "/o", "failed": "/f"})
     dl = dataclasses.replace(cfg.download, allowed_hosts=("127.0.0.1",), require_https=False)
-    return Policy(2.0, 20.0, 3600.0, dl)
+    return Policy(2.0, 20.0, 3600.0, lambda url: check_url(url, dl))
 
 
 def task(errors: int = 0, refused: str | None = None, age: float = 0.0) -> Task:

@@ -11,6 +11,7 @@ import pytest
 
 from tests.helpers import drop, wait_until
 from wansync.files import sidecar
+from wansync.files.fsutil import write_json_atomic
 from wansync.run import publish
 from wansync.run.publish import Folders
 
@@ -20,10 +21,11 @@ SIZE = 3_000_000
 
 def planted(name: str, published_as: str, state: str, **extra: object) -> dict[str, object]:
     """What the attacker wrote: a terminal sidecar naming the victim's task."""
-    data = sidecar.new(name, VICTIM_ID, {}, time.time())
-    data.update(state=state, published_as=published_as, finished=sidecar.utc_iso(), **extra)
+    record = sidecar.new(name, VICTIM_ID, {}, time.time())
     if state == "failed":
-        data["error"] = sidecar.error("TaskFailed", "planted", False)
+        record.error = sidecar.error("TaskFailed", "planted", False)
+    data = sidecar.to_json(record)
+    data.update(state=state, published_as=published_as, finished=sidecar.utc_iso(), **extra)
     return data
 
 
@@ -60,15 +62,15 @@ def test_resume_never_publishes_a_part_that_is_not_the_recorded_whole_mp4(tmp_pa
         drop(folders.inbox, "victim", VICTIM_ID)
         data = planted("victim", "victim", "succeeded", video={"path": "victim.mp4", "bytes": 0})
         data["video"]["bytes"] = recorded
-        sidecar.write(folders.sidecar("victim"), data)
+        write_json_atomic(folders.sidecar("victim"), data)
         with pytest.raises(publish.PartRefused):
-            publish.resume(folders, data, task_file_is_ours=True)
+            publish.resume(folders, sidecar.from_json(data), task_file_is_ours=True)
         assert folders.part("victim").read_bytes() == body
         assert folders.task("victim").exists() and folders.sidecar("victim").exists()
         assert sorted(p.name for p in folders.outbox.iterdir()) == [".victim.mp4.part"]
     folders.part("victim").write_bytes(whole)  # the real thing goes through
     data["video"]["bytes"] = len(whole)
-    final = publish.resume(folders, data, task_file_is_ours=True)
+    final = publish.resume(folders, sidecar.from_json(data), task_file_is_ours=True)
     assert final == folders.outbox / "victim.status.json"
     assert (folders.outbox / "victim.mp4").read_bytes() == whole
 

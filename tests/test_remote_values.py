@@ -106,7 +106,9 @@ def test_remote_strings_are_scrubbed_and_capped_except_the_video_url():
 def test_sidecar_error_scrubs_and_caps_code_and_message():
     """Whoever builds an error object, its code and message hold no key, no query, no 900 KB."""
     log.add_secret(KEY)
-    error = sidecar.error(f"Invalid.{KEY}?Signature=a " + "x" * 900_000, f"m {KEY}", False)
+    record = sidecar.new("t", None, {}, 0.0)
+    record.error = sidecar.error(f"Invalid.{KEY}?Signature=a " + "x" * 900_000, f"m {KEY}", False)
+    error = sidecar.to_json(record)["error"]
     assert KEY not in json.dumps(error) and "Signature" not in json.dumps(error)
     assert len(error["code"]) <= log.CODE_CHARS and error["code"].endswith("…")
 

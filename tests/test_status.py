@@ -14,6 +14,7 @@ import pytest
 
 from tests.helpers import Env, drop, sigint_default, wait_until
 from tests.tty import PtyRun, screen
+from wansync.core.record import DownloadState
 from wansync.files import sidecar
 
 BEFORE = "a line printed before status --watch"
@@ -34,11 +35,11 @@ def test_a_download_shows_bytes_and_percent(env: Env) -> None:
     """The sidecar's download bytes/total appear as MB and percent in the table."""
     drop(env.inbox, "big", "task-big-000001")
     data = sidecar.new("big", "task-big-000001", {}, 1_700_000_000.0)
-    data.update(state="downloading", task_status="SUCCEEDED")
-    data["download"] = {"etag": '"abc"', "bytes": 12_300_000, "total": 40_000_000}
+    data.state, data.task_status = "downloading", "SUCCEEDED"
+    data.download = DownloadState('"abc"', 12_300_000, 40_000_000)
     sidecar.write(sidecar.path_for(env.inbox, "big"), data)
     assert "downloading 12.3 MB/40.0 MB 30%" in env.cli("status").stdout
-    data["download"] = {"etag": None, "bytes": 5_000_000, "total": None}
+    data.download = DownloadState(None, 5_000_000, None)
     sidecar.write(sidecar.path_for(env.inbox, "big"), data)
     assert "downloading 5.0 MB " in env.cli("status").stdout + " "
     row = json.loads(env.cli("status", "--json").stdout)[0]

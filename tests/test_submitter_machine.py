@@ -19,6 +19,7 @@ from wansync.core.errors import (
 )
 from wansync.core.lifecycle import Now
 from wansync.core.messages import Adopt, End, LookupDone, Mailbox, PostDone, UploadDone
+from wansync.core.record import JobRecord
 from wansync.core.retry import AUTH_PAUSE_MIN
 from wansync.files import sidecar
 from wansync.remote.api import Submitted, TaskApi
@@ -70,7 +71,7 @@ class Machine:
     def state(self, name: str) -> str:
         data = sidecar.read(self.folders.sidecar(name))
         assert data is not None
-        return str(data["state"])
+        return str(data.state)
 
 
 @pytest.fixture
@@ -116,7 +117,7 @@ def test_a_4xx_fails_the_job(m):
     m.sub.discover(m.drop("a"), T0)
     m.sub.dispatch(T0)
     [end] = m.sub.handle(PostDone("a", TaskFailed("InvalidParameter", "bad")), T0)
-    assert isinstance(end, End) and end.task.data["error"]["code"] == "InvalidParameter"
+    assert isinstance(end, End) and end.task.record.error.code == "InvalidParameter"
 
 
 @pytest.mark.parametrize(
@@ -165,14 +166,14 @@ def test_uncertain_with_one_unknown_task_found_takes_it(m):
     rows = [{"task_id": "mine"}, {"task_id": "known"}]
     out = m.sub.handle(LookupDone("a", rows, frozenset({"known"})), T0)
     assert out == [Adopt("a", "mine", {})]
-    assert sidecar.read(m.folders.sidecar("a"))["job"]["found_by"] == "task list"
+    assert sidecar.read(m.folders.sidecar("a")).job.found_by == "task list"
 
 
 def test_uncertain_with_several_found_fails(m):
     """Looking, several unknown tasks: cannot tell which; fail as SubmitUncertain."""
     start_looking(m)
     [end] = m.sub.handle(LookupDone("a", [{"task_id": "x"}, {"task_id": "y"}], frozenset()), T0)
-    assert isinstance(end, End) and end.task.data["error"]["code"] == "SubmitUncertain"
+    assert isinstance(end, End) and end.task.record.error.code == "SubmitUncertain"
 
 
 def test_uncertain_with_none_found_searches_again_then_fails(m):
@@ -184,7 +185,7 @@ def test_uncertain_with_none_found_searches_again_then_fails(m):
         m.sub.dispatch(Now(T0.mono + 10_000, T0.wall))
         m.sent()
     [end] = m.sub.handle(LookupDone("a", [], frozenset()), T0)
-    assert isinstance(end, End) and end.task.data["error"]["code"] == "SubmitUncertain"
+    assert isinstance(end, End) and end.task.record.error.code == "SubmitUncertain"
 
 
 def test_a_failed_search_is_tried_again_later(m):
@@ -197,15 +198,8 @@ def test_a_failed_search_is_tried_again_later(m):
 def test_restart_while_submitting_searches_instead_of_sending(m):
     """A sidecar left in `submitting` (killed mid-create) is searched, never re-sent."""
     data = sidecar.new("a", None, {}, T0.wall)
-    sidecar.set_state(data, "submitting")
-    data["job"] = {
-        "file": "a.job",
-        "model": "wan2.7-i2v",
-        "attempts": 1,
-        "submit_started": sidecar.utc_iso(T0.wall),
-        "submitted": None,
-        "found_by": None,
-    }
+    data.state = "submitting"
+    data.job = JobRecord("a.job", "wan2.7-i2v", 1, sidecar.utc_iso(T0.wall), None, None)
     sidecar.write(m.folders.sidecar("a"), data)
     m.sub.discover(m.drop("a"), T0)
     assert m.sub.jobs["a"].step == "looking"
@@ -218,4 +212,4 @@ def test_an_invalid_job_fails_at_once(m):
     path = m.folders.job("bad")
     path.write_text("prompt: [unclosed")
     [end] = m.sub.discover(path, T0)
-    assert isinstance(end, End) and end.task.data["error"]["code"] == "InvalidJobFile"
+    assert isinstance(end, End) and end.task.record.error.code == "InvalidJobFile"

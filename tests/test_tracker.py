@@ -7,9 +7,9 @@ from wansync.files import sidecar
 
 
 def make(name: str, task_id: str | None = None, state: sidecar.State = "downloading") -> Task:
-    data = sidecar.new(name, task_id or f"id-{name}", {}, 0.0)
-    sidecar.set_state(data, state)
-    return Task(name, data)
+    record = sidecar.new(name, task_id or f"id-{name}", {}, 0.0)
+    record.state = state
+    return Task(name, record)
 
 
 def test_removing_a_downloading_task_frees_its_slot():
@@ -80,9 +80,9 @@ def test_counts_by_state_and_in_progress():
     """Counts come from the registry: polling, downloading, and the API's unfinished ones."""
     tr = Tracker()
     running = make("r", state="polling")
-    running.data["task_status"] = "RUNNING"
+    running.record.task_status = "RUNNING"
     done = make("d", state="polling")
-    done.data["task_status"] = "SUCCEEDED"
+    done.record.task_status = "SUCCEEDED"
     for t in (running, done, make("x")):
         tr.track(t)
     assert tr.in_progress() == 1

@@ -8,7 +8,6 @@ inbox first (its `.task`, else its sidecar's `task_id`: a job's task has one bef
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -16,14 +15,12 @@ from pathlib import Path
 from wansync import log
 from wansync.config import Config
 from wansync.core.errors import TaskFileError, WansyncError
-from wansync.files import taskfile
-from wansync.files.fsutil import NotARegularFile, read_small
+from wansync.files import sidecar, taskfile
 from wansync.files.sidecar import SUFFIX as SIDECAR_SUFFIX
 from wansync.remote.api import TaskApi
 
 EXIT_OK, EXIT_REFUSED = 0, 1
 UNTRACKED = "{arg}: not a task in the inbox; sent as a task id"
-MAX_SIDECAR = 1024 * 1024
 
 
 class NotATask(WansyncError):
@@ -80,19 +77,17 @@ def _holder(inbox: Path, task_id: str) -> str | None:
 
 def _sidecar_task_id(path: Path) -> str | None:
     """The sidecar's `task_id` (bounded read, no links); NoTaskYet for a job still queued."""
-    try:
-        data = json.loads(read_small(path, MAX_SIDECAR))
-    except (OSError, ValueError, NotARegularFile, RecursionError):
+    data = sidecar.load(path)
+    if data is None:
         return None
-    if not isinstance(data, dict):
-        return None
-    task_id = data.get("task_id")
+    shown = sidecar.show(data)
+    task_id = shown.task_id
     if isinstance(task_id, str) and taskfile.TASK_ID.fullmatch(task_id):
         return task_id
-    if isinstance(data.get("job"), dict):
+    if isinstance(shown.job, dict):
         raise NoTaskYet(
             f"{path.name[: -len(SIDECAR_SUFFIX)]} is a job with no task yet (state: "
-            f"{data.get('state')}); remove its .job from the inbox to drop it"
+            f"{shown.state}); remove its .job from the inbox to drop it"
         )
     return None
 

@@ -17,14 +17,15 @@ Two records are not simply moved back (docs/commands.md, `retry`):
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from wansync.config import Config
 from wansync.core.errors import WansyncError
+from wansync.core.record import TaskRecord
 from wansync.files import names, sidecar
 from wansync.files.fsutil import move_durable
 from wansync.files.jobfile import JOB_SUFFIX
@@ -49,7 +50,7 @@ class Record:
     stem: str
     name: str
     finished: float
-    data: dict[str, Any]
+    record: TaskRecord
 
     def file(self) -> Path | None:
         """The `.job` (submitted anew) or else the `.task` (polled again), if still here."""
@@ -66,11 +67,11 @@ def _records(folder: Path, name: str) -> list[Record]:
     own = re.compile(re.escape(name) + r"(-\d+)?")
     for path in folder.glob(f"{glob.escape(name)}*{sidecar.SUFFIX}"):
         stem = path.name[: -len(sidecar.SUFFIX)]
-        data = sidecar.read(path, published=True)
-        if data is None or not own.fullmatch(stem):
+        record = sidecar.read(path, published=True)
+        if record is None or not own.fullmatch(stem):
             continue
-        finished = sidecar.parse_iso(data.get("finished")) or path.stat().st_mtime
-        found.append(Record(folder, stem, str(data.get("name") or stem), finished, data))
+        finished = sidecar.parse_iso(record.finished) or path.stat().st_mtime
+        found.append(Record(folder, stem, record.name or stem, finished, record))
     return found
 
 
@@ -104,11 +105,11 @@ def retry(cfg: Config, asked: str, force: bool = False) -> tuple[Path, str]:
     dst = cfg.inbox / f"{name}{src.suffix}"
     if not force and (refusal := refused(name, record, src.suffix)):
         raise RetryRefused(refusal)
-    error = record.data.get("error") or {}
-    if not force and src.suffix == JOB_SUFFIX and error.get("code") == UNCERTAIN:
+    error = record.record.error
+    if not force and src.suffix == JOB_SUFFIX and error and error.code == UNCERTAIN:
         return _search_again(cfg, name, record, src, dst)
     move_durable(src, dst)
-    why = f"{error.get('code')}: {error.get('message')}" if error else "no error recorded"
+    why = f"{error.code}: {error.message}" if error else "no error recorded"
     again = "submitted anew (a new task)" if src.suffix == JOB_SUFFIX else "polled again"
     return dst, f"moved {src} to {dst}; it will be {again} (it had failed with {why})"
 
@@ -122,7 +123,7 @@ def _latest_failed(cfg: Config, asked: str) -> tuple[str, Record | None, bool]:
         raise NothingToRetry(f"{name}: {queued} is already in the inbox (see `wansync status`)")
     latest = max(records, key=lambda r: r.finished, default=None)
     if latest is not None and latest.folder == cfg.outbox:
-        video = (latest.data.get("video") or {}).get("path") or f"{latest.stem}.mp4"
+        video = latest.record.video.path if latest.record.video else f"{latest.stem}.mp4"
         raise NothingToRetry(f"{name}: it succeeded; the video is {cfg.outbox / video}")
     failed = sorted((r for r in records if r.folder == cfg.failed), key=lambda r: -r.finished)
     return name, next((r for r in failed if r.file() is not None), None), bool(failed)
@@ -131,7 +132,7 @@ def _latest_failed(cfg: Config, asked: str) -> tuple[str, Record | None, bool]:
 def _search_again(cfg: Config, name: str, record: Record, src: Path, dst: Path) -> tuple[Path, str]:
     """A `SubmitUncertain` job back with its journal in `submitting`: searched, not sent."""
     journal = sidecar.path_for(cfg.inbox, names.stem(name))
-    sidecar.write(journal, search_again(record.data))  # first: the daemon reads it
+    sidecar.write(journal, search_again(record.record))  # first: the daemon reads it
     try:
         move_durable(src, dst)
     except OSError:
@@ -147,12 +148,11 @@ def _search_again(cfg: Config, name: str, record: Record, src: Path, dst: Path) 
 
 def refused(name: str, record: Record, suffix: str) -> str | None:
     """Why retrying `record` cannot help, or None: DashScope itself FAILED its task."""
-    if record.data.get("task_status") != "FAILED":
+    if record.record.task_status != "FAILED":
         return None
-    error = record.data.get("error") or {}
-    task_id = record.data.get("task_id")
-    said = f"{error.get('code')}: {error.get('message')}" if error else "no reason given"
-    head = f"{name}: DashScope ended task {task_id} as FAILED ({said})"
+    error = record.record.error
+    said = f"{error.code}: {error.message}" if error else "no reason given"
+    head = f"{name}: DashScope ended task {record.record.task_id} as FAILED ({said})"
     if suffix == JOB_SUFFIX:
         return (
             f"{head}; polling it again cannot change that, and retrying the job sends it "
@@ -167,15 +167,21 @@ def refused(name: str, record: Record, suffix: str) -> str | None:
     )
 
 
-def search_again(data: dict[str, Any]) -> dict[str, Any]:
+def search_again(ended: TaskRecord) -> TaskRecord:
     """The inbox journal of a `SubmitUncertain` job sent back: `submitting` again, so the
     daemon searches the task list (over the window it recorded) and never creates first."""
-    live = {k: v for k, v in data.items() if k not in ("published_as", "hook")}
-    live.update(finished=None, task_id=None, task_status=None, next_poll=None)
-    sidecar.set_state(live, "submitting")
     message = "wansync retry: searching the task list again for the task the create may have made"
-    live["error"] = sidecar.error(UNCERTAIN, message, True)
-    return live
+    return dataclasses.replace(
+        ended,
+        state="submitting",
+        task_id=None,
+        task_status=None,
+        next_poll=None,
+        finished=None,
+        published_as=None,
+        hook=None,
+        error=sidecar.error(UNCERTAIN, message, True),
+    )
 
 
 def _without_sidecar(cfg: Config, name: str, had_records: bool) -> tuple[Path, str]:

@@ -69,20 +69,20 @@ def _error(value: Any) -> dict[str, Any] | None:
 
 
 def _row(where: str, name: str, data: dict[str, Any] | None, now: float) -> dict[str, Any]:
-    data = data or {}
-    first = sidecar.parse_iso(data.get("first_seen"))
-    polls = data.get("polls", 0)
+    shown = sidecar.show(data or {})
+    first = sidecar.parse_iso(shown.first_seen)
+    polls = shown.polls
     return {
         "where": where,
         "name": name,
-        "task_id": _text(data.get("task_id")),
-        "state": _text(data.get("state")) or (WAITING if where == "inbox" else "unknown"),
-        "task_status": _text(data.get("task_status")),
+        "task_id": _text(shown.task_id),
+        "state": _text(shown.state) or (WAITING if where == "inbox" else "unknown"),
+        "task_status": _text(shown.task_status),
         "polls": polls if isinstance(polls, int) and not isinstance(polls, bool) else 0,
         "age_seconds": round(max(0.0, now - first), 1) if first else None,
-        "error": _error(data.get("error")),
-        "video": data.get("video"),
-        "download": _progress(data.get("download")),
+        "error": _error(shown.error),
+        "video": shown.video,
+        "download": _progress(shown.download),
     }
 
 

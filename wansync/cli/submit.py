@@ -23,6 +23,7 @@ from wansync import config
 from wansync.cli import visible
 from wansync.cli.checks import describe, inbox_error, make_inbox
 from wansync.core.errors import ConfigError, JobFileError
+from wansync.core.record import TaskRecord
 from wansync.files import liveness, lock, sidecar
 from wansync.files.fsutil import write_bytes_atomic
 from wansync.files.jobfile import JOB_SUFFIX, URL_SCHEMES, parse, uses_media
@@ -231,11 +232,12 @@ def watch(
     shown = shown if shown is not None else [""]
     live = sidecar.path_for(cfg.inbox, name)
     while stop is None or not stop.is_set():
-        data = sidecar.read(live)
-        if data is None and _final(cfg, name, since) is not None:
+        record = sidecar.read(live)
+        if record is None and _final(cfg, name, since) is not None:
             return EXIT_OK
-        if data is not None:
-            line = data["state"] + (f" ({data['task_status']})" if data.get("task_status") else "")
+        if record is not None:
+            status = record.task_status
+            line = record.state + (f" ({status})" if status else "")
             if line != shown[0]:
                 print(f"wansync: {name}: {line}", file=sys.stderr)
                 shown[0] = line
@@ -248,19 +250,21 @@ def watch(
     return EXIT_OK
 
 
-def _final(cfg: config.Config, name: str, since: float) -> tuple[Path, dict[str, Any]] | None:
+def _final(cfg: config.Config, name: str, since: float) -> tuple[Path, TaskRecord] | None:
     """This run's ended sidecar in outbox/ or failed/ for job `name` (it may be NAME-2)."""
     found = []
     for folder in (cfg.outbox, cfg.failed):
         for path in folder.glob(f"{glob.escape(name)}*{sidecar.SUFFIX}"):
-            data = sidecar.read(path, published=True)
-            started = sidecar.parse_iso((data or {}).get("first_seen")) or 0.0
-            if data and data.get("name") == name and started >= since:
-                found.append((path.stat().st_mtime, path, data))
+            record = sidecar.read(path, published=True)
+            if record is None:
+                continue
+            started = sidecar.parse_iso(record.first_seen) or 0.0
+            if record.name == name and started >= since:
+                found.append((path.stat().st_mtime, path, record))
     if not found:
         return None
-    _, path, data = max(found, key=lambda f: f[0])
-    return path, data
+    _, path, record = max(found, key=lambda f: f[0])
+    return path, record
 
 
 def report(cfg: config.Config, name: str, since: float) -> int:
@@ -269,11 +273,11 @@ def report(cfg: config.Config, name: str, since: float) -> int:
     if final is None:
         print(f"wansync: {name}: no result found", file=sys.stderr)
         return EXIT_FAILED
-    path, data = final
-    if data["state"] == "succeeded" and data.get("video"):
-        print(path.parent / data["video"]["path"])
+    path, record = final
+    if record.state == "succeeded" and record.video:
+        print(path.parent / record.video.path)
         return EXIT_OK
-    error = data.get("error") or {}
-    print(f"wansync: {name} failed: {error.get('code')}: {error.get('message')}", file=sys.stderr)
+    code, message = (record.error.code, record.error.message) if record.error else (None, None)
+    print(f"wansync: {name} failed: {code}: {message}", file=sys.stderr)
     print(f"wansync: details in {path}", file=sys.stderr)
     return EXIT_FAILED

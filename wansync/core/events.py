@@ -1,8 +1,9 @@
 """The typed events of a task's life, and the bus that hands them to small consumers.
 
-The main loop emits one event per transition; it never writes a log line, a status line,
-a metric or a hook itself. Consumers (the log, the systemd STATUS line, metrics, hooks)
-subscribe to the bus and take what they need. Events are emitted on the main thread only,
+The task path emits one event per transition (run/pipeline.py returns them as `Emit`
+effects); it writes no sidecar, status line, metric or hook itself. Consumers (the
+journal, the log, the job slots, metrics, hooks) subscribe to the bus and take what
+they need. Events are emitted on the main thread only,
 so a consumer needs no lock; a consumer must be quick (hand slow work to a thread) and a
 consumer that raises is logged and skipped, never allowed to stop the loop.
 
@@ -16,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
-
-from wansync import log
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,6 +107,17 @@ class TaskRemoved(Event):
     name: str
     task_id: str | None
     detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskInvalid(Event):
+    """The `.task` cannot be read (`InvalidTaskFile`); a `task.failed` follows."""
+
+    EVENT = "task.invalid"
+    LEVEL = "warning"
+    name: str
+    file: str
+    error: str
 
 
 # -- downloads ---------------------------------------------------------------------------
@@ -262,11 +272,12 @@ Consumer = Callable[[Event], None]
 
 
 class EventBus:
-    """Hands each event to every consumer, in the order they subscribed."""
+    """Hands each event to every consumer, in the order they subscribed; a consumer that
+    raises is reported to `logger` (`events.consumer_error`) and the others still run."""
 
-    def __init__(self) -> None:
+    def __init__(self, logger: Any) -> None:
         self._consumers: list[Consumer] = []
-        self._log = log.get("wansync.events")
+        self._log = logger
 
     def subscribe(self, consumer: Consumer) -> None:
         self._consumers.append(consumer)

@@ -17,10 +17,10 @@ a task is here, in one table a test can walk through:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from wansync.config import Config, DownloadConfig
 from wansync.core.errors import (
     AuthRejected,
     Stopping,
@@ -29,11 +29,10 @@ from wansync.core.errors import (
     UrlRefused,
     WansyncError,
 )
+from wansync.core.messages import Downloaded, TaskReport
 from wansync.core.retry import plan
+from wansync.core.times import read_time, url_expires
 from wansync.core.tracker import Task
-from wansync.files.sidecar import read_time
-from wansync.remote.api import TaskReport
-from wansync.remote.download import Downloaded, check_url, url_expires
 
 UNFINISHED = ("PENDING", "RUNNING")
 
@@ -48,16 +47,15 @@ class Now:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """The settings decisions depend on, taken from the live config at each use."""
+    """The settings decisions depend on, taken from the live config at each use
+    (`pipeline.policy_of`). `check_url` raises `TaskFailed` for a video URL wansync may
+    not fetch (urlcheck.py: it parses with the HTTP client's own parser, so it is given
+    here rather than imported: the core imports nothing that does I/O)."""
 
     interval: float
     max_per_second: float
     give_up_after: float
-    download: DownloadConfig
-
-    @classmethod
-    def of(cls, cfg: Config) -> Policy:
-        return cls(cfg.poll.interval, cfg.poll.max_per_second, cfg.poll.give_up_after, cfg.download)
+    check_url: Callable[[str], None]
 
 
 # -- decisions ---------------------------------------------------------------------------
@@ -122,7 +120,7 @@ Decision = PollAt | StartDownload | Succeed | Fail | Retry | PauseForAuth | Igno
 # -- the rules ---------------------------------------------------------------------------
 def before_poll(task: Task, now: Now, policy: Policy) -> Fail | None:
     """A task not finished `give_up_after` after it was first seen fails as `Timeout`."""
-    first_seen = read_time(task.data.get("first_seen"), now.wall) or now.wall
+    first_seen = read_time(task.record.first_seen, now.wall) or now.wall
     age = now.wall - first_seen
     if age > policy.give_up_after:
         return Fail(
@@ -196,7 +194,7 @@ def after_report(
                 "VideoUrlExpired", "storage refused the video URL and the task has no newer one"
             )
         try:
-            check_url(url, policy.download)
+            policy.check_url(url)
         except TaskFailed as exc:
             return Fail(exc.code, exc.message)
         return StartDownload(url, url_expires(url))

@@ -15,8 +15,34 @@ from typing import Any
 from wansync.core import events as ev
 from wansync.core.errors import WansyncError
 from wansync.core.tracker import Task
-from wansync.remote.api import Submitted, TaskReport
-from wansync.remote.download import Downloaded
+
+
+@dataclass(frozen=True)
+class TaskReport:
+    """One answer of the task API, already checked for shape (remote/api.py)."""
+
+    status: str
+    request_id: str | None
+    output: dict[str, Any]
+    usage: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The answer to a submit: the new task's id."""
+
+    task_id: str
+    request_id: str | None
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """A complete, verified `.part` file, fsynced and ready to be renamed into place."""
+
+    bytes: int
+    sha256: str
+    content_type: str
+    etag: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,15 @@
 """THE registry of live tasks: each task, the task-id index, the sidecars still to write,
 the download queue and its slots, and the counts.
 
-`untrack(name)` releases everything a task holds at once, so nothing (a download slot,
-an id, a pending write) can outlive its task. A download slot is a numbered ticket: a
-late `DownloadDone` for a task that was removed (or replaced by a new file of the same
-name) finds no ticket of its number and releases nothing.
+`untrack(name)` releases everything a task holds at once, so nothing (its place in the
+poll schedule, a download slot, an id, a pending write) can outlive its task. A download
+slot is a numbered ticket: a late `DownloadDone` for a task that was removed (or
+replaced by a new file of the same name) finds no ticket of its number and releases
+nothing.
 
-Main thread only; no clock reads (`now` is passed in). Restores everything from the
-inbox alone: a `.task` and its sidecar are the whole state, so a restart (or a
-`kill -9`) picks up exactly where the files say it was.
+Main thread only; no clock reads (`now` is passed in), no I/O. What it holds comes
+from the inbox alone (a `.task` and its sidecar are the whole state: see
+`pipeline.open_task`), so a restart (or a `kill -9`) picks up where the files say it was.
 """
 
 from __future__ import annotations
@@ -17,21 +18,17 @@ import itertools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from wansync.core.errors import TaskFileError
-from wansync.files import sidecar
-from wansync.files.taskfile import TaskSpec, read, task_name
-from wansync.run.publish import Folders
+from wansync.core.record import TERMINAL_STATES, State, TaskRecord
+from wansync.core.scheduler import Scheduler
 
 
 @dataclass(slots=True)
 class Task:
-    """One tracked task; `data` is its sidecar, the single source of truth on disk."""
+    """One tracked task: its `record` (what its sidecar says) and what only memory holds."""
 
     name: str
-    data: dict[str, Any]
+    record: TaskRecord
     errors_in_row: int = 0
     busy: bool = False  # a poll or a download for it is in flight
     refused_url: str | None = None  # a video URL storage refused once
@@ -39,15 +36,12 @@ class Task:
 
     @property
     def task_id(self) -> str:
-        return str(self.data["task_id"])
+        """The id it polls (`"None"` only for a file that ended before it had one)."""
+        return str(self.record.task_id)
 
     @property
-    def state(self) -> sidecar.State:
-        state: sidecar.State = self.data["state"]
-        return state
-
-    def set_state(self, state: sidecar.State) -> None:
-        sidecar.set_state(self.data, state)
+    def state(self) -> State:
+        return self.record.state
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +56,9 @@ class Slot:
 class Tracker:
     """Live tasks and everything they hold."""
 
+    scheduler: Scheduler | None = None  # whose entry `untrack` releases too
     tasks: dict[str, Task] = field(default_factory=dict)
-    unsaved: dict[str, None] = field(default_factory=dict)  # sidecars to (re)write
+    unsaved: dict[str, None] = field(default_factory=dict)  # sidecars to write (the journal's)
     counts: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0})
     _by_id: dict[str, str] = field(default_factory=dict)  # task id -> name fetching it
     _due: dict[str, float] = field(default_factory=dict)  # waiting for a download slot
@@ -83,7 +78,7 @@ class Tracker:
     def track(self, task: Task) -> Task | None:
         """Track `task`; returns the live task already fetching its id (then not indexed)."""
         self.tasks[task.name] = task
-        if task.state in sidecar.TERMINAL_STATES:
+        if task.state in TERMINAL_STATES:
             return None
         twin = self.tasks.get(self._by_id.get(task.task_id, ""))
         if twin is not None and twin is not task:
@@ -92,14 +87,17 @@ class Tracker:
         return None
 
     def untrack(self, name: str) -> Task | None:
-        """Forget `name` and release all it held: its id, its queue place, its slot."""
+        """Forget `name` and release all it held: its place in the poll schedule, its id,
+        its download queue place and slot, its pending sidecar write."""
+        if self.scheduler is not None:
+            self.scheduler.remove(name)
         task = self.tasks.pop(name, None)
         self.unsaved.pop(name, None)
         self._due.pop(name, None)
         slot = self._slots.pop(name, None)
         if slot is not None:
             slot.cancel.set()  # the worker stops at its next chunk
-        task_id = task.data.get("task_id") if task is not None else None
+        task_id = task.record.task_id if task is not None else None
         if task_id and self._by_id.get(task_id) == name:
             del self._by_id[task_id]
         return task
@@ -157,41 +155,19 @@ class Tracker:
         return len(self._slots)
 
     # -- counts ------------------------------------------------------------------------
+    def count_ended(self, state: State) -> None:
+        """A task was published (into outbox/ when `succeeded`, else failed/)."""
+        self.counts["done" if state == "succeeded" else "failed"] += 1
+
     def in_progress(self) -> int:
         """Tasks the account is generating now: tracked ones the API has not finished."""
         return sum(
             1
             for t in self.tasks.values()
-            if t.state == "polling" and t.data["task_status"] in (None, "PENDING", "RUNNING")
+            if t.state == "polling" and t.record.task_status in (None, "PENDING", "RUNNING")
         )
 
     def by_state(self) -> dict[str, int]:
         polling = sum(1 for t in self.tasks.values() if t.state == "polling")
         downloading = sum(1 for t in self.tasks.values() if t.state == "downloading")
         return {"polling": polling, "downloading": downloading, **self.counts}
-
-
-def open_task(folders: Folders, path: Path, now_wall: float) -> tuple[Task, TaskSpec | None]:
-    """Read a complete `.task` and its sidecar (if any) into a `Task`.
-
-    An unreadable file yields a task already in state `failed` (`InvalidTaskFile`).
-    A sidecar for another task id (the user replaced the file) is started afresh.
-    `OutOfResources` (no descriptor or memory: the file is not at fault) is raised to
-    the caller, which leaves the file where it is and reads it again later.
-    """
-    name = task_name(path)
-    try:
-        spec = read(path)
-    except (TaskFileError, OSError) as exc:
-        reason = exc if isinstance(exc, TaskFileError) else exc.strerror
-        task_id = exc.task_id if isinstance(exc, TaskFileError) else None
-        data = sidecar.new(name, task_id, {}, now_wall)
-        sidecar.set_state(data, "failed")
-        data["finished"] = sidecar.utc_iso(now_wall)
-        data["error"] = sidecar.error("InvalidTaskFile", f"{path.name}: {reason}", False)
-        return Task(name, data), None
-    previous = sidecar.read(folders.sidecar(name))
-    if previous and previous.get("task_id") == spec.task_id:
-        previous["meta"] = spec.meta
-        return Task(name, previous), spec
-    return Task(name, sidecar.new(name, spec.task_id, spec.meta, now_wall)), spec

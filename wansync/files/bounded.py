@@ -28,9 +28,10 @@ from yaml.events import (
 )
 from yaml.nodes import MappingNode
 
+from wansync.core.times import wall_time as wall_time  # where it was; pure, in core
+
 MAX_DEPTH = 64
 MAX_NODES = 10_000
-LATEST_TIME = 253_402_214_399  # 9999-12-30T23:59:59Z: still a date after adding 8 h (API time)
 _KEY_TYPES = (str, int, float, bool, type(None))  # what json.dumps turns into a key
 
 
@@ -48,15 +49,6 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise Unparsable(f"{text[:40]} is out of range for a JSON number")
     return value
-
-
-def wall_time(ts: float) -> float:
-    """`ts` as a Unix time a `datetime` can show: NaN is 0, anything out of range the
-    nearest end. A remote or hand-edited number (`inf`, `1e20`, year 9999 + 8 h) must never
-    make a formatter raise in the main loop."""
-    if ts != ts:  # NaN
-        return 0.0
-    return float(min(LATEST_TIME, max(0, ts)))
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -30,14 +30,15 @@ import os
 import pwd
 import secrets
 import stat
+import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 from wansync.core.errors import ConfigError, InboxLocked
+from wansync.core.times import utc_iso
 from wansync.files import liveness
 from wansync.files.liveness import LOCK_NAME
-from wansync.files.sidecar import utc_iso
 
 __all__ = ["LOCK_NAME", "Found", "InboxLock", "Verdict", "judge"]
 MODE = 0o600
@@ -134,7 +135,7 @@ class InboxLock:
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
-        self._record = liveness.describe_self(inode, utc_iso())
+        self._record = liveness.describe_self(inode, utc_iso(time.time()))
         with contextlib.suppress(OSError):
             liveness.write(self.inbox, self._record)
 
@@ -246,7 +247,7 @@ class InboxLock:
         if self._fd is None:
             return
         if self._record is not None and liveness.read(self.inbox) == self._record:
-            stopped = dataclasses.replace(self._record, stopped=utc_iso())
+            stopped = dataclasses.replace(self._record, stopped=utc_iso(time.time()))
             with contextlib.suppress(OSError):
                 liveness.write(self.inbox, stopped)
         os.close(self._fd)

@@ -1,4 +1,10 @@
-"""The status sidecar `NAME.status.json`: its schema, timestamps, and atomic read/write.
+"""The status sidecar `NAME.status.json`: the only module that knows its JSON keys.
+
+`to_json` and `from_json` turn a `TaskRecord` (core/record.py) into the sidecar's JSON
+object and back; `read` and `write` do it atomically on disk. The bytes on disk are what
+wansync has always written (schema 1): the same keys, in the same order, with the same
+values. A sidecar read back is rewritten byte for byte as it was, even one that holds
+more than a record says (an older shape, a key wansync does not know): see `from_json`.
 
 A sidecar read back is as untrusted as a producer's file (anyone in the group may edit
 it, a disk may cut it short): `read` caps its size, bounds its depth, and checks the
@@ -11,114 +17,264 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final
 
 import structlog
 
 from wansync import log
+from wansync.core import times
+from wansync.core.record import (
+    SCHEMA_VERSION,
+    STATES,
+    TERMINAL_STATES,
+    DownloadState,
+    ErrorInfo,
+    HookRecord,
+    JobRecord,
+    Output,
+    State,
+    TaskRecord,
+)
+from wansync.core.times import TIME_AHEAD, TIME_PAST, parse_iso, read_time
 from wansync.files import bounded, names
 from wansync.files.fsutil import NotARegularFile, read_small, write_json_atomic
 
-SCHEMA_VERSION = 1
+__all__ = [
+    "MAX_BYTES",
+    "SCHEMA_VERSION",
+    "STATES",
+    "SUFFIX",
+    "TERMINAL_STATES",
+    "TIME_AHEAD",
+    "TIME_PAST",
+    "State",
+    "parse_iso",
+    "read_time",
+]
+
 SUFFIX = names.SIDECAR_SUFFIX
-TERMINAL_STATES = ("succeeded", "failed")
-STATES = ("queued", "submitting", "polling", "downloading", *TERMINAL_STATES)
 MAX_BYTES = 1024 * 1024
-TIME_AHEAD = 300.0  # seconds a time read back may lie in the future (clock skew)
-TIME_PAST = 30 * 86400.0  # seconds a time read back may lie in the past
 MAX_DEPTH = bounded.MAX_DEPTH + 1  # a task's meta (64 deep) sits one level down
 SAFE_ID = re.compile(r"\A[A-Za-z0-9_-]{1,128}\Z")  # goes into the task URL's path as is
-
-# A job is `queued` then `submitting`; from `polling` on, a job and a task are the same.
-State = Literal["queued", "submitting", "polling", "downloading", "succeeded", "failed"]
-
-
-def set_state(data: dict[str, Any], state: State) -> None:
-    """The one place a sidecar's `state` is assigned (so every transition is typed)."""
-    data["state"] = state
+HOOK_EVENTS = ("succeeded", "failed")
+HOOK_STATES = ("pending", "done", "failed")
 
 
 def utc_iso(ts: float | None = None) -> str:
-    """ISO 8601 UTC with milliseconds and a `Z`: `2026-11-28T18:00:00.000Z`.
-
-    Never raises: a time from the remote (a URL's `Expires=1e20`, `nan`) is clamped to
-    what a date can show (`bounded.wall_time`), so no single value can stop the loop.
-    """
-    moment = datetime.fromtimestamp(bounded.wall_time(time.time() if ts is None else ts), tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """ISO 8601 UTC with milliseconds and a `Z` (`times.utc_iso`); now if `ts` is None."""
+    return times.utc_iso(time.time() if ts is None else ts)
 
 
-def parse_iso(text: str | None) -> float | None:
-    """The inverse of `utc_iso`, tolerant of anything unreadable (returns None)."""
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except (ValueError, OverflowError, OSError):
-        return None
+def new(name: str, task_id: str | None, meta: dict[str, Any], now: float) -> TaskRecord:
+    """A fresh record for a task seen for the first time (state `polling`)."""
+    return TaskRecord(name, task_id, meta, first_seen=utc_iso(now))
 
 
-def read_time(text: str | None, now: float) -> float | None:
-    """A time read back from a sidecar, within what it could truly be, else None.
-
-    Anyone in the group may edit a sidecar: a `submit_started` in year 9999 must not make
-    every later step raise (or wait for ever). Later than `now` by more than a clock's
-    skew is absent; earlier than `TIME_PAST` ago is clamped to that (a task lives 24 h).
-    """
-    ts = parse_iso(text)
-    if ts is None or ts > now + TIME_AHEAD:
-        return None
-    return max(ts, now - TIME_PAST)
+def error(code: str, message: str, transient: bool) -> ErrorInfo:
+    """A task's error. Code and message may be the remote's own words (a key echoed
+    back, a signed URL, 900 KB): scrubbed and capped here, whoever passes them."""
+    return ErrorInfo(
+        log.clean(code, log.CODE_CHARS), log.clean(message, log.MESSAGE_CHARS), transient
+    )
 
 
-def new(name: str, task_id: str | None, meta: dict[str, Any], now: float) -> dict[str, Any]:
-    """A fresh sidecar for a task seen for the first time."""
-    return {
+# -- the record as JSON ---------------------------------------------------------------------
+_UNKNOWN: Final = object()  # `verbatim` marker of a key no field holds
+_TAIL = ("job", "download", "hook", "published_as")  # after the base keys, once set
+
+
+def to_json(record: TaskRecord) -> dict[str, Any]:
+    """The sidecar's JSON object for `record`, its keys in the order wansync always wrote
+    them: the 17 keys every sidecar has, then the ones a task gains on its way (as read
+    back, in the file's order; then any newly set, in the order of `_TAIL`)."""
+    out: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
-        "name": name,
-        "task_id": task_id,
-        "meta": meta,
-        "state": "polling",  # the start of every task's way (see set_state)
-        "task_status": None,
-        "polls": 0,
-        "first_seen": utc_iso(now),
-        "last_polled": None,
-        "next_poll": None,
-        "finished": None,
-        "request_id": None,
-        "error": None,
-        "output": None,
-        "usage": None,
-        "expires": None,
-        "video": None,
+        "name": record.name,
+        "task_id": record.task_id,
+        "meta": record.meta,
+        "state": record.state,
+        "task_status": record.task_status,
+        "polls": record.polls,
+        "first_seen": record.first_seen,
+        "last_polled": record.last_polled,
+        "next_poll": record.next_poll,
+        "finished": record.finished,
+        "request_id": record.request_id,
+        "error": _kept(record, "error"),
+        "output": record.output,
+        "usage": record.usage,
+        "expires": record.expires,
+        "video": _kept(record, "video"),
     }
+    for key, (_, raw) in record.verbatim.items():
+        if key not in out:
+            value = raw if key not in _TAIL else _kept(record, key)
+            if value is not None or raw is None:
+                out[key] = value
+    for key in _TAIL:
+        if key not in out and (value := _kept(record, key)) is not None:
+            out[key] = value
+    return out
 
 
-def error(code: str, message: str, transient: bool) -> dict[str, Any]:
-    """The sidecar's `error` object. Code and message may be the remote's own words (a key
-    echoed back, a signed URL, 900 KB): scrubbed and capped here, whoever passes them."""
-    return {
-        "code": log.clean(code, log.CODE_CHARS),
-        "message": log.clean(message, log.MESSAGE_CHARS),
-        "transient": transient,
+def _kept(record: TaskRecord, key: str) -> Any:
+    """The JSON of the record's `key`: as it was read while that part is unchanged."""
+    value = _part(record, key)
+    kept = record.verbatim.get(key)
+    if kept is not None and kept[0] == value:
+        return kept[1]
+    return None if value is None else _DUMPS[key](value)
+
+
+def _part(record: TaskRecord, key: str) -> Any:
+    return record.video if key == "video" else getattr(record, key)
+
+
+def _error_json(e: ErrorInfo) -> dict[str, Any]:
+    return {"code": e.code, "message": e.message, "transient": e.transient}
+
+
+def _output_json(o: Output) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": o.path, "bytes": o.bytes}
+    if o.sha256 is not None:
+        out["sha256"] = o.sha256
+    if o.content_type is not None:
+        out["content_type"] = o.content_type
+    return out
+
+
+def _download_json(d: DownloadState) -> dict[str, Any]:
+    return {"etag": d.etag, "bytes": d.bytes, "total": d.total}
+
+
+def hook_json(h: HookRecord) -> dict[str, Any]:
+    return {"event": h.event, "state": h.state, "attempts": h.attempts, "exit_code": h.exit_code}
+
+
+def _job_json(j: JobRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "file": j.file,
+        "model": j.model,
+        "attempts": j.attempts,
+        "submit_started": j.submit_started,
+        "submitted": j.submitted,
+        "found_by": j.found_by,
     }
+    if j.search_window is not None:
+        out["search_window"] = list(j.search_window)
+    return out
 
 
-def download(etag: str | None, done: int = 0, total: int | None = None) -> dict[str, Any]:
-    """The sidecar's `download` object: `etag` is what a resume must match; `bytes` of
-    `total` are on disk so far (`wansync status` shows it)."""
-    return {"etag": etag, "bytes": done, "total": total}
+_DUMPS: dict[str, Callable[[Any], Any]] = {
+    "error": _error_json,
+    "video": _output_json,
+    "download": _download_json,
+    "hook": hook_json,
+    "job": _job_json,
+    "published_as": str,
+}
+
+
+def from_json(data: dict[str, Any]) -> TaskRecord:
+    """The record a sidecar's JSON object holds; `ValueError` if a field is of a wrong type.
+
+    A missing field reads as its default. What the typed fields cannot say is kept in
+    `record.verbatim` and written back by `to_json` as it was: a key wansync does not
+    know, an object in an older shape (a `download` with only its `etag`), a `null` where
+    wansync writes nothing; and the order of the keys after the base ones. A kept object
+    is replaced once the record changes that part (and dropped when it is set to None).
+    """
+    if (why := _fields_problem(data)) is not None:
+        raise ValueError(why)
+    return _record_of(data)
+
+
+def _record_of(data: dict[str, Any]) -> TaskRecord:
+    """`from_json` of an object whose fields were checked (`_fields_problem`)."""
+    get = data.get
+    e, video, dl, job = get("error"), get("video"), get("download"), get("job")
+    record = TaskRecord(
+        name=data["name"],
+        task_id=get("task_id"),
+        meta=get("meta", {}),
+        state=data["state"],
+        task_status=get("task_status"),
+        polls=get("polls", 0),
+        first_seen=get("first_seen"),
+        last_polled=get("last_polled"),
+        next_poll=get("next_poll"),
+        finished=get("finished"),
+        request_id=get("request_id"),
+        error=ErrorInfo(e["code"], e["message"], e["transient"]) if e else None,
+        output=get("output"),
+        usage=get("usage"),
+        expires=get("expires"),
+        outputs=[_output_of(video)] if video else [],
+        download=DownloadState(dl["etag"], dl.get("bytes", 0), dl.get("total")) if dl else None,
+        published_as=get("published_as"),
+        hook=_hook_of(get("hook")),
+        job=_job_of(job) if job else None,
+    )
+    for key, raw in data.items():
+        if key in _TAIL or key in ("error", "video"):
+            value = _part(record, key)
+            if key in _TAIL or not _same(_DUMPS[key](value) if value is not None else None, raw):
+                record.verbatim[key] = (value, raw)
+        elif key not in FIELDS:
+            record.verbatim[key] = (_UNKNOWN, raw)
+    return record
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON text: the same keys in the same order, the same values of one type."""
+    if a is b:
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+_JOB_KEYS = ("file", "model", "attempts", "submit_started", "submitted", "found_by")
+
+
+def _job_of(job: dict[str, Any]) -> JobRecord:
+    """The `job` object as a record. A `search_window` that is not two texts is read as
+    none (a fresh window is then placed): a job being submitted must never lose its
+    journal over it, or it would be sent again."""
+    window = job.get("search_window")
+    kept = None
+    if isinstance(window, list) and len(window) == 2 and all(_text(t) for t in window):
+        kept = (window[0], window[1])
+    return JobRecord(**{k: job[k] for k in _JOB_KEYS}, search_window=kept)
+
+
+def _output_of(v: dict[str, Any]) -> Output:
+    return Output(v["path"], v["bytes"], v.get("sha256"), v.get("content_type"))
+
+
+def _hook_of(v: Any) -> HookRecord | None:
+    """The `hook` object as a record, or None if it is not one (it is then kept as is)."""
+    if not isinstance(v, dict) or v.get("event") not in HOOK_EVENTS:
+        return None
+    if v.get("state") not in HOOK_STATES:
+        return None
+    tries, code = v.get("attempts"), v.get("exit_code")
+    if not isinstance(tries, int) or isinstance(tries, bool) or tries < 0:
+        tries = 0
+    if not isinstance(code, int) or isinstance(code, bool):
+        code = None
+    return HookRecord(v["event"], v["state"], tries, code)
 
 
 def path_for(folder: Path, name: str) -> Path:
     return folder / f"{name}{SUFFIX}"
 
 
-def write(path: Path, data: dict[str, Any], durable: bool = True) -> None:
+def write(path: Path, record: TaskRecord, durable: bool = True) -> None:
     """Atomically replace the sidecar; `durable=False` skips fsync for progress-only updates."""
-    write_json_atomic(path, data, durable=durable)
+    write_json_atomic(path, to_json(record), durable=durable)
 
 
 def load(path: Path) -> dict[str, Any] | None:
@@ -138,8 +294,9 @@ def _load(path: Path) -> Any:
     return bounded.json_loads(read_small(path, MAX_BYTES).decode("utf-8"), MAX_DEPTH)
 
 
-def read(path: Path, published: bool = False) -> dict[str, Any] | None:
-    """The sidecar at `path`, or None when it is missing or not a valid wansync sidecar.
+def read(path: Path, published: bool = False) -> TaskRecord | None:
+    """The record in the sidecar at `path`, or None when it is missing or not a valid
+    wansync sidecar.
 
     Opened without following a link or blocking, at most 1 MiB (by `fstat`, before
     reading), depth-bounded, every field type-checked (`problem`). A sidecar that is
@@ -158,7 +315,7 @@ def read(path: Path, published: bool = False) -> dict[str, Any] | None:
         if isinstance(exc, UnicodeDecodeError):
             why = "not UTF-8"
     if why is None:
-        return {**new("", None, {}, 0.0), "first_seen": None, **data}  # missing: default
+        return _record_of(data)  # a missing field: its default
     if structlog.is_configured():  # the daemon; a command's output must stay its own
         log.get("wansync.sidecar").warning(
             "sidecar.invalid", file=names.escape(path.name), error=why, detail="ignored"
@@ -254,6 +411,15 @@ FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
 
 def problem(data: Any, filename: str, published: bool = False) -> str | None:
     """What is wrong with `data` as the sidecar file `filename`, or None if nothing is."""
+    if why := _fields_problem(data):
+        return why
+    if why := _names_problem(data, filename, published):
+        return why
+    return _state_problem(data)
+
+
+def _fields_problem(data: Any) -> str | None:
+    """Which field of `data` is missing or of a wrong type, or None."""
     if not isinstance(data, dict):
         return "not a JSON object"
     for key, (required, ok, what) in FIELDS.items():
@@ -262,9 +428,7 @@ def problem(data: Any, filename: str, published: bool = False) -> str | None:
                 return f"{key} must be {what}"
         elif required:
             return f"{key} is missing"
-    if why := _names_problem(data, filename, published):
-        return why
-    return _state_problem(data)
+    return None
 
 
 def _names_problem(data: dict[str, Any], filename: str, published: bool) -> str | None:
@@ -314,3 +478,53 @@ def _state_problem(data: dict[str, Any]) -> str | None:
         if not job or (state == "submitting" and not isinstance(job["model"], str)):
             return f"state {state} needs the job's record (with its model)"
     return None
+
+
+def hook_problem(data: dict[str, Any]) -> str | None:
+    """What makes the `hook` of a valid sidecar's object one wansync did not write, or None."""
+    hook = data.get("hook")
+    if not isinstance(hook, dict) or hook.get("event") not in HOOK_EVENTS:
+        return "hook must be {event: succeeded|failed, state, attempts}"
+    if hook.get("state") not in HOOK_STATES:
+        return f"hook.state must be one of {', '.join(HOOK_STATES)}"
+    if hook["event"] != data["state"]:
+        return f"a {hook['event']} hook for a task that {data['state']}"
+    return None
+
+
+# -- for showing, not acting on --------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A sidecar's fields as they are, for a display (`wansync status`, `cancel`).
+
+    Not type-checked (a hand-edited value is shown as it is): each field may be anything
+    JSON holds, or None when the key is missing. Only `read` decides what wansync acts on.
+    """
+
+    name: Any
+    task_id: Any
+    state: Any
+    task_status: Any
+    polls: Any
+    first_seen: Any
+    error: Any
+    video: Any
+    download: Any
+    job: Any
+
+
+def show(data: dict[str, Any]) -> Shown:
+    """The fields of `data` (what `load` returned) that a display shows."""
+    get = data.get
+    return Shown(
+        get("name"),
+        get("task_id"),
+        get("state"),
+        get("task_status"),
+        get("polls", 0),
+        get("first_seen"),
+        get("error"),
+        get("video"),
+        get("download"),
+        get("job"),
+    )

@@ -2,7 +2,8 @@
 
 Everything here ends in one of four calls: a settled `.task` (→ `Pipeline.discover`),
 a settled `.job` (→ `Submitter.discover`), a removed file (→ `removed`), or a sidecar
-left without its file (a publish cut short: finish it; else drop it).
+left without its file (a publish cut short: finish it; else drop it). What the task
+path returns (effects) is handed to `carry_out` (the daemon's).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from wansync import log
 from wansync.core import events as ev
+from wansync.core.effects import Effect, Emit
 from wansync.core.errors import OutOfResources
 from wansync.core.lifecycle import Now
 from wansync.files import folderguard, jobfile, sidecar
@@ -22,7 +24,6 @@ from wansync.files.taskfile import task_name
 from wansync.inbox.settle import Candidates, scan_inbox
 from wansync.inbox.watcher import CHANGED, GONE, READY, InboxWatcher
 from wansync.run import publish
-from wansync.run.endings import ended, forget_files
 from wansync.run.pipeline import Pipeline
 from wansync.run.submitter import Submitter
 from wansync.run.waker import Waker
@@ -39,13 +40,18 @@ class Intake:
     """Which inbox files to look at, and when they are ready to read."""
 
     def __init__(
-        self, pipeline: Pipeline, submitter: Submitter, on_job: Callable[[Path, Now], None]
+        self,
+        pipeline: Pipeline,
+        submitter: Submitter,
+        on_job: Callable[[Path, Now], None],
+        carry_out: Callable[[list[Effect], Now], None],
     ) -> None:
         self.pipeline = pipeline
         self.folders = pipeline.folders
         self.tracker = pipeline.tracker
         self.submitter = submitter
         self.on_job = on_job  # the daemon carries a job's hand-overs out
+        self.carry_out = carry_out  # ... and the task path's effects
         self.candidates = Candidates()
         self.only: set[str] | None = None  # burst: just these names
         self.burst = False
@@ -145,10 +151,12 @@ class Intake:
             return
         for path in self.candidates.take(now.mono):
             # a name wansync cannot build its files from (not UTF-8, too long): to failed/
-            refused = publish.refuse_name(self.folders, path, self.pipeline.hook_record("failed"))
+            hook = self.pipeline.steps.hook_for("failed")
+            refused = publish.refuse_name(self.folders, path, hook)
             if refused is not None:
                 if refused.final is not None:
-                    self.pipeline.bus.emit(ended(refused.data, refused.final, now.wall))
+                    ended = publish.ended(refused.record, refused.final, now.wall)
+                    self.carry_out([Emit(ended)], now)
                 continue
             name = name_of(path)
             if name in self.tracker or (burst_names is not None and name not in burst_names):
@@ -157,7 +165,7 @@ class Intake:
                 if jobfile.is_job_name(path.name):
                     self.on_job(path, now)
                 else:
-                    self.pipeline.discover(path, now)
+                    self.carry_out(self.pipeline.discover(path, now), now)
             except OutOfResources as exc:  # the system's fault, not the file's: read it later
                 self.read_later(path, exc, now)
                 continue
@@ -203,32 +211,31 @@ class Intake:
         resumed or dropped here is that task's, never another's (a planted sidecar naming
         a live download); its `.part` is published only as a whole MP4 of the recorded size.
         """
-        data = sidecar.read(self.folders.sidecar(name))
-        if data and data.get("state") in sidecar.TERMINAL_STATES and data.get("published_as"):
+        record = sidecar.read(self.folders.sidecar(name))
+        if record and record.ended and record.published_as:
             try:
-                final = publish.resume(self.folders, data, task_file_is_ours=False)
+                final = publish.resume(self.folders, record, task_file_is_ours=False)
             except OSError as exc:  # a full disk, a refused `.part`: left as it is
                 self.log.error(
                     "task.publish_error",
                     name=name,
-                    task_id=data.get("task_id"),
+                    task_id=record.task_id,
                     error=f"{type(exc).__name__}: {exc.strerror or exc}",
                     detail="left in the inbox as it is",
                 )
                 return
             self.log.info(
-                "task.publish_resumed", name=name, task_id=data.get("task_id"), path=str(final)
+                "task.publish_resumed", name=name, task_id=record.task_id, path=str(final)
             )
             return
-        forget_files(self.folders, name)
-        self.pipeline.bus.emit(
-            ev.TaskRemoved(
-                at=now.wall,
-                name=name,
-                task_id=(data or {}).get("task_id"),
-                detail="task file was removed while wansync was not running",
-            )
+        publish.forget_files(self.folders, name)
+        removed = ev.TaskRemoved(
+            at=now.wall,
+            name=name,
+            task_id=record.task_id if record else None,
+            detail="task file was removed while wansync was not running",
         )
+        self.carry_out([Emit(removed)], now)
 
     def watch_events(self, now: Now) -> None:
         assert self.watcher is not None
@@ -247,7 +254,7 @@ class Intake:
                 if jobfile.is_job_name(path.name):
                     self.submitter.removed(jobfile.job_name(path), now)
                 else:
-                    self.pipeline.removed(task_name(path), now)
+                    self.carry_out(self.pipeline.removed(task_name(path), now), now)
 
     def rescan(self, now: Now) -> None:
         """The safety net for missed events (overflow, network filesystems)."""
@@ -272,7 +279,7 @@ class Intake:
             self.submitter.removed(name, now)
         for name in [n for n in tracked if n not in present]:
             if not self.folders.task(name).exists():
-                self.pipeline.removed(name, now)
+                self.carry_out(self.pipeline.removed(name, now), now)
 
 
 class Burst:

@@ -38,14 +38,14 @@ from wansync import log
 from wansync.config import KEY_ENV, HooksConfig
 from wansync.core import retry
 from wansync.core.events import Event, HookRan, TaskFailed, TaskSucceeded
+from wansync.core.record import HookRecord, TaskRecord
 from wansync.files import bounded, folderguard, names, sidecar
-from wansync.files.fsutil import NotARegularFile, read_small, write_json_atomic
+from wansync.files.fsutil import NotARegularFile, read_small
 from wansync.files.taskfile import RESOURCE_ERRNOS  # the system's fault, not the file's
 from wansync.outlets.hookrun import TryResult, run_try
 from wansync.run.publish import MP4, Folders
 
-EVENTS = ("succeeded", "failed")
-STATES = ("pending", "done", "failed")
+EVENTS = sidecar.HOOK_EVENTS
 MAX_ENV_VALUE = 8192  # an error message from the API, cut to fit an environment
 BACKOFF_CAP = 60.0
 DROPPED_ENV = (KEY_ENV, "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC")
@@ -67,9 +67,9 @@ def backoff(finished_tries: int) -> float:
 
 def record(
     event: str, state: str = "pending", attempts: int = 0, code: int | None = None
-) -> dict[str, Any]:
-    """The sidecar's `hook` object."""
-    return {"event": event, "state": state, "attempts": attempts, "exit_code": code}
+) -> HookRecord:
+    """The sidecar's hook record."""
+    return HookRecord(event, state, attempts, code)
 
 
 def _clean(value: Any) -> str:
@@ -78,9 +78,7 @@ def _clean(value: Any) -> str:
     return text.replace("\0", "")[:MAX_ENV_VALUE]
 
 
-def hook_env(
-    base: Mapping[str, str], data: dict[str, Any], path: Path, event: str
-) -> dict[str, str]:
+def hook_env(base: Mapping[str, str], task: TaskRecord, path: Path, event: str) -> dict[str, str]:
     """The command's environment: `base` minus what is the daemon's alone, plus WANSYNC_*."""
     env = {
         k: v
@@ -91,28 +89,27 @@ def hook_env(
     env.update(
         WANSYNC_EVENT=event,
         WANSYNC_NAME=published,
-        WANSYNC_TASK_ID=_clean(data.get("task_id")),
+        WANSYNC_TASK_ID=_clean(task.task_id),
         WANSYNC_SIDECAR=str(path),
     )
     if event == "succeeded":
         env["WANSYNC_VIDEO"] = str(path.parent / f"{published}{MP4}")
     else:
-        error = data.get("error")
-        error = error if isinstance(error, dict) else {}
-        env["WANSYNC_ERROR_CODE"] = _clean(error.get("code"))
-        env["WANSYNC_ERROR_MESSAGE"] = _clean(error.get("message"))
+        env["WANSYNC_ERROR_CODE"] = _clean(task.error.code if task.error else None)
+        env["WANSYNC_ERROR_MESSAGE"] = _clean(task.error.message if task.error else None)
     return env
 
 
-def read_hook(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(sidecar, its valid `hook` record) at `path`, or None: missing, a link, not ours.
+def read_hook(path: Path) -> tuple[TaskRecord, HookRecord] | None:
+    """(the sidecar's record, its valid hook record) at `path`, or None: missing, a link,
+    not ours.
 
     Anyone in the group may write into outbox/ and failed/, so the file is read as any
     sidecar is (capped, depth-bounded: `bounded`), must pass the whole sidecar check as
-    a published one (`sidecar.problem`), its hook must be for the state it records, and
-    a success's video must be beside it. A file that fails says so in one line. Short
-    of descriptors or memory (EMFILE …) the `OSError` is raised instead: that says
-    nothing about the file, and the caller tries again.
+    a published one (`sidecar.problem`), its hook must be for the state it records
+    (`sidecar.hook_problem`), and a success's video must be beside it. A file that fails
+    says so in one line. Short of descriptors or memory (EMFILE …) the `OSError` is
+    raised instead: that says nothing about the file, and the caller tries again.
     """
     try:
         raw = read_small(path, sidecar.MAX_BYTES)
@@ -124,39 +121,34 @@ def read_hook(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
         return None
     if len(raw) > sidecar.MAX_BYTES or b'"hook"' not in raw:
         return None  # most final sidecars: no hook was ever asked for
+    task: TaskRecord | None = None
     try:
         data = bounded.json_loads(raw.decode("utf-8"), sidecar.MAX_DEPTH)
-        why = sidecar.problem(data, path.name, published=True) or _hook_problem(data, path)
+        why = sidecar.problem(data, path.name, published=True) or sidecar.hook_problem(data)
+        if why is None:
+            task = sidecar.from_json(data)
+            why = _beside_problem(task, path)
     except (UnicodeDecodeError, bounded.Unparsable) as exc:
         why = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
-    if why is not None:
+    if why is not None or task is None or task.hook is None:
         log.get("wansync.hooks").warning(
-            "hook.sidecar_invalid", file=names.escape(path.name), error=why[:200], detail="ignored"
+            "hook.sidecar_invalid",
+            file=names.escape(path.name),
+            error=(why or "no hook")[:200],
+            detail="ignored",
         )
         return None
-    hook = data["hook"]
-    tries, code = hook.get("attempts"), hook.get("exit_code")
-    if not isinstance(tries, int) or isinstance(tries, bool) or tries < 0:
-        tries = 0
-    if not isinstance(code, int) or isinstance(code, bool):
-        code = None
-    return data, record(hook["event"], hook["state"], tries, code)
+    return task, task.hook
 
 
-def _hook_problem(data: dict[str, Any], path: Path) -> str | None:
-    """What makes the `hook` of a valid published sidecar one wansync did not ask for."""
-    hook = data.get("hook")
-    if not isinstance(hook, dict) or hook.get("event") not in EVENTS:
-        return "hook must be {event: succeeded|failed, state, attempts}"
-    if hook.get("state") not in STATES:
-        return f"hook.state must be one of {', '.join(STATES)}"
-    if hook["event"] != data["state"]:
-        return f"a {hook['event']} hook for a task that {data['state']}"
-    chosen = data.get("published_as")
+def _beside_problem(task: TaskRecord, path: Path) -> str | None:
+    """What makes a valid published sidecar with a hook not this folder's own: it must
+    be the file `published_as` names, and a success's video must be beside it."""
+    chosen = task.published_as
     if not chosen or path.name != f"{chosen}{sidecar.SUFFIX}":
         return "not a published sidecar (published_as does not name this file)"
     video = path.parent / f"{chosen}{MP4}"
-    if data["state"] == "succeeded" and not stat.S_ISREG(_lstat_mode(video)):
+    if task.state == "succeeded" and not stat.S_ISREG(_lstat_mode(video)):
         return f"{video.name} is not beside it"
     return None
 
@@ -200,8 +192,8 @@ class Hooks:
         self._kill = threading.Event()  # running tries end now (SIGTERM)
 
     # -- what the loop calls -----------------------------------------------------------
-    def pending_record(self, event: str) -> dict[str, Any] | None:
-        """The `hook` record for a task ending as `event`, or None when no hook is set."""
+    def pending_record(self, event: str) -> HookRecord | None:
+        """The hook record for a task ending as `event`, or None when no hook is set."""
         cfg = self.get_cfg()
         command = cfg.on_success if event == "succeeded" else cfg.on_failure
         return record(event) if command and event in EVENTS else None
@@ -311,7 +303,7 @@ class Hooks:
                         detail="skipped",
                     )
                     continue
-                if found and found[1]["state"] == "pending":
+                if found and found[1].state == "pending":
                     self._enqueue(path, 0.0)
         finally:
             with self._cond:
@@ -355,11 +347,10 @@ class Hooks:
         if folderguard.replaced(path.parent):  # not through a folder swapped for a link
             return BACKOFF_CAP
         found = read_hook(path)
-        if found is None or found[1]["state"] != "pending":
+        if found is None or found[1].state != "pending":
             return None
-        data, hook = found
-        event = hook["event"]
-        name = data["name"] if isinstance(data.get("name"), str) else path.name
+        task, hook = found
+        event, name = hook.event, task.name
         cfg = self.get_cfg()
         command = cfg.on_success if event == "succeeded" else cfg.on_failure
         if not command:
@@ -371,12 +362,12 @@ class Hooks:
                 "set; the hook stays pending",
             )
             return None
-        tries = hook["attempts"] + 1
+        tries = hook.attempts + 1
         self.log.info("hook.started", name=name, hook_event=event, attempt=tries)
         result = run_try(
             shlex.split(command),
             path.parent,
-            hook_env(self.environ, data, path, event),
+            hook_env(self.environ, task, path, event),
             cfg.timeout,
             lambda line: self.log.info("hook.output", name=name, hook_event=event, line=line),
             self._kill,
@@ -420,15 +411,15 @@ class Hooks:
         self._report(name, event, "failed", result.exit_code, tries)
         return None
 
-    def _write(self, path: Path, hook: dict[str, Any]) -> None:
+    def _write(self, path: Path, hook: HookRecord) -> None:
         """Put `hook` into the sidecar, unless the user has moved the files away meanwhile."""
         found = read_hook(path)
         if found is None:
-            self.log.warning("hook.sidecar_gone", sidecar=str(path), hook=hook)
+            self.log.warning("hook.sidecar_gone", sidecar=str(path), hook=sidecar.hook_json(hook))
             return
-        data = found[0]
-        data["hook"] = hook
-        write_json_atomic(path, data)
+        task = found[0]
+        task.hook = hook
+        sidecar.write(path, task)
 
     def _report(self, name: str, event: str, result: str, code: int | None, tries: int) -> None:
         ran = HookRan(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.client import HTTPException
 from typing import Any
@@ -33,6 +32,8 @@ from wansync.core.errors import (
     TaskFailed,
     TransientError,
 )
+from wansync.core.messages import Submitted as Submitted  # the typed answers: core's
+from wansync.core.messages import TaskReport as TaskReport
 from wansync.files.bounded import json_loads, wall_time
 from wansync.files.taskfile import TASK_ID
 from wansync.log import CODE_CHARS, MESSAGE_CHARS, cap, clean, clean_tree, scrub
@@ -62,24 +63,6 @@ def api_time(ts: float, compact: bool = False) -> str:
     if compact:
         return moment.strftime("%Y%m%d%H%M%S")
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
-
-
-@dataclass(frozen=True)
-class Submitted:
-    """The answer to a submit: the new task's id."""
-
-    task_id: str
-    request_id: str | None
-
-
-@dataclass(frozen=True)
-class TaskReport:
-    """One answer of the task API, already checked for shape."""
-
-    status: str
-    request_id: str | None
-    output: dict[str, Any]
-    usage: dict[str, Any] | None
 
 
 def _read_bounded(resp: urllib3.BaseHTTPResponse, deadline: float) -> bytes:

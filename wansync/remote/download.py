@@ -17,7 +17,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -28,6 +27,7 @@ from urllib3.util.retry import Retry
 
 from wansync.config import DownloadConfig
 from wansync.core.errors import DownloadInterrupted, Stopping, UrlRefused
+from wansync.core.messages import Downloaded
 from wansync.files.partfile import Writeback, open_part, write_all
 from wansync.log import strip_query
 from wansync.remote import mp4check
@@ -55,16 +55,6 @@ REDIRECTS = (301, 302, 303, 307, 308)
 ConfigSource = DownloadConfig | Callable[[], DownloadConfig]
 OnStart = Callable[[str | None], None] | None
 OnProgress = Callable[[int, int | None], None] | None
-
-
-@dataclass(frozen=True)
-class Downloaded:
-    """A complete, verified `.part` file, fsynced and ready to be renamed into place."""
-
-    bytes: int
-    sha256: str
-    content_type: str
-    etag: str | None
 
 
 class SpeedGuard:

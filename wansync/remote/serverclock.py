@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
-from wansync.files.sidecar import TIME_PAST, parse_iso, utc_iso
+from wansync.core.times import TIME_PAST, parse_iso, utc_iso
 
 BASE_MARGIN = 120.0  # seconds either side: the server's own delay in stamping a task
 UNSURE_MARGIN = 900.0  # seconds either side when the server's clock is not known yet
@@ -88,9 +88,9 @@ def search_window(started: float, offset: Offset | None, request_time: float) ->
     return started + shift - margin, started + shift + request_time + margin
 
 
-def window_record(window: Window) -> list[str]:
+def window_record(window: Window) -> tuple[str, str]:
     """The window as a sidecar keeps it: two ISO 8601 UTC times on the server's clock."""
-    return [utc_iso(window[0]), utc_iso(window[1])]
+    return utc_iso(window[0]), utc_iso(window[1])
 
 
 def window_from_record(value: object, now: float) -> Window | None:
@@ -99,7 +99,7 @@ def window_from_record(value: object, now: float) -> Window | None:
     Two readable times, in order, no more than `MAX_SPAN` apart, within a day of `now`
     (the server's clock may be ahead of ours) and not older than a task lives.
     """
-    if not isinstance(value, list) or len(value) != 2:
+    if not isinstance(value, list | tuple) or len(value) != 2:
         return None
     start, end = parse_iso(value[0]), parse_iso(value[1])
     if start is None or end is None or not 0 <= end - start <= MAX_SPAN:

@@ -15,15 +15,15 @@ import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
 from wansync.config import DownloadConfig
 from wansync.core.errors import DownloadInterrupted, TaskFailed
+from wansync.core.times import url_expires as url_expires  # where it was; pure, in core
 
-LATEST_EXPIRES = 2.0**33  # Unix seconds, year 2242: later is not a real deadline
 _UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")  # controls, space, backslash: parsers split here
 _NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)")  # a last label resolvers read as a number
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -153,23 +153,3 @@ def checked_addresses(target: Target, cfg: DownloadConfig, resolver: Resolver) -
                 "list it literally in download.allowed_hosts to allow it"
             )
     return tuple(found)
-
-
-def url_expires(url: str) -> float | None:
-    """The signed URL's deadline from its `Expires=<unix seconds>` parameter, if any.
-
-    The remote writes it: only a plain ASCII number that is a plausible Unix time
-    (after 1970, before 2242) counts; `nan`, `inf`, `1e20`, 400 digits are None.
-    """
-    try:
-        values = parse_qs(urlsplit(url).query).get("Expires")
-    except ValueError:
-        return None
-    text = values[0].strip() if values else ""
-    if not text or len(text) > 20 or not text.isascii():
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if 0 < value < LATEST_EXPIRES else None

@@ -3,7 +3,9 @@
 The main loop is the only code that touches task state; workers do I/O and post typed
 messages back (messages.py). Each tick: reload if asked, take watcher events and
 settled files (intake.py), hand worker results to the pipeline or the submitter,
-dispatch what is due, write pending sidecars, then sleep until the next deadline.
+dispatch what is due, write pending sidecars, then sleep until the next deadline. What
+the pipeline returns (effects.py: start a poll or a download, publish, emit an event)
+is done by `carry_out`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,16 @@ from types import FrameType
 from wansync import config, log
 from wansync.config import Config, Live
 from wansync.core import events as ev
+from wansync.core.effects import (
+    Effect,
+    Emit,
+    ForgetFiles,
+    Publish,
+    ReloadKey,
+    StartDownload,
+    StartPoll,
+    WriteSidecars,
+)
 from wansync.core.errors import ConfigError, InboxLocked, OutOfResources
 from wansync.core.lifecycle import Now
 from wansync.core.messages import Adopt, End, Handover, LookupDone, Mailbox, PostDone, UploadDone
@@ -29,14 +41,14 @@ from wansync.inbox.intake import Burst, Intake
 from wansync.outlets.followers import Outlets
 from wansync.remote.api import TaskApi
 from wansync.remote.download import Downloader
-from wansync.run import signals
+from wansync.run import publish, signals
 from wansync.run.journal import Journal
 from wansync.run.notify import Notifier
 from wansync.run.pipeline import Pipeline
 from wansync.run.publish import Folders
 from wansync.run.submitter import Submitter
 from wansync.run.waker import Waker
-from wansync.run.workers import FetchJob, PollJob, Workers, fetch_io, poll_io
+from wansync.run.workers import Workers, fetch_io, poll_io
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "EXIT_TIMEOUT", "Daemon", "InboxLocked"]
 
@@ -67,18 +79,14 @@ class Daemon:
         observe = self._answered
         self.api = TaskApi(cfg.api.base_url, api_key, cfg.api.timeout, workers, observe)
         self.downloader = Downloader(live.download, cfg.api.timeout, self.stop_event)
-        self.tracker = Tracker()
         self.scheduler = Scheduler(cfg.poll.interval, cfg.poll.max_per_second)
+        self.tracker = Tracker(self.scheduler)
         self.notifier = notifier or Notifier()
-        self.pollers: Workers[PollJob] = Workers("poll", workers, poll_io(self.api, self.mailbox))
-        self.fetchers: Workers[FetchJob] = Workers(
+        self.pollers: Workers[StartPoll] = Workers("poll", workers, poll_io(self.api, self.mailbox))
+        self.fetchers: Workers[StartDownload] = Workers(
             "download", cfg.download.concurrency, fetch_io(self.downloader, self.mailbox)
         )
-        self.bus = ev.EventBus()
-        self.pipeline = Pipeline(
-            live, self.folders, self.tracker, self.scheduler, self.bus, self.api,
-            self.pollers, self.fetchers,
-        )  # fmt: skip
+        self.bus = ev.EventBus(log.get("wansync.events"))
         self.submitter = Submitter(
             live,
             self.folders,
@@ -88,14 +96,15 @@ class Daemon:
             self.tracker.ids,
             self.bus.emit,
         )
-        self.intake = Intake(self.pipeline, self.submitter, self._job_found)
-        self.journal = Journal(self.tracker, self.folders, time.monotonic)
-        self.burst: Burst | None = None
         self.outlets = Outlets(
             live, self.folders, self.mailbox, self.tracker, self.submitter.waiting,
             lambda: self.intake.watcher is None or self.intake.watcher.healthy(),
         )  # fmt: skip
-        self.pipeline.hook_record = self.outlets.hooks.pending_record
+        hook_for = self.outlets.hooks.pending_record
+        self.pipeline = Pipeline(live, self.folders, self.tracker, self.scheduler, hook_for)
+        self.intake = Intake(self.pipeline, self.submitter, self._job_found, self.carry_out)
+        self.journal = Journal(self.tracker, self.folders, time.monotonic)
+        self.burst: Burst | None = None
         # Followers of every transition, in order: the files, the log, the job slots, then
         # the user's hooks and the numbers.
         for consumer in (self.journal, ev.log_consumer(self.log), self.submitter):
@@ -194,9 +203,9 @@ class Daemon:
                     next_rescan = now.mono + self.live.cfg.watch.rescan_interval
             self.intake.take(now, self.burst.names if self.burst else None)
             # Polls first: a poll's start paces the next one, so no other work delays it.
-            self.pipeline.dispatch(clock())
+            self.carry_out(self.pipeline.dispatch(clock()), now)
             self._drain(now)
-            self.pipeline.dispatch(clock())
+            self.carry_out(self.pipeline.dispatch(clock()), now)
             self.submitter.dispatch(clock())
             if self.journal.pending() or self.journal.next_retry() is not None:
                 until = self.scheduler.next_time(time.monotonic())
@@ -233,7 +242,7 @@ class Daemon:
                 case ev.Event():  # from a thread: an API answer, a hook's result
                     self.bus.emit(message)
                 case _:
-                    self.pipeline.handle(message, now)
+                    self.carry_out(self.pipeline.handle(message, now), now)
 
     def _deliver_events(self) -> None:
         """After the loop: events threads reported (a hook's result) reach the followers;
@@ -252,12 +261,42 @@ class Daemon:
                 case Adopt(name=name, task_id=task_id, meta=meta):
                     self.intake.candidates.forget(self.folders.task(name))
                     try:
-                        self.pipeline.adopt(name, task_id, meta, now)
+                        self.carry_out(self.pipeline.adopt(name, task_id, meta, now), now)
                     except OutOfResources as exc:  # the `.task` is written: read it later
                         self.intake.read_later(self.folders.task(name), exc, now)
                 case End(task=task):
                     self.tracker.track(task)
-                    self.pipeline.finish(task, now)
+                    self.carry_out(self.pipeline.finish(task, now), now)
+
+    def carry_out(self, effects: list[Effect], now: Now) -> None:
+        """What the task path asked for, in order: workers, files, the bus."""
+        for effect in effects:
+            match effect:
+                case StartPoll():
+                    self.pollers.submit(effect)
+                case StartDownload():
+                    self.fetchers.submit(effect)
+                case Publish(task=task):
+                    ended = publish.finish(self.folders, task.record, now.wall, self.log)
+                    if ended is not None:  # else: the inbox sidecar keeps it for a restart
+                        self.tracker.count_ended(task.state)
+                        self.bus.emit(ended)
+                case ForgetFiles(name=name):
+                    publish.forget_files(self.folders, name)
+                case WriteSidecars(names=names):
+                    self.journal.later(names)
+                case ReloadKey():
+                    self._reread_key()
+                case Emit(event=event):
+                    self.bus.emit(event)
+
+    def _reread_key(self) -> None:
+        try:
+            key = config.load_api_key(self.live.cfg)
+        except ConfigError:
+            return
+        log.add_secret(key)
+        self.api.set_key(key)
 
     def _sleep_time(self, now: float, *marks: float | None) -> float:
         if self.journal.pending():

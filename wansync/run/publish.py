@@ -6,6 +6,9 @@ Order, success: (1) the final sidecar, naming the chosen file, is written in the
 and drops the `.part`; a job that failed before it had a task has no `.task`.
 The inbox sidecar is the journal: while it is there and terminal, the publish is not
 finished, and `resume` carries it on from wherever it stopped. Every step is idempotent.
+
+Also the rest of a task's end: `finish` (the whole publish and the event that says so),
+and what a removed task leaves behind (`forget_files`: its sidecar and partial video).
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ import itertools
 import os
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from wansync import log
+from wansync.core import events as ev
+from wansync.core.record import ErrorInfo, HookRecord, JobRecord, TaskRecord
 from wansync.files import folderguard, names, sidecar
+from wansync.files.folderguard import FolderReplaced
 from wansync.files.fsutil import NotARegularFile, fsync_dir, move_durable, open_regular
 from wansync.files.names import (
     JOB_SUFFIX,
@@ -65,8 +71,8 @@ class Folders:
     def sidecar(self, name: str) -> Path:
         return sidecar.path_for(self.inbox, stem(name))
 
-    def destination(self, data: dict[str, Any]) -> Path:
-        return self.outbox if data["state"] == "succeeded" else self.failed
+    def destination(self, record: TaskRecord) -> Path:
+        return self.outbox if record.state == "succeeded" else self.failed
 
 
 def free_name(folder: Path, name: str) -> str:
@@ -81,16 +87,23 @@ def free_name(folder: Path, name: str) -> str:
     raise FileExistsError(f"{folder}: every name from {name} to {name}-{MAX_K} is taken")
 
 
-def finalize(folders: Folders, data: dict[str, Any]) -> None:
+def finalize(folders: Folders, record: TaskRecord) -> None:
     """Step (1): choose the published name and write the terminal sidecar durably."""
-    name = data["name"]
-    dest = folders.destination(data)
+    dest = folders.destination(record)
     folders.check(folders.inbox, dest)
-    chosen = free_name(dest, stem(name))
-    data["published_as"] = chosen
-    if data["state"] == "succeeded" and data.get("video"):
-        data["video"]["path"] = f"{chosen}{MP4}"
-    sidecar.write(folders.sidecar(name), data)
+    chosen = free_name(dest, stem(record.name))
+    record.published_as = chosen
+    if record.state == "succeeded":
+        _name_video(record, chosen)
+    sidecar.write(folders.sidecar(record.name), record)
+
+
+def _name_video(record: TaskRecord, chosen: str) -> None:
+    """The video's published file is `chosen.mp4`."""
+    video = record.video
+    if video is not None:
+        path = f"{chosen}{MP4}"
+        record.outputs = [replace(o, path=path) if o is video else o for o in record.outputs]
 
 
 def _is_file(path: Path) -> bool:
@@ -110,10 +123,9 @@ class PartRefused(OSError):
     """
 
 
-def _check_part(part: Path, data: dict[str, Any]) -> None:
+def _check_part(part: Path, record: TaskRecord) -> None:
     """`PartRefused` unless `part` is a file only we name, of the recorded size, a whole MP4."""
-    video = data.get("video")
-    want = video.get("bytes") if isinstance(video, dict) else None
+    want = record.video.bytes if record.video is not None else None
     try:
         fd, st = open_regular(part)
     except (OSError, NotARegularFile) as exc:
@@ -133,14 +145,14 @@ def _check_part(part: Path, data: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def _pending(folders: Folders, data: dict[str, Any], ours: bool) -> list[tuple[Path, str]]:
+def _pending(folders: Folders, record: TaskRecord, ours: bool) -> list[tuple[Path, str]]:
     """The moves (2)-(5) not yet done, in order: (what is still in place, its suffix)."""
-    name = data["name"]
+    name = record.name
     steps: list[tuple[Path, str]] = []
-    if data["state"] == "succeeded" and _is_file(folders.part(name)):
-        _check_part(folders.part(name), data)
+    if record.state == "succeeded" and _is_file(folders.part(name)):
+        _check_part(folders.part(name), record)
         steps.append((folders.part(name), MP4))
-    if ours and data.get("job") and os.path.lexists(folders.job(name)):
+    if ours and record.job and os.path.lexists(folders.job(name)):
         steps.append((folders.job(name), JOB_SUFFIX))
     if ours and os.path.lexists(folders.task(name)):
         steps.append((folders.task(name), TASK_SUFFIX))
@@ -149,7 +161,7 @@ def _pending(folders: Folders, data: dict[str, Any], ours: bool) -> list[tuple[P
     return steps
 
 
-def _usable(chosen: Any, dest: Path, steps: list[tuple[Path, str]]) -> bool:
+def _usable(chosen: str, dest: Path, steps: list[tuple[Path, str]]) -> bool:
     """`published_as` is a plain name and nothing took its remaining files' places."""
     try:
         names.check_published(chosen)
@@ -158,7 +170,7 @@ def _usable(chosen: Any, dest: Path, steps: list[tuple[Path, str]]) -> bool:
     return not any(os.path.lexists(dest / f"{chosen}{suffix}") for _, suffix in steps)
 
 
-def resume(folders: Folders, data: dict[str, Any], task_file_is_ours: bool) -> Path:
+def resume(folders: Folders, record: TaskRecord, task_file_is_ours: bool) -> Path:
     """Steps (2) to (5) from wherever they stopped; returns the published sidecar's path.
 
     `task_file_is_ours` is False when the `.task` had already gone: then a `.task` or
@@ -167,17 +179,17 @@ def resume(folders: Folders, data: dict[str, Any], task_file_is_ours: bool) -> P
     its places meanwhile (a file, a link, even a dangling one), the rest of the moves go
     to a newly chosen free name, recorded in the inbox sidecar first.
     """
-    dest = folders.destination(data)
+    dest = folders.destination(record)
     folders.check(folders.inbox, folders.outbox, folders.failed)
-    if data["state"] != "succeeded":
+    if record.state != "succeeded":
         with contextlib.suppress(FileNotFoundError):
-            folders.part(data["name"]).unlink()  # our own partial download, never published
+            folders.part(record.name).unlink()  # our own partial download, never published
     for _ in range(ATTEMPTS):
-        steps = _pending(folders, data, task_file_is_ours)
-        if not _usable(data.get("published_as"), dest, steps):
-            _choose_again(folders, data, steps)
+        steps = _pending(folders, record, task_file_is_ours)
+        chosen = record.published_as
+        if chosen is None or not _usable(chosen, dest, steps):
+            _choose_again(folders, record, steps)
             continue
-        chosen = data["published_as"]
         try:
             for src, suffix in steps:
                 move_durable(src, dest / f"{chosen}{suffix}")
@@ -185,41 +197,42 @@ def resume(folders: Folders, data: dict[str, Any], task_file_is_ours: bool) -> P
             continue  # taken between the check and the move: choose again
         fsync_dir(dest)
         return dest / f"{chosen}{sidecar.SUFFIX}"
-    raise FileExistsError(f"{dest}: the names chosen for {data['name']} were taken meanwhile")
+    raise FileExistsError(f"{dest}: the names chosen for {record.name} were taken meanwhile")
 
 
-def _choose_again(folders: Folders, data: dict[str, Any], steps: list[tuple[Path, str]]) -> None:
+def _choose_again(folders: Folders, record: TaskRecord, steps: list[tuple[Path, str]]) -> None:
     """A new free name for the moves still to do, written to the journal before any."""
-    chosen = free_name(folders.destination(data), stem(data["name"]))
-    data["published_as"] = chosen
-    if any(suffix == MP4 for _, suffix in steps) and isinstance(data.get("video"), dict):
-        data["video"]["path"] = f"{chosen}{MP4}"
+    chosen = free_name(folders.destination(record), stem(record.name))
+    record.published_as = chosen
+    if any(suffix == MP4 for _, suffix in steps):
+        _name_video(record, chosen)
     if any(suffix == sidecar.SUFFIX for _, suffix in steps):
-        sidecar.write(folders.sidecar(data["name"]), data)
+        sidecar.write(folders.sidecar(record.name), record)
 
 
-def publish(folders: Folders, data: dict[str, Any]) -> Path:
+def publish(folders: Folders, record: TaskRecord) -> Path:
     """Finalize and move: the whole publish, in order."""
-    finalize(folders, data)
-    return resume(folders, data, task_file_is_ours=True)
+    finalize(folders, record)
+    return resume(folders, record, task_file_is_ours=True)
 
 
 @dataclass(frozen=True)
 class Refused:
-    """A file refused for its name: its sidecar, and where it went (None: not moved yet)."""
+    """A file refused for its name: its record, and where it went (None: not moved yet)."""
 
-    data: dict[str, Any]
+    record: TaskRecord
     final: Path | None
 
 
-def refuse_name(folders: Folders, path: Path, hook: dict[str, Any] | None = None) -> Refused | None:
-    """True when `path`'s NAME is one wansync cannot build its files from; it goes to failed/.
+def refuse_name(folders: Folders, path: Path, hook: HookRecord | None = None) -> Refused | None:
+    """A `Refused` when `path`'s NAME is one wansync cannot build its files from; then the
+    file goes to failed/. None when the name is fine.
 
     A name that is not valid UTF-8 (it could not be written to a sidecar or a log), or so
     long that `NAME.task` would pass 255 bytes. The file is moved to `failed/` under a
     printable name (bad bytes escaped as `\\xff`, shortened with a hash if long) beside a
     sidecar that says why. Nothing else is made for it: no inbox sidecar, no task.
-    None when the name is fine; `hook`: the `hook` record its sidecar carries (docs/hooks.md).
+    `hook`: the hook record its sidecar carries (docs/hooks.md).
     """
     is_job = path.name.endswith(JOB_SUFFIX)
     name = path.name[: -len(JOB_SUFFIX if is_job else TASK_SUFFIX)]
@@ -230,24 +243,80 @@ def refuse_name(folders: Folders, path: Path, hook: dict[str, Any] | None = None
         reason = f"{names.escape(path.name)}: {exc}"
     shown, suffix = names.escape(name), JOB_SUFFIX if is_job else TASK_SUFFIX
     code = "InvalidJobFile" if is_job else "InvalidTaskFile"
-    data = sidecar.new(shown, None, {}, time.time())
-    data.update(
-        state="failed", finished=sidecar.utc_iso(), error=sidecar.error(code, reason, False)
-    )
+    record = sidecar.new(shown, None, {}, time.time())
+    record.state, record.finished = "failed", sidecar.utc_iso()
+    record.error = sidecar.error(code, reason, False)
     if is_job:
-        data["job"] = {"file": names.escape(path.name), "model": None, "attempts": 0}
-        data["job"].update(submit_started=None, submitted=None, found_by=None)
-    if hook is not None:
-        data["hook"] = hook
+        record.job = JobRecord(names.escape(path.name), None)
+    record.hook = hook
     event = "job.invalid" if is_job else "task.invalid"
     logger = log.get("wansync.publish")
     try:
         folders.check(folders.inbox, folders.failed)
-        data["published_as"] = chosen = free_name(folders.failed, stem(shown))
+        record.published_as = chosen = free_name(folders.failed, stem(shown))
         move_durable(path, folders.failed / f"{chosen}{suffix}")
-        sidecar.write(folders.failed / f"{chosen}{sidecar.SUFFIX}", data)
+        sidecar.write(folders.failed / f"{chosen}{sidecar.SUFFIX}", record)
     except OSError as exc:  # gone meanwhile, or failed/ unwritable: the next scan tries again
         logger.error(event, name=shown, error=reason, detail=f"not moved: {exc.strerror or exc}")
-        return Refused(data, None)
+        return Refused(record, None)
     logger.warning(event, name=shown, file=names.escape(path.name), error=reason, code=code)
-    return Refused(data, folders.failed / f"{chosen}{sidecar.SUFFIX}")
+    return Refused(record, folders.failed / f"{chosen}{sidecar.SUFFIX}")
+
+
+# -- the end of a task's way ------------------------------------------------------------------
+def finish(folders: Folders, record: TaskRecord, wall: float, logger: Any) -> ev.Event | None:
+    """Publish (or finish publishing) an ended task; the event that says so, or None when
+    the disk refused: then the inbox sidecar keeps the decision and a restart carries it on."""
+    try:
+        if record.published_as:
+            final = resume(folders, record, task_file_is_ours=True)
+        else:
+            final = publish(folders, record)
+    except FolderReplaced:
+        return None  # the guard said so once for the folder, not once per task
+    except OSError as exc:
+        logger.error(
+            "task.publish_error",
+            name=record.name,
+            task_id=record.task_id,
+            error=f"{type(exc).__name__}: {exc.strerror or exc}",
+        )
+        return None
+    return ended(record, final, wall)
+
+
+def ended(record: TaskRecord, final: Path, wall: float) -> ev.Event:
+    """The event of a published task: `final` is its sidecar in outbox/ or failed/."""
+    chosen = str(record.published_as)
+    if record.state == "succeeded":
+        video = final.parent / f"{chosen}{MP4}"
+        return ev.TaskSucceeded(
+            at=wall,
+            name=record.name,
+            task_id=str(record.task_id),
+            published_as=chosen,
+            video=str(video),
+            sidecar=str(final),
+            polls=record.polls,
+            path=str(video),
+        )
+    error = record.error or ErrorInfo("", "", False)
+    return ev.TaskFailed(
+        at=wall,
+        name=record.name,
+        task_id=record.task_id,
+        published_as=chosen,
+        sidecar=str(final),
+        code=error.code,
+        message=error.message,
+        path=str(final),
+    )
+
+
+def forget_files(folders: Folders, name: str) -> None:
+    """A removed task's sidecar and partial download: ours, and no longer wanted."""
+    for path in (folders.sidecar(name), folders.part(name)):
+        if folders.replaced(path.parent):
+            continue  # not through a swapped folder: the next start-up drops them
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

@@ -101,9 +101,9 @@ def ended_ids(folders: Folders, since_seconds: float = 86400) -> set[str]:
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
             for entry in entries:
                 if entry.name.endswith(sidecar.SUFFIX) and entry.stat().st_mtime >= since:
-                    data = sidecar.read(Path(entry.path), published=True)
-                    if data and data.get("task_id"):
-                        known.add(data["task_id"])
+                    record = sidecar.read(Path(entry.path), published=True)
+                    if record and record.task_id:
+                        known.add(record.task_id)
     return known
 
 

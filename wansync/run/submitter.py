@@ -27,7 +27,7 @@ from __future__ import annotations
 import collections
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,11 +52,13 @@ from wansync.core.messages import (
     PostDone,
     UploadDone,
 )
+from wansync.core.record import JobRecord, TaskRecord
 from wansync.core.retry import backoff, plan
+from wansync.core.times import read_time, utc_iso
 from wansync.core.tracker import Task
 from wansync.files import jobfile, sidecar
 from wansync.remote.api import DEADLINE_TIMEOUTS, Submitted, TaskApi, api_time
-from wansync.remote.serverclock import Window, search_window, window_from_record, window_record
+from wansync.remote.serverclock import search_window, window_from_record, window_record
 from wansync.run.publish import Folders
 from wansync.run.submit_worker import LookupJob, PostJob, UploadJob, WorkItem, has_oss, submit_io
 from wansync.run.workers import Workers
@@ -69,7 +71,7 @@ Step = Literal["queued", "uploading", "posting", "looking"]
 @dataclass(slots=True)
 class Job:
     name: str
-    data: dict[str, Any]  # its sidecar
+    record: TaskRecord  # what its sidecar says
     spec: jobfile.JobSpec | None  # None once submitting: the file is not needed again
     step: Step = "queued"
     errors_in_row: int = 0
@@ -125,7 +127,7 @@ class Submitter:
     def _save(self, job: Job, durable: bool = True) -> bool:
         """Write the job's sidecar; a failed write is logged, never raised into the loop."""
         try:
-            sidecar.write(self.folders.sidecar(job.name), job.data, durable=durable)
+            sidecar.write(self.folders.sidecar(job.name), job.record, durable=durable)
         except OSError as exc:
             self.log.error("sidecar.write_error", name=job.name, error=str(exc.strerror or exc))
             return False
@@ -137,11 +139,11 @@ class Submitter:
         name = jobfile.job_name(path)
         if name in self.jobs:
             return []
-        data = sidecar.read(self.folders.sidecar(name))
-        if data is not None and not isinstance(data.get("job"), dict):
-            data = None  # a removed task's leftover, not this job's journal
+        found = sidecar.read(self.folders.sidecar(name))
+        if found is not None and found.job is None:
+            found = None  # a removed task's leftover, not this job's journal
         if self.folders.task(name).exists():
-            if not (data and data.get("task_id")) and name not in self._name_taken_logged:
+            if not (found and found.task_id) and name not in self._name_taken_logged:
                 self._name_taken_logged.add(name)
                 self.log.error(
                     "job.name_taken",
@@ -149,13 +151,13 @@ class Submitter:
                     detail=f"{name}.task is in the inbox too; rename one of them",
                 )
             return []  # handed over already: the task path owns it
-        if data is not None:
-            if data["state"] in sidecar.TERMINAL_STATES and data.get("published_as"):
-                return [End(Task(name, data))]  # a publish cut short: carry it on
-            if data.get("task_id"):
-                return [self._hand_over(name, data)]  # recorded; NAME.task not written yet
-            if data["state"] == "submitting":
-                self._start_uncertain(Job(name, data, None, "looking"), now, restarted=True)
+        if found is not None:
+            if found.ended and found.published_as:
+                return [End(Task(name, found))]  # a publish cut short: carry it on
+            if found.task_id:
+                return [self._hand_over(name, found)]  # recorded; NAME.task not written yet
+            if found.state == "submitting":
+                self._start_uncertain(Job(name, found, None, "looking"), now, restarted=True)
                 return []
         cfg = self.live.cfg.submit
         try:
@@ -163,14 +165,14 @@ class Submitter:
         except (JobFileError, OSError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             fresh = sidecar.new(name, None, {}, now.wall)
-            fresh["job"] = _job_block(path.name, None)
+            fresh.job = JobRecord(path.name, None)
             self._emit(ev.JobInvalid(at=now.wall, name=name, file=path.name, error=str(reason)))
             return [self._fail(Job(name, fresh, None), "InvalidJobFile", f"{path.name}: {reason}")]
         fresh = sidecar.new(name, None, spec.meta, now.wall)
-        if data is not None:
-            fresh["first_seen"] = data.get("first_seen") or fresh["first_seen"]
-        sidecar.set_state(fresh, "queued")
-        fresh["job"] = _job_block(path.name, spec.model)
+        if found is not None:
+            fresh.first_seen = found.first_seen or fresh.first_seen
+        fresh.state = "queued"
+        fresh.job = JobRecord(path.name, spec.model)
         job = Job(name, fresh, spec)
         self._save(job, durable=False)
         self.jobs[name] = job
@@ -253,19 +255,18 @@ class Submitter:
         """Record `submitting` durably, then (only then) let the create request go."""
         assert job.spec is not None
         body = jobfile.request_body(job.spec, urls)
-        block = job.data["job"]
-        block["attempts"] += 1
-        block["submit_started"] = sidecar.utc_iso(now.wall)
+        block = _block(job)
         # Where a lost answer's task will be looked for, on the API's clock (known from
         # earlier answers' `Date`); else the first search finds it out and records it.
         offset = self.api.clock.offset()
-        block["search_window"] = (
-            window_record(search_window(now.wall, offset, self._request_time()))
-            if offset is not None
-            else None
+        window = search_window(now.wall, offset, self._request_time()) if offset else None
+        block = replace(
+            block,
+            attempts=block.attempts + 1,
+            submit_started=utc_iso(now.wall),
+            search_window=window_record(window) if window else None,
         )
-        sidecar.set_state(job.data, "submitting")
-        job.data["error"] = None
+        job.record.job, job.record.state, job.record.error = block, "submitting", None
         if not self._save(job):  # not on disk: sending now could make a task twice
             self.active = None
             error = TransientError("cannot write the sidecar", "SidecarWriteError")
@@ -276,7 +277,7 @@ class Submitter:
         self._in_progress += 1  # counted as running from now on, whatever the answer
         self.worker.submit(PostJob(job.name, body, bool(urls) or has_oss(body)))
         self._emit(
-            ev.JobSubmitting(at=now.wall, name=job.name, model=block["model"], uploads=len(urls))
+            ev.JobSubmitting(at=now.wall, name=job.name, model=str(block.model), uploads=len(urls))
         )
 
     def _request_time(self) -> float:
@@ -287,11 +288,11 @@ class Submitter:
         """The task list over the window the sidecar recorded (a restart, a retry), or one
         placed on the API's clock as the worker knows it when it asks."""
         self.active = job.name
-        block = job.data["job"]
-        started = sidecar.read_time(block["submit_started"], now.wall) or now.wall
-        recorded = window_from_record(block.get("search_window"), now.wall)
+        block = _block(job)
+        started = read_time(block.submit_started, now.wall) or now.wall
+        recorded = window_from_record(block.search_window, now.wall)
         plan = functools.partial(search_window, started, request_time=self._request_time())
-        self.worker.submit(LookupJob(job.name, block["model"], recorded, plan))
+        self.worker.submit(LookupJob(job.name, str(block.model), recorded, plan))
 
     # -- results (main thread) ---------------------------------------------------------
     def handle(self, message: JobStepDone, now: Now) -> list[Handover]:
@@ -316,7 +317,7 @@ class Submitter:
                 return self._not_sent(job, error, now)
             case LookupDone(outcome=list() as rows, known=known, window=window):
                 if window is not None:  # a restart or `retry` searches this same window
-                    job.data["job"]["search_window"] = window_record(window)
+                    job.record.job = replace(_block(job), search_window=window_record(window))
                 return self._on_search(job, rows, known, now)
             case LookupDone(outcome=WansyncError() as error):
                 job.errors_in_row += 1
@@ -337,8 +338,8 @@ class Submitter:
             self.paused_until = max(self.paused_until, now.mono + retry.pause)
         job.step = "queued"
         job.due = now.mono + retry.delay
-        sidecar.set_state(job.data, "queued")
-        job.data["error"] = sidecar.error(error.code, log.scrub(error.message), True)
+        job.record.state = "queued"
+        job.record.error = sidecar.error(error.code, log.scrub(error.message), True)
         self._save(job)
         self.queue.appendleft(job.name)
         self._emit(
@@ -357,7 +358,7 @@ class Submitter:
         job.searching_since = now.mono
         job.due = now.mono + (0.0 if restarted else 0.1 * self.live.cfg.submit.search_for)
         why = "wansync stopped during the create" if restarted else "the create's answer was lost"
-        job.data["error"] = sidecar.error(
+        job.record.error = sidecar.error(
             "SubmitUncertain", f"{why}; searching the task list for the task", True
         )
         self._save(job)
@@ -368,7 +369,9 @@ class Submitter:
         self, job: Job, rows: list[dict[str, Any]], known: frozenset[str], now: Now
     ) -> list[Handover]:
         ours = known | self._tracked_ids()
-        model = job.data["job"]["model"]
+        block = _block(job)
+        model, started = block.model, block.submit_started
+        when = _window_text(block.search_window, started, now.wall)
         found = [
             r["task_id"]
             for r in rows
@@ -377,8 +380,6 @@ class Submitter:
         if len(found) == 1:
             self.uncertain.popleft()
             return [self._record(job, found[0], None, "task list", now)]
-        started = job.data["job"]["submit_started"]
-        when = _window_text(job.data["job"].get("search_window"), started, now.wall)
         if len(found) > 1:
             self.uncertain.popleft()
             return [
@@ -416,40 +417,36 @@ class Submitter:
         self, job: Job, task_id: str, request_id: str | None, found_by: str | None, now: Now
     ) -> Handover:
         """The task exists: write its id durably, then hand the job to the task path."""
-        block = job.data["job"]
-        block.update(submitted=sidecar.utc_iso(now.wall), found_by=found_by)
-        job.data.update(task_id=task_id, request_id=request_id, error=None)
-        sidecar.set_state(job.data, "polling")
+        record = job.record
+        record.job = replace(_block(job), submitted=utc_iso(now.wall), found_by=found_by)
+        record.task_id, record.request_id, record.error = task_id, request_id, None
+        record.state = "polling"
         self._save(job)
         self._emit(ev.JobSubmitted(at=now.wall, name=job.name, task_id=task_id, found_by=found_by))
         self._slots_changed = True
-        return self._hand_over(job.name, job.data)
+        return self._hand_over(job.name, record)
 
-    def _hand_over(self, name: str, data: dict[str, Any]) -> Adopt:
+    def _hand_over(self, name: str, record: TaskRecord) -> Adopt:
         self.jobs.pop(name, None)
-        return Adopt(name, data["task_id"], data.get("meta") or {})
+        return Adopt(name, str(record.task_id), record.meta or {})
 
     def _fail(self, job: Job, code: str, message: str) -> End:
         self.jobs.pop(job.name, None)
-        sidecar.set_state(job.data, "failed")
-        job.data["error"] = sidecar.error(code, log.scrub(message), False)
-        return End(Task(job.name, job.data))
+        job.record.state = "failed"
+        job.record.error = sidecar.error(code, log.scrub(message), False)
+        return End(Task(job.name, job.record))
 
 
-def _job_block(file: str, model: str | None) -> dict[str, Any]:
-    return {
-        "file": file,
-        "model": model,
-        "attempts": 0,
-        "submit_started": None,
-        "submitted": None,
-        "found_by": None,
-    }
+def _block(job: Job) -> JobRecord:
+    """The job's submit journal (every job's record has one: `sidecar.problem` and
+    `discover` see to it)."""
+    assert job.record.job is not None
+    return job.record.job
 
 
-def _window_text(record: Any, started: str, now: float) -> str:
+def _window_text(record: tuple[str, str] | None, started: str | None, now: float) -> str:
     """The searched window as the console shows times (API time), for a failure message."""
-    window: Window | None = window_from_record(record, now)
+    window = window_from_record(record, now)
     if window is None:
         return f"around {started}"
     return f"between {api_time(window[0])} and {api_time(window[1])} (API time)"

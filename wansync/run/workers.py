@@ -11,9 +11,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Generic, TypeVar
 
+from wansync.core.effects import StartDownload, StartPoll
 from wansync.core.errors import (
     DownloadInterrupted,
     Stopping,
@@ -22,7 +22,6 @@ from wansync.core.errors import (
     internal,
 )
 from wansync.core.messages import DownloadDone, DownloadProgress, DownloadStarted, Mailbox, PollDone
-from wansync.core.tracker import Slot
 from wansync.remote.api import TaskApi, TaskReport
 from wansync.remote.download import Downloader
 
@@ -88,18 +87,10 @@ RESULT_MAY_WAIT = 0.05  # seconds a PENDING/RUNNING answer may wait for the loop
 PROGRESS_EVERY = 5.0  # seconds between progress messages of one download
 
 
-@dataclass(frozen=True, slots=True)
-class PollJob:
-    name: str
-    task_id: str
-    started: float  # monotonic, when the loop sent it
-    started_wall: float
-
-
-def poll_io(api: TaskApi, mailbox: Mailbox) -> Callable[[PollJob], None]:
+def poll_io(api: TaskApi, mailbox: Mailbox) -> Callable[[StartPoll], None]:
     """A poll worker: one request, its outcome posted as `PollDone`."""
 
-    def run(job: PollJob) -> None:
+    def run(job: StartPoll) -> None:
         began = time.monotonic()
         outcome = attempt(lambda: api.fetch(job.task_id))
         seconds = time.monotonic() - began
@@ -112,20 +103,11 @@ def poll_io(api: TaskApi, mailbox: Mailbox) -> Callable[[PollJob], None]:
     return run
 
 
-@dataclass(frozen=True, slots=True)
-class FetchJob:
-    name: str
-    url: str
-    etag: str | None  # what the bytes already in `part` came from
-    part: Path
-    slot: Slot
-
-
-def fetch_io(downloader: Downloader, mailbox: Mailbox) -> Callable[[FetchJob], None]:
+def fetch_io(downloader: Downloader, mailbox: Mailbox) -> Callable[[StartDownload], None]:
     """A download worker: posts `DownloadStarted`, a `DownloadProgress` every few
     seconds, and `DownloadDone`; stops at the next chunk once its slot is cancelled."""
 
-    def run(job: FetchJob) -> None:
+    def run(job: StartDownload) -> None:
         began = time.monotonic()
         last = [began]
         number = job.slot.number

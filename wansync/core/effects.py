@@ -1,0 +1,78 @@
+"""What the task path asks the daemon to do: effects, returned, never done by the decider.
+
+`Pipeline` (run/pipeline.py) changes state on the main thread (the tracker, the
+scheduler, a task's record) and returns a list of these for everything beyond that: a
+request for a worker, a file to move or drop, an event for the bus. The daemon carries
+them out in order (`Daemon.carry_out`), so a test can drive the pipeline and read what
+it asked for without threads, sockets or files.
+
+The journal (run/journal.py) writes live tasks' sidecars: it follows the events, and
+`WriteSidecars` names the records that changed without an event of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from wansync.core import events as ev
+from wansync.core.tracker import Slot, Task
+
+
+@dataclass(frozen=True, slots=True)
+class StartPoll:
+    """Ask the task API about `task_id` (a poll worker); `started`: monotonic, `started_wall`."""
+
+    name: str
+    task_id: str
+    started: float
+    started_wall: float
+
+
+@dataclass(frozen=True, slots=True)
+class StartDownload:
+    """Fetch `url` into `part` (a download worker), resuming if the ETag still matches;
+    `slot` is the ticket the tracker gave it."""
+
+    name: str
+    url: str
+    etag: str | None
+    part: Path
+    slot: Slot
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Move an ended task's files into outbox/ or failed/ (publish.py), then emit its end."""
+
+    task: Task
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetFiles:
+    """A removed task's sidecar and partial download: ours to drop."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteSidecars:
+    """These records changed with no event of their own (an auth pause shows on every
+    polling task): the journal writes them with its next batch."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadKey:
+    """Read the API key again before the probe of an auth pause (a fixed key file counts)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Hand `event` to the bus: the journal, the log, the job slots, hooks, metrics."""
+
+    event: ev.Event
+
+
+Effect = StartPoll | StartDownload | Publish | ForgetFiles | WriteSidecars | ReloadKey | Emit
