@@ -252,9 +252,10 @@ class Daemon:
         """The folders (our own temp files swept), the inbox lock; `InboxLocked` if taken."""
         for folder in (self.folders.inbox, self.folders.outbox, self.folders.failed):
             folder.mkdir(parents=True, exist_ok=True)
+        self.lock.acquire()  # first: the temp files may be a running daemon's
+        for folder in (self.folders.inbox, self.folders.outbox, self.folders.failed):
             for removed in sweep_temp_files(folder):
                 self.log.info("temp.removed", path=removed.name)
-        self.lock.acquire()
 
     def start(
         self, burst: bool = False, timeout: float | None = None, only: set[str] | None = None
@@ -262,8 +263,7 @@ class Daemon:
         """Bind metrics, watch, start the workers, scan the inbox, tell systemd READY=1."""
         self.outlets.start()
         start = self.clock()
-        self.timeout = timeout
-        self.deadline = start.mono + timeout if timeout else None
+        self.timeout, self.deadline = timeout, (start.mono + timeout if timeout else None)
         if not burst:
             # watch first, then scan: nothing falls in between
             self.intake.start_watch(self.wake.set, self.live.cfg.watch.polling)
@@ -285,6 +285,7 @@ class Daemon:
             tasks=len(self.tracker),
             waiting_files=len(self.intake.candidates),
             burst=burst,
+            **({"lock_replaced": self.lock.replaced} if self.lock.replaced else {}),
         )
         self.notifier.ready(status_line(self._counts()))
         return start
