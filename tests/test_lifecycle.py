@@ -17,6 +17,7 @@ from wansync.core.errors import (
     TaskFailed,
     UrlRefused,
 )
+from wansync.core.filegroup import GroupDone
 from wansync.core.lifecycle import (
     Fail,
     Ignore,
@@ -28,7 +29,6 @@ from wansync.core.lifecycle import (
     StartDownload,
     Succeed,
 )
-from wansync.core.filegroup import GroupDone
 from wansync.core.retry import AUTH_PAUSE_MIN
 from wansync.core.shapes import FileUrl
 from wansync.core.tracker import Task

@@ -113,11 +113,13 @@ class PostDone:
 
 @dataclass(frozen=True, slots=True)
 class LookupDone:
-    """A task-list search; `known`: ids of our tasks that ended in the last day."""
+    """A task-list search; `known`: ids of our tasks that ended in the last day;
+    `window`: the [from, to] searched, Unix seconds on the server's clock."""
 
     name: str
     outcome: list[dict[str, Any]] | WansyncError
     known: frozenset[str]
+    window: tuple[float, float] | None = None
 
 
 JobStepDone = UploadDone | PostDone | LookupDone
@@ -126,11 +128,13 @@ JobStepDone = UploadDone | PostDone | LookupDone
 # -- what the submitter hands to the loop (returned, not posted: it runs on the loop) ----
 @dataclass(frozen=True, slots=True)
 class Adopt:
-    """Hand-over: the job's task exists; write `NAME.task` and track it like any task."""
+    """Hand-over: the job's task exists and its `.task` is written; track `task` like any.
 
-    name: str
-    task_id: str
-    meta: dict[str, Any]
+    `job`: the job's own name, which `task.name` is unless a producer's `.task` took it.
+    """
+
+    task: Task
+    job: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,8 @@ class Task:
     group: FileGroup | None = None  # its files on their way down (state downloading)
     parts: tuple[str, ...] = ()  # where its files grow (the `.part` paths it claims)
     reported_bytes: dict[int, int] = field(default_factory=dict)  # per file, at the last event
+    followed_since: float | None = None  # monotonic: when this run began following it
+    followed_before: float = 0.0  # seconds earlier runs followed it (lifecycle.task_age)
 
     @property
     def task_id(self) -> str:
