@@ -531,3 +531,37 @@ def test_a_video_resumed_after_a_cut_ends_with_no_error(env, sim):
     data = env.sidecar(env.outbox, "clip")
     assert data["state"] == "succeeded" and data["error"] is None, data["error"]
     assert_group(env, data, "clip", [sim.video_sha256("video-cut-000001")], ["video/mp4"])
+
+
+# -- storage's 403 ----------------------------------------------------------------------------
+def test_a_refused_picture_url_asks_once_more_and_lands_with_the_fresh_urls(env, sim):
+    """Storage answers 403 (the first answer's URLs are stale): the task is polled once
+    more at once, and its fresh URL set comes down."""
+    task_id = "fresh-pictures-0001"
+    sim.add_task(task_id, shape="results", pictures=2, pending_polls=0, running_polls=0)
+    stale = f"{sim.url}/pictures/{task_id}/0.png?Expires=1&OSSAccessKeyId=sim&Signature=old"
+    first = {"task_id": task_id, "task_status": "SUCCEEDED", "results": [{"url": stale}] * 2}
+    body = json.dumps({"request_id": "r", "output": first}).encode()
+    sim.add_fault("task", "malformed", task_id=task_id, count=1, body=body)
+    drop(env.inbox, "fresh", task_id)
+    result = env.cli("once", "--timeout", "60")
+    assert result.returncode == 0, result.stderr
+    data = env.sidecar(env.outbox, "fresh")
+    assert_group(env, data, "fresh", sim.picture_sha256s(task_id), [PNG] * 2)
+    statuses = [r["status"] for r in sim.requests("picture", task_id)]
+    assert statuses.count(403) >= 1 and statuses.count(200) == 2
+    assert len(sim.requests("task", task_id)) == 2  # the stale answer, then one more
+
+
+def test_a_refused_picture_url_handed_out_again_is_video_url_expired(env, sim):
+    """Storage refuses a picture and the next answer holds the same URL: expired, at once."""
+    task_id = "expired-pictures-01"
+    sim.add_task(task_id, shape="results", pictures=2)
+    sim.add_fault("picture", "expired", task_id=task_id, count=1)
+    drop(env.inbox, "gone", task_id)
+    result = env.cli("once", "--timeout", "60")
+    assert result.returncode == 1, result.stderr
+    data = env.sidecar(env.failed, "gone")
+    assert data["error"]["code"] == "VideoUrlExpired" and data["outputs"] is None
+    assert succeeded_polls(sim, task_id) == 2
+    assert not [p.name for p in env.outbox.iterdir()], "no file, no .part left"
