@@ -186,3 +186,22 @@ def test_more_files_than_the_cap_fetches_the_first_and_counts_the_rest():
     decision = lifecycle.after_success(task(), {"results": results}, NOW, policy())
     assert isinstance(decision, StartDownload)
     assert len(decision.files) == 16 and decision.dropped == 4
+
+
+def test_a_stopped_download_drops_only_the_part_it_wrote(tmp_path):
+    """A download stopped because its task ended removes its `.part` only while that is
+    still the file it wrote: a retried task's new `.part` of the same name stays."""
+    import os
+
+    from wansync.run.workers import _unlink_if
+
+    part, new = tmp_path / ".clip.1.png.part", tmp_path / "new"
+    part.write_bytes(b"old")
+    new.write_bytes(b"new")  # made while the old one still exists: another inode
+    st = os.lstat(part)
+    wrote = [(st.st_dev, st.st_ino)]
+    new.rename(part)  # the task's end dropped the old one; a retried task made its own
+    _unlink_if(part, wrote)
+    assert part.read_bytes() == b"new"
+    _unlink_if(part, [(os.lstat(part).st_dev, os.lstat(part).st_ino)])
+    assert not part.exists()

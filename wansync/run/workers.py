@@ -6,11 +6,14 @@ loop gets an outcome (the value, or a typed error), and the worker thread lives 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from wansync.core.effects import StartDownload, StartPoll
@@ -119,9 +122,14 @@ def fetch_io(downloader: Downloader, mailbox: Mailbox) -> Callable[[StartDownloa
         began = time.monotonic()
         last = [began]
         number, index = job.slot.number, job.slot.index
+        ours: list[tuple[int, int]] = []  # the `.part` this download writes: (device, inode)
 
         def on_start(etag: str | None) -> None:
-            size = job.part.stat().st_size if job.part.exists() and job.etag else 0
+            size = 0
+            with contextlib.suppress(FileNotFoundError):  # dropped already: the task ended
+                st = os.lstat(job.part)  # opened (made) just before: the file we write
+                ours.append((st.st_dev, st.st_ino))
+                size = st.st_size if job.etag else 0
             mailbox.post(DownloadStarted(job.name, number, job.url, etag, size, index))
 
         def on_progress(done: int, total: int | None) -> None:
@@ -136,8 +144,20 @@ def fetch_io(downloader: Downloader, mailbox: Mailbox) -> Callable[[StartDownloa
 
         outcome = attempt(fetch, DownloadInterrupted)
         if job.slot.cancel.is_set():  # removed (or failed) meanwhile: the part is garbage
-            job.part.unlink(missing_ok=True)
+            _unlink_if(job.part, ours)
         seconds = time.monotonic() - began
         mailbox.post(DownloadDone(job.name, number, job.url, seconds, outcome, index))
 
     return run
+
+
+def _unlink_if(part: Path, ours: list[tuple[int, int]]) -> None:
+    """Unlink `part` only while it is still the file this download wrote: the task's end
+    already dropped it, and a new task of the same name (a retry) may have made its own
+    `.part` there since."""
+    try:
+        st = os.lstat(part)
+    except FileNotFoundError:
+        return
+    if (st.st_dev, st.st_ino) in ours:
+        part.unlink(missing_ok=True)
