@@ -92,7 +92,7 @@ class Daemon:
             self.folders,
             self.api,
             self.mailbox,
-            self.tracker.in_progress,
+            self.tracker.in_progress_by_model,
             self.tracker.ids,
             self.bus.emit,
         )

@@ -25,7 +25,8 @@ hands over (`Adopt`: a task now exists; `End`: publish this job) is returned to 
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from typing import Any, Literal
 from wansync import log
 from wansync.config import Live
 from wansync.core import events as ev
+from wansync.core import inprogress
 from wansync.core.errors import (
     JobFileError,
     SubmitAmbiguous,
@@ -65,6 +67,7 @@ SEARCHES = (0.0, 0.25, 1.0)  # when to search the task list, in parts of submit.
 LOOKUP_MARGIN = 120.0  # seconds either side of the create the search covers (clock skew)
 RECOUNT_EVERY = 5.0  # in-progress tasks are recounted at least this often while jobs wait
 Step = Literal["queued", "uploading", "posting", "looking"]
+Running = int | Mapping[str | None, int]  # tasks generating now, by model (None: unknown)
 
 
 @dataclass(slots=True)
@@ -88,7 +91,7 @@ class Submitter:
         folders: Folders,
         api: TaskApi,
         mailbox: Mailbox,
-        in_progress: Callable[[], int],
+        in_progress: Callable[[], Running],
         tracked_ids: Callable[[], set[str]],
         emit: Callable[[ev.Event], None],
     ) -> None:
@@ -103,7 +106,7 @@ class Submitter:
         self.paused_until = 0.0
         self.next_send = 0.0
         self._slots_changed = True
-        self._in_progress = 0
+        self._running: Counter[str | None] = Counter()  # tasks generating now, by model
         self._recount_at = 0.0
         self._count = in_progress
         self._tracked_ids = tracked_ids
@@ -222,18 +225,18 @@ class Submitter:
         if self.active is not None or now.mono < self.paused_until:
             return
         if self.uncertain:  # nothing else goes out until the uncertain job is settled
-            job = self.jobs[self.uncertain[0]]
-            if now.mono >= job.due:
-                self._search(job, now)
+            looking = self.jobs[self.uncertain[0]]
+            if now.mono >= looking.due:
+                self._search(looking, now)
             return
         while self.queue and self.queue[0] not in self.jobs:
             self.queue.popleft()
         if not self.queue or now.mono < self.next_send:
             return
-        job = self.jobs[self.queue[0]]
-        if now.mono < job.due or self._slots_free(now.mono) <= 0:
+        job = self._next_with_room(now.mono)
+        if job is None or now.mono < job.due:
             return
-        self.queue.popleft()
+        self.queue.remove(job.name)
         self.active = job.name
         assert job.spec is not None
         if job.spec.uploads:
@@ -243,12 +246,17 @@ class Submitter:
         else:
             self._send(job, [], now)
 
-    def _slots_free(self, now: float) -> int:
+    def _next_with_room(self, now: float) -> Job | None:
+        """The first queued job whose model's `submit.max_in_progress` has room (a full
+        pattern holds back its own jobs only), or None."""
         if self._slots_changed or now >= self._recount_at:
-            self._in_progress = self._count()
+            counted = self._count()  # a plain number: tasks whose models are not known
+            self._running = Counter({None: counted} if isinstance(counted, int) else counted)
             self._slots_changed = False
             self._recount_at = now + RECOUNT_EVERY
-        return self.live.cfg.submit.max_in_progress - self._in_progress
+        queued = (self.jobs[n] for n in self.queue if n in self.jobs)
+        limits = self.live.cfg.submit.max_in_progress
+        return inprogress.first_with_room(limits, queued, _model_of, self._running)
 
     def _send(self, job: Job, urls: list[str], now: Now) -> None:
         """Record `submitting` durably, then (only then) let the create request go."""
@@ -264,8 +272,9 @@ class Submitter:
             return
         job.step = "posting"
         self.next_send = now.mono + 1.0 / self.live.cfg.submit.max_per_second
-        self._in_progress += 1  # counted as running from now on, whatever the answer
-        self.worker.submit(PostJob(job.name, body, bool(urls) or has_oss(body)))
+        self._running[job.spec.model] += 1  # counted as running from now on, whatever the answer
+        oss = bool(urls) or has_oss(body)
+        self.worker.submit(PostJob(job.name, body, oss, job.spec.endpoint))
         self._emit(
             ev.JobSubmitting(at=now.wall, name=job.name, model=str(block.model), uploads=len(urls))
         )
@@ -413,6 +422,10 @@ class Submitter:
         job.record.state = "failed"
         job.record.error = sidecar.error(code, log.scrub(message), False)
         return End(Task(job.name, job.record))
+
+
+def _model_of(job: Job) -> str | None:
+    return job.spec.model if job.spec else None
 
 
 def _block(job: Job) -> JobRecord:
