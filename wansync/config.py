@@ -82,6 +82,10 @@ def _in_progress(value: Any) -> Limits:
             raise SubKeyError(sub, f"{pattern!r} is not a model pattern like wan2.2-s2v* or *")
         if pattern.lower() in limits:
             raise SubKeyError(sub, "given twice (patterns match without case)")
+        if shadow := next((p for p in limits if p.strip("*") == ""), None):
+            raise SubKeyError(
+                sub, f"comes after {shadow!r}, which every model matches first; put it before"
+            )
         try:
             limits[pattern.lower()] = _positive_int(limit)
         except ValueError as exc:
