@@ -33,12 +33,12 @@ def assert_clean(env, names):
         p.name
         for f in (env.inbox, env.outbox, env.failed)
         for p in f.iterdir()
-        if p.name.startswith(".") and p.name not in (".wansync.lock", ".wansync")
+        if p.name.startswith(".") and p.name not in (".wansync.lock", ".wansync", ".wansync.live")
     ]
     assert leftovers == []
     assert not list((env.inbox / ".wansync").glob("*"))  # no temp file in the scratch folder
     assert sorted(p.name for p in env.inbox.iterdir() if p.name != ".wansync") in (
-        [".wansync.lock"],
+        [".wansync.live", ".wansync.lock"],
         [],
     )
     return {name: entries[0] for name, entries in seen.items()}

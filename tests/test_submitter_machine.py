@@ -22,7 +22,7 @@ from wansync.core.messages import Adopt, End, LookupDone, Mailbox, PostDone, Upl
 from wansync.core.record import JobRecord
 from wansync.core.retry import AUTH_PAUSE_MIN
 from wansync.files import sidecar
-from wansync.remote.api import Submitted
+from wansync.remote.api import Submitted, TaskApi
 from wansync.run.publish import Folders
 from wansync.run.submit_worker import LookupJob, PostJob, UploadJob
 from wansync.run.submitter import SEARCHES, Submitter
@@ -47,7 +47,7 @@ class Machine:
         self.sub = Submitter(
             Live(cfg),
             self.folders,
-            None,  # type: ignore[arg-type]  # the worker never runs here
+            TaskApi("http://127.0.0.1:9", "k", 1.0),  # never called: the worker never runs
             Mailbox(lambda: None),
             lambda: self.running,
             set,

@@ -54,9 +54,7 @@ def _daemon(
     daemon.install_signals()
     try:
         return daemon.run(burst=burst, timeout=getattr(args, "timeout", None), only=only)
-    except InboxLocked:
-        raise InboxLocked(checks.lock_message(cfg.inbox)) from None
-    except ConfigError:
+    except (InboxLocked, ConfigError):  # each says what and where in one line
         raise
     except Exception:
         # One JSON line with the traceback as a field, never a multi-line dump on stderr.
@@ -106,6 +104,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     _say_where(cfg)
+    _say_who_runs(cfg)
     if args.watch:
         if args.json:
             raise UsageError("--watch: not with --json (run `status --json` in a loop instead)")
@@ -115,6 +114,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     columns = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
     print(json.dumps(rows, indent=2) if args.json else render(rows, columns))
     return EXIT_OK
+
+
+def _say_who_runs(cfg: config.Config) -> None:
+    """One stderr line: whether a daemon runs this inbox (its `.wansync.live`), which
+    anyone who may read the inbox can tell, though only the service may open the lock."""
+    from wansync.files import liveness
+
+    if not cfg.inbox.is_dir():
+        return
+    running = liveness.running(cfg.inbox)
+    if running is not None:
+        said = f"runs (PID {running.pid}, user {running.user}, since {running.started})"
+    else:
+        last = liveness.read(cfg.inbox)
+        when = f"; the last one stopped {last.stopped}" if last and last.stopped else ""
+        said = f"is not running{when}"
+    print(f"wansync: the daemon of {cfg.inbox} {said}", file=sys.stderr)
 
 
 def _say_where(cfg: config.Config) -> None:
@@ -132,12 +148,15 @@ def _say_where(cfg: config.Config) -> None:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     """A failed job is submitted anew (a new task); a failed task is polled again."""
-    from wansync.cli.retry import NothingToRetry, retry
+    from wansync.cli.retry import NothingToRetry, RetryRefused, retry
 
     try:
-        path, done = retry(_config(args), args.name)
+        path, done = retry(_config(args), args.name, force=args.force)
     except NothingToRetry as exc:
         raise UsageError(str(exc)) from None
+    except RetryRefused as exc:
+        print(f"wansync: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"wansync: {done}", file=sys.stderr)
     print(path)
     return EXIT_OK
@@ -314,6 +333,15 @@ def _inspect_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "move the latest failed record of a task or job back into the inbox, under its name",
     )
     p.add_argument("name", metavar="NAME", help="the task's name (NAME-2 means the same task)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="also a task DashScope FAILED (polled again; a job: a new task), and a job "
+        "whose create was uncertain without searching for its task first",
+    )
+    p.epilog = (
+        "exit: 0 moved back, 1 refused (DashScope FAILED it; see --force), 2 nothing to retry"
+    )
     with_config(p)
     p = add("check", cmd_check, "validate config, folders and key; changes nothing")
     with_config(p)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import os
 import re
+import shlex
 import sys
 import threading
 import time
@@ -25,11 +27,12 @@ from typing import Any
 import yaml
 
 from wansync import config
+from wansync.cli import visible
 from wansync.cli.checks import describe, inbox_error, make_inbox
 from wansync.core import kinds
 from wansync.core.errors import ConfigError, JobFileError, UsageError
 from wansync.core.record import TaskRecord
-from wansync.files import sidecar
+from wansync.files import liveness, lock, sidecar
 from wansync.files.fsutil import write_bytes_atomic
 from wansync.files.jobfile import JOB_SUFFIX, URL_SCHEMES, parse
 from wansync.files.taskfile import TASK_SUFFIX
@@ -150,6 +153,22 @@ def _as_typed(message: str, model: str) -> str:
     return "; ".join(parts)
 
 
+def refuse_unreadable(picture: Path, inbox: Path) -> None:
+    """`ConfigError` when the inbox's daemon (another user: the service) could not read
+    the picture: said now, with where to put it, not as a failed job later."""
+    reader = visible.reader_of(inbox)
+    why = visible.blocked(picture, reader) if reader is not None else None
+    if reader is not None and why is not None:
+        raise ConfigError(
+            f"IMAGE_OR_URL: {picture}: the daemon of {inbox} runs as user "
+            f"{reader.user.name}, who cannot read it ({why}). Put the picture where that "
+            f"user can read it (a folder in the "
+            f"inbox, for instance: mkdir -p {shlex.quote(str(inbox / 'pictures'))} && cp "
+            f"{shlex.quote(str(picture))} {shlex.quote(str(inbox / 'pictures'))}/) and "
+            f"give that path, or give a URL"
+        )
+
+
 def submit(args: argparse.Namespace, run_burst: Callable[[str], int]) -> int:
     cfg = config.load(args.config)
     model = args.model or cfg.submit.model
@@ -158,6 +177,7 @@ def submit(args: argparse.Namespace, run_burst: Callable[[str], int]) -> int:
             Path(args.image).expanduser().stat()
         except OSError as exc:
             raise ConfigError(describe(exc, args.image)) from None
+        refuse_unreadable(Path(args.image).expanduser().resolve(), cfg.inbox)
     doc = job_document(args, cfg.submit.model)
     text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
     try:  # the daemon's own check, now: a bad picture or prompt fails here, not later
@@ -202,7 +222,20 @@ def _wait(
     since: float,
     run_burst: Callable[[str], int],
 ) -> int:
-    """Run the job here (or follow the daemon that holds the inbox), saying how it ends."""
+    """Run the job here (or follow the daemon that holds the inbox), saying how it ends.
+
+    A daemon that runs (its `.wansync.live`), or an inbox whose lock is another user's
+    (the service's, stopped for a moment), is followed: that needs no API key and no
+    access to the lock. Only with no one else to do it is the job run here.
+    """
+    elsewhere = who_runs(cfg.inbox, name)
+    if elsewhere is not None:
+        print(f"wansync: {elsewhere}", file=sys.stderr)
+        try:
+            code = watch(cfg, name, timeout, since, None, [""])
+        except KeyboardInterrupt:
+            code = EXIT_INTERRUPTED
+        return _ended(cfg, name, code, timeout, since, here=False)
     stop, shown = threading.Event(), [""]  # the line last printed, shared by both watchers
     progress = threading.Thread(
         target=watch, args=(cfg, name, None, since, stop, shown), daemon=True
@@ -211,7 +244,7 @@ def _wait(
     here = True
     try:
         code = run_burst(name)
-    except InboxLocked:  # a daemon runs on this inbox: it does the work, we watch
+    except InboxLocked:  # a daemon started meanwhile: it does the work, we watch
         stop.set()
         progress.join()
         here = False
@@ -219,9 +252,42 @@ def _wait(
             code = watch(cfg, name, timeout, since, None, shown)
         except KeyboardInterrupt:
             code = EXIT_INTERRUPTED
+    except ConfigError as exc:  # no key here, most likely: say what became of the job
+        raise ConfigError(
+            f"{exc} (no wansync runs on {cfg.inbox} to do it instead: {name}{JOB_SUFFIX} "
+            f"waits there for the next `wansync run` or `once`)"
+        ) from None
     finally:
         stop.set()
     progress.join(2)
+    return _ended(cfg, name, code, timeout, since, here)
+
+
+def who_runs(inbox: Path, name: str) -> str | None:
+    """Who else does this inbox's work, said as the line `submit --wait` prints; None
+    when no one does and this process may (it then runs the job itself)."""
+    running = liveness.running(inbox)
+    if running is not None:
+        return (
+            f"following the wansync that runs this inbox (PID {running.pid}, user "
+            f"{running.user}, since {running.started})"
+        )
+    found = lock.Found.at(inbox / lock.LOCK_NAME)
+    owner = inbox.stat().st_uid
+    if lock.judge(found, os.geteuid(), owner, holder_alive=False) is lock.Verdict.FOREIGN:
+        assert found is not None
+        return (
+            f"no wansync runs on {inbox} now, and its lock belongs to "
+            f"{lock.user_name(found.uid)} (the service): {name}{JOB_SUFFIX} waits for it "
+            f"to start (Ctrl-C stops waiting; the job stays)"
+        )
+    return None
+
+
+def _ended(
+    cfg: config.Config, name: str, code: int, timeout: float | None, since: float, here: bool
+) -> int:
+    """The exit code, and what became of the job when this command stopped waiting."""
     if code == EXIT_TIMEOUT or code >= EXIT_INTERRUPTED:
         print(f"wansync: {name}: {_left_over(cfg, name, code, timeout, here)}", file=sys.stderr)
         return code

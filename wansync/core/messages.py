@@ -105,11 +105,13 @@ class PostDone:
 
 @dataclass(frozen=True, slots=True)
 class LookupDone:
-    """A task-list search; `known`: ids of our tasks that ended in the last day."""
+    """A task-list search; `known`: ids of our tasks that ended in the last day;
+    `window`: the [from, to] searched, Unix seconds on the server's clock."""
 
     name: str
     outcome: list[dict[str, Any]] | WansyncError
     known: frozenset[str]
+    window: tuple[float, float] | None = None
 
 
 JobStepDone = UploadDone | PostDone | LookupDone

@@ -82,6 +82,9 @@ class JobRecord:
     submit_started: str | None = None  # written durably before the create request
     submitted: str | None = None
     found_by: str | None = None  # "task list": the answer was lost, the search found it
+    # the task-list window for a lost answer, on the API's clock (ISO 8601 UTC, from, to):
+    # recorded with the create or at the first search, so a restart or `retry` reuses it
+    search_window: tuple[str, str] | None = None
 
 
 @dataclass(slots=True)

@@ -154,7 +154,7 @@ def hook_json(h: HookRecord) -> dict[str, Any]:
 
 
 def _job_json(j: JobRecord) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "file": j.file,
         "model": j.model,
         "attempts": j.attempts,
@@ -162,6 +162,9 @@ def _job_json(j: JobRecord) -> dict[str, Any]:
         "submitted": j.submitted,
         "found_by": j.found_by,
     }
+    if j.search_window is not None:
+        out["search_window"] = list(j.search_window)
+    return out
 
 
 _DUMPS: dict[str, Callable[[Any], Any]] = {
@@ -212,7 +215,7 @@ def _record_of(data: dict[str, Any]) -> TaskRecord:
         download=DownloadState(dl["etag"], dl.get("bytes", 0), dl.get("total")) if dl else None,
         published_as=get("published_as"),
         hook=_hook_of(get("hook")),
-        job=JobRecord(**{k: job[k] for k in _JOB_KEYS}) if job else None,
+        job=_job_of(job) if job else None,
     )
     for key, raw in data.items():
         if key in _TAIL or key in ("error", "video"):
@@ -234,6 +237,17 @@ def _same(a: Any, b: Any) -> bool:
 
 
 _JOB_KEYS = ("file", "model", "attempts", "submit_started", "submitted", "found_by")
+
+
+def _job_of(job: dict[str, Any]) -> JobRecord:
+    """The `job` object as a record. A `search_window` that is not two texts is read as
+    none (a fresh window is then placed): a job being submitted must never lose its
+    journal over it, or it would be sent again."""
+    window = job.get("search_window")
+    kept = None
+    if isinstance(window, list) and len(window) == 2 and all(_text(t) for t in window):
+        kept = (window[0], window[1])
+    return JobRecord(**{k: job[k] for k in _JOB_KEYS}, search_window=kept)
 
 
 def _output_of(v: dict[str, Any]) -> Output:

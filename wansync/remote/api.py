@@ -42,6 +42,7 @@ from wansync.remote.headers import MAX_RETRY_AFTER as MAX_RETRY_AFTER
 from wansync.remote.headers import header_int as header_int
 from wansync.remote.headers import parse_retry_after
 from wansync.remote.keepalive import Answer, Connections, TooSlow
+from wansync.remote.serverclock import ServerClock
 
 MAX_BODY = 1024 * 1024
 DEADLINE_TIMEOUTS = 2  # a whole answer, headers and body, within this many api.timeout
@@ -164,6 +165,7 @@ class TaskApi:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.observe = observe or _unobserved
+        self.clock = ServerClock()  # every answer's `Date`: the task list's clock
         self._gets = Connections(self.base_url, timeout, pool_size)
         self._pool = urllib3.PoolManager(
             num_pools=2,
@@ -265,7 +267,7 @@ class TaskApi:
         if resolve_oss:
             headers["X-DashScope-OssResourceResolve"] = "enable"
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        started, status = time.monotonic(), None
+        started, sent, status = time.monotonic(), time.time(), None
         try:
             resp = self._pool.request(
                 "POST",
@@ -276,6 +278,7 @@ class TaskApi:
                 redirect=False,
             )
             status = resp.status
+            self.clock.observe(resp.headers.get("Date"), sent, time.time())
             try:
                 answer = _read_bounded(resp, self._deadline(started))
             finally:
@@ -342,10 +345,11 @@ class TaskApi:
     def _get(self, path: str, endpoint: str) -> Answer:
         """One GET below the base URL, its body bounded (all of it within the deadline);
         no complete answer (refused, reset, timed out, not HTTP) is `RemoteUnavailable`."""
-        started, status = time.monotonic(), None
+        started, sent, status = time.monotonic(), time.time(), None
         try:
             answer = self._gets.get(path, self._get_headers, MAX_BODY, self._deadline(started))
             status = answer.status
+            self.clock.observe(answer.date, sent, time.time())
         except TooSlow as exc:
             status = exc.status
             raise RemoteUnavailable(TOO_SLOW, "AnswerTooSlow") from None

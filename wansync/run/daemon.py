@@ -135,9 +135,10 @@ class Daemon:
         """The main loop; returns the process exit code. `only`: in burst, just these names."""
         for folder in (self.folders.inbox, self.folders.outbox, self.folders.failed):
             folder.mkdir(parents=True, exist_ok=True)
+        self.lock.acquire()  # first: the temp files may be a running daemon's
+        for folder in (self.folders.inbox, self.folders.outbox, self.folders.failed):
             for removed in sweep_temp_files(folder):
                 self.log.info("temp.removed", path=removed.name)
-        self.lock.acquire()
         deadline = time.monotonic() + timeout if timeout else None
         try:
             self.outlets.start()
@@ -177,6 +178,7 @@ class Daemon:
             tasks=len(self.tracker),
             waiting_files=len(self.intake.candidates),
             burst=burst,
+            **({"lock_replaced": self.lock.replaced} if self.lock.replaced else {}),
         )
         self.notifier.ready(self._status_line())
         return start

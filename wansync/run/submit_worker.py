@@ -20,6 +20,7 @@ from wansync.core.messages import JobStepDone, LookupDone, Mailbox, PostDone, Up
 from wansync.files import sidecar
 from wansync.files.jobfile import LocalFile
 from wansync.remote.api import TaskApi
+from wansync.remote.serverclock import Offset, Window
 from wansync.remote.upload import Uploader
 from wansync.run.publish import Folders
 from wansync.run.workers import attempt
@@ -44,8 +45,27 @@ class PostJob:
 class LookupJob:
     name: str
     model: str
-    start: float
-    end: float
+    recorded: Window | None  # the window a search already used (in the sidecar): again
+    plan: Callable[[Offset | None], Window]  # else: the window for the server's clock
+
+
+def search(api: TaskApi, item: LookupJob, used: list[Window]) -> list[dict[str, Any]]:
+    """The task list over the job's window on the server's clock (serverclock.py).
+
+    With no `Date` seen yet, the wide window goes first; its own answer tells the
+    server's clock, and the exact window is searched then (the one whose rows count).
+    """
+    if item.recorded is not None:
+        used.append(item.recorded)
+        return api.list_tasks(item.model, *item.recorded)
+    before = api.clock.offset()
+    used.append(item.plan(before))
+    rows = api.list_tasks(item.model, *used[-1])
+    after = api.clock.offset()
+    if before is None and after is not None:
+        used.append(item.plan(after))
+        rows = api.list_tasks(item.model, *used[-1])
+    return rows
 
 
 WorkItem = UploadJob | PostJob | LookupJob
@@ -66,9 +86,11 @@ def submit_io(
             case PostJob(name=name, body=body, resolve_oss=oss, endpoint=endpoint):
                 sent = attempt(lambda: api.submit(body, oss, endpoint), SubmitAmbiguous)
                 message = PostDone(name, sent)
-            case LookupJob(name=name, model=model, start=start, end=end):
-                found = attempt(lambda: api.list_tasks(model, start, end))
-                message = LookupDone(name, found, frozenset(ended_ids(folders)))
+            case LookupJob(name=name):
+                used: list[Window] = []
+                found = attempt(lambda: search(api, item, used))
+                window = used[-1] if used else None
+                message = LookupDone(name, found, frozenset(ended_ids(folders)), window)
         mailbox.post(message)
 
     return run

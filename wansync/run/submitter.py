@@ -25,6 +25,7 @@ hands over (`Adopt`: a task now exists; `End`: publish this job) is returned to 
 from __future__ import annotations
 
 import collections
+import functools
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -58,13 +59,13 @@ from wansync.core.retry import backoff, plan
 from wansync.core.times import read_time, utc_iso
 from wansync.core.tracker import Task
 from wansync.files import jobfile, sidecar
-from wansync.remote.api import Submitted, TaskApi, api_time
+from wansync.remote.api import DEADLINE_TIMEOUTS, Submitted, TaskApi, api_time
+from wansync.remote.serverclock import search_window, window_from_record, window_record
 from wansync.run.publish import Folders
 from wansync.run.submit_worker import LookupJob, PostJob, UploadJob, WorkItem, has_oss, submit_io
 from wansync.run.workers import Workers
 
 SEARCHES = (0.0, 0.25, 1.0)  # when to search the task list, in parts of submit.search_for
-LOOKUP_MARGIN = 120.0  # seconds either side of the create the search covers (clock skew)
 RECOUNT_EVERY = 5.0  # in-progress tasks are recounted at least this often while jobs wait
 Step = Literal["queued", "uploading", "posting", "looking"]
 Running = int | Mapping[str | None, int]  # tasks generating now, by model (None: unknown)
@@ -263,7 +264,16 @@ class Submitter:
         assert job.spec is not None
         body = jobfile.request_body(job.spec, urls)
         block = _block(job)
-        block = replace(block, attempts=block.attempts + 1, submit_started=utc_iso(now.wall))
+        # Where a lost answer's task will be looked for, on the API's clock (known from
+        # earlier answers' `Date`); else the first search finds it out and records it.
+        offset = self.api.clock.offset()
+        window = search_window(now.wall, offset, self._request_time()) if offset else None
+        block = replace(
+            block,
+            attempts=block.attempts + 1,
+            submit_started=utc_iso(now.wall),
+            search_window=window_record(window) if window else None,
+        )
         job.record.job, job.record.state, job.record.error = block, "submitting", None
         if not self._save(job):  # not on disk: sending now could make a task twice
             self.active = None
@@ -279,12 +289,19 @@ class Submitter:
             ev.JobSubmitting(at=now.wall, name=job.name, model=str(block.model), uploads=len(urls))
         )
 
+    def _request_time(self) -> float:
+        """The longest a create request may take (its whole answer's deadline)."""
+        return DEADLINE_TIMEOUTS * self.live.cfg.api.timeout
+
     def _search(self, job: Job, now: Now) -> None:
+        """The task list over the window the sidecar recorded (a restart, a retry), or one
+        placed on the API's clock as the worker knows it when it asks."""
         self.active = job.name
         block = _block(job)
         started = read_time(block.submit_started, now.wall) or now.wall
-        start, end = started - LOOKUP_MARGIN, started + self.live.cfg.api.timeout + LOOKUP_MARGIN
-        self.worker.submit(LookupJob(job.name, str(block.model), start, end))
+        recorded = window_from_record(block.search_window, now.wall)
+        plan = functools.partial(search_window, started, request_time=self._request_time())
+        self.worker.submit(LookupJob(job.name, str(block.model), recorded, plan))
 
     # -- results (main thread) ---------------------------------------------------------
     def handle(self, message: JobStepDone, now: Now) -> list[Handover]:
@@ -307,7 +324,9 @@ class Submitter:
                 | PostDone(outcome=WansyncError() as error)
             ):
                 return self._not_sent(job, error, now)
-            case LookupDone(outcome=list() as rows, known=known):
+            case LookupDone(outcome=list() as rows, known=known, window=window):
+                if window is not None:  # a restart or `retry` searches this same window
+                    job.record.job = replace(_block(job), search_window=window_record(window))
                 return self._on_search(job, rows, known, now)
             case LookupDone(outcome=WansyncError() as error):
                 job.errors_in_row += 1
@@ -361,6 +380,7 @@ class Submitter:
         ours = known | self._tracked_ids()
         block = _block(job)
         model, started = block.model, block.submit_started
+        when = _window_text(block.search_window, started, now.wall)
         found = [
             r["task_id"]
             for r in rows
@@ -376,27 +396,29 @@ class Submitter:
                     job,
                     "SubmitUncertain",
                     f"the create sent at {started} got no answer, and {len(found)} unknown "
-                    f"{model} tasks were made around then ({', '.join(found[:5])}); one of "
-                    f"them may be this job's. Check them in the console; write the right id "
-                    f"into {job.name}.task in the inbox, or `wansync retry {job.name}` to "
-                    f"create anew",
+                    f"{model} tasks were made {when} ({', '.join(found[:5])}); one of them "
+                    f"may be this job's. Check them in the console and write the right id "
+                    f"into {job.name}.task in the inbox; `wansync retry {job.name} --force` "
+                    f"creates a new task (paid again if one of these is its)",
                 )
             ]
         job.lookups += 1
         if job.lookups < len(SEARCHES):
             search_for = self.live.cfg.submit.search_for
             job.due = job.searching_since + SEARCHES[job.lookups] * search_for
+            self._save(job)  # the window searched, for a restart
             return []
         self.uncertain.popleft()
         return [
             self._fail(
                 job,
                 "SubmitUncertain",
-                f"the create sent at {started} got no answer, and no {model} task made around "
-                f"then ({api_time(now.wall)} API time now) is in the task list. Most likely "
-                f"none was made: check the console's task list, then `wansync retry "
-                f"{job.name}` to create it, or write the task id into {job.name}.task in the "
-                f"inbox",
+                f"the create sent at {started} got no answer, and no {model} task made "
+                f"{when} is in the task list, though one may still have been made. Check "
+                f"the console's task list: a task of yours there goes into {job.name}.task "
+                f"in the inbox (`wansync add ID --name {job.name}`). `wansync retry "
+                f"{job.name}` searches the same window again and takes the task if it is "
+                f"there; only `wansync retry {job.name} --force` creates a new one",
             )
         ]
 
@@ -433,3 +455,11 @@ def _block(job: Job) -> JobRecord:
     `discover` see to it)."""
     assert job.record.job is not None
     return job.record.job
+
+
+def _window_text(record: tuple[str, str] | None, started: str | None, now: float) -> str:
+    """The searched window as the console shows times (API time), for a failure message."""
+    window = window_from_record(record, now)
+    if window is None:
+        return f"around {started}"
+    return f"between {api_time(window[0])} and {api_time(window[1])} (API time)"
