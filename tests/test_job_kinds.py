@@ -24,6 +24,7 @@ import yaml
 from tests.helpers import TEST_KEY, Env, wait_until
 from tests.kindsamples import EXAMPLES
 from wansync import config
+from wansync.core import events as ev
 from wansync.core import jobcheck, kinds
 from wansync.core.errors import ConfigError
 from wansync.simulator import Simulator
@@ -607,3 +608,20 @@ def test_submit_refuses_bad_combinations_with_one_line(env, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("wansync: "), (argv, result.stderr)
         assert said in lines[0], (argv, lines[0])
     assert not list(env.inbox.glob("*.job")), "nothing is written for a refused job"
+
+
+def test_jobs_held_by_the_limit_do_not_wake_the_loop_at_once(tmp_path):
+    """No room: the submitter asks to be woken at its next recount, not now (the loop
+    spun at full CPU while jobs waited). Seen failing before the fix: next_time was T0."""
+    from tests.test_submitter_machine import T0, Machine
+
+    m = Machine(tmp_path, in_progress=10**6)
+    m.sub.discover(m.drop("a"), T0)
+    m.sub.dispatch(T0)
+    assert m.sent() == []
+    woken = m.sub.next_time()
+    assert woken is not None and woken >= T0.mono + 1.0
+    m.running = 0  # a task ended: the event makes the next dispatch recount at once
+    m.sub(ev.TaskRemoved(at=T0.wall, name="x", task_id="t", detail="gone"))
+    m.sub.dispatch(T0)
+    assert [type(item).__name__ for item in m.sent()] == ["PostJob"]

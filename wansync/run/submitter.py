@@ -109,6 +109,7 @@ class Submitter:
         self._slots_changed = True
         self._running: Counter[str | None] = Counter()  # tasks generating now, by model
         self._recount_at = 0.0
+        self._held_until = 0.0  # monotonic: no queued job has room until a recount (or an end)
         self._count = in_progress
         self._tracked_ids = tracked_ids
         self._emit = emit  # the event bus: the log and other followers see each step
@@ -219,6 +220,7 @@ class Submitter:
         mark = max(self.paused_until, self.next_send)
         if self.uncertain:
             return max(mark, self.jobs[self.uncertain[0]].due)
+        mark = max(mark, self._held_until)  # no room: a task's end wakes the loop anyway
         return max(mark, self.jobs[self.queue[0]].due) if self.queue[0] in self.jobs else mark
 
     def dispatch(self, now: Now) -> None:
@@ -235,6 +237,7 @@ class Submitter:
         if not self.queue or now.mono < self.next_send:
             return
         job = self._next_with_room(now.mono)
+        self._held_until = self._recount_at if job is None else 0.0
         if job is None or now.mono < job.due:
             return
         self.queue.remove(job.name)
