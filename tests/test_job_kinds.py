@@ -223,6 +223,10 @@ def test_a_job_of_every_row_is_uploaded_created_at_its_endpoint_once(every_row, 
             assert (run.env.outbox / f"{job_name(row)}{suffix}").exists(), suffix
     else:
         assert sim.requests("task", data["task_id"]), "the picture task is polled"
+        if data["state"] == "succeeded":  # seen already (the outputs work): n pictures
+            outputs = data["outputs"]
+            assert len(outputs) == fields.get("n", kind.default_n)
+            assert all((run.env.outbox / o["path"]).exists() for o in outputs)
 
 
 def _paths_renamed(body: Any) -> Any:
