@@ -136,28 +136,14 @@ def _first_frame(kind: kinds.Kind, model: str, fields: dict[Any, Any]) -> _Form:
     """Today's form of an image-to-video job: `image: FILE` beside `img_url: URL` for the
     models that take `img_url`, and the first frame named for the protocol it is not."""
     form = _Form(dict(fields))
-    fields = form.fields
     if kind.param("img_url") is not None:
-        if "media" in fields:
-            del fields["media"]
-            form.said["media"] = f"media: {model} takes one image as img_url or image"
-        given = [k for k in ("img_url", IMAGE) if k in fields]
-        if len(given) != 1:
-            fields.pop(IMAGE, None)
-            fields.pop("img_url", None)
-            both = ", not both" if given else ""
-            form.said["img_url"] = (
-                f"img_url: give the first frame as img_url (a URL) or image (a file){both}"
-            )
-        elif given == [IMAGE]:
-            fields["img_url"] = {"path": fields.pop(IMAGE)}
-            form.labels["img_url.path"] = IMAGE
+        _one_image(form, model)
     elif kind.media is not None and kind.media.type("first_frame") is not None:
         for key in ("img_url", IMAGE):
-            if key in fields:
-                del fields[key]
+            if key in form.fields:
+                del form.fields[key]
                 form.said[key] = f"{key}: {model} takes its image in media (first_frame)"
-    if kind.media is not None and kind.media.least and "media" not in fields:
+    if kind.media is not None and kind.media.least and "media" not in form.fields:
         types = ", ".join(t.name for t in kind.media.types)
         form.said.setdefault(
             "media",
@@ -165,6 +151,30 @@ def _first_frame(kind: kinds.Kind, model: str, fields: dict[Any, Any]) -> _Form:
             f"required for {kind.name}",
         )
     return form
+
+
+def _one_image(form: _Form, model: str) -> None:
+    """wan2.6 and older: the first frame as `img_url` (a URL or `{path}`) or `image` (a
+    file), exactly one of them; never `media`."""
+    fields = form.fields
+    if "media" in fields:
+        del fields["media"]
+        form.said["media"] = f"media: {model} takes one image as img_url or image"
+    given = [k for k in ("img_url", IMAGE) if k in fields]
+    if given == [IMAGE]:
+        path = fields.pop(IMAGE)
+        if isinstance(path, str) and path.strip() and "\0" not in path:
+            fields["img_url"] = {"path": path}
+            form.labels["img_url.path"] = IMAGE
+        else:  # said for img_url: the table would call it missing
+            form.said["img_url"] = "image: must be a file path"
+    elif len(given) != 1:
+        fields.pop(IMAGE, None)
+        fields.pop("img_url", None)
+        both = ", not both" if given else ""
+        form.said["img_url"] = (
+            f"img_url: give the first frame as img_url (a URL) or image (a file){both}"
+        )
 
 
 def _field_of(problem: str) -> str:
