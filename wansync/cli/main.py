@@ -287,7 +287,9 @@ def _inbox_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "a file or a URL",
     )
     p.add_argument("--prompt", help="what should happen in the video, or be in the picture")
-    p.add_argument("--name", help="file name without .job (default: the picture's name)")
+    p.add_argument(
+        "--name", help="file name without .job (default: the picture's name, else video or picture)"
+    )
     p.add_argument("--model", help="the model (default: submit.model from the config)")
     p.add_argument("--n", type=int, help="pictures to make, for a picture model (e.g. 1 to 4)")
     p.add_argument("--resolution", help="e.g. 720P or 1080P (default: the model's own)")
