@@ -216,11 +216,17 @@ class Tracker:
 
     def in_progress(self) -> int:
         """Tasks the account is generating now: tracked ones the API has not finished."""
-        return sum(
-            1
-            for t in self.tasks.values()
-            if t.state == "polling" and t.record.task_status in (None, "PENDING", "RUNNING")
-        )
+        return sum(self.in_progress_by_model().values())
+
+    def in_progress_by_model(self) -> dict[str | None, int]:
+        """The same tasks by model: a job's, or None for a `.task` file's (wansync does not
+        know its model); `submit.max_in_progress` counts them per model pattern."""
+        running: dict[str | None, int] = {}
+        for t in self.tasks.values():
+            if t.state == "polling" and t.record.task_status in (None, "PENDING", "RUNNING"):
+                model = t.record.job.model if t.record.job else None
+                running[model] = running.get(model, 0) + 1
+        return running
 
     def by_state(self) -> dict[str, int]:
         polling = sum(1 for t in self.tasks.values() if t.state == "polling")

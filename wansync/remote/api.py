@@ -32,6 +32,7 @@ from wansync.core.errors import (
     TaskFailed,
     TransientError,
 )
+from wansync.core.kinds import SERVICES, VIDEO_GENERATION
 from wansync.core.messages import Submitted as Submitted  # the typed answers: core's
 from wansync.core.messages import TaskReport as TaskReport
 from wansync.core.shapes import FileUrl, Outputs, outputs_of
@@ -49,7 +50,7 @@ DEADLINE_TIMEOUTS = 2  # a whole answer, headers and body, within this many api.
 TOO_SLOW = "the answer was not complete in time"
 USER_AGENT = f"wansync/{__version__}"
 STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN")
-SUBMIT_PATH = "/api/v1/services/aigc/video-generation/video-synthesis"
+SUBMIT_PATH = SERVICES + VIDEO_GENERATION  # image-to-video's: the default create endpoint
 LIST_PAGE_SIZE = 100
 LIST_MAX_PAGES = 10
 API_ZONE = timedelta(hours=8)  # the API's times are Beijing time (assumed for the task list)
@@ -247,8 +248,11 @@ class TaskApi:
                 return found
         return found
 
-    def submit(self, body: dict[str, Any], resolve_oss: bool) -> Submitted:
-        """Create a task. Errors say whether a task may exist:
+    def submit(
+        self, body: dict[str, Any], resolve_oss: bool, endpoint: str = VIDEO_GENERATION
+    ) -> Submitted:
+        """Create a task at `endpoint` (under `/api/v1/services/`: the model's kind says
+        which). Errors say whether a task may exist:
 
         `RateLimited`, `AuthRejected`, `RemoteUnavailable` (could not connect) and
         `TaskFailed` (4xx) prove nothing was created; `SubmitAmbiguous` does not.
@@ -268,7 +272,7 @@ class TaskApi:
         try:
             resp = self._pool.request(
                 "POST",
-                f"{self.base_url}{SUBMIT_PATH}",
+                f"{self.base_url}{SERVICES}{endpoint}",
                 body=payload,
                 headers=headers,
                 preload_content=False,

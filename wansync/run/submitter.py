@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import collections
 import functools
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,7 @@ from typing import Any, Literal
 from wansync import log
 from wansync.config import Live
 from wansync.core import events as ev
+from wansync.core import inprogress
 from wansync.core.errors import (
     JobFileError,
     SubmitAmbiguous,
@@ -70,6 +72,7 @@ SEARCHES = (0.0, 0.25, 1.0)  # when to search the task list, in parts of submit.
 RECOUNT_EVERY = 5.0  # in-progress tasks are recounted at least this often while jobs wait
 PLACE_RETRY = 5.0  # seconds before a `.task` that could not be written is tried again
 Step = Literal["queued", "uploading", "posting", "looking", "placing"]
+Running = int | Mapping[str | None, int]  # tasks generating now, by model (None: unknown)
 
 
 @dataclass(slots=True)
@@ -93,7 +96,7 @@ class Submitter:
         folders: Folders,
         api: TaskApi,
         mailbox: Mailbox,
-        in_progress: Callable[[], int],
+        in_progress: Callable[[], Running],
         tracked_ids: Callable[[], set[str]],
         emit: Callable[[ev.Event], None],
     ) -> None:
@@ -109,8 +112,9 @@ class Submitter:
         self.paused_until = 0.0
         self.next_send = 0.0
         self._slots_changed = True
-        self._in_progress = 0
+        self._running: Counter[str | None] = Counter()  # tasks generating now, by model
         self._recount_at = 0.0
+        self._held_until = 0.0  # monotonic: no queued job has room until a recount (or an end)
         self._count = in_progress
         self._tracked_ids = tracked_ids
         self._emit = emit  # the event bus: the log and other followers see each step
@@ -255,10 +259,10 @@ class Submitter:
             mark = max(self.paused_until, self.next_send)
             if self.uncertain:
                 marks.append(max(mark, self.jobs[self.uncertain[0]].due))
-            elif self.queue[0] in self.jobs:
-                marks.append(max(mark, self.jobs[self.queue[0]].due))
-            else:
-                marks.append(mark)
+            else:  # no room: wait for the next recount (a task's end wakes the loop anyway)
+                mark = max(mark, self._held_until)
+                head = self.jobs.get(self.queue[0])
+                marks.append(max(mark, head.due) if head is not None else mark)
         return min(marks, default=None)
 
     def dispatch(self, now: Now) -> list[Handover]:
@@ -290,10 +294,11 @@ class Submitter:
             self.queue.popleft()
         if not self.queue or now.mono < self.next_send:
             return
-        job = self.jobs[self.queue[0]]
-        if now.mono < job.due or self._slots_free(now.mono) <= 0:
+        job = self._next_with_room(now.mono)
+        self._held_until = self._recount_at if job is None else 0.0
+        if job is None or now.mono < job.due:
             return
-        self.queue.popleft()
+        self.queue.remove(job.name)
         self.active = job.name
         assert job.spec is not None
         if job.spec.uploads:
@@ -303,12 +308,17 @@ class Submitter:
         else:
             self._send(job, [], now)
 
-    def _slots_free(self, now: float) -> int:
+    def _next_with_room(self, now: float) -> Job | None:
+        """The first queued job whose model's `submit.max_in_progress` has room (a full
+        pattern holds back its own jobs only), or None."""
         if self._slots_changed or now >= self._recount_at:
-            self._in_progress = self._count()
+            counted = self._count()  # a plain number: tasks whose models are not known
+            self._running = Counter({None: counted} if isinstance(counted, int) else counted)
             self._slots_changed = False
             self._recount_at = now + RECOUNT_EVERY
-        return self.live.cfg.submit.max_in_progress - self._in_progress
+        queued = (self.jobs[n] for n in self.queue if n in self.jobs)
+        limits = self.live.cfg.submit.max_in_progress
+        return inprogress.first_with_room(limits, queued, _model_of, self._running)
 
     def _send(self, job: Job, urls: list[str], now: Now) -> None:
         """Record `submitting` durably, then (only then) let the create request go."""
@@ -333,8 +343,9 @@ class Submitter:
             return
         job.step = "posting"
         self.next_send = now.mono + 1.0 / self.live.cfg.submit.max_per_second
-        self._in_progress += 1  # counted as running from now on, whatever the answer
-        self.worker.submit(PostJob(job.name, body, bool(urls) or has_oss(body)))
+        self._running[job.spec.model] += 1  # counted as running from now on, whatever the answer
+        oss = bool(urls) or has_oss(body)
+        self.worker.submit(PostJob(job.name, body, oss, job.spec.endpoint))
         self._emit(
             ev.JobSubmitting(at=now.wall, name=job.name, model=str(block.model), uploads=len(urls))
         )
@@ -510,6 +521,10 @@ class Submitter:
         job.record.state = "failed"
         job.record.error = sidecar.error(code, log.scrub(message), False)
         return End(Task(job.name, job.record))
+
+
+def _model_of(job: Job) -> str | None:
+    return job.spec.model if job.spec else None
 
 
 def _block(job: Job) -> JobRecord:
