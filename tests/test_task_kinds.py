@@ -565,3 +565,72 @@ def test_a_refused_picture_url_handed_out_again_is_video_url_expired(env, sim):
     assert data["error"]["code"] == "VideoUrlExpired" and data["outputs"] is None
     assert succeeded_polls(sim, task_id) == 2
     assert not [p.name for p in env.outbox.iterdir()], "no file, no .part left"
+
+
+# -- every row of the kinds table, fetched ----------------------------------------------------
+def _row_name(row: str) -> str:
+    return "row-" + "".join(c if c.isalnum() else "-" for c in row.lower()).strip("-")
+
+
+@pytest.fixture(scope="module")
+def every_row_fetched(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One task of every row, made at its create endpoint, dropped as a `.task`, fetched by
+    one `once` with a hook that records what it is told: (env, sim, task ids, hook runs)."""
+    from wansync.simulator import Simulator
+
+    root = tmp_path_factory.mktemp("every-row-fetched")
+    with Simulator(key=TEST_KEY, max_in_progress=50) as sim:
+        env = Env(root, sim)
+        script, runs = root / "recorder.py", root / "runs.jsonl"
+        script.write_text(RECORDER)
+        env.configure(hooks={"on_success": f"{sys.executable} {script} {runs}"})
+        ids = {}
+        for row, (model, fields) in EXAMPLES.items():
+            kind = kinds.kind_for(model)
+            assert kind is not None
+            answer_ = requests.post(
+                sim.url + kinds.SERVICES + kind.endpoint,
+                json=jobcheck.request_body(kind, model, fields),
+                headers={"Authorization": f"Bearer {TEST_KEY}", "X-DashScope-Async": "enable"},
+                timeout=10,
+            )
+            assert answer_.status_code == 200, (row, answer_.text)
+            ids[row] = answer_.json()["output"]["task_id"]
+            drop(env.inbox, _row_name(row), ids[row])
+        result = env.cli("once", "--timeout", "120", timeout=180)
+        assert result.returncode == 0, result.stderr[-3000:]
+        seen = {}
+        for line in runs.read_text().splitlines():
+            hook_env = json.loads(line)
+            seen[hook_env["WANSYNC_NAME"]] = hook_env
+        yield env, sim, ids, seen
+
+
+@pytest.mark.parametrize("row", sorted(EXAMPLES))
+def test_every_rows_task_lands_its_files(every_row_fetched, row):
+    """A task of every kind: its files under `NAME.EXT` / `NAME.k.EXT`, the bytes served,
+    the sidecar's outputs, and its hook told every file (and the video when there is one)."""
+    env, sim, ids, seen = every_row_fetched
+    name, task_id = _row_name(row), ids[row]
+    kind = kinds.kind_for(EXAMPLES[row][0])
+    assert kind is not None
+    data = env.sidecar(env.outbox, name)
+    if kind.files == "mp4":
+        hashes, types = [sim.video_sha256(task_id)], ["video/mp4"]
+    else:
+        hashes = sim.picture_sha256s(task_id)
+        types = [o["content_type"] for o in data["outputs"]]
+        assert set(types) <= {PNG, "image/jpeg", "image/webp"}
+    paths = assert_group(env, data, name, hashes, types)
+    n = len(hashes)
+    assert n == (1 if kind.files == "mp4" else EXAMPLES[row][1].get("n", kind.default_n))
+    ext = {"video/mp4": "mp4", PNG: "png", "image/jpeg": "jpg", "image/webp": "webp"}
+    expected = [
+        f"{name}.{ext[t]}" if n == 1 else f"{name}.{k}.{ext[t]}" for k, t in enumerate(types, 1)
+    ]
+    assert paths == expected
+    hook = seen[name]
+    assert hook["WANSYNC_OUTPUTS"].split("\n") == [str(env.outbox / p) for p in paths]
+    assert hook.get("WANSYNC_VIDEO") == (
+        str(env.outbox / paths[0]) if kind.files == "mp4" else None
+    )
