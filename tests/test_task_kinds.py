@@ -634,3 +634,20 @@ def test_every_rows_task_lands_its_files(every_row_fetched, row):
     assert hook.get("WANSYNC_VIDEO") == (
         str(env.outbox / paths[0]) if kind.files == "mp4" else None
     )
+
+
+def test_submit_wait_of_a_picture_job_prints_every_picture(env, sim):
+    """`submit --model wan2.2-t2i-flash --n 2 --wait`: exit 0 and each picture's path, one
+    a line, in file order (a picture job has no MP4 to print)."""
+    env.configure(submit={"max_per_second": 50})
+    result = env.cli(
+        "submit", "--model", "wan2.2-t2i-flash", "--prompt", "a kite", "--n", "2",
+        "--wait", "--timeout", "30",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = env.sidecar(env.outbox, "picture")
+    assert [Path(line) for line in result.stdout.splitlines()] == [
+        env.outbox / "picture.1.png",
+        env.outbox / "picture.2.png",
+    ]
+    assert_group(env, data, "picture", sim.picture_sha256s(data["task_id"]), [PNG] * 2)

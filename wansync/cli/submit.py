@@ -211,7 +211,7 @@ def submit(args: argparse.Namespace, run_burst: Callable[[str], int]) -> int:
     if not args.wait:
         print(path)
         return EXIT_OK
-    print(f"wansync: {path.name} written; waiting for the video", file=sys.stderr)
+    print(f"wansync: {path.name} written; waiting for its files", file=sys.stderr)
     return _wait(cfg, name, args.timeout, since, run_burst)
 
 
@@ -354,14 +354,16 @@ def _final(cfg: config.Config, name: str, since: float) -> tuple[Path, TaskRecor
 
 
 def report(cfg: config.Config, name: str, since: float) -> int:
-    """Print the MP4's path (stdout), or why there is none (stderr)."""
+    """Print the path of each of the task's files, one a line, in file order (stdout: the
+    MP4's for a video), or why there are none (stderr)."""
     final = _final(cfg, name, since)
     if final is None:
         print(f"wansync: {name}: no result found", file=sys.stderr)
         return EXIT_FAILED
     path, record = final
-    if record.state == "succeeded" and record.video:
-        print(path.parent / record.video.path)
+    if record.state == "succeeded" and record.outputs:
+        for output in record.outputs:
+            print(path.parent / output.path)
         return EXIT_OK
     code, message = (record.error.code, record.error.message) if record.error else (None, None)
     print(f"wansync: {name} failed: {code}: {message}", file=sys.stderr)
