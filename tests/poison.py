@@ -1,6 +1,7 @@
 """The poison corpus: one hostile file (or planted link) per case of issue 11, and the
 hostile answers of picture tasks (issue 18: case "18"), and two files of one name (issue
-21: a `.job` and a `.task` dropped together; a `.task` with a new id over a tracked one).
+21: a `.job` and a `.task` dropped together; a `.task` with a new id renamed over a tracked
+one by `replace_tracked`).
 
 `write_corpus` drops them all into a set of wansync folders (given the simulator, it
 also scripts the hostile answers their `.task` files name: `script_answers`); `settled`
@@ -256,15 +257,20 @@ def write_corpus(
     # 21: a job and a producer's task of one name; the job's task ends under a free NAME-k
     (inbox / "clash.job").write_text(_job(prompt=CLASH_PROMPT))
     put(Poison("21", "a .job and a .task of one name", "clash", ".task", "succeeded"), CLASH_TASK)
-    # 21: `swap.task` renamed onto (new id) while `swap` is tracked (old id): a new task
-    (inbox / ".swap.status.json.tmp").write_text(_sidecar("swap", SWAP_OLD))
-    os.rename(inbox / ".swap.status.json.tmp", inbox / "swap.status.json")
-    (inbox / ".swap.task.tmp").write_text(SWAP_NEW)
-    os.rename(inbox / ".swap.task.tmp", inbox / "swap.task")
-    out.append(Poison("21", "a .task renamed over a tracked one", "swap", ".task", "succeeded"))
+    # 21: `swap` (its task PENDING for ever) is tracked; `replace_tracked` renames a `.task`
+    # with a new id onto it once it is polled: a new task
+    if sim is not None:
+        sim.add_task(SWAP_OLD, pending_polls=10**6)
+    put(Poison("21", "a .task renamed over a tracked one", "swap", ".task", "succeeded"), SWAP_OLD)
     for p, task_id in script_answers(sim) if sim is not None else []:
         put(p, task_id)
     return out
+
+
+def replace_tracked(inbox: Path) -> None:
+    """The producers' protocol onto the tracked `swap.task`: a temp file, then a rename."""
+    (inbox / ".swap.task.tmp").write_text(SWAP_NEW)
+    os.rename(inbox / ".swap.task.tmp", inbox / "swap.task")
 
 
 def settled(p: Poison, inbox: Path, outbox: Path, failed: Path) -> bool:

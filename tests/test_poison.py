@@ -40,6 +40,7 @@ from tests.poison import (
     SWAP_OLD,
     Poison,
     clash_ended,
+    replace_tracked,
     settled,
     untouched,
     write_corpus,
@@ -230,6 +231,9 @@ def _live(
                 prepare()
             finally:
                 daemon.signal(signal.SIGCONT)
+        if os.path.exists(env.inbox / "swap.task"):  # issue 21: replaced once tracked
+            _wait(daemon, lambda: daemon.events("task.polled", name="swap"), 20)
+            replace_tracked(env.inbox)
         life.settled = _wait(daemon, lambda: not waiting(), SETTLE)
         life.unsettled = waiting()
         if daemon.proc.poll() is None:
@@ -431,8 +435,8 @@ def test_the_key_and_signed_urls_never_leak(run: Run) -> None:
 def test_a_name_clash_and_a_replaced_task_each_fetch_every_task_once(run: Run) -> None:
     """Issue 21, in each corpus: `clash.job` and `clash.task` (another id) dropped together
     end as two tasks, the producer's under `clash` and the job's under a free `clash-k`,
-    with one create; `swap.task` renamed (new id) over a tracked `swap` is a new task, the
-    old id never polled and its video never beside the new task's file."""
+    with one create; `swap.task` renamed (new id) over the polled `swap` is a new task,
+    fetched, and the old task's video is never beside the new task's file."""
     for env in (run.env, run.env2):
         clash = clash_ended("clash", env.outbox)
         assert clash, sorted(p.name for p in env.outbox.glob("clash*"))
@@ -451,4 +455,4 @@ def test_a_name_clash_and_a_replaced_task_each_fetch_every_task_once(run: Run) -
         assert not list(env.outbox.glob("swap-*")) and not list(env.failed.glob("swap*"))
     made = Counter(c["prompt"] for c in run.sim.desk.created)
     assert made[CLASH_PROMPT] == 2, f"the clash job is created once per corpus: {made}"
-    assert not run.sim.requests("task", SWAP_OLD), "the replaced task id was polled"
+    assert run.sim.requests("task", SWAP_OLD), "the replaced task was tracked (polled) first"
