@@ -1,4 +1,7 @@
-"""The in-progress gate: which queued job has room under `submit.max_in_progress` now.
+"""The send gate: when the next create may go out, and which queued job has room.
+
+Three limits hold a job back: a pause every job waits out (a 429 or a rejected key, by
+the one retry policy, retry.py), `submit.max_per_second`, and `submit.max_in_progress`.
 
 The tasks generating now are counted (the daemon's count, by model) only when that can
 have changed: a task ended or left (an event), a create was answered, or `RECOUNT_EVERY`
@@ -14,14 +17,18 @@ from typing import TypeVar
 
 from wansync.core import events as ev
 from wansync.core import inprogress
+from wansync.core.errors import WansyncError
+from wansync.core.lifecycle import Now
+from wansync.core.retry import RetryPlan, as_transient, plan
+from wansync.run.jobjournal import Job
 
 RECOUNT_EVERY = 5.0  # in-progress tasks are recounted at least this often while jobs wait
 Running = int | Mapping[str | None, int]  # tasks generating now, by model (None: unknown)
 J = TypeVar("J")
 
 
-class RoomGate:
-    """The count of tasks generating now, by model, and the first queued job with room."""
+class SendGate:
+    """The pause, the pace, and the count of tasks generating now, by model."""
 
     def __init__(self, count: Callable[[], Running]) -> None:
         self._count = count
@@ -29,6 +36,8 @@ class RoomGate:
         self._running: Counter[str | None] = Counter()  # tasks generating now, by model
         self._recount_at = 0.0
         self.held_until = 0.0  # monotonic: no queued job has room until a recount (or an end)
+        self.paused_until = 0.0  # monotonic: nothing is sent before this (a 429, a bad key)
+        self.next_send = 0.0  # monotonic: submit.max_per_second's next place
 
     def notice(self, event: ev.Event) -> None:
         """A task that ends or leaves frees a place under submit.max_in_progress."""
@@ -44,9 +53,27 @@ class RoomGate:
         """Count again before the next choice (a create was answered, or proved unsent)."""
         self._changed = True
 
-    def sent(self, model: str | None) -> None:
-        """A create went out: count its task as running from now on, whatever the answer."""
+    def sent(self, model: str | None, now: float, per_second: float) -> None:
+        """A create went out: count its task as running from now on, whatever the answer,
+        and keep the next one `submit.max_per_second` away."""
+        self.next_send = now + 1.0 / per_second
         self._running[model] += 1
+
+    def opens_at(self, held: bool) -> float:
+        """When a request may next go out (monotonic); `held`: queued jobs waiting for
+        room wait for the next recount too (a task's end wakes the loop anyway)."""
+        mark = max(self.paused_until, self.next_send)
+        return max(mark, self.held_until) if held else mark
+
+    def back_off(self, job: Job, error: WansyncError, now: Now, interval: float) -> RetryPlan:
+        """The one retry policy (retry.py) for a job's next try; a 429 or a rejected key
+        holds every job."""
+        job.errors_in_row += 1
+        retry = plan(as_transient(error), job.errors_in_row, interval)
+        if retry.pause is not None:
+            self.paused_until = max(self.paused_until, now.mono + retry.pause)
+        job.due = now.mono + retry.delay
+        return retry
 
     def first_with_room(
         self,

@@ -53,13 +53,13 @@ from wansync.core.messages import (
     UploadDone,
 )
 from wansync.core.record import TaskRecord
-from wansync.core.retry import RetryPlan, as_transient, plan
+from wansync.core.retry import RetryPlan, as_transient
 from wansync.core.tracker import Task
 from wansync.files import jobfile, sidecar
 from wansync.remote.api import DEADLINE_TIMEOUTS, Submitted, TaskApi
 from wansync.remote.serverclock import search_window
 from wansync.run import handover, jobjournal, jobsearch
-from wansync.run.jobgate import RECOUNT_EVERY, RoomGate, Running
+from wansync.run.jobgate import RECOUNT_EVERY, Running, SendGate
 from wansync.run.jobjournal import Job, block
 from wansync.run.jobsearch import SEARCHES
 from wansync.run.publish import Folders
@@ -93,9 +93,7 @@ class Submitter:
         self.active: str | None = None  # the one job whose upload/create/search is in flight
         self.uncertain: collections.deque[str] = collections.deque()
         self.unplaced: list[str] = []  # tasks made whose `.task` could not be written yet
-        self.paused_until = 0.0
-        self.next_send = 0.0
-        self.gate = RoomGate(in_progress)  # room under submit.max_in_progress
+        self.gate = SendGate(in_progress)  # the pause, the pace, max_in_progress
         self._tracked_ids = tracked_ids
         self._emit = emit  # the event bus: the log and other followers see each step
         self.worker: Workers[WorkItem] = Workers(
@@ -106,6 +104,10 @@ class Submitter:
     # -- events: a task that ends or leaves frees a place under submit.max_in_progress --
     def __call__(self, event: ev.Event) -> None:
         self.gate.notice(event)
+
+    @property
+    def paused_until(self) -> float:
+        return self.gate.paused_until
 
     def _save(self, job: Job, durable: bool = True) -> bool:
         """Write the job's sidecar; a failed write is logged, never raised into the loop."""
@@ -219,20 +221,16 @@ class Submitter:
         """When `dispatch` could next do something, for the main loop's sleep."""
         marks = [self.jobs[n].due for n in self.unplaced if n in self.jobs]
         if self.active is None and (self.queue or self.uncertain):
-            mark = max(self.paused_until, self.next_send)
-            if self.uncertain:
-                marks.append(max(mark, self.jobs[self.uncertain[0]].due))
-            else:  # no room: wait for the next recount (a task's end wakes the loop anyway)
-                mark = max(mark, self.gate.held_until)
-                head = self.jobs.get(self.queue[0])
-                marks.append(max(mark, head.due) if head is not None else mark)
+            mark = self.gate.opens_at(held=not self.uncertain)
+            head = self.jobs.get((self.uncertain or self.queue)[0])
+            marks.append(max(mark, head.due) if head is not None else mark)
         return min(marks, default=None)
 
     def dispatch(self, now: Now) -> list[Handover]:
         """Hand over the tasks whose `.task` can now be written; start the next upload,
         create or search, if the limits allow one now."""
         handed = self._place_due(now)
-        if self.active is not None or now.mono < self.paused_until:
+        if self.active is not None or now.mono < self.gate.paused_until:
             return handed
         if self.uncertain:  # nothing else goes out until the uncertain job is settled
             job = self.jobs[self.uncertain[0]]
@@ -255,7 +253,7 @@ class Submitter:
     def _start_next(self, now: Now) -> None:
         while self.queue and self.queue[0] not in self.jobs:
             self.queue.popleft()
-        if not self.queue or now.mono < self.next_send:
+        if not self.queue or now.mono < self.gate.next_send:
             return
         queued = (self.jobs[n] for n in self.queue if n in self.jobs)
         limits = self.live.cfg.submit.max_in_progress
@@ -287,8 +285,7 @@ class Submitter:
             self._not_sent(job, error, now)
             return
         job.step = "posting"
-        self.next_send = now.mono + 1.0 / self.live.cfg.submit.max_per_second
-        self.gate.sent(job.spec.model)  # counted as running from now on, whatever the answer
+        self.gate.sent(job.spec.model, now.mono, self.live.cfg.submit.max_per_second)
         oss = bool(urls) or has_oss(body)
         self.worker.submit(PostJob(job.name, body, oss, job.spec.endpoint))
         self._emit(
@@ -358,14 +355,7 @@ class Submitter:
         return []
 
     def _back_off(self, job: Job, error: WansyncError, now: Now) -> RetryPlan:
-        """The one retry policy (retry.py) for a job's next try; a 429 or a rejected key
-        holds every job."""
-        job.errors_in_row += 1
-        retry = plan(as_transient(error), job.errors_in_row, self.live.cfg.poll.interval)
-        if retry.pause is not None:
-            self.paused_until = max(self.paused_until, now.mono + retry.pause)
-        job.due = now.mono + retry.delay
-        return retry
+        return self.gate.back_off(job, error, now, self.live.cfg.poll.interval)
 
     def _start_uncertain(self, job: Job, now: Now, restarted: bool) -> None:
         job.step, job.spec, job.lookups = "looking", None, 0
