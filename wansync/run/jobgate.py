@@ -11,7 +11,7 @@ burst of jobs cannot overrun the limit before the next count.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
@@ -20,7 +20,7 @@ from wansync.core import inprogress
 from wansync.core.errors import WansyncError
 from wansync.core.lifecycle import Now
 from wansync.core.retry import RetryPlan, as_transient, plan
-from wansync.run.jobjournal import Job
+from wansync.run.jobjournal import Job, model_of
 
 RECOUNT_EVERY = 5.0  # in-progress tasks are recounted at least this often while jobs wait
 Running = int | Mapping[str | None, int]  # tasks generating now, by model (None: unknown)
@@ -74,6 +74,21 @@ class SendGate:
             self.paused_until = max(self.paused_until, now.mono + retry.pause)
         job.due = now.mono + retry.delay
         return retry
+
+    def next_queued(
+        self, queue: deque[str], jobs: Mapping[str, Job], limits: inprogress.Limits, now: float
+    ) -> Job | None:
+        """Take from `queue` the job to start now, if the pace and the limits allow one."""
+        while queue and queue[0] not in jobs:
+            queue.popleft()
+        if not queue or now < self.next_send:
+            return None
+        queued = (jobs[n] for n in queue if n in jobs)
+        job = self.first_with_room(limits, queued, model_of, now)
+        if job is None or now < job.due:
+            return None
+        queue.remove(job.name)
+        return job
 
     def first_with_room(
         self,

@@ -19,7 +19,9 @@ from wansync.core.lifecycle import Now
 from wansync.core.record import JobRecord
 from wansync.core.times import read_time
 from wansync.remote.api import api_time
-from wansync.remote.serverclock import search_window, window_from_record
+from wansync.remote.serverclock import ServerClock, Window, search_window, window_from_record
+from wansync.run import jobjournal
+from wansync.run.jobjournal import Job
 from wansync.run.submit_worker import LookupJob
 
 SEARCHES = (0.0, 0.25, 1.0)  # when to search the task list, in parts of submit.search_for
@@ -47,6 +49,22 @@ class GiveUp:
 
 
 Verdict = Found | Again | GiveUp
+
+
+def window_at_send(clock: ServerClock, now: float, request_time: float) -> Window | None:
+    """Where a lost answer's task will be looked for, on the API's clock (known from
+    earlier answers' `Date`); None: the first search finds it out and records it."""
+    offset = clock.offset()
+    return search_window(now, offset, request_time) if offset else None
+
+
+def begin(job: Job, now: float, restarted: bool, search_for: float) -> None:
+    """The job is uncertain: its file is not needed again, and the first search is due
+    at once after a restart, else a little later (the task list may lag the create)."""
+    job.step, job.spec, job.lookups = "looking", None, 0
+    job.searching_since = now
+    job.due = now + (0.0 if restarted else 0.1 * search_for)
+    jobjournal.uncertain(job, restarted)
 
 
 def lookup(name: str, block: JobRecord, now: Now, request_time: float) -> LookupJob:

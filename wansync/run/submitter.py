@@ -43,7 +43,6 @@ from wansync.core.errors import (
 )
 from wansync.core.lifecycle import Now
 from wansync.core.messages import (
-    Adopt,
     End,
     Handover,
     JobStepDone,
@@ -57,8 +56,8 @@ from wansync.core.retry import RetryPlan, as_transient
 from wansync.core.tracker import Task
 from wansync.files import jobfile, sidecar
 from wansync.remote.api import DEADLINE_TIMEOUTS, Submitted, TaskApi
-from wansync.remote.serverclock import search_window
 from wansync.run import handover, jobjournal, jobsearch
+from wansync.run.handover import PLACE_RETRY, Placing
 from wansync.run.jobgate import RECOUNT_EVERY, Running, SendGate
 from wansync.run.jobjournal import Job, block
 from wansync.run.jobsearch import SEARCHES
@@ -67,8 +66,6 @@ from wansync.run.submit_worker import PostJob, UploadJob, WorkItem, has_oss, sub
 from wansync.run.workers import Workers
 
 __all__ = ["PLACE_RETRY", "RECOUNT_EVERY", "SEARCHES", "Job", "Running", "Submitter"]
-
-PLACE_RETRY = 5.0  # seconds before a `.task` that could not be written is tried again
 
 
 class Submitter:
@@ -92,7 +89,7 @@ class Submitter:
         self.queue: collections.deque[str] = collections.deque()
         self.active: str | None = None  # the one job whose upload/create/search is in flight
         self.uncertain: collections.deque[str] = collections.deque()
-        self.unplaced: list[str] = []  # tasks made whose `.task` could not be written yet
+        self.placing = Placing(folders, self.jobs)  # `.task` files to write (handover.py)
         self.gate = SendGate(in_progress)  # the pause, the pace, max_in_progress
         self._tracked_ids = tracked_ids
         self._emit = emit  # the event bus: the log and other followers see each step
@@ -144,7 +141,7 @@ class Submitter:
         if found.ended and found.published_as:
             return [End(Task(name, found))]  # a publish cut short: carry it on
         if task_id:
-            return self._hand_over(Job(name, found, None), now)  # NAME.task not written yet
+            return self.placing.hand_over(Job(name, found, None), now)  # NAME.task not written yet
         if found.state == "submitting":
             self._start_uncertain(Job(name, found, None, "looking"), now, restarted=True)
             return []
@@ -219,7 +216,7 @@ class Submitter:
 
     def next_time(self) -> float | None:
         """When `dispatch` could next do something, for the main loop's sleep."""
-        marks = [self.jobs[n].due for n in self.unplaced if n in self.jobs]
+        marks = self.placing.marks()
         if self.active is None and (self.queue or self.uncertain):
             mark = self.gate.opens_at(held=not self.uncertain)
             head = self.jobs.get((self.uncertain or self.queue)[0])
@@ -229,7 +226,7 @@ class Submitter:
     def dispatch(self, now: Now) -> list[Handover]:
         """Hand over the tasks whose `.task` can now be written; start the next upload,
         create or search, if the limits allow one now."""
-        handed = self._place_due(now)
+        handed = self.placing.due(now)
         if self.active is not None or now.mono < self.gate.paused_until:
             return handed
         if self.uncertain:  # nothing else goes out until the uncertain job is settled
@@ -240,27 +237,11 @@ class Submitter:
         self._start_next(now)
         return handed
 
-    def _place_due(self, now: Now) -> list[Handover]:
-        handed: list[Handover] = []
-        for name in list(self.unplaced):
-            job = self.jobs.get(name)
-            if job is None or now.mono >= job.due:
-                self.unplaced.remove(name)
-            if job is not None and now.mono >= job.due:
-                handed += self._hand_over(job, now)
-        return handed
-
     def _start_next(self, now: Now) -> None:
-        while self.queue and self.queue[0] not in self.jobs:
-            self.queue.popleft()
-        if not self.queue or now.mono < self.gate.next_send:
-            return
-        queued = (self.jobs[n] for n in self.queue if n in self.jobs)
         limits = self.live.cfg.submit.max_in_progress
-        job = self.gate.first_with_room(limits, queued, jobjournal.model_of, now.mono)
-        if job is None or now.mono < job.due:
+        job = self.gate.next_queued(self.queue, self.jobs, limits, now.mono)
+        if job is None:
             return
-        self.queue.remove(job.name)
         self.active = job.name
         assert job.spec is not None
         if job.spec.uploads:
@@ -274,10 +255,7 @@ class Submitter:
         """Record `submitting` durably, then (only then) let the create request go."""
         assert job.spec is not None
         body = jobfile.request_body(job.spec, urls)
-        # Where a lost answer's task will be looked for, on the API's clock (known from
-        # earlier answers' `Date`); else the first search finds it out and records it.
-        offset = self.api.clock.offset()
-        window = search_window(now.wall, offset, self._request_time()) if offset else None
+        window = jobsearch.window_at_send(self.api.clock, now.wall, self._request_time())
         jobjournal.submitting(job, window, now.wall)
         if not self._save(job):  # not on disk: sending now could make a task twice
             self.active = None
@@ -358,10 +336,7 @@ class Submitter:
         return self.gate.back_off(job, error, now, self.live.cfg.poll.interval)
 
     def _start_uncertain(self, job: Job, now: Now, restarted: bool) -> None:
-        job.step, job.spec, job.lookups = "looking", None, 0
-        job.searching_since = now.mono
-        job.due = now.mono + (0.0 if restarted else 0.1 * self.live.cfg.submit.search_for)
-        jobjournal.uncertain(job, restarted)
+        jobsearch.begin(job, now.mono, restarted, self.live.cfg.submit.search_for)
         self._save(job)
         self.jobs[job.name] = job
         self.uncertain.append(job.name)
@@ -393,23 +368,7 @@ class Submitter:
         self._save(job)
         self._emit(ev.JobSubmitted(at=now.wall, name=job.name, task_id=task_id, found_by=found_by))
         self.gate.changed()
-        return self._hand_over(job, now)
-
-    def _hand_over(self, job: Job, now: Now) -> list[Handover]:
-        """Give the task its `.task` file (handover.py), then hand it over as a task to
-        track, directly from its record. A write that fails is tried again (`dispatch`);
-        the job keeps its name meanwhile."""
-        first = job.step != "placing"
-        placed = handover.place(
-            self.folders, job.name, job.record, self.jobs.__contains__, PLACE_RETRY, first
-        )
-        if placed is None:
-            job.step, job.due = "placing", now.mono + PLACE_RETRY
-            self.jobs[job.name] = job
-            self.unplaced.append(job.name)
-            return []
-        self.jobs.pop(job.name, None)
-        return [Adopt(Task(placed.name, placed.record), job.name)]
+        return self.placing.hand_over(job, now)
 
     def _fail(self, job: Job, code: str, message: str) -> End:
         self.jobs.pop(job.name, None)
