@@ -67,13 +67,14 @@ def begin(job: Job, now: float, restarted: bool, search_for: float) -> None:
     jobjournal.uncertain(job, restarted)
 
 
-def lookup(name: str, block: JobRecord, now: Now, request_time: float) -> LookupJob:
+def lookup(job: Job, now: Now, request_time: float) -> LookupJob:
     """The search to send: over the window the journal recorded (a restart, a retry),
     or one placed on the API's clock as the worker knows it when it asks."""
+    block = jobjournal.block(job)
     started = read_time(block.submit_started, now.wall) or now.wall
     recorded = window_from_record(block.search_window, now.wall)
     plan = functools.partial(search_window, started, request_time=request_time)
-    return LookupJob(name, str(block.model), recorded, plan)
+    return LookupJob(job.name, str(block.model), recorded, plan)
 
 
 def judge(

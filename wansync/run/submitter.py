@@ -22,6 +22,10 @@ All state lives on the main thread; the one worker thread only does the HTTP cal
 posts their outcomes (messages.py). The submitter never calls into the daemon: what it
 hands over (`Adopt`: this task now exists, track it; `End`: publish this job) is
 returned to the loop.
+
+Its parts: the job and its journal's steps (jobjournal.py), when a request may go and
+which queued job has room (jobgate.py), the search after a lost answer (jobsearch.py),
+and writing the new task's `.task` (handover.py).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from wansync.core.messages import (
     UploadDone,
 )
 from wansync.core.record import TaskRecord
-from wansync.core.retry import RetryPlan, as_transient
+from wansync.core.retry import as_transient
 from wansync.core.tracker import Task
 from wansync.files import jobfile, sidecar
 from wansync.remote.api import DEADLINE_TIMEOUTS, Submitted, TaskApi
@@ -231,8 +235,9 @@ class Submitter:
             return handed
         if self.uncertain:  # nothing else goes out until the uncertain job is settled
             job = self.jobs[self.uncertain[0]]
-            if now.mono >= job.due:
-                self._search(job, now)
+            if now.mono >= job.due:  # search the task list for its task (jobsearch.py)
+                self.active = job.name
+                self.worker.submit(jobsearch.lookup(job, now, self._request_time()))
             return handed
         self._start_next(now)
         return handed
@@ -276,11 +281,6 @@ class Submitter:
         """The longest a create request may take (its whole answer's deadline)."""
         return DEADLINE_TIMEOUTS * self.live.cfg.api.timeout
 
-    def _search(self, job: Job, now: Now) -> None:
-        """Search the task list for the uncertain job's task (jobsearch.py)."""
-        self.active = job.name
-        self.worker.submit(jobsearch.lookup(job.name, block(job), now, self._request_time()))
-
     # -- results (main thread) ---------------------------------------------------------
     def handle(self, message: JobStepDone, now: Now) -> list[Handover]:
         """A worker's result: the state machine's next step."""
@@ -307,7 +307,7 @@ class Submitter:
                     jobjournal.searched(job, window)
                 return self._on_search(job, rows, known, now)
             case LookupDone(outcome=WansyncError() as error):
-                self._back_off(job, error, now)
+                self.gate.back_off(job, error, now, self.live.cfg.poll.interval)
                 self.log.warning("job.search_failed", name=job.name, error=str(error))
         return []
 
@@ -317,7 +317,7 @@ class Submitter:
         if isinstance(error, TaskFailed):
             return [self._fail(job, error.code, error.message)]
         error = as_transient(error)
-        retry = self._back_off(job, error, now)
+        retry = self.gate.back_off(job, error, now, self.live.cfg.poll.interval)
         jobjournal.requeued(job, error.code, error.message)
         self._save(job)
         self.queue.appendleft(job.name)
@@ -331,9 +331,6 @@ class Submitter:
             )
         )
         return []
-
-    def _back_off(self, job: Job, error: WansyncError, now: Now) -> RetryPlan:
-        return self.gate.back_off(job, error, now, self.live.cfg.poll.interval)
 
     def _start_uncertain(self, job: Job, now: Now, restarted: bool) -> None:
         jobsearch.begin(job, now.mono, restarted, self.live.cfg.submit.search_for)
