@@ -308,7 +308,7 @@ def _inbox_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the create endpoint under /api/v1/services/, for a model wansync does not know "
         "(default: the model's)",
     )
-    p.add_argument("--wait", action="store_true", help="wait for the video; print its path")
+    p.add_argument("--wait", action="store_true", help="wait for its files; print their paths")
     p.add_argument(
         "--timeout", type=float, metavar="S", help="with --wait: give up after S s (default: none)"
     )
