@@ -15,7 +15,7 @@ from wansync import config, log
 from wansync.cli.screen import LiveBlock
 from wansync.cli.status import collect, render
 from wansync.files.fsutil import write_bytes_atomic
-from wansync.run.daemon import Daemon
+from wansync.run.daemon import build
 from wansync.simulator import Simulator
 
 # name, task id, polls the simulator spends RUNNING: they finish one after another
@@ -73,7 +73,7 @@ def run(out: TextIO = sys.stdout) -> int:
     log_path = root / "wansync.log"
     log_file = log_path.open("w", encoding="utf-8")
     log.configure("info", "json", stream=log_file)
-    daemon = Daemon(cfg, key)
+    daemon = build(cfg, key)
     thread = threading.Thread(target=daemon.run, name="daemon", daemon=True)
     print(
         f"wansync demo in {root}\n  simulator at {sim.url} (no real key, no internet)\n", file=out

@@ -24,7 +24,7 @@ from wansync.core.errors import (
 )
 from wansync.files.fsutil import write_bytes_atomic
 from wansync.files.taskfile import TASK_SUFFIX, check_task_id
-from wansync.run.daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, Daemon, InboxLocked
+from wansync.run.daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, InboxLocked, build
 
 
 def _config(args: argparse.Namespace) -> config.Config:
@@ -50,7 +50,7 @@ def _daemon(
             detail=f"readable by {exposed[1]}; `chmod 600` it (or 0400, owned by the "
             "service's user)",
         )
-    daemon = Daemon(cfg, key)
+    daemon = build(cfg, key)
     daemon.install_signals()
     try:
         return daemon.run(burst=burst, timeout=getattr(args, "timeout", None), only=only)

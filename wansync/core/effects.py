@@ -3,8 +3,8 @@
 `Pipeline` (run/pipeline.py) changes state on the main thread (the tracker, the
 scheduler, a task's record) and returns a list of these for everything beyond that: a
 request for a worker, a file to move or drop, an event for the bus. The daemon carries
-them out in order (`Daemon.carry_out`), so a test can drive the pipeline and read what
-it asked for without threads, sockets or files.
+them out in order (`run/carry.py`, the `Carrier`), so a test can drive the pipeline and
+read what it asked for without threads, sockets or files.
 
 The journal (run/journal.py) writes live tasks' sidecars: it follows the events, and
 `WriteSidecars` names the records that changed without an event of their own.

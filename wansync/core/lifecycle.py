@@ -12,7 +12,8 @@ a task is here, in one table a test can walk through:
                      other transient → Retry;  Stopping → Ignore
   download end       Downloaded → Succeed;  UrlRefused → poll again at once (twice
                      for different URLs → Fail);  TaskFailed → Fail;  transient → Retry
-  before a poll      older than poll.give_up_after → Fail(Timeout)
+  before a poll      followed longer than poll.give_up_after → Fail(Timeout) (`task_age`:
+                     monotonic within a run, so a wall-clock step ends nothing)
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from wansync.core.errors import (
     WansyncError,
 )
 from wansync.core.messages import Downloaded, TaskReport
-from wansync.core.retry import plan
+from wansync.core.retry import as_transient, plan
 from wansync.core.times import read_time, url_expires
 from wansync.core.tracker import Task
 
@@ -120,8 +121,7 @@ Decision = PollAt | StartDownload | Succeed | Fail | Retry | PauseForAuth | Igno
 # -- the rules ---------------------------------------------------------------------------
 def before_poll(task: Task, now: Now, policy: Policy) -> Fail | None:
     """A task not finished `give_up_after` after it was first seen fails as `Timeout`."""
-    first_seen = read_time(task.record.first_seen, now.wall) or now.wall
-    age = now.wall - first_seen
+    age = task_age(task, now)
     if age > policy.give_up_after:
         return Fail(
             "Timeout",
@@ -129,6 +129,27 @@ def before_poll(task: Task, now: Now, policy: Policy) -> Fail | None:
             f"(poll.give_up_after is {int(policy.give_up_after)} s)",
         )
     return None
+
+
+def task_age(task: Task, now: Now) -> float:
+    """Seconds wansync has followed `task`: within this run by the monotonic clock, plus
+    what its sidecar's own times say of earlier runs (`earlier_age`), so that a step of the
+    wall clock (a VM resumed, NTP after a boot without a clock) ages no task. A task no run
+    follows yet is as old as the wall clock says."""
+    if task.followed_since is None:
+        first_seen = read_time(task.record.first_seen, now.wall) or now.wall
+        return now.wall - first_seen
+    return task.followed_before + now.mono - task.followed_since
+
+
+def earlier_age(first_seen: str | None, last_polled: str | None, wall: float) -> float:
+    """How long earlier runs followed a task, by its sidecar: `first_seen` to its last
+    poll (never past `wall`). Time while wansync was stopped does not count."""
+    start = read_time(first_seen, wall)
+    end = read_time(last_polled, wall)
+    if start is None or end is None:
+        return 0.0
+    return max(0.0, min(end, wall) - start)
 
 
 def auth_resumed(paused: bool, outcome: TaskReport | WansyncError) -> bool:
@@ -234,8 +255,7 @@ def after_download(
 def _retry(
     task: Task, error: WansyncError, then: Literal["poll", "download"], now: Now, policy: Policy
 ) -> Retry:
-    if not isinstance(error, TransientError):  # an error of a kind we did not expect here
-        error = TransientError(error.message or type(error).__name__, error.code)
+    error = as_transient(error)
     n = task.errors_in_row + 1
     retry = plan(error, n, policy.interval)
     pause = now.mono + retry.pause if retry.pause is not None and then == "poll" else None

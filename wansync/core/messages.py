@@ -120,11 +120,13 @@ JobStepDone = UploadDone | PostDone | LookupDone
 # -- what the submitter hands to the loop (returned, not posted: it runs on the loop) ----
 @dataclass(frozen=True, slots=True)
 class Adopt:
-    """Hand-over: the job's task exists; write `NAME.task` and track it like any task."""
+    """Hand-over: the job's task exists and its `.task` is written; track `task` like any.
 
-    name: str
-    task_id: str
-    meta: dict[str, Any]
+    `job`: the job's own name, which `task.name` is unless a producer's `.task` took it.
+    """
+
+    task: Task
+    job: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,8 @@ class Task:
     busy: bool = False  # a poll or a download for it is in flight
     refused_url: str | None = None  # a video URL storage refused once
     reported_bytes: int = 0  # download bytes at the last progress event
+    followed_since: float | None = None  # monotonic: when this run began following it
+    followed_before: float = 0.0  # seconds earlier runs followed it (lifecycle.task_age)
 
     @property
     def task_id(self) -> str:

@@ -40,10 +40,11 @@ from wansync.core import retry
 from wansync.core.events import Event, HookRan, TaskFailed, TaskSucceeded
 from wansync.core.record import HookRecord, TaskRecord
 from wansync.files import bounded, folderguard, names, sidecar
+from wansync.files.folders import Folders
 from wansync.files.fsutil import NotARegularFile, read_small
+from wansync.files.names import MP4
 from wansync.files.taskfile import RESOURCE_ERRNOS  # the system's fault, not the file's
 from wansync.outlets.hookrun import TryResult, run_try
-from wansync.run.publish import MP4, Folders
 
 EVENTS = sidecar.HOOK_EVENTS
 MAX_ENV_VALUE = 8192  # an error message from the API, cut to fit an environment

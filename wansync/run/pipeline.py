@@ -34,11 +34,12 @@ from wansync.core.scheduler import Scheduler
 from wansync.core.times import utc_iso
 from wansync.core.tracker import Task, Tracker
 from wansync.files import sidecar, taskfile
-from wansync.files.fsutil import write_bytes_atomic
 from wansync.files.taskfile import TaskSpec
 from wansync.remote.urlcheck import check_url
 from wansync.run.publish import Folders
 from wansync.run.transitions import HookFor, Transitions
+
+REMOVED = "task file was removed from the inbox; no longer tracked"
 
 
 def _url(url: Any) -> str | None:
@@ -104,22 +105,35 @@ class Pipeline:
     def discover(self, path: Path, now: Now) -> list[Effect]:
         """A settled `.task`: track it (resuming from its sidecar), or end it at once."""
         task, spec = open_task(self.folders, path, now.wall)
+        record = task.record
+        effects: list[Effect] = []
+        if spec is None and not record.published_as and record.error is not None:
+            invalid = ev.TaskInvalid(
+                at=now.wall, name=task.name, file=path.name, error=record.error.message
+            )
+            effects.append(Emit(invalid))
+        return effects + self.follow(task, now)
+
+    def follow(self, task: Task, now: Now) -> list[Effect]:
+        """Track `task` from its record: poll it, download it, or end it at once.
+
+        A `.task` file's way in (`discover`), and a job's new task's (handed over by the
+        submitter once its `.task` is written), so both are followed alike from here.
+        """
         name, record = task.name, task.record
+        task.followed_since = now.mono  # `give_up_after` counts on the monotonic clock
+        task.followed_before = lifecycle.earlier_age(
+            record.first_seen, record.last_polled, now.wall
+        )
         if task.state in TERMINAL_STATES:
             self.tracker.track(task)
-            effects: list[Effect] = []
-            if spec is None and not record.published_as and record.error is not None:
-                invalid = ev.TaskInvalid(
-                    at=now.wall, name=name, file=path.name, error=record.error.message
-                )
-                effects.append(Emit(invalid))
-            return effects + self.steps.finish(task, now)
+            return self.steps.finish(task, now)
         twin = self.tracker.track(task)
         if twin is not None:
             return self.steps.fail(
                 task,
                 "DuplicateTask",
-                f"{path.name}: task id {task.task_id} is already being fetched for "
+                f"{name}.task: task id {task.task_id} is already being fetched for "
                 f"{twin.name}.task; one video per task id",
                 now,
             )
@@ -134,24 +148,13 @@ class Pipeline:
         )
         return [Emit(discovered)]  # its first sidecar is written between ticks (journal)
 
-    def adopt(self, name: str, task_id: str, meta: dict[str, Any], now: Now) -> list[Effect]:
-        """A job's task now exists: write its `.task` (what a user would drop), track it."""
-        path = self.folders.task(name)
-        try:
-            if not path.exists():  # the very bytes the job was checked against (jobfile)
-                write_bytes_atomic(path, taskfile.render(task_id, meta))
-        except OSError as exc:  # the sidecar holds the id: the next rescan tries again
-            self.log.error("job.task_file_error", name=name, task_id=task_id, error=str(exc))
-            return []
-        return self.discover(path, now)
-
-    def removed(self, name: str, now: Now) -> list[Effect]:
-        """The `.task` left the inbox: stop at once, release everything, drop our files."""
+    def removed(self, name: str, now: Now, detail: str = REMOVED) -> list[Effect]:
+        """The `.task` left the inbox (or another task's file took its place): stop at
+        once, release everything, drop our files."""
         task = self.tracker.get(name)
         if task is None or task.state in TERMINAL_STATES:
             return []
         self.tracker.untrack(name)  # a result still in flight finds no task: dropped
-        detail = "task file was removed from the inbox; no longer tracked"
         removed = ev.TaskRemoved(at=now.wall, name=name, task_id=task.task_id, detail=detail)
         return [ForgetFiles(name), Emit(removed)]
 

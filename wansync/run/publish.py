@@ -26,8 +26,9 @@ from typing import Any
 from wansync import log
 from wansync.core import events as ev
 from wansync.core.record import ErrorInfo, HookRecord, JobRecord, TaskRecord
-from wansync.files import folderguard, names, sidecar
+from wansync.files import names, sidecar
 from wansync.files.folderguard import FolderReplaced
+from wansync.files.folders import Folders
 from wansync.files.fsutil import NotARegularFile, fsync_dir, move_durable, open_regular
 from wansync.files.names import (
     JOB_SUFFIX,
@@ -42,37 +43,6 @@ from wansync.remote import mp4check
 
 __all__ = ["MAX_STEM_BYTES", "MP4", "Folders", "free_name", "publish", "refuse_name", "stem"]
 ATTEMPTS = 3  # names re-chosen when something else took the chosen one meanwhile
-
-
-@dataclass(frozen=True)
-class Folders:
-    inbox: Path
-    outbox: Path
-    failed: Path
-
-    def check(self, *folders: Path) -> None:
-        """`FolderReplaced` (an OSError: the work stays pending) if one was replaced."""
-        folderguard.check(*folders)
-
-    def replaced(self, folder: Path) -> bool:
-        """A folder swapped for a link or another folder while the daemon runs."""
-        return folderguard.replaced(folder)
-
-    def part(self, name: str) -> Path:
-        """Where a download grows: hidden, in the outbox, so the final rename is atomic."""
-        return self.outbox / f".{stem(name)}{names.PART_SUFFIX}"
-
-    def task(self, name: str) -> Path:
-        return self.inbox / f"{name}{TASK_SUFFIX}"
-
-    def job(self, name: str) -> Path:
-        return self.inbox / f"{name}{JOB_SUFFIX}"
-
-    def sidecar(self, name: str) -> Path:
-        return sidecar.path_for(self.inbox, stem(name))
-
-    def destination(self, record: TaskRecord) -> Path:
-        return self.outbox if record.state == "succeeded" else self.failed
 
 
 def free_name(folder: Path, name: str) -> str:
@@ -145,6 +115,11 @@ def _check_part(part: Path, record: TaskRecord) -> None:
         os.close(fd)
 
 
+def _owns_task_file(record: TaskRecord, ours: bool) -> bool:
+    """A job that ended before it had a task has no `.task`: one there is a producer's."""
+    return ours and not (record.job and not record.task_id)
+
+
 def _pending(folders: Folders, record: TaskRecord, ours: bool) -> list[tuple[Path, str]]:
     """The moves (2)-(5) not yet done, in order: (what is still in place, its suffix)."""
     name = record.name
@@ -154,7 +129,7 @@ def _pending(folders: Folders, record: TaskRecord, ours: bool) -> list[tuple[Pat
         steps.append((folders.part(name), MP4))
     if ours and record.job and os.path.lexists(folders.job(name)):
         steps.append((folders.job(name), JOB_SUFFIX))
-    if ours and os.path.lexists(folders.task(name)):
+    if _owns_task_file(record, ours) and os.path.lexists(folders.task(name)):
         steps.append((folders.task(name), TASK_SUFFIX))
     if os.path.lexists(folders.sidecar(name)):
         steps.append((folders.sidecar(name), sidecar.SUFFIX))
