@@ -291,6 +291,7 @@ class Pipeline:
             seconds=round(done.seconds, 3),
             changed=outcome.status != previous or finished,
             url=_url(outcome.output.get("video_url")) if finished else None,
+            started=record.last_polled,
         )
         return [*effects, Emit(polled)]
 
