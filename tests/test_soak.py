@@ -4,9 +4,11 @@ Tasks and jobs arrive steadily for the first 70% of the run, ~10% of the simulat
 answers are faulty (its chaos: 429 with Retry-After, 5xx, resets, stalls, malformed
 bodies, truncated videos), a poison file from the corpus arrives every minute, and the
 daemon is killed with SIGKILL every two minutes and started again, until 30 s before the
-end (then it only drains). At the end every good
-task has ended exactly once, no job made two tasks, memory stayed flat and the daemon is
-alive. Marked `slow`; sized by environment variables (defaults are the issue's):
+end (then it only drains); all along a scraper of the metrics port sends part of a request
+and hangs up (or resets), and now and then scrapes whole (issue 21). At the end every good
+task has ended exactly once, no job made two tasks, memory stayed flat, every log line is
+one JSON object, `/metrics` answers and the daemon is alive. Marked `slow`; sized by
+environment variables (defaults are the issue's):
 
   WANSYNC_SOAK_SECONDS  1800   the whole run, drain included (the test stops by then)
   WANSYNC_SOAK_TASKS    5000   tasks and jobs dropped (2% are jobs, 2% fail on purpose)
@@ -23,10 +25,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import resource
 import signal
+import socket
+import struct
 import subprocess
+import threading
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +43,7 @@ import pytest
 import yaml
 
 from tests.helpers import TEST_KEY, Daemon, Env, drop
-from tests.poison import Poison, write_corpus
+from tests.poison import HOSTILE, Poison, hostile_answer, write_corpus
 from tests.vitals import MB, MemoryGuard, tree_state, vm_bytes
 from wansync.simulator import Simulator
 
@@ -48,6 +55,7 @@ RESTART_SEC = 5.0  # the systemd unit's RestartSec
 GUARD_KILL = 600 * MB  # the machine is shared: a runaway daemon is killed here
 DATA_LIMIT = 2048 * MB  # RLIMIT_DATA of the daemon: a second belt
 SIDECAR = ".status.json"
+SCRAPE_EVERY = 0.2  # seconds between two connections of the hostile scraper
 URL_FRAME = [{"type": "first_frame", "url": "https://example.com/frame.png"}]
 
 
@@ -85,16 +93,47 @@ class Work:
     outcome: str = "succeeded"
     prompt: str | None = None
     video_size: int | None = None  # None: the sample MP4; else a synthetic body
+    pictures: tuple[str, int, int, str] | None = None  # shape, n, failed of them, format
+    hostile: str | None = None  # a picture task whose answer is poison.HOSTILE[hostile]
+
+    def files(self) -> list[str]:
+        """The names its files are published under (a hostile answer's: not known here)."""
+        if self.pictures is None:
+            return [f"{self.name}.mp4"]
+        _, n, failed, fmt = self.pictures
+        ext = {"jpeg": "jpg", "webp": "webp"}.get(fmt, "png")
+        made = [("jpg" if k % 2 else "png") if fmt == "mixed" else ext for k in range(failed, n)]
+        if len(made) == 1:
+            return [f"{self.name}.{made[0]}"]
+        return [f"{self.name}.{k}.{e}" for k, e in enumerate(made, start=1)]
+
+
+PICTURES = {  # i % 50 -> a picture task: shape, n, failed sub-results, format
+    10: ("results", 4, 1, "mixed"),
+    20: ("choices", 3, 0, "png"),
+    30: ("results", 1, 0, "webp"),
+    40: ("results", 2, 0, "jpeg"),
+}
 
 
 def plan_work(n: int) -> list[Work]:
     work = []
+    hostile = list(HOSTILE)
     for i in range(n):
         if i % 50 == 25:
             prompt = f"soak job {i}: a fox runs"
             work.append(Work(f"soak-{i:05d}", None, ".job", prompt=prompt))
         elif i % 50 == 0:
             work.append(Work(f"soak-{i:05d}", f"soak-fail-{i:05d}", outcome="failed"))
+        elif i % 50 in PICTURES:
+            pictures = PICTURES[i % 50]
+            work.append(Work(f"soak-{i:05d}", f"soak-pictures-{i:05d}", pictures=pictures))
+        elif i % 50 == 45:
+            which = hostile[(i // 50) % len(hostile)]
+            outcome = HOSTILE[which].ends
+            work.append(
+                Work(f"soak-{i:05d}", f"soak-hostile-{i:05d}", outcome=outcome, hostile=which)
+            )
         else:
             size = 300_000 if i % 10 == 5 else None  # big enough to be cut and resumed
             work.append(Work(f"soak-{i:05d}", f"soak-task-{i:05d}", video_size=size))
@@ -129,6 +168,7 @@ class Soak:
     hwm: list[int] = field(default_factory=list)  # VmHWM of each incarnation at its end
     poisons: list[Dropped] = field(default_factory=list)
     restart_at: float | None = None  # a crashed daemon is started again then
+    metrics_at_end: bool = False  # /metrics answered once the run was over
 
     def start(self) -> None:
         self.daemon = self.env.start(preexec_fn=_limit_data)
@@ -212,6 +252,73 @@ class Soak:
                 return
 
 
+class Scraper:
+    """One background thread at the metrics port: most connections send part of a request
+    and hang up (or reset), one in five scrapes `/metrics` whole. Bounded: one socket at a
+    time, each with a 5 s timeout; a refused connection (the daemon is being restarted) is
+    counted, not an error."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.counts: Counter[str] = Counter()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="soak-scraper", daemon=True)
+        self.rng = random.Random(21)
+
+    def __enter__(self) -> Scraper:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(15)
+
+    def _loop(self) -> None:
+        while not self.stop.wait(SCRAPE_EVERY):
+            try:
+                self.counts[self._once()] += 1
+            except ConnectionRefusedError:
+                self.counts["refused"] += 1
+            except OSError:  # the daemon was killed under it, or cut a slow client
+                self.counts["cut"] += 1
+
+    def _once(self) -> str:
+        if self.rng.random() < 0.2:
+            return "scraped" if scrape(self.port) else "empty scrape"
+        request = b"GET /metrics HTTP/1.1\r\nHost: soak\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(request[: self.rng.randrange(1, len(request) + 1)])
+            if self.rng.random() < 0.5:  # RST instead of FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return "hung up"
+
+
+def scrape(port: int) -> bytes:
+    """`/metrics` whole (an error if it does not answer 200 within 5 s)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        return bytes(answer.read())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _not_json_lines(logs: list[Path]) -> list[str]:
+    """Log lines (of every incarnation) that are not one JSON object each."""
+    bad = []
+    for log in logs:
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                if isinstance(json.loads(line), dict):
+                    continue
+            except ValueError:
+                pass
+            bad.append(f"{log.name}: {line[:200]}")
+    return bad
+
+
 def _limit_data() -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (DATA_LIMIT, DATA_LIMIT))
 
@@ -244,6 +351,12 @@ def _last_error(log: Path) -> str:
 def _drop_work(env: Env, work: Work) -> None:
     if work.video_size is not None:
         env.sim.add_task(str(work.task_id), video_size=work.video_size)
+    if work.pictures is not None:
+        shape, n, failed, fmt = work.pictures
+        spec = {"shape": shape, "pictures": n, "failed_results": failed, "picture_format": fmt}
+        env.sim.add_task(str(work.task_id), **spec)
+    if work.hostile is not None:
+        hostile_answer(env.sim, work.hostile, str(work.task_id))
     if work.kind == ".task":
         drop(env.inbox, work.name, str(work.task_id))
         return
@@ -283,6 +396,7 @@ def test_soak(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     t0 = time.monotonic()
     deadline = t0 + plan.seconds - END_MARGIN  # the stop and the checks fit in the margin
     feed_until = t0 + plan.seconds * FEED_SHARE
+    port = free_port()
     with Simulator(key=TEST_KEY, max_in_progress=10_000) as sim:
         sim.chaos = plan.faults
         env = Env(tmp_path / "env", sim)
@@ -291,25 +405,44 @@ def test_soak(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
             download={"concurrency": 8},
             submit={"max_in_progress": 10_000, "max_per_second": 20, "search_for": 3},
             log={"level": "info"},
+            metrics={"listen": f"127.0.0.1:{port}"},
         )
         soak = Soak(env, sim, plan, tmp_path)
-        alive_at_end, exit_code = False, None
+        alive_at_end, exit_code, scraper = False, None, Scraper(port)
         try:
             soak.start()
-            _run(soak, work, t0, feed_until, deadline)
+            with scraper:
+                _run(soak, work, t0, feed_until, deadline)
+            soak.metrics_at_end = _answers(port)
             alive_at_end, exit_code = soak.finish()
         finally:
             env.reap()
             wall = time.monotonic() - t0
             report = _check(soak, work)
+            report["log lines not one JSON object"] = _not_json_lines(env.stderr_files)
             with capsys.disabled():
-                print(_summary(soak, work, wall, report))
+                print(_summary(soak, work, wall, report), f"\n  scraper: {dict(scraper.counts)}")
+    assert soak.metrics_at_end, "/metrics did not answer at the end"
+    assert scraper.counts["hung up"] and scraper.counts["scraped"], scraper.counts
     assert alive_at_end and exit_code == 0, (alive_at_end, exit_code, soak.crashes)
     assert not soak.crashes, f"the daemon crashed by itself: {soak.crashes}"
     assert not soak.guard_kills, f"killed by the test past {GUARD_KILL // MB} MB"
     for problem, items in report.items():
         assert not items, f"{problem}: {items[:10]} ({len(items)} in all)"
     _assert_rss_flat(soak)
+
+
+def _answers(port: int) -> bool:
+    """`/metrics` answers 200 with the daemon's counters (tried for up to 10 s)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if b"wansync_polls_total" in scrape(port):
+                return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
 
 
 def _run(soak: Soak, work: list[Work], t0: float, feed_until: float, deadline: float) -> None:
@@ -362,7 +495,7 @@ def _check(soak: Soak, work: list[Work]) -> dict[str, list[Any]]:
         "ended more than once": [w.name for w in work if ended[w.name] > 1],
         "duplicate files (NAME-k)": [],
         "wrong folder": [],
-        "video differs from the served one": [],
+        "files differ from the served ones": [],
         "jobs that made two tasks": [],
         "poison still in the inbox": [],
         "poison jobs that made a task": [],
@@ -387,11 +520,8 @@ def _check(soak: Soak, work: list[Work]) -> dict[str, list[Any]]:
         code = (data.get("error") or {}).get("code")
         if where != expected and not (w.kind == ".job" and code == "SubmitUncertain"):
             report["wrong folder"].append((w.name, where, code))
-        if where == "outbox":
-            video = env.outbox / f"{w.name}.mp4"
-            digest = hashlib.sha256(video.read_bytes()).hexdigest() if video.exists() else None
-            if digest != sim.video_sha256(data["task_id"]):
-                report["video differs from the served one"].append(w.name)
+        if where == "outbox" and (problem := _files_problem(env, sim, w, data)):
+            report["files differ from the served ones"].append((w.name, problem))
     report["task ids in two sidecars"] = [i for i, n in ids.items() if n > 1 and i != "None"]
     made = Counter(c["prompt"] for c in sim.desk.created)
     report["jobs that made two tasks"] = [p for p, n in made.items() if n > 1 and "soak" in p]
@@ -402,6 +532,31 @@ def _check(soak: Soak, work: list[Work]) -> dict[str, list[Any]]:
         if tree_state(d.aside, []) != d.canaries:
             report["canaries changed"].append(d.poison.what)
     return report
+
+
+def _files_problem(env: Env, sim: Simulator, w: Work, data: dict[str, Any]) -> str | None:
+    """What is wrong with a succeeded task's files (None: each is there, whole, the bytes
+    the simulator served, under the name it must have)."""
+    outputs = data.get("outputs") or []
+    digests = []
+    for output in outputs:
+        path = env.outbox / output["path"]
+        if not path.exists():
+            return f"{output['path']} is missing"
+        digests.append(hashlib.sha256(path.read_bytes()).hexdigest())
+        if digests[-1] != output["sha256"]:
+            return f"{output['path']} is not the file its sidecar says"
+    if w.hostile is not None:
+        want = HOSTILE[w.hostile].files
+        return None if len(outputs) == want else f"{len(outputs)} files, not {want}"
+    if [o["path"] for o in outputs] != w.files():
+        return f"files {[o['path'] for o in outputs]}, not {w.files()}"
+    served = (
+        sim.picture_sha256s(data["task_id"])
+        if w.pictures is not None
+        else [sim.video_sha256(data["task_id"])]
+    )
+    return None if digests == served else "the bytes differ from the served ones"
 
 
 def _assert_rss_flat(soak: Soak) -> None:

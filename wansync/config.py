@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from wansync.core.errors import ConfigError
+from wansync.core.inprogress import UNKNOWN, Limits
 
 CONFIG_ENV = "WANSYNC_CONFIG"
 KEY_ENV = "DASHSCOPE_API_KEY"
@@ -48,6 +49,48 @@ def _positive_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{value!r} is not a whole number >= 1")
     return value
+
+
+class SubKeyError(ValueError):
+    """A problem with one entry of a mapping value: named `key.sub` in the message."""
+
+    def __init__(self, sub: str, problem: str) -> None:
+        super().__init__(problem)
+        self.sub = sub
+
+
+_MODEL_PATTERN = re.compile(r"[A-Za-z0-9*?\[\]._-]{1,64}")
+
+
+def _in_progress(value: Any) -> Limits:
+    """A whole number (every task counts against it), or model patterns to limits in the
+    order given: `{"wan2.2-s2v*": 1, "*": 5}` (see core/inprogress.py)."""
+    if not isinstance(value, dict):
+        try:
+            return ((UNKNOWN, _positive_int(value)),)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a whole number >= 1, nor a mapping of model patterns to "
+                "limits like {'wan2.2-s2v*': 1, '*': 5}"
+            ) from None
+    if not value:
+        raise ValueError("an empty mapping; give model patterns and their limits")
+    limits: dict[str, int] = {}
+    for pattern, limit in value.items():
+        sub = str(pattern)
+        if not isinstance(pattern, str) or not _MODEL_PATTERN.fullmatch(pattern):
+            raise SubKeyError(sub, f"{pattern!r} is not a model pattern like wan2.2-s2v* or *")
+        if pattern.lower() in limits:
+            raise SubKeyError(sub, "given twice (patterns match without case)")
+        if shadow := next((p for p in limits if p.strip("*") == ""), None):
+            raise SubKeyError(
+                sub, f"comes after {shadow!r}, which every model matches first; put it before"
+            )
+        try:
+            limits[pattern.lower()] = _positive_int(limit)
+        except ValueError as exc:
+            raise SubKeyError(sub, str(exc)) from None
+    return tuple(limits.items())
 
 
 def _positive_rate(value: Any) -> float:
@@ -173,7 +216,7 @@ SCHEMA: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "download.low_speed_limit": (1024, _positive_rate),
     "download.low_speed_time": (60, parse_duration),
     "submit.model": ("wan2.7-i2v", _model_name),
-    "submit.max_in_progress": (5, _positive_int),
+    "submit.max_in_progress": (5, _in_progress),
     "submit.max_per_second": (1, _positive_rate),
     "submit.max_upload_bytes": (100 * 1024**2, _positive_int),
     "submit.search_for": (30, parse_duration),
@@ -216,7 +259,7 @@ class DownloadConfig:
 @dataclass(frozen=True)
 class SubmitConfig:
     model: str
-    max_in_progress: int
+    max_in_progress: Limits  # (pattern, limit) pairs; a number N is (("*", N),)
     max_per_second: float
     max_upload_bytes: int
     search_for: float
@@ -294,6 +337,8 @@ def from_mapping(data: Any, source: Path | None = None) -> Config:
         raw = given.get(key, default)
         try:
             values[key] = None if raw is None and default is None else parse(raw)
+        except SubKeyError as exc:
+            raise ConfigError(f"{key}.{exc.sub}: {exc}") from None
         except ValueError as exc:
             raise ConfigError(f"{key}: {exc}") from None
     base = source.parent if source else Path.cwd()
@@ -354,6 +399,21 @@ def load(explicit: str | None = None) -> Config:
     return from_mapping(data, source=path.absolute())
 
 
+KEY_CHARS = re.compile(r"\A[\x21-\x7e]+\Z")  # what an HTTP header value can carry as is
+
+
+def _checked_key(key: str, where: str) -> str:
+    """A key goes into an `Authorization` header: one line of printable ASCII. A key
+    file of two lines (a comment, a key pasted twice) would otherwise fail in the HTTP
+    client with the whole header, key included, in its message; this one never shows it."""
+    if not KEY_CHARS.match(key):
+        raise ConfigError(
+            f"{where}: the API key must be one line of printable ASCII with no spaces "
+            f"({len(key)} characters, {key.count(chr(10)) + 1} lines; the key is not shown)"
+        )
+    return key
+
+
 def load_api_key(cfg: Config) -> str:
     """The key from `api.key_file`, else `$DASHSCOPE_API_KEY`, else the systemd credential."""
     if cfg.api.key_file is not None:
@@ -365,9 +425,9 @@ def load_api_key(cfg: Config) -> str:
             ) from None
         if not key:
             raise ConfigError(f"api.key_file: {cfg.api.key_file} is empty")
-        return key
+        return _checked_key(key, f"api.key_file: {cfg.api.key_file}")
     if key := os.environ.get(KEY_ENV, "").strip():
-        return key
+        return _checked_key(key, f"${KEY_ENV}")
     if cred_dir := os.environ.get("CREDENTIALS_DIRECTORY"):
         cred = Path(cred_dir) / CREDENTIAL_NAME
         if cred.is_file():
@@ -378,7 +438,7 @@ def load_api_key(cfg: Config) -> str:
                     f"cannot read the systemd credential {cred}: {exc.strerror}"
                 ) from None
             if key:
-                return key
+                return _checked_key(key, f"the systemd credential {cred}")
     # No key file is involved: name every place that was looked at, not `api.key_file`.
     raise ConfigError(
         f"no API key: set api.key_file, ${KEY_ENV}, "

@@ -272,15 +272,43 @@ def _inbox_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("task_id", metavar="TASK_ID", help="the DashScope task id to fetch")
     p.add_argument("--name", help="file name without .task (default: the task id)")
     with_config(p)
-    p = add("submit", cmd_submit, "write a .job for one picture (and with --wait, get the MP4)")
-    p.epilog = "exit: 0 done (--wait: the MP4's path on stdout), 1 failed, 2 bad job, 124 timed out"
-    p.add_argument("image", metavar="IMAGE_OR_URL", help="the first frame: a file or a URL")
-    p.add_argument("--prompt", required=True, help="what should happen in the video")
-    p.add_argument("--name", help="file name without .job (default: the picture's name)")
+    p = add("submit", cmd_submit, "write a .job of any kind (and with --wait, get its files)")
+    p.epilog = (
+        "exit: 0 done (--wait: the MP4's path on stdout), 1 failed, 2 bad job, 124 timed out. "
+        "Examples: submit cat.png --prompt 'she smiles'; submit --model wan2.7-t2v --prompt "
+        "'a lighthouse'; submit --model wan2.2-t2i-flash --prompt 'a kite' --n 4; submit "
+        '--model wan2.2-s2v --input-json \'{"image_url": ..., "audio_url": ...}\''
+    )
+    p.add_argument(
+        "image",
+        metavar="IMAGE_OR_URL",
+        nargs="?",
+        help="the picture, for a model that takes one (the first frame of image-to-video): "
+        "a file or a URL",
+    )
+    p.add_argument("--prompt", help="what should happen in the video, or be in the picture")
+    p.add_argument(
+        "--name", help="file name without .job (default: the picture's name, else video or picture)"
+    )
     p.add_argument("--model", help="the model (default: submit.model from the config)")
-    p.add_argument("--resolution", help="480P, 720P or 1080P (default: the model's own)")
-    p.add_argument("--duration", type=int, help="seconds of video, 2 to 15 (default: the model's)")
-    p.add_argument("--wait", action="store_true", help="wait for the video; print its path")
+    p.add_argument("--n", type=int, help="pictures to make, for a picture model (e.g. 1 to 4)")
+    p.add_argument("--resolution", help="e.g. 720P or 1080P (default: the model's own)")
+    p.add_argument("--duration", type=int, help="seconds of video (default: the model's)")
+    p.add_argument(
+        "--input-json",
+        metavar="JSON",
+        help="the request's input as the API takes it (no IMAGE_OR_URL, --prompt, --n, "
+        '--resolution or --duration beside it); {"path": FILE} is uploaded',
+    )
+    p.add_argument(
+        "--parameters-json", metavar="JSON", help="with --input-json: the request's parameters"
+    )
+    p.add_argument(
+        "--endpoint",
+        help="the create endpoint under /api/v1/services/, for a model wansync does not know "
+        "(default: the model's)",
+    )
+    p.add_argument("--wait", action="store_true", help="wait for its files; print their paths")
     p.add_argument(
         "--timeout", type=float, metavar="S", help="with --wait: give up after S s (default: none)"
     )

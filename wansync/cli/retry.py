@@ -123,8 +123,7 @@ def _latest_failed(cfg: Config, asked: str) -> tuple[str, Record | None, bool]:
         raise NothingToRetry(f"{name}: {queued} is already in the inbox (see `wansync status`)")
     latest = max(records, key=lambda r: r.finished, default=None)
     if latest is not None and latest.folder == cfg.outbox:
-        video = latest.record.video.path if latest.record.video else f"{latest.stem}.mp4"
-        raise NothingToRetry(f"{name}: it succeeded; the video is {cfg.outbox / video}")
+        raise NothingToRetry(f"{name}: it succeeded; {_where(cfg, latest.record, latest.stem)}")
     failed = sorted((r for r in records if r.folder == cfg.failed), key=lambda r: -r.finished)
     return name, next((r for r in failed if r.file() is not None), None), bool(failed)
 
@@ -182,6 +181,17 @@ def search_again(ended: TaskRecord) -> TaskRecord:
         hook=None,
         error=sidecar.error(UNCERTAIN, message, True),
     )
+
+
+def _where(cfg: Config, record: TaskRecord, stem: str) -> str:
+    """Where a succeeded task's files are, in a few words: its video, its one file, or
+    its files (a sidecar from before `outputs`: the video its stem names)."""
+    files = [str(cfg.outbox / o.path) for o in record.outputs]
+    if not files:
+        return f"the video is {cfg.outbox / f'{stem}.mp4'}"
+    if len(files) == 1:
+        return f"the {'video' if record.outputs[0].is_video else 'file'} is {files[0]}"
+    return f"its {len(files)} files are {', '.join(files)}"
 
 
 def _without_sidecar(cfg: Config, name: str, had_records: bool) -> tuple[Path, str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from wansync.core import events as ev
 from wansync.core.tracker import Slot, Task
@@ -31,28 +32,37 @@ class StartPoll:
 
 @dataclass(frozen=True, slots=True)
 class StartDownload:
-    """Fetch `url` into `part` (a download worker), resuming if the ETag still matches;
-    `slot` is the ticket the tracker gave it."""
+    """Fetch `url` into `part` (a download worker), resuming if the ETag still matches,
+    and check it is a `kind` (a whole MP4, or a PNG/JPEG/WebP picture); `slot` is the
+    ticket the tracker gave it, for file `slot.index` of the task's group."""
 
     name: str
     url: str
     etag: str | None
     part: Path
     slot: Slot
+    kind: Literal["video", "picture"] = "video"
 
 
 @dataclass(frozen=True, slots=True)
 class Publish:
-    """Move an ended task's files into outbox/ or failed/ (publish.py), then emit its end."""
+    """Move an ended task's files into outbox/ or failed/ (publish.py), then emit its end.
+
+    `others`: `.part` paths another live task downloads into now (a name such as
+    `.clip.1.png.part` may be `clip`'s first picture or `clip.1`'s only one): a failed
+    task leaves those alone.
+    """
 
     task: Task
+    others: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
 class ForgetFiles:
-    """A removed task's sidecar and partial download: ours to drop."""
+    """A removed task's sidecar and partial downloads (`parts`): ours to drop."""
 
     name: str
+    parts: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

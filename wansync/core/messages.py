@@ -37,7 +37,9 @@ class Submitted:
 
 @dataclass(frozen=True)
 class Downloaded:
-    """A complete, verified `.part` file, fsynced and ready to be renamed into place."""
+    """A complete, verified `.part` file, fsynced and ready to be renamed into place;
+    `content_type` is what its bytes are (`video/mp4`, `image/png` …), not what the
+    server said."""
 
     bytes: int
     sha256: str
@@ -59,32 +61,38 @@ class PollDone:
 
 @dataclass(frozen=True, slots=True)
 class DownloadStarted:
-    """The video's answer came: the sidecar must know its ETag before much is on disk."""
+    """A file's answer came: the sidecar must know its ETag before much is on disk.
+    `index`: which file of the task's group (from 0)."""
 
     name: str
     slot: int
     url: str
     etag: str | None
     resume_from: int
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class DownloadProgress:
-    """Bytes on disk so far (sent at most every few seconds)."""
+    """Bytes of file `index` on disk so far (sent at most every few seconds)."""
 
     name: str
     slot: int
     bytes: int
     total: int | None
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class DownloadDone:
+    """File `index` of the task's group came down (or did not)."""
+
     name: str
     slot: int
     url: str
     seconds: float
     outcome: Downloaded | WansyncError
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,9 +30,10 @@ class Folders:
         """A folder swapped for a link or another folder while the daemon runs."""
         return folderguard.replaced(folder)
 
-    def part(self, name: str) -> Path:
-        """Where a download grows: hidden, in the outbox, so the final rename is atomic."""
-        return self.outbox / f".{stem(name)}{names.PART_SUFFIX}"
+    def part(self, name: str, index: int = 0, count: int = 1, extension: str = "mp4") -> Path:
+        """Where file `index` of a task's `count` downloads grows (`.NAME[.k].EXT.part`):
+        hidden, in the outbox, so the final rename is atomic."""
+        return self.outbox / names.part_name(name, index, count, extension)
 
     def task(self, name: str) -> Path:
         return self.inbox / f"{name}{TASK_SUFFIX}"

@@ -289,12 +289,11 @@ class Intake:
             owned |= {names.stem(name_of(p)) for p in self.waiting()}
             owned |= {names.stem(n) for n in self._held}
             for entry in os.scandir(self.folders.outbox):
-                if entry.name.startswith(".") and entry.name.endswith(".mp4.part"):
-                    name = entry.name[1 : -len(".mp4.part")]
-                    if name not in owned:
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(entry.path)
-                        self.log.info("download.part_removed", name=name)
+                owners = names.part_owners(entry.name)  # `.X.EXT.part`: X's, or Y's if X is Y.k
+                if owners and not owned.intersection(owners):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                    self.log.info("download.part_removed", name=owners[-1], file=entry.name)
         if not self.burst:
             self.scanned = []  # only `once` needs the list later
 

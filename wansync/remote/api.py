@@ -32,8 +32,10 @@ from wansync.core.errors import (
     TaskFailed,
     TransientError,
 )
+from wansync.core.kinds import SERVICES, VIDEO_GENERATION
 from wansync.core.messages import Submitted as Submitted  # the typed answers: core's
 from wansync.core.messages import TaskReport as TaskReport
+from wansync.core.shapes import FileUrl, Outputs, outputs_of
 from wansync.files.bounded import json_loads, wall_time
 from wansync.files.taskfile import TASK_ID
 from wansync.log import CODE_CHARS, MESSAGE_CHARS, cap, clean, clean_tree, scrub
@@ -48,7 +50,7 @@ DEADLINE_TIMEOUTS = 2  # a whole answer, headers and body, within this many api.
 TOO_SLOW = "the answer was not complete in time"
 USER_AGENT = f"wansync/{__version__}"
 STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN")
-SUBMIT_PATH = "/api/v1/services/aigc/video-generation/video-synthesis"
+SUBMIT_PATH = SERVICES + VIDEO_GENERATION  # image-to-video's: the default create endpoint
 LIST_PAGE_SIZE = 100
 LIST_MAX_PAGES = 10
 API_ZONE = timedelta(hours=8)  # the API's times are Beijing time (assumed for the task list)
@@ -246,8 +248,11 @@ class TaskApi:
                 return found
         return found
 
-    def submit(self, body: dict[str, Any], resolve_oss: bool) -> Submitted:
-        """Create a task. Errors say whether a task may exist:
+    def submit(
+        self, body: dict[str, Any], resolve_oss: bool, endpoint: str = VIDEO_GENERATION
+    ) -> Submitted:
+        """Create a task at `endpoint` (under `/api/v1/services/`: the model's kind says
+        which). Errors say whether a task may exist:
 
         `RateLimited`, `AuthRejected`, `RemoteUnavailable` (could not connect) and
         `TaskFailed` (4xx) prove nothing was created; `SubmitAmbiguous` does not.
@@ -267,7 +272,7 @@ class TaskApi:
         try:
             resp = self._pool.request(
                 "POST",
-                f"{self.base_url}{SUBMIT_PATH}",
+                f"{self.base_url}{SERVICES}{endpoint}",
                 body=payload,
                 headers=headers,
                 preload_content=False,
@@ -381,8 +386,12 @@ class TaskApi:
         request_id = obj.get("request_id")
         usage = obj.get("usage")
         # Everything here lands in a sidecar and a log: scrubbed of the key and query
-        # strings, capped (an echoed key, a 900 KB `code`). The signed URL is kept whole.
+        # strings, capped (an echoed key, a 900 KB `code`). The signed URLs of the files
+        # a SUCCEEDED answer names (shapes.py: at most 16) are kept whole.
+        found = outputs_of(output) if task_status == "SUCCEEDED" else None
         output = clean_tree(output, keep=("video_url",))
+        if isinstance(found, Outputs):
+            _put_back(output, found.files)
         if isinstance(output.get("code"), str):
             output["code"] = cap(output["code"], CODE_CHARS)
         if isinstance(output.get("message"), str):
@@ -393,3 +402,19 @@ class TaskApi:
             output=output,
             usage=clean_tree(usage) if isinstance(usage, dict) else None,
         )
+
+
+def _put_back(output: dict[str, Any], files: tuple[FileUrl, ...]) -> None:
+    """Each file's signed URL, whole, where the answer had it: `clean_tree` keeps the
+    shape (the same lists; keys cleaned, which changes no plain word). Two keys that
+    clean to one (`url` and `url?x=1`) may have changed it: then that URL stays cleaned,
+    and the file is not fetched from a URL the sidecar does not show."""
+    for file in files:
+        node: Any = output
+        try:
+            for step in file.path[:-1]:
+                node = node[step]
+            if isinstance(node, dict) and file.path[-1] in node:
+                node[file.path[-1]] = file.url
+        except (KeyError, IndexError, TypeError):
+            continue

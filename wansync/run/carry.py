@@ -57,13 +57,14 @@ class Carrier:
                     self.pollers.submit(effect)
                 case StartDownload():
                     self.fetchers.submit(effect)
-                case Publish(task=task):
-                    ended = publish.finish(self.folders, task.record, now.wall, self.log)
+                case Publish(task=task, others=others):
+                    record = task.record
+                    ended = publish.finish(self.folders, record, now.wall, self.log, others)
                     if ended is not None:  # else: the inbox sidecar keeps it for a restart
                         self.tracker.count_ended(task.state)
                         self.bus.emit(ended)
-                case ForgetFiles(name=name):
-                    publish.forget_files(self.folders, name)
+                case ForgetFiles(name=name, parts=parts):
+                    publish.forget_files(self.folders, name, parts)
                 case WriteSidecars(names=names):
                     self.journal.later(names)
                 case ReloadKey():

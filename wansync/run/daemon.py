@@ -157,7 +157,8 @@ def build(
     # A hook's result wakes the loop: an idle daemon logs and counts it at once.
     hooks = Hooks(lambda: live.cfg.hooks, folders, report=mailbox.post)
     pipeline = Pipeline(live, folders, tracker, scheduler, hooks.pending_record)
-    submitter = Submitter(live, folders, api, mailbox, tracker.in_progress, tracker.ids, bus.emit)
+    running = tracker.in_progress_by_model
+    submitter = Submitter(live, folders, api, mailbox, running, tracker.ids, bus.emit)
     intake = Intake(folders, tracker, submitter.names)
     journal = Journal(tracker, folders, lambda: clock().mono)
     carry = Carrier(live, folders, tracker, pollers, fetchers, journal, bus, api)

@@ -23,7 +23,8 @@ def orphan_sidecar(folders: Folders, name: str, wall: float) -> list[Effect]:
 
     `sidecar.read` accepts only a sidecar named after its own task, so what is resumed or
     dropped here is that task's, never another's (a planted sidecar naming a live
-    download); its `.part` is published only as a whole MP4 of the recorded size.
+    download); each of its `.part` files is published only as a whole file of the
+    recorded size and type.
     """
     record = sidecar.read(folders.sidecar(name))
     task_id = record.task_id if record else None
@@ -43,7 +44,8 @@ def orphan_sidecar(folders: Folders, name: str, wall: float) -> list[Effect]:
             "task.publish_resumed", name=name, task_id=task_id, path=str(final)
         )
         return []
-    publish.forget_files(folders, name)
+    parts = tuple(publish.parts_of(folders, record)) if record else ()
+    publish.forget_files(folders, name, parts)
     return [Emit(ev.TaskRemoved(at=wall, name=name, task_id=task_id, detail=REMOVED_WHILE_STOPPED))]
 
 

@@ -22,6 +22,7 @@ from wansync.core.errors import TaskFileError
 from wansync.core.lifecycle import Now, Policy
 from wansync.core.messages import (
     DownloadDone,
+    Downloaded,
     DownloadProgress,
     DownloadStarted,
     Message,
@@ -29,13 +30,15 @@ from wansync.core.messages import (
     TaskReport,
 )
 from wansync.core.predictor import CompletionModel
-from wansync.core.record import TERMINAL_STATES, DownloadState
+from wansync.core.record import TERMINAL_STATES, DownloadState, FileDownload
 from wansync.core.scheduler import Scheduler
+from wansync.core.shapes import Outputs, outputs_of
 from wansync.core.times import utc_iso
 from wansync.core.tracker import Task, Tracker
 from wansync.files import sidecar, taskfile
 from wansync.files.taskfile import TaskSpec
 from wansync.remote.urlcheck import check_url
+from wansync.run import publish
 from wansync.run.publish import Folders
 from wansync.run.transitions import HookFor, Transitions
 
@@ -138,8 +141,9 @@ class Pipeline:
                 now,
             )
         resumed = record.polls > 0 or task.state == "downloading"
-        if task.state == "downloading" and record.output is not None:
-            self.tracker.queue_download(name, now.mono)
+        found = outputs_of(record.output) if record.output is not None else None
+        if task.state == "downloading" and isinstance(found, Outputs) and found.files:
+            self.steps.begin_download(task, found.files, now)  # each `.part` resumes
         else:
             record.state = "polling"
             self.scheduler.add(name, now.mono)
@@ -155,8 +159,10 @@ class Pipeline:
         if task is None or task.state in TERMINAL_STATES:
             return []
         self.tracker.untrack(name)  # a result still in flight finds no task: dropped
+        others = self.tracker.claimed()  # `.part` names another task downloads into now
+        parts = publish.parts_of(self.folders, task.record)
         removed = ev.TaskRemoved(at=now.wall, name=name, task_id=task.task_id, detail=detail)
-        return [ForgetFiles(name), Emit(removed)]
+        return [ForgetFiles(name, tuple(p for p in parts if p.name not in others)), Emit(removed)]
 
     # -- dispatch ----------------------------------------------------------------------
     def dispatch(self, now: Now) -> list[Effect]:
@@ -177,10 +183,12 @@ class Pipeline:
             effects.append(StartPoll(task.name, task.task_id, now.mono, now.wall))
         concurrency = self.live.cfg.download.concurrency
         for task, slot in self.tracker.take_downloads(now.mono, concurrency):
-            etag = task.record.download.etag if task.record.download else None
-            url = task.record.video_url or ""  # a downloading record has one (sidecar.problem)
-            part = self.folders.part(task.name)
-            effects.append(StartDownload(task.name, url, etag, part, slot))
+            group, index = task.group, slot.index
+            assert group is not None  # take_downloads gives slots to downloading groups only
+            block = task.record.download
+            etag = block.file(index, group.count).etag if block is not None else None
+            file, part = group.files[index], self.folders.outbox / task.parts[index]
+            effects.append(StartDownload(task.name, file.url, etag, part, slot, file.kind))
         return effects
 
     # -- results -----------------------------------------------------------------------
@@ -202,26 +210,38 @@ class Pipeline:
 
     def _download_started(self, message: DownloadStarted, now: Now) -> list[Effect]:
         task = self.tracker.get(message.name)
-        if task is None or not self.tracker.holds(message.name, message.slot):
+        if task is None or task.group is None:
             return []
-        task.record.download = DownloadState(message.etag, message.resume_from)
-        task.reported_bytes = message.resume_from
+        if not self.tracker.holds(message.name, message.slot):
+            return []
+        index, count = message.index, task.group.count
+        block = task.record.download or DownloadState(None)
+        state = FileDownload(message.etag, message.resume_from)
+        task.record.download = block.with_file(index, count, state)
+        task.reported_bytes[index] = message.resume_from
         started = ev.DownloadStarted(
             at=now.wall,
             name=task.name,
             task_id=task.task_id,
             url=_url(message.url) or "",
             resume_from=message.resume_from,
+            file=index + 1,
+            files=count,
         )
         return [Emit(started)]
 
     def _download_progress(self, message: DownloadProgress, now: Now) -> list[Effect]:
         task = self.tracker.get(message.name)
-        if task is None or not self.tracker.holds(message.name, message.slot):
+        if task is None or task.group is None:
             return []
+        if not self.tracker.holds(message.name, message.slot):
+            return []
+        index, count = message.index, task.group.count
         block = task.record.download or DownloadState(None)
-        task.record.download = replace(block, bytes=message.bytes, total=message.total)
-        written, task.reported_bytes = message.bytes - task.reported_bytes, message.bytes
+        state = replace(block.file(index, count), bytes=message.bytes, total=message.total)
+        task.record.download = block.with_file(index, count, state)
+        written = message.bytes - task.reported_bytes.get(index, 0)
+        task.reported_bytes[index] = message.bytes
         progress = ev.DownloadProgress(
             at=now.wall,
             name=task.name,
@@ -229,6 +249,8 @@ class Pipeline:
             bytes=message.bytes,
             total=message.total,
             written=written,
+            file=index + 1,
+            files=count,
         )
         return [Emit(progress)]
 
@@ -258,7 +280,7 @@ class Pipeline:
         )
         decision = lifecycle.after_poll(task, outcome, done.started, now, policy, wait, must)
         if isinstance(decision, lifecycle.PollAt | lifecycle.StartDownload):
-            task.errors_in_row = 0
+            task.errors_in_row = task.unsupported_in_row = 0
         effects += self.steps.apply(task, decision, now)
         polled = ev.TaskPolled(
             at=now.wall,
@@ -274,21 +296,30 @@ class Pipeline:
         return [*effects, Emit(polled)]
 
     def _downloaded(self, task: Task, done: DownloadDone, now: Now) -> list[Effect]:
-        policy = policy_of(self.live.cfg)
-        decision = lifecycle.after_download(task, done.url, done.outcome, now, policy)
+        """One file came down (or did not); once its round is over, what that means."""
+        group, outcome = task.group, done.outcome
+        if group is None:
+            return []
         effects: list[Effect] = []
-        if isinstance(decision, lifecycle.Succeed):
-            video = decision.video
+        if isinstance(outcome, Downloaded):
             completed = ev.DownloadCompleted(
                 at=now.wall,
                 name=task.name,
                 task_id=task.task_id,
-                bytes=video.bytes,
-                sha256=video.sha256,
+                bytes=outcome.bytes,
+                sha256=outcome.sha256,
                 seconds=round(done.seconds, 3),
-                written=max(0, video.bytes - task.reported_bytes),
+                written=max(0, outcome.bytes - task.reported_bytes.get(done.index, 0)),
+                file=done.index + 1,
+                files=group.count,
+                content_type=outcome.content_type,
             )
             effects.append(Emit(completed))
+        verdict = group.ended(done.index, outcome)
+        if verdict is None:
+            return effects  # other files of its round are still to come
+        url = group.error_url or done.url
+        decision = lifecycle.after_download(task, url, verdict, now, policy_of(self.live.cfg))
         return effects + self.steps.apply(task, decision, now)
 
     # -- what the daemon asks ----------------------------------------------------------

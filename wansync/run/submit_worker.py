@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from wansync.core.errors import SubmitAmbiguous
+from wansync.core.kinds import VIDEO_GENERATION
 from wansync.core.messages import JobStepDone, LookupDone, Mailbox, PostDone, UploadDone
 from wansync.files import sidecar
 from wansync.files.jobfile import LocalFile
@@ -37,6 +38,7 @@ class PostJob:
     name: str
     body: dict[str, Any]
     resolve_oss: bool
+    endpoint: str = VIDEO_GENERATION  # under /api/v1/services/: the model's kind's
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +83,9 @@ def submit_io(
         match item:
             case UploadJob(name=name, model=model, paths=paths):
                 message = UploadDone(name, attempt(lambda: uploader.upload_all(model, paths)))
-            case PostJob(name=name, body=body, resolve_oss=oss):
-                message = PostDone(name, attempt(lambda: api.submit(body, oss), SubmitAmbiguous))
+            case PostJob(name=name, body=body, resolve_oss=oss, endpoint=endpoint):
+                sent = attempt(lambda: api.submit(body, oss, endpoint), SubmitAmbiguous)
+                message = PostDone(name, sent)
             case LookupJob(name=name):
                 used: list[Window] = []
                 found = attempt(lambda: search(api, item, used))
@@ -107,8 +110,13 @@ def ended_ids(folders: Folders, since_seconds: float = 86400) -> set[str]:
     return known
 
 
-def has_oss(body: dict[str, Any]) -> bool:
-    """A user may give `oss://` URLs from their own uploads: they need the same header."""
-    inputs = body.get("input", {})
-    urls = [m.get("url", "") for m in inputs.get("media", [])] + [inputs.get("img_url") or ""]
-    return any(u.startswith("oss://") for u in urls)
+def has_oss(body: Any) -> bool:
+    """A user may give `oss://` URLs from their own uploads, anywhere in the request (a
+    raw job's `input` is sent as given): they need the same header."""
+    if isinstance(body, str):
+        return body.startswith("oss://")
+    if isinstance(body, dict):
+        return any(has_oss(value) for value in body.values())
+    if isinstance(body, list):
+        return any(has_oss(value) for value in body)
+    return False
