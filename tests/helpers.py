@@ -67,6 +67,7 @@ class Env:
             "watch": {"rescan_interval": 2},
         }
         self.configure(**overrides)
+        self.extra_env: dict[str, str] = {}  # for every process it starts (a clock shim)
         self.stderr_files: list[Path] = []
         self.daemons: list[Daemon] = []
 
@@ -82,6 +83,7 @@ class Env:
         env = {
             k: v for k, v in os.environ.items() if k not in ("DASHSCOPE_API_KEY", "WANSYNC_CONFIG")
         }
+        env.update(self.extra_env)
         if key is not None:
             env["DASHSCOPE_API_KEY"] = key
         return env
