@@ -5,16 +5,21 @@ answers are faulty (its chaos: 429 with Retry-After, 5xx, resets, stalls, malfor
 bodies, truncated videos), a poison file from the corpus arrives every minute, and the
 daemon is killed with SIGKILL every two minutes and started again, until 30 s before the
 end (then it only drains); all along a scraper of the metrics port sends part of a request
-and hangs up (or resets), and now and then scrapes whole (issue 21). At the end every good
-task has ended exactly once, no job made two tasks, memory stayed flat, every log line is
-one JSON object, `/metrics` answers and the daemon is alive. Marked `slow`; sized by
-environment variables (defaults are the issue's):
+and hangs up (or resets), and now and then scrapes whole (issue 21). The daemon's wall
+clock steps twice (issue 21): +2 days at 30% of the run, back an hour at 55%, each
+followed 5 s later by a kill -9, so tasks are followed across a step and across a restart
+after it; its monotonic clock stays real (`tests/clockstep`, a shim preloaded into every
+incarnation; without a C compiler the soak runs without steps and says so). At the end
+every good task has ended exactly once, no job made two tasks, memory stayed flat, every
+log line is one JSON object, the daemon's log shows each step, `/metrics` answers and the
+daemon is alive. Marked `slow`; sized by environment variables (defaults are the issue's):
 
   WANSYNC_SOAK_SECONDS  1800   the whole run, drain included (the test stops by then)
   WANSYNC_SOAK_TASKS    5000   tasks and jobs dropped (2% are jobs, 2% fail on purpose)
   WANSYNC_SOAK_KILL_EVERY 120  seconds between two kill -9 (0: none)
   WANSYNC_SOAK_POISON_EVERY 60 seconds between two poison files (0: none)
   WANSYNC_SOAK_FAULTS   0.1    share of simulator answers that are faulty
+  WANSYNC_SOAK_CLOCK_STEPS 1   1: step the daemon's wall clock as above (0: never)
 
 `WANSYNC_SOAK_SECONDS=300 WANSYNC_SOAK_TASKS=1000 python -m pytest -q -m slow
 tests/test_soak.py -s` is a 5-minute version.
@@ -42,9 +47,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.clockstep import NO_COMPILER, ClockStep, compiler
 from tests.helpers import TEST_KEY, Daemon, Env, drop
 from tests.poison import HOSTILE, Poison, hostile_answer, write_corpus
 from tests.vitals import MB, MemoryGuard, tree_state, vm_bytes
+from wansync.core.times import parse_iso
 from wansync.simulator import Simulator
 
 END_MARGIN = 20.0  # seconds kept at the end for the stop (10 s at most) and the checks
@@ -57,6 +64,10 @@ DATA_LIMIT = 2048 * MB  # RLIMIT_DATA of the daemon: a second belt
 SIDECAR = ".status.json"
 SCRAPE_EVERY = 0.2  # seconds between two connections of the hostile scraper
 URL_FRAME = [{"type": "first_frame", "url": "https://example.com/frame.png"}]
+DAY, HOUR = 86400.0, 3600.0
+CLOCK_STEPS = ((0.3, 2 * DAY), (0.55, -HOUR))  # (share of the run, step of the wall clock)
+KILL_AFTER_STEP = 5.0  # seconds from a step to the kill -9 that follows it
+STEP_SEEN_WITHIN = 10.0  # seconds: a log line stamped by the stepped clock by then
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,7 @@ class Plan:
     kill_every: float = 120.0
     poison_every: float = 60.0
     faults: float = 0.1
+    clock_steps: bool = True
 
     @classmethod
     def from_env(cls) -> Plan:
@@ -80,6 +92,7 @@ class Plan:
             kill_every=number("KILL_EVERY", cls.kill_every),
             poison_every=number("POISON_EVERY", cls.poison_every),
             faults=number("FAULTS", cls.faults),
+            clock_steps=bool(number("CLOCK_STEPS", 1)),
         )
 
 
@@ -169,6 +182,8 @@ class Soak:
     poisons: list[Dropped] = field(default_factory=list)
     restart_at: float | None = None  # a crashed daemon is started again then
     metrics_at_end: bool = False  # /metrics answered once the run was over
+    clock: ClockStep | None = None  # the daemon's wall clock (None: no C compiler, no steps)
+    steps: list[tuple[float, float]] = field(default_factory=list)  # real wall time, offset
 
     def start(self) -> None:
         self.daemon = self.env.start(preexec_fn=_limit_data)
@@ -227,6 +242,12 @@ class Soak:
         except subprocess.TimeoutExpired:
             self.daemon.kill()
             return True, None
+
+    def step_clock(self, seconds: float) -> None:
+        """Step every incarnation's wall clock by `seconds` (this one's within 0.1 s)."""
+        assert self.clock is not None
+        self.clock.step(seconds)
+        self.steps.append((time.time(), self.clock.offset))
 
     def sample(self, now: float) -> None:
         if not self.running():
@@ -319,6 +340,30 @@ def _not_json_lines(logs: list[Path]) -> list[str]:
     return bad
 
 
+def _steps_unseen(soak: Soak) -> list[str]:
+    """The clock steps no log line was stamped by within STEP_SEEN_WITHIN (the shim did
+    not take): after a step at real time `at`, the daemon's clock reads `at + offset`."""
+    stamps = []
+    for log in soak.env.stderr_files:
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                stamp = parse_iso(json.loads(line).get("timestamp"))
+            except (ValueError, AttributeError):
+                continue
+            if stamp is not None:
+                stamps.append(stamp)
+    return [
+        _step_text(at, offset)
+        for at, offset in soak.steps
+        if not any(0 <= s - (at + offset) < STEP_SEEN_WITHIN for s in stamps)
+    ]
+
+
+def _step_text(at: float, offset: float) -> str:
+    """A step as the report names it: the offset it set, and when (real time, UTC)."""
+    return f"{offset:+.0f} s at {time.strftime('%H:%M:%S', time.gmtime(at))}"
+
+
 def _limit_data() -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (DATA_LIMIT, DATA_LIMIT))
 
@@ -408,6 +453,9 @@ def test_soak(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
             metrics={"listen": f"127.0.0.1:{port}"},
         )
         soak = Soak(env, sim, plan, tmp_path)
+        if plan.clock_steps and compiler() is not None:
+            soak.clock = ClockStep.build(tmp_path / "clockstep")
+            env.extra_env = soak.clock.env()  # every incarnation, and the offset is ours
         alive_at_end, exit_code, scraper = False, None, Scraper(port)
         try:
             soak.start()
@@ -420,6 +468,7 @@ def test_soak(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
             wall = time.monotonic() - t0
             report = _check(soak, work)
             report["log lines not one JSON object"] = _not_json_lines(env.stderr_files)
+            report["clock steps no log line shows"] = _steps_unseen(soak)
             with capsys.disabled():
                 print(_summary(soak, work, wall, report), f"\n  scraper: {dict(scraper.counts)}")
     assert soak.metrics_at_end, "/metrics did not answer at the end"
@@ -456,6 +505,8 @@ def _run(soak: Soak, work: list[Work], t0: float, feed_until: float, deadline: f
     next_poison = t0 + soak.plan.poison_every / 2 if soak.plan.poison_every > 0 else never
     next_sample = t0 + 60.0
     next_check = quiet_from
+    steps = [(t0 + soak.plan.seconds * at, by) for at, by in CLOCK_STEPS] if soak.clock else []
+    kill_after_step = never
     while (now := time.monotonic()) < deadline:
         due = len(work) if now >= feed_until else int(len(work) * (now - t0) / (feed_until - t0))
         while fed < due:
@@ -471,6 +522,13 @@ def _run(soak: Soak, work: list[Work], t0: float, feed_until: float, deadline: f
         if now >= next_kill and now < quiet_from:
             soak.kill_and_restart()
             next_kill += soak.plan.kill_every
+        if steps and now >= steps[0][0]:
+            soak.step_clock(steps.pop(0)[1])
+            if next_kill < never:  # kills are on: one follows each step
+                kill_after_step = now + KILL_AFTER_STEP
+        if now >= kill_after_step:
+            soak.kill_and_restart()
+            kill_after_step = never
         soak.check_alive(now)
         if now >= next_check:
             if _all_ended(env, work) and _poison_settled(soak):
@@ -593,6 +651,13 @@ def _summary(soak: Soak, work: list[Work], wall: float, report: dict[str, list[A
         for w in work
     )
     rss = ", ".join(f"{t:.0f}s:{v / MB:.1f}MB(age {a:.0f}s)" for t, v, a in soak.rss)
+    steps = (
+        [_step_text(at, offset) for at, offset in soak.steps]
+        if soak.clock is not None
+        else f"none: {NO_COMPILER}"
+        if soak.plan.clock_steps
+        else "none (WANSYNC_SOAK_CLOCK_STEPS=0)"
+    )
     hwm = ", ".join(f"{v / MB:.1f}" for v in soak.hwm)
     problems = {k: len(v) for k, v in report.items() if v}
     jobs = Counter(
@@ -605,6 +670,7 @@ def _summary(soak: Soak, work: list[Work], wall: float, report: dict[str, list[A
         f"  wall {wall:.0f} s; {len(work)} tasks/jobs ended {dict(outcomes)}; "
         f"{len(sim.desk.created)} tasks created by jobs; jobs: {dict(jobs)}\n"
         f"  {len(sim.log)} requests, {faulty} faulty ({faulty / max(1, len(sim.log)):.1%})\n"
+        f"  clock steps (offset from real time, when, UTC): {steps}\n"
         f"  kill -9: {soak.kills}; crashes: {len(soak.crashes)}; poison files: "
         f"{[d.poison.what for d in soak.poisons]}\n"
         f"  VmRSS each minute: {rss}\n  VmHWM per incarnation (MB): {hwm}\n"

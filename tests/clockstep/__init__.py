@@ -18,6 +18,12 @@ import pytest
 
 SOURCE = Path(__file__).with_name("clockstep.c")
 READ_EVERY = 0.1  # seconds: the shim reads the offset file again at most this often
+NO_COMPILER = "no C compiler (cc) to build the clock-step shim (tests/clockstep/clockstep.c)"
+
+
+def compiler() -> str | None:
+    """The system's C compiler, if there is one."""
+    return shutil.which("cc")
 
 
 class ClockStep:
@@ -31,9 +37,9 @@ class ClockStep:
     @classmethod
     def build(cls, folder: Path) -> ClockStep:
         """Compile the shim into `folder` (skip the test when there is no C compiler)."""
-        cc = shutil.which("cc")
+        cc = compiler()
         if cc is None:
-            pytest.skip("no C compiler (cc) to build the clock-step shim tests/clockstep/")
+            pytest.skip(NO_COMPILER)
         folder.mkdir(parents=True, exist_ok=True)
         library = folder / "clockstep.so"
         built = subprocess.run(
