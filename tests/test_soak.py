@@ -1,13 +1,14 @@
 """The soak (issue 11): hours of production in minutes, with everything going wrong at once.
 
-Tasks and jobs arrive steadily for the first 70% of the run, ~10% of the simulator's
+Tasks and jobs arrive steadily for the first 70% of the run (one task in ten takes 30 s,
+as real ones take minutes, so some are in flight at every kill), ~10% of the simulator's
 answers are faulty (its chaos: 429 with Retry-After, 5xx, resets, stalls, malformed
 bodies, truncated videos), a poison file from the corpus arrives every minute, and the
 daemon is killed with SIGKILL every two minutes and started again, until 30 s before the
 end (then it only drains); all along a scraper of the metrics port sends part of a request
 and hangs up (or resets), and now and then scrapes whole (issue 21). The daemon's wall
 clock steps twice (issue 21): +2 days at 30% of the run, back an hour at 55%, each
-followed 5 s later by a kill -9, so tasks are followed across a step and across a restart
+followed 10 s later by a kill -9, so tasks are followed across a step and across a restart
 after it; its monotonic clock stays real (`tests/clockstep`, a shim preloaded into every
 incarnation; without a C compiler the soak runs without steps and says so). At the end
 every good task has ended exactly once, no job made two tasks, memory stayed flat, every
@@ -66,7 +67,9 @@ SCRAPE_EVERY = 0.2  # seconds between two connections of the hostile scraper
 URL_FRAME = [{"type": "first_frame", "url": "https://example.com/frame.png"}]
 DAY, HOUR = 86400.0, 3600.0
 CLOCK_STEPS = ((0.3, 2 * DAY), (0.55, -HOUR))  # (share of the run, step of the wall clock)
-KILL_AFTER_STEP = 5.0  # seconds from a step to the kill -9 that follows it
+KILL_AFTER_STEP = 10.0  # seconds from a step to its kill -9: past the 5 s a poll's sidecar
+# write may wait, so the restart reads times the stepped clock wrote
+LONG_TASK = 30.0  # seconds one task in ten takes (PENDING for a third of it)
 STEP_SEEN_WITHIN = 10.0  # seconds: a log line stamped by the stepped clock by then
 
 
@@ -106,6 +109,7 @@ class Work:
     outcome: str = "succeeded"
     prompt: str | None = None
     video_size: int | None = None  # None: the sample MP4; else a synthetic body
+    seconds: float | None = None  # None: done after a poll or two; else it takes this long
     pictures: tuple[str, int, int, str] | None = None  # shape, n, failed of them, format
     hostile: str | None = None  # a picture task whose answer is poison.HOSTILE[hostile]
 
@@ -147,6 +151,8 @@ def plan_work(n: int) -> list[Work]:
             work.append(
                 Work(f"soak-{i:05d}", f"soak-hostile-{i:05d}", outcome=outcome, hostile=which)
             )
+        elif i % 10 == 3:
+            work.append(Work(f"soak-{i:05d}", f"soak-long-{i:05d}", seconds=LONG_TASK))
         else:
             size = 300_000 if i % 10 == 5 else None  # big enough to be cut and resumed
             work.append(Work(f"soak-{i:05d}", f"soak-task-{i:05d}", video_size=size))
@@ -396,6 +402,8 @@ def _last_error(log: Path) -> str:
 def _drop_work(env: Env, work: Work) -> None:
     if work.video_size is not None:
         env.sim.add_task(str(work.task_id), video_size=work.video_size)
+    if work.seconds is not None:
+        env.sim.add_task(str(work.task_id), seconds=work.seconds)
     if work.pictures is not None:
         shape, n, failed, fmt = work.pictures
         spec = {"shape": shape, "pictures": n, "failed_results": failed, "picture_format": fmt}
