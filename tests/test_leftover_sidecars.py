@@ -15,6 +15,7 @@ import pwd
 import pytest
 
 from tests.helpers import Env, drop, parse_log, wait_until
+from wansync.files.lock import user_name
 from wansync.simulator import Simulator
 
 
@@ -80,6 +81,6 @@ def test_a_removed_tasks_sidecar_is_dropped_only_if_wansync_wrote_it(
         assert not (env.failed / "left.status.json").exists()
     else:
         assert not removed and [e["file"] for e in moved] == ["left.status.json"]
-        assert "a file of user nobody" in str(moved[0]["error"])
+        assert f"a file of {user_name(pwd.getpwnam('nobody').pw_uid)}" in str(moved[0]["error"])
         assert (env.failed / "left.status.json").read_bytes() == written
         assert json.loads(written)["task_id"] == "left-task-00001"

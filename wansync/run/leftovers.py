@@ -16,8 +16,7 @@ from pathlib import Path
 from wansync import log
 from wansync.core import events as ev
 from wansync.core.effects import Effect, Emit
-from wansync.core.record import HookRecord
-from wansync.core.record import TaskRecord
+from wansync.core.record import HookRecord, TaskRecord
 from wansync.files import names, sidecar
 from wansync.files.folders import Folders
 from wansync.files.fsutil import move_durable
