@@ -273,8 +273,8 @@ def who_runs(inbox: Path, name: str) -> str | None:
             f"{running.user}, since {running.started})"
         )
     found = lock.Found.at(inbox / lock.LOCK_NAME)
-    owner = inbox.stat().st_uid
-    if lock.judge(found, os.geteuid(), owner, holder_alive=False) is lock.Verdict.FOREIGN:
+    place = lock.Inbox.at(inbox)
+    if lock.judge(found, os.geteuid(), place, holder_alive=False) is lock.Verdict.FOREIGN:
         assert found is not None
         return (
             f"no wansync runs on {inbox} now, and its lock belongs to "

@@ -255,6 +255,14 @@ class Daemon:
         for folder in (self.folders.inbox, self.folders.outbox, self.folders.failed):
             folder.mkdir(parents=True, exist_ok=True)
         self.lock.acquire()  # first: the temp files may be a running daemon's
+        if self.lock.inbox_moved is not None:
+            self.log.error(
+                "inbox.not_ours",
+                **self.lock.inbox_moved,
+                detail="another user's folder was put in place of the inbox, holding a lock "
+                "its owner can hold: never this daemon's inbox. Kept whole at moved_to; a new "
+                "inbox is made. Move into the inbox whatever in it should be fetched",
+            )
         for folder in (self.folders.inbox, self.folders.outbox, self.folders.failed):
             for removed in sweep_temp_files(folder):
                 self.log.info("temp.removed", path=removed.name)
