@@ -440,7 +440,8 @@ def test_a_name_clash_and_a_replaced_task_each_fetch_every_task_once(run: Run) -
     never beside the new task's file."""
     for env in (run.env, run.env2):
         clash = clash_ended("clash", env.inbox, env.outbox)
-        assert clash, sorted(p.name for p in [*env.outbox.glob("clash*"), *env.inbox.glob("clash*")])
+        seen = [*env.outbox.glob("clash*"), *env.inbox.glob("clash*")]
+        assert clash, sorted(p.name for p in seen)
         assert clash["clash"]["task_id"] == CLASH_TASK
         digest = hashlib.sha256((env.outbox / "clash.mp4").read_bytes()).hexdigest()
         assert digest == run.sim.video_sha256(CLASH_TASK)

@@ -270,7 +270,6 @@ def test_a_name_taken_meanwhile_moves_the_jobs_task_to_a_free_name(m):
     assert not m.folders.sidecar("a").exists(), "the producer's task starts afresh"
 
 
-
 def _ended_in_outbox(m: Machine, name: str, finished: float) -> None:
     """A producer's task `name`, published: its final sidecar says it ended at `finished`."""
     record = sidecar.new(name, "producer-task-1", {}, finished - 5)

@@ -61,11 +61,11 @@ from wansync.core.tracker import Task
 from wansync.files import jobfile, sidecar
 from wansync.remote.api import DEADLINE_TIMEOUTS, Submitted, TaskApi
 from wansync.run import handover, jobjournal, jobsearch
-from wansync.run.namehold import NameHolds
 from wansync.run.handover import PLACE_RETRY, Placing
 from wansync.run.jobgate import RECOUNT_EVERY, Running, SendGate
 from wansync.run.jobjournal import Job, block
 from wansync.run.jobsearch import SEARCHES
+from wansync.run.namehold import NameHolds
 from wansync.run.publish import Folders
 from wansync.run.submit_worker import PostJob, UploadJob, WorkItem, has_oss, submit_io
 from wansync.run.workers import Workers
