@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shutil
+import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -26,6 +29,8 @@ from wansync.core.errors import (
 from wansync.files.fsutil import write_bytes_atomic
 from wansync.files.taskfile import TASK_SUFFIX, check_task_id
 from wansync.run.daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, InboxLocked, build
+
+EXIT_PIPE = 128 + signal.SIGPIPE  # 141: what a shell reports for a program SIGPIPE ended
 
 
 def _config(args: argparse.Namespace) -> config.Config:
@@ -433,7 +438,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     args = parser.parse_args(given)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, not at exit: a reader gone is caught below
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except (ConfigError, UsageError) as exc:
         say(f"wansync: {log.scrub(str(exc))}")
         return EXIT_CONFIG
@@ -450,6 +459,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_FAILED
+
+
+def _reader_gone() -> int:
+    """stdout's reader hung up (`wansync status --json | head -1`): it had all it wanted.
+    End quietly, with the code of a program SIGPIPE ended, as a pipeline expects; stdout
+    goes to /dev/null so the interpreter's last flush has nothing to complain about."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return EXIT_PIPE
 
 
 if __name__ == "__main__":
