@@ -347,7 +347,8 @@ def _inspect_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "whose create was uncertain without searching for its task first",
     )
     p.epilog = (
-        "exit: 0 moved back, 1 refused (DashScope FAILED it; see --force), 2 nothing to retry"
+        "exit: 0 moved back, 1 refused (DashScope FAILED it; see --force), 2 nothing to retry "
+        "(or its file is a symbolic link or not a regular file: never followed)"
     )
     with_config(p)
     p = add("check", cmd_check, "validate config, folders and key; changes nothing")
