@@ -21,6 +21,7 @@ from wansync.cli.simulate import non_negative_int, port, positive_seconds
 from wansync.core.errors import (
     AuthRejected,
     ConfigError,
+    NoSpace,
     OutOfResources,
     TaskFileError,
     UsageError,
@@ -92,7 +93,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             raise UsageError(f"{target} already exists; pick another --name")
         write_bytes_atomic(target, f"{task_id}\n".encode())
     except OSError as exc:
-        raise checks.inbox_error(exc, cfg.inbox) from None
+        raise checks.inbox_error(exc, cfg.inbox, target) from None
     if created:  # said, so that a mistyped path is noticed
         say(f"wansync: created the inbox {cfg.inbox}")
     out(target)
@@ -450,6 +451,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InboxLocked as exc:
         say(f"wansync: {exc}")
         return EXIT_LOCKED
+    except NoSpace as exc:  # a full disk: not the input's fault, and nothing left behind
+        say(f"wansync: {exc}")
+        return EXIT_FAILED
     except OutOfResources as exc:  # no descriptor or memory left: nothing is wrong with a file
         say(f"wansync: {exc}; try again")
         return EXIT_FAILED

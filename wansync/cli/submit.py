@@ -207,7 +207,7 @@ def submit(args: argparse.Namespace, run_burst: Callable[[str], int]) -> int:
     try:
         write_bytes_atomic(path, text.encode("utf-8"))
     except OSError as exc:
-        raise inbox_error(exc, cfg.inbox) from None
+        raise inbox_error(exc, cfg.inbox, path) from None
     if not args.wait:
         out(path)
         return EXIT_OK
