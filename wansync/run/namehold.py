@@ -57,12 +57,17 @@ def ended_times(folders: Folders, name: str) -> list[float]:
         present = [p for p in paths if os.path.lexists(p)]
         if not present and k > 1:
             break
-        for path in present:
-            record = sidecar.read(path, published=True)
-            finished = parse_iso(record.finished) if record is not None else None
-            if record is not None and record.name == name and record.job is None and finished:
-                ended.append(finished)
+        ended += [end for p in present if (end := _ended_at(p, name)) is not None]
     return ended
+
+
+def _ended_at(path: Path, name: str) -> float | None:
+    """When the task of this final sidecar ended, if it is a task named `name` that was
+    no job's (a job's own task ended with its `.job` beside it, not in the inbox)."""
+    record = sidecar.read(path, published=True)
+    if record is None or record.name != name or record.job is not None:
+        return None
+    return parse_iso(record.finished)
 
 
 class NameHolds:
