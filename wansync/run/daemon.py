@@ -45,6 +45,7 @@ from wansync.inbox.intake import (
     Replaced,
     TaskFile,
     TaskGone,
+    name_of,
 )
 from wansync.outlets.followers import Outlets, api_observer
 from wansync.outlets.hooks import Hooks
@@ -373,8 +374,9 @@ class Daemon:
         """A settled file to its owner; one the system has no descriptor or memory to
         read now is read again later (never judged invalid for it)."""
         try:
-            if isinstance(found, JobFile):
-                self._carry_out(self.submitter.discover(found.path, now), now)
+            if isinstance(found, JobFile):  # `busy`: a producer's task holds its name
+                busy = self.tracker.get(name_of(found.path)) is not None
+                self._carry_out(self.submitter.discover(found.path, now, busy), now)
             elif self.submitter.holds_name(task_name(found.path)):
                 self.intake.hold(found.path)  # the job's create is out: its hand-over decides
             else:
