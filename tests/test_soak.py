@@ -22,7 +22,7 @@ daemon is alive. Marked `slow`; sized by environment variables (defaults are the
   WANSYNC_SOAK_FAULTS   0.1    share of simulator answers that are faulty
   WANSYNC_SOAK_CLOCK_STEPS 1   1: step the daemon's wall clock as above (0: never)
 
-`WANSYNC_SOAK_SECONDS=300 WANSYNC_SOAK_TASKS=1000 python -m pytest -q -m slow
+`WANSYNC_SOAK_SECONDS=300 WANSYNC_SOAK_TASKS=1000 python -m pytest -q -n0 -m slow
 tests/test_soak.py -s` is a 5-minute version.
 """
 
