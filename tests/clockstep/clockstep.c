@@ -13,9 +13,9 @@
  * missing file, or one that holds no number (or one beyond +-1e9 s), keeps the offset
  * read last (0 until one is read).
  *
- * The only state is that cache: the offset and when it was read, each one 64-bit
- * integer read and written atomically, so threads may race to read the file and whichever
- * stores last stores a value the file held. The real functions are looked up once each.
+ * State: that cache (the offset and when it was read, each one 64-bit integer read and
+ * written atomically, so threads may race to read the file and whichever stores last
+ * stores a value the file held) and the addresses of libc's functions, looked up once.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
