@@ -145,7 +145,8 @@ def before_poll(task: Task, now: Now, policy: Policy) -> Fail | None:
 
 def task_age(task: Task, now: Now) -> float:
     """Seconds wansync has followed `task`: within this run by the monotonic clock, plus
-    what its sidecar's own times say of earlier runs (`earlier_age`), so that a step of the
+    what its sidecar says of earlier runs (`followed`, or for an older sidecar
+    `earlier_age`, set by `Pipeline.follow`), so that a step of the
     wall clock (a VM resumed, NTP after a boot without a clock) ages no task. A task no run
     follows yet is as old as the wall clock says."""
     if task.followed_since is None:
@@ -155,8 +156,9 @@ def task_age(task: Task, now: Now) -> float:
 
 
 def earlier_age(first_seen: str | None, last_polled: str | None, wall: float) -> float:
-    """How long earlier runs followed a task, by its sidecar: `first_seen` to its last
-    poll (never past `wall`). Time while wansync was stopped does not count."""
+    """How long earlier runs followed a task, by a sidecar with no `followed` (written
+    before wansync kept it): `first_seen` to its last poll (never past `wall`). Time while
+    wansync was stopped does not count."""
     start = read_time(first_seen, wall)
     end = read_time(last_polled, wall)
     if start is None or end is None:

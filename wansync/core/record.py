@@ -138,6 +138,9 @@ class TaskRecord:
     polls: int = 0
     first_seen: str | None = None
     last_polled: str | None = None
+    # seconds wansync had followed the task at `last_polled`, by the monotonic clock: what a
+    # restart counts `give_up_after` on, so a wall-clock step between two runs ages nothing
+    followed: float | None = None
     next_poll: str | None = None
     finished: str | None = None
     request_id: str | None = None

@@ -106,6 +106,7 @@ def to_json(record: TaskRecord) -> dict[str, Any]:
         "polls": record.polls,
         "first_seen": record.first_seen,
         "last_polled": record.last_polled,
+        **({"followed": record.followed} if record.followed is not None else {}),
         "next_poll": record.next_poll,
         "finished": record.finished,
         "request_id": record.request_id,
@@ -225,6 +226,7 @@ def _record_of(data: dict[str, Any]) -> TaskRecord:
         polls=get("polls", 0),
         first_seen=get("first_seen"),
         last_polled=get("last_polled"),
+        followed=get("followed"),
         next_poll=get("next_poll"),
         finished=get("finished"),
         request_id=get("request_id"),
@@ -366,6 +368,13 @@ def _maybe_count(v: Any) -> bool:
     return v is None or _count(v)
 
 
+def _maybe_seconds(v: Any) -> bool:
+    """Null, or a finite number of seconds from 0 to 100 years."""
+    if v is None:
+        return True
+    return isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 3.2e9
+
+
 def _plain_name(v: Any) -> bool:
     try:
         names.check_published(v)
@@ -444,6 +453,7 @@ FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
     "polls": (False, _count, "a whole number >= 0"),
     "first_seen": (False, _maybe_text, "text or null"),
     "last_polled": (False, _maybe_text, "text or null"),
+    "followed": (False, _maybe_seconds, "seconds >= 0 or null"),
     "next_poll": (False, _maybe_text, "text or null"),
     "finished": (False, _maybe_text, "text or null"),
     "request_id": (False, _maybe_text, "text or null"),

@@ -125,8 +125,10 @@ class Pipeline:
         """
         name, record = task.name, task.record
         task.followed_since = now.mono  # `give_up_after` counts on the monotonic clock
-        task.followed_before = lifecycle.earlier_age(
-            record.first_seen, record.last_polled, now.wall
+        task.followed_before = (
+            record.followed
+            if record.followed is not None
+            else lifecycle.earlier_age(record.first_seen, record.last_polled, now.wall)
         )
         if task.state in TERMINAL_STATES:
             self.tracker.track(task)
@@ -262,6 +264,7 @@ class Pipeline:
         record = task.record
         record.polls += 1
         record.last_polled = utc_iso(done.started_wall)
+        record.followed = round(lifecycle.task_age(task, now), 3)
         outcome = done.outcome
         effects = self.steps.answered(outcome, now)
         policy = policy_of(self.live.cfg)
