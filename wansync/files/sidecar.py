@@ -26,6 +26,7 @@ import structlog
 from wansync import log
 from wansync.core import times
 from wansync.core.record import (
+    FOUND_BY,
     SCHEMA_VERSION,
     STATES,
     TERMINAL_STATES,
@@ -82,7 +83,7 @@ def error(code: str, message: str, transient: bool) -> ErrorInfo:
 
 # -- the record as JSON ---------------------------------------------------------------------
 _UNKNOWN: Final = object()  # `verbatim` marker of a key no field holds
-_TAIL = ("job", "download", "hook", "published_as")  # after the base keys, once set
+_TAIL = ("job", "found_by", "download", "hook", "published_as")  # after the base keys, once set
 
 
 def to_json(record: TaskRecord) -> dict[str, Any]:
@@ -170,6 +171,7 @@ _DUMPS: dict[str, Callable[[Any], Any]] = {
     "download": _download_json,
     "hook": hook_json,
     "job": _job_json,
+    "found_by": str,
     "published_as": str,
 }
 
@@ -213,6 +215,7 @@ def _record_of(data: dict[str, Any]) -> TaskRecord:
         published_as=get("published_as"),
         hook=_hook_of(get("hook")),
         job=JobRecord(**{k: job[k] for k in _JOB_KEYS}) if job else None,
+        found_by=get("found_by"),
     )
     for key, raw in data.items():
         if key in _TAIL or key in ("error", "video"):
@@ -392,6 +395,7 @@ FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
     "download": (False, _or_none(_DOWNLOAD), "null or {etag}"),
     "published_as": (False, _or_none(_plain_name), "null or a plain file name"),
     "job": (False, _or_none(_JOB), "null or the job's record"),
+    "found_by": (False, lambda v: v is None or v in FOUND_BY, '"list", "poll" or null'),
 }
 
 
