@@ -33,6 +33,12 @@ class Task:
     busy: bool = False  # a poll or a download for it is in flight
     refused_url: str | None = None  # a video URL storage refused once
     reported_bytes: int = 0  # download bytes at the last progress event
+    # the task list's (run/listing.py), in memory only: when the list last showed it
+    # (monotonic), today's (due, deadline) from its last poll, and whether the list
+    # said it ended before its own poll saw it (the sidecar's `found_by`)
+    listed_at: float | None = None
+    plan: tuple[float, float | None] | None = None
+    list_found: bool = False
 
     @property
     def task_id(self) -> str:
