@@ -27,6 +27,7 @@ from wansync.core.effects import (
     Publish,
     ReloadKey,
     StartDownload,
+    StartList,
     StartPoll,
     WriteSidecars,
 )
@@ -43,6 +44,7 @@ from wansync.remote.api import TaskApi
 from wansync.remote.download import Downloader
 from wansync.run import publish, signals
 from wansync.run.journal import Journal
+from wansync.run.listing import Listing, list_io
 from wansync.run.notify import Notifier
 from wansync.run.pipeline import Pipeline
 from wansync.run.publish import Folders
@@ -83,6 +85,7 @@ class Daemon:
         self.tracker = Tracker(self.scheduler)
         self.notifier = notifier or Notifier()
         self.pollers: Workers[StartPoll] = Workers("poll", workers, poll_io(self.api, self.mailbox))
+        self.listers: Workers[StartList] = Workers("list", 1, list_io(self.api, self.mailbox))
         self.fetchers: Workers[StartDownload] = Workers(
             "download", cfg.download.concurrency, fetch_io(self.downloader, self.mailbox)
         )
@@ -101,7 +104,10 @@ class Daemon:
             lambda: self.intake.watcher is None or self.intake.watcher.healthy(),
         )  # fmt: skip
         hook_for = self.outlets.hooks.pending_record
-        self.pipeline = Pipeline(live, self.folders, self.tracker, self.scheduler, hook_for)
+        self.listing = Listing(live, self.tracker, self.scheduler)
+        self.pipeline = Pipeline(
+            live, self.folders, self.tracker, self.scheduler, hook_for, self.listing
+        )
         self.intake = Intake(self.pipeline, self.submitter, self._job_found, self.carry_out)
         self.journal = Journal(self.tracker, self.folders, time.monotonic)
         self.burst: Burst | None = None
@@ -148,6 +154,7 @@ class Daemon:
             self.outlets.finish(burst, deadline, lambda: self._stop_requested, self._deliver_events)
             self.journal.flush(2.0, final=True)  # polls' counters too: a stop loses nothing
             self.pollers.stop(0.0)
+            self.listers.stop(0.0)
             self.submitter.stop()
             self.fetchers.stop(STOP_GRACE)
             self.intake.stop_watch()
@@ -162,7 +169,7 @@ class Daemon:
         if not burst:
             # watch first, then scan: nothing falls in between
             self.intake.start_watch(self.wake, self.live.cfg.watch.polling)
-        for workers in (self.pollers, self.fetchers, self.submitter):
+        for workers in (self.pollers, self.listers, self.fetchers, self.submitter):
             workers.start()
         if burst:
             self.burst = Burst()
@@ -272,6 +279,8 @@ class Daemon:
             match effect:
                 case StartPoll():
                     self.pollers.submit(effect)
+                case StartList():
+                    self.listers.submit(effect)
                 case StartDownload():
                     self.fetchers.submit(effect)
                 case Publish(task=task):

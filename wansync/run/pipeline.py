@@ -24,6 +24,7 @@ from wansync.core.messages import (
     DownloadDone,
     DownloadProgress,
     DownloadStarted,
+    ListDone,
     Message,
     PollDone,
     TaskReport,
@@ -37,6 +38,7 @@ from wansync.files import sidecar, taskfile
 from wansync.files.fsutil import write_bytes_atomic
 from wansync.files.taskfile import TaskSpec
 from wansync.remote.urlcheck import check_url
+from wansync.run.listing import LIST, Listing
 from wansync.run.publish import Folders
 from wansync.run.transitions import HookFor, Transitions
 
@@ -91,8 +93,10 @@ class Pipeline:
         tracker: Tracker,
         scheduler: Scheduler,
         hook_for: HookFor,
+        listing: Listing | None = None,
     ) -> None:
         self.live = live
+        self.listing = listing  # the task list (run/listing.py); None: never listed
         self.folders = folders
         self.tracker = tracker
         self.scheduler = scheduler
@@ -160,7 +164,12 @@ class Pipeline:
         """The polls the scheduler allows and the downloads the free slots allow."""
         effects: list[Effect] = []
         policy = policy_of(self.live.cfg)
+        if self.listing is not None:
+            effects += self.listing.schedule(now)
         while (name := self.scheduler.take(now.mono)) is not None:
+            if name is LIST and self.listing is not None:
+                effects += self.listing.take(now)
+                continue
             task = self.tracker.get(str(name))
             if task is None or task.busy:
                 continue
@@ -185,6 +194,8 @@ class Pipeline:
         match message:
             case PollDone():
                 return self._polled(message, now)
+            case ListDone() if self.listing is not None:
+                return self.listing.handle(message, now)
             case DownloadStarted():
                 return self._download_started(message, now)
             case DownloadProgress():
@@ -249,10 +260,17 @@ class Pipeline:
         previous = record.task_status
         record.task_status, record.request_id = outcome.status, outcome.request_id
         record.output, record.usage = outcome.output, outcome.usage
-        rate = policy.max_per_second
+        rate, listing = policy.max_per_second, self.listing
+        cycle = len(self.tracker) / rate if listing is None else listing.cycle(len(self.tracker))
         wait, must = self.model.next_poll(
-            outcome.output, now.wall, len(self.tracker) / rate, policy.interval, 1 / rate
+            outcome.output, now.wall, cycle, policy.interval, 1 / rate
         )
+        if listing is not None:  # the watched pace while the list vouches for it
+            wait, must = listing.pace(task, done.started, wait, must)
+        found_by = None
+        if finished and record.found_by is None:
+            found_by = record.found_by = "list" if task.list_found else "poll"
+        task.list_found = task.list_found and finished  # the poll said otherwise
         decision = lifecycle.after_poll(task, outcome, done.started, now, policy, wait, must)
         if isinstance(decision, lifecycle.PollAt | lifecycle.StartDownload):
             task.errors_in_row = 0
@@ -266,6 +284,7 @@ class Pipeline:
             seconds=round(done.seconds, 3),
             changed=outcome.status != previous or finished,
             url=_url(outcome.output.get("video_url")) if finished else None,
+            found_by=found_by,
         )
         return [*effects, Emit(polled)]
 
