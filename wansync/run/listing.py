@@ -65,8 +65,11 @@ def tracked(task: Task) -> Tracked:
 class Listing:
     """The list's state and turn; the pipeline asks it for each unfinished task's pace."""
 
-    def __init__(self, live: Live, tracker: Tracker, scheduler: Scheduler) -> None:
+    def __init__(
+        self, live: Live, tracker: Tracker, scheduler: Scheduler, off: bool = False
+    ) -> None:
         self.live = live
+        self.off = off  # never list, whatever the config says (a pipeline on its own)
         self.tracker = tracker
         self.scheduler = scheduler
         self.state = listpoll.ListState()
@@ -76,7 +79,8 @@ class Listing:
 
     def policy(self) -> ListPolicy:
         poll = self.live.cfg.poll
-        return ListPolicy(poll.list_interval, poll.interval, poll.max_per_second)
+        interval = None if self.off else poll.list_interval
+        return ListPolicy(interval, poll.interval, poll.max_per_second)
 
     # -- the pace of one task (after each of its polls) ---------------------------------
     def cycle(self, tracked_count: int) -> float:

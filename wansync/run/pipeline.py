@@ -30,7 +30,7 @@ from wansync.core.messages import (
     TaskReport,
 )
 from wansync.core.predictor import CompletionModel
-from wansync.core.record import TERMINAL_STATES, DownloadState
+from wansync.core.record import TERMINAL_STATES, DownloadState, FoundBy
 from wansync.core.scheduler import Scheduler
 from wansync.core.times import utc_iso
 from wansync.core.tracker import Task, Tracker
@@ -96,7 +96,8 @@ class Pipeline:
         listing: Listing | None = None,
     ) -> None:
         self.live = live
-        self.listing = listing  # the task list (run/listing.py); None: never listed
+        # the task list (run/listing.py); a pipeline built without one never lists
+        self.listing = listing or Listing(live, tracker, scheduler, off=True)
         self.folders = folders
         self.tracker = tracker
         self.scheduler = scheduler
@@ -164,10 +165,9 @@ class Pipeline:
         """The polls the scheduler allows and the downloads the free slots allow."""
         effects: list[Effect] = []
         policy = policy_of(self.live.cfg)
-        if self.listing is not None:
-            effects += self.listing.schedule(now)
+        effects += self.listing.schedule(now)
         while (name := self.scheduler.take(now.mono)) is not None:
-            if name is LIST and self.listing is not None:
+            if name is LIST:  # the task list's turn: a page to ask for
                 effects += self.listing.take(now)
                 continue
             task = self.tracker.get(str(name))
@@ -194,7 +194,7 @@ class Pipeline:
         match message:
             case PollDone():
                 return self._polled(message, now)
-            case ListDone() if self.listing is not None:
+            case ListDone():
                 return self.listing.handle(message, now)
             case DownloadStarted():
                 return self._download_started(message, now)
@@ -260,17 +260,8 @@ class Pipeline:
         previous = record.task_status
         record.task_status, record.request_id = outcome.status, outcome.request_id
         record.output, record.usage = outcome.output, outcome.usage
-        rate, listing = policy.max_per_second, self.listing
-        cycle = len(self.tracker) / rate if listing is None else listing.cycle(len(self.tracker))
-        wait, must = self.model.next_poll(
-            outcome.output, now.wall, cycle, policy.interval, 1 / rate
-        )
-        if listing is not None:  # the watched pace while the list vouches for it
-            wait, must = listing.pace(task, done.started, wait, must)
-        found_by = None
-        if finished and record.found_by is None:
-            found_by = record.found_by = "list" if task.list_found else "poll"
-        task.list_found = task.list_found and finished  # the poll said otherwise
+        wait, must = self._plan(task, outcome, done.started, now, policy)
+        found_by = self._found_by(task, finished)
         decision = lifecycle.after_poll(task, outcome, done.started, now, policy, wait, must)
         if isinstance(decision, lifecycle.PollAt | lifecycle.StartDownload):
             task.errors_in_row = 0
@@ -287,6 +278,26 @@ class Pipeline:
             found_by=found_by,
         )
         return [*effects, Emit(polled)]
+
+    def _plan(
+        self, task: Task, report: TaskReport, started: float, now: Now, policy: Policy
+    ) -> tuple[float, float | None]:
+        """Seconds from `started` to an unfinished task's next poll and to its deadline:
+        the predictor's (`next_poll`), or the watched pace while the list vouches for it."""
+        rate = policy.max_per_second
+        cycle = self.listing.cycle(len(self.tracker))  # N / rate without the list
+        wait, must = self.model.next_poll(report.output, now.wall, cycle, policy.interval, 1 / rate)
+        return self.listing.pace(task, started, wait, must)
+
+    @staticmethod
+    def _found_by(task: Task, finished: bool) -> FoundBy | None:
+        """The poll that first sees the task's end records how it was learned; one that
+        says the task is not finished clears the list's word that it was."""
+        found: FoundBy | None = None
+        if finished and task.record.found_by is None:
+            found = task.record.found_by = "list" if task.list_found else "poll"
+        task.list_found = task.list_found and finished
+        return found
 
     def _downloaded(self, task: Task, done: DownloadDone, now: Now) -> list[Effect]:
         policy = policy_of(self.live.cfg)
