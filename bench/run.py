@@ -666,6 +666,7 @@ BENCHES = {
     ],
     "download": lambda root: [row(*r) for r in transfer.bench_download(root)],
     "publish": lambda root: [row(*r) for r in transfer.bench_publish(root)],
+    "pictures": lambda root: [row(*r) for r in transfer.bench_pictures(root)],
     "tracked": bench_tracked,
 }
 

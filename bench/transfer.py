@@ -1,7 +1,8 @@
-"""Download benchmarks: a 1 GiB video against `curl -o`, and the time from the poll that
-sees SUCCEEDED to the MP4 in the outbox against curl plus an fsync. Each returns its rows
-(what, baseline, wansync, goal, met) for `bench/run.py` to print; baselines are measured
-in the same run, next to what they are compared with.
+"""Download benchmarks: a 1 GiB video against `curl -o`, the time from the poll that
+sees SUCCEEDED to the MP4 in the outbox against curl plus an fsync, and the same for a
+task of four pictures against curl fetching the four one after another (plus an fsync
+of each). Each returns its rows (what, baseline, wansync, goal, met) for `bench/run.py`
+to print; baselines are measured in the same run, next to what they are compared with.
 """
 
 from __future__ import annotations
@@ -22,14 +23,18 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-def _video_url(sim: SimProcess, task_id: str) -> str:
+def _output(sim: SimProcess, task_id: str) -> dict:
     import requests
 
     return requests.get(
         f"{sim.url}/api/v1/tasks/{task_id}",
         headers={"Authorization": f"Bearer {KEY}"},
         timeout=10,
-    ).json()["output"]["video_url"]
+    ).json()["output"]
+
+
+def _video_url(sim: SimProcess, task_id: str) -> str:
+    return _output(sim, task_id)["video_url"]
 
 
 def _curl(url: str, target: Path, fsync: bool = False) -> float:
@@ -143,6 +148,70 @@ def bench_publish(root: Path, n: int = 30, size: int = 20_000_000) -> list[Row]:
         (
             f"SUCCEEDED seen -> MP4 published, {size / 1e6:.0f} MB video (p50/p99, n={n})",
             f"curl + fsync {ms(percentile(baseline, 0.5))} / {ms(percentile(baseline, 0.99))}",
+            f"{ms(percentile(lags, 0.5))} / {ms(percentile(lags, 0.99))}",
+            f"p99 <= 1.2 x curl+fsync p99 + 50 ms ({ms(goal)})",
+            percentile(lags, 0.99) <= goal,
+        )
+    ]
+
+
+def _curl_each(urls: list[str], folder: Path) -> float:
+    """Seconds for one `curl` fetching `urls` one after another (one connection, files
+    `0.png` ...), plus an fsync of each file; the files go."""
+    targets = [folder / f"{k}.png" for k in range(len(urls))]
+    args = [
+        arg for url, target in zip(urls, targets, strict=True) for arg in ("-o", str(target), url)
+    ]
+    t0 = time.monotonic()
+    subprocess.run(["curl", "-s", *args], check=True)
+    for target in targets:
+        fd = os.open(target, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    took = time.monotonic() - t0
+    for target in targets:
+        target.unlink()
+    return took
+
+
+def bench_pictures(root: Path, n: int = 30, pictures: int = 4) -> list[Row]:
+    """A picture task's four pictures, from the poll whose answer says SUCCEEDED (the
+    simulator's own stamp of that answer) to `task.succeeded` (all four, the sidecar and
+    the task file in the outbox), one task at a time, against one curl fetching the same
+    four pictures one after another, plus an fsync of each: the row of the MP4 above."""
+    sim = SimProcess()
+    ids = [f"pictures-task-{i:04d}" for i in range(n)]
+    shape = {"shape": "results", "pictures": pictures, "pending_polls": 0, "running_polls": 0}
+    sim.add_tasks([{"task_id": t, **shape} for t in [*ids, "pictures-curl"]])
+    folder = root / "pictures"
+    folder.mkdir()
+    try:
+        urls = [r["url"] for r in _output(sim, "pictures-curl")["results"]]
+        baseline = [_curl_each(urls, folder) for _ in range(n)]
+        daemon = DaemonProcess(folder / "w", sim.url, log={"level": "info"})
+        daemon.start()
+        wait_for(lambda: daemon.count("daemon.started"), 20, "start")
+        for i, task_id in enumerate(ids):
+            drop(daemon.inbox, f"p{i:04d}", task_id)
+            wait_for(lambda n=i + 1: daemon.count("task.succeeded") >= n, 60, "publish", step=0.01)
+        done = daemon.events("task.succeeded")
+        ends = {e["task_id"]: _wall(e["timestamp"]) for e in done}
+        assert all(len(e["outputs"]) == pictures for e in done), "a task without its pictures"
+        daemon.stop()
+        seen: dict[str, float] = {}
+        for r in sim.requests():
+            if r.get("task_status") == "SUCCEEDED":
+                seen.setdefault(r["task_id"], r["wall"])
+    finally:
+        sim.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    lags = [ends[t] - seen[t] for t in ids]
+    goal = 1.2 * percentile(baseline, 0.99) + 0.05
+    return [
+        (
+            f"SUCCEEDED seen -> {pictures} pictures published, one task (p50/p99, n={n})",
+            f"curl, {pictures} files one after another, + fsync "
+            f"{ms(percentile(baseline, 0.5))} / {ms(percentile(baseline, 0.99))}",
             f"{ms(percentile(lags, 0.5))} / {ms(percentile(lags, 0.99))}",
             f"p99 <= 1.2 x curl+fsync p99 + 50 ms ({ms(goal)})",
             percentile(lags, 0.99) <= goal,

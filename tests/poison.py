@@ -1,8 +1,10 @@
-"""The poison corpus: one hostile file (or planted link) per case of issue 11.
+"""The poison corpus: one hostile file (or planted link) per case of issue 11, and the
+hostile answers of picture tasks (issue 18: case "18").
 
-`write_corpus` drops them all into a set of wansync folders; `settled` says when one of
-them has ended the way it must. A daemon given the corpus must stay up, finish every
-good task beside it, and start again cleanly with the corpus still there.
+`write_corpus` drops them all into a set of wansync folders (given the simulator, it
+also scripts the hostile answers their `.task` files name: `script_answers`); `settled`
+says when one of them has ended the way it must. A daemon given the corpus must stay up,
+finish every good task beside it, and start again cleanly with the corpus still there.
 """
 
 from __future__ import annotations
@@ -75,8 +77,76 @@ def _job(meta: Any = None, **fields: Any) -> str:
     return json.dumps(doc)
 
 
-def write_corpus(inbox: Path, outbox: Path, failed: Path, aside: Path) -> list[Poison]:
-    """Write every poison into the folders (`aside`: a folder outside them, for link targets)."""
+def _answer(task_id: str, output: dict[str, Any]) -> bytes:
+    """A whole SUCCEEDED answer of the task API for `task_id`, with `output` in it."""
+    body = {"task_id": task_id, "task_status": "SUCCEEDED", **output}
+    return json.dumps({"request_id": "poison", "output": body}).encode()
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """A picture task's hostile SUCCEEDED answer: how it must end, and with how many files."""
+
+    what: str
+    ends: str
+    code: str | None
+    files: int
+
+
+HOSTILE = {
+    "flood": Hostile("results[] of 10,000 elements", "succeeded", None, 16),
+    "evil": Hostile("a picture URL on a host not allowed", "failed", "DownloadRejected", 0),
+    "mp4": Hostile("a picture that is an MP4", "failed", "DownloadRejected", 0),
+    "junk": Hostile("choices[] with junk beside one picture", "succeeded", None, 1),
+    "mixed": Hostile("results[] mixed: failed, pictures, junk", "succeeded", None, 2),
+}
+SOURCE = "poison-pictures-source"  # 16 real pictures the hostile answers point at
+
+
+def hostile_answer(sim: Any, which: str, task_id: str) -> Hostile:
+    """Make every poll of `task_id` answer SUCCEEDED with the hostile output `which` (a
+    key of `HOSTILE`), pointing at real pictures, a real video, or a host not allowed."""
+    source = sim.tasks.get(SOURCE) or sim.add_task(SOURCE, shape="results", pictures=16)
+    good = [sim.pictures.url(source, k, sim.url) for k in range(16)]
+    video = sim.video.signed_url(sim.task("poison-video-source"), sim.url)
+    evil = {"url": "https://evil.example/p.png"}
+    junk = [{"type": "text", "text": "here"}, 5, {"image": 7}, {"image": good[2]}, None]
+    outputs = {
+        # the first 16 URLs come down; the rest is neither read nor fetched
+        "flood": {"results": [{"url": u} for u in good] + [evil] * 9984},
+        "evil": {"results": [{"url": good[0]}, evil]},
+        "mp4": {"results": [{"url": good[1]}, {"url": video}]},
+        "junk": {"choices": [{"message": {"content": junk}}, "x", {"message": None}]},
+        "mixed": {
+            "results": [
+                {"code": "InternalError", "message": "no"},
+                {"url": good[3]},
+                {"nothing": 1},
+                {"url": good[4]},
+            ]
+        },
+    }
+    body = _answer(task_id, outputs[which])
+    sim.add_task(task_id, pending_polls=0, running_polls=0)
+    sim.add_fault("task", "malformed", task_id=task_id, count=10**6, body=body)
+    return HOSTILE[which]
+
+
+def script_answers(sim: Any) -> list[tuple[Poison, str]]:
+    """Every hostile answer, scripted in the simulator `sim`: (the poison, its task id)."""
+    out = []
+    for n, which in enumerate(HOSTILE, start=1):
+        task_id = f"poison-pictures-{n:04d}"
+        h = hostile_answer(sim, which, task_id)
+        out.append((Poison("18", h.what, f"pics-{which}", ".task", h.ends, h.code), task_id))
+    return out
+
+
+def write_corpus(
+    inbox: Path, outbox: Path, failed: Path, aside: Path, sim: Any = None
+) -> list[Poison]:
+    """Write every poison into the folders (`aside`: a folder outside them, for link
+    targets); with the simulator `sim`, the hostile answers of picture tasks too."""
     aside.mkdir(parents=True, exist_ok=True)
     secret = aside / "id_secret"
     secret.write_text("-----BEGIN PRIVATE KEY----- not for upload\n")
@@ -179,6 +249,8 @@ def write_corpus(inbox: Path, outbox: Path, failed: Path, aside: Path) -> list[P
     scratch = inbox / ".wansync"
     scratch.mkdir(exist_ok=True)
     (scratch / "typed-polls.status.json.wansync-tmp").symlink_to(aside / "overwritten")
+    for p, task_id in script_answers(sim) if sim is not None else []:
+        put(p, task_id)
     return out
 
 
@@ -195,6 +267,13 @@ def settled(p: Poison, inbox: Path, outbox: Path, failed: Path) -> bool:
         return False
     if not os.path.lexists(folder / f"{p.published}{p.kind}"):
         return False
+    if p.ends == "succeeded" and p.case == "18":  # every file the sidecar lists is there
+        files = data.get("outputs") or []
+        return (
+            data["state"] == "succeeded"
+            and bool(files)
+            and all((folder / f["path"]).stat().st_size == f["bytes"] for f in files)
+        )
     if p.ends == "succeeded":
         return bool(data["state"] == "succeeded")
     return bool(data["state"] == "failed" and data["error"]["code"] == p.code)

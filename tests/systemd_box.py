@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -23,10 +24,16 @@ from tests.helpers import parse_log, wait_until
 from wansync.simulator import Simulator
 
 REPO = Path(__file__).resolve().parent.parent
-TOOL = REPO.parent / "shared" / "tools" / "systemd-box"
+# beside the repository in the project's workspace; $WANSYNC_SYSTEMD_BOX for a worktree
+# (or a checkout) that lives elsewhere
+TOOL = Path(
+    os.environ.get("WANSYNC_SYSTEMD_BOX") or REPO.parent / "shared" / "tools" / "systemd-box"
+)
 SRC = "/usr/local/src/wansync"  # the checkout, copied into the box
 WHEELS = "/usr/local/src/wheelhouse"  # built on the host, so pip in the box needs no network
 PRODUCER = "pipeline"  # a user in the wansync group: docs/service.md `usermod -aG wansync …`
+OUTSIDER = "mallory"  # any other local user: may read the inbox (it is 2775), no more
+WANSYNC = "/opt/wansync/bin/wansync"
 BOX_ENV = (
     "PATH=/usr/sbin:/usr/bin:/sbin:/bin",  # so `python3` is the distribution's /usr/bin/python3
     "LANG=C.UTF-8",
@@ -101,6 +108,7 @@ def install_project(box: Box) -> None:
     )
     box.run("useradd", "--create-home", PRODUCER)
     box.run("usermod", "-aG", "wansync", PRODUCER)
+    box.run("useradd", "--create-home", OUTSIDER)  # a local user, not in the group
 
 
 def new_key() -> str:
@@ -251,6 +259,12 @@ class Service:
         self.box.run(
             "runuser", "-u", PRODUCER, "--", "sh", "-c", script, "sh", task_id, inbox, name
         )
+
+    def as_user(
+        self, user: str, *argv: str, timeout: float = 90
+    ) -> subprocess.CompletedProcess[str]:
+        """A command run as `user` (`runuser`), with no API key in its environment."""
+        return self.box.run("runuser", "-u", user, "--", *argv, check=False, timeout=timeout)
 
     def folder(self, name: str) -> Path:
         return self.box.path(f"{self.state}/{name}")

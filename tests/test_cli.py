@@ -80,7 +80,7 @@ def test_retry_moves_the_task_back(env: Env, sim: Simulator) -> None:
     drop(env.inbox, "again", "task-retry-00001")
     assert env.cli("once").returncode == 1
     assert (env.failed / "again.task").exists()
-    result = env.cli("retry", "again")
+    result = env.cli("retry", "again", "--force")  # FAILED: without --force it is refused
     assert result.returncode == 0
     assert (env.inbox / "again.task").exists() and not (env.failed / "again.task").exists()
     sim.add_task("task-retry-00001", outcome="SUCCEEDED")
@@ -273,17 +273,17 @@ def test_retry_takes_the_latest_failed_record_and_keeps_the_name(env: Env, sim: 
     sim.add_task("task-twice-00001", outcome="FAILED")
     drop(env.inbox, "twice", "task-twice-00001")
     assert env.cli("once").returncode == 1
-    assert env.cli("retry", "twice").returncode == 0
+    assert env.cli("retry", "twice", "--force").returncode == 0  # FAILED: --force
     assert env.cli("once").returncode == 1  # fails again: failed/twice-2.*
     assert (env.failed / "twice-2.task").exists() and (env.failed / "twice.status.json").exists()
-    result = env.cli("retry", "twice")
+    result = env.cli("retry", "twice", "--force")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(env.inbox / "twice.task")
     assert f"moved {env.failed / 'twice-2.task'} to {env.inbox / 'twice.task'}" in result.stderr
     again = env.cli("retry", "twice-2")
     assert again.returncode == 2 and "already in the inbox" in again.stderr
     assert env.cli("once").returncode == 1  # fails a third time: failed/twice-3.*
-    by_stem = env.cli("retry", "twice-3")
+    by_stem = env.cli("retry", "twice-3", "--force")
     assert by_stem.returncode == 0 and (env.inbox / "twice.task").exists()
     assert not list(env.inbox.glob("twice-*"))
 

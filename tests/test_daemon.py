@@ -44,7 +44,7 @@ def test_happy_path_several_tasks(env, sim):
         assert (env.outbox / f"{name}.task").exists()
     assert ended["renamed"]["meta"] == {"prompt": "a cat"}
     assert ended["inplace"]["task_id"] == "task-inplace-0003"
-    assert sorted(os.listdir(env.inbox)) == [".wansync", ".wansync.lock"]
+    assert sorted(os.listdir(env.inbox)) == [".wansync", ".wansync.live", ".wansync.lock"]
     assert os.listdir(env.inbox / ".wansync") == []  # the scratch folder holds no temp file
     assert not [p for p in os.listdir(env.outbox) if p.startswith(".")]
     events = {e["event"] for e in daemon.logs()}

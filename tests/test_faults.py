@@ -33,12 +33,12 @@ def assert_clean(env, names):
         p.name
         for f in (env.inbox, env.outbox, env.failed)
         for p in f.iterdir()
-        if p.name.startswith(".") and p.name not in (".wansync.lock", ".wansync")
+        if p.name.startswith(".") and p.name not in (".wansync.lock", ".wansync", ".wansync.live")
     ]
     assert leftovers == []
     assert not list((env.inbox / ".wansync").glob("*"))  # no temp file in the scratch folder
     assert sorted(p.name for p in env.inbox.iterdir() if p.name != ".wansync") in (
-        [".wansync.lock"],
+        [".wansync.live", ".wansync.lock"],
         [],
     )
     return {name: entries[0] for name, entries in seen.items()}
@@ -235,20 +235,19 @@ def test_misbehaving_task_api_never_fails_a_task(env, sim):
     assert {"Throttling.RateQuota", "MalformedResponse", "RemoteUnavailable"} <= codes
 
 
-def test_succeeded_without_video_url_keeps_polling_then_times_out(env, sim):
-    env.configure(poll={"give_up_after": 2})
+def test_succeeded_without_video_url_keeps_polling_then_is_unsupported_output(env, sim):
+    """A SUCCEEDED answer naming no file shows as transient, and the third such answer in a
+    row ends the task (UnsupportedOutput), long before poll.give_up_after."""
+    env.configure(poll={"give_up_after": 3600})
     sim.add_task("no-url-task-0001", with_url=False)
     drop(env.inbox, "nourl", "no-url-task-0001")
     daemon = env.start()
     error = wait_until(lambda: (env.sidecar(env.inbox, "nourl") or {}).get("error"), 10, "error")
-    assert error == {
-        "code": "MalformedResponse",
-        "message": "SUCCEEDED without a video_url",
-        "transient": True,
-    }
+    assert error["code"] == "MalformedResponse" and error["transient"] is True
+    assert error["message"].startswith("SUCCEEDED without a file to fetch: no video_url")
     ended = env.wait_ended("nourl")
     assert daemon.stop() == 0
-    assert ended["nourl"]["error"]["code"] == "Timeout"
+    assert ended["nourl"]["error"]["code"] == "UnsupportedOutput"
 
 
 @pytest.mark.parametrize(

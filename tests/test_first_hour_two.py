@@ -335,7 +335,7 @@ def test_status_lists_names_in_natural_order_in_every_folder(env: Env) -> None:
     ):
         for name in names:
             data = sidecar.new(name, f"task-{name}-000001", {}, 1_700_000_000.0)
-            data["published_as"] = name
+            data.published_as = name
             sidecar.write(sidecar.path_for(folder, name), data)
     rows = json.loads(env.cli("status", "--json").stdout)
     assert [r["name"] for r in rows] == ["clip", "clip-2", "clip-10", "bad", "bad-2"]

@@ -36,6 +36,7 @@ ENV_NAMES = (
     "WANSYNC_NAME",
     "WANSYNC_TASK_ID",
     "WANSYNC_VIDEO",
+    "WANSYNC_OUTPUTS",
     "WANSYNC_SIDECAR",
     "WANSYNC_ERROR_CODE",
     "WANSYNC_ERROR_MESSAGE",
@@ -230,6 +231,7 @@ def test_success_hook_sees_spec_environment_folder_and_no_input(setup, monkeypat
         "WANSYNC_NAME": "clip-2",
         "WANSYNC_TASK_ID": "task-0001-abcdef",
         "WANSYNC_VIDEO": str(setup.folders.outbox / "clip-2.mp4"),
+        "WANSYNC_OUTPUTS": str(setup.folders.outbox / "clip-2.mp4"),
         "WANSYNC_SIDECAR": str(path),
         "WANSYNC_ERROR_CODE": None,
         "WANSYNC_ERROR_MESSAGE": None,
@@ -252,6 +254,7 @@ def test_success_hook_sees_spec_environment_folder_and_no_input(setup, monkeypat
 def test_failure_hook_gets_the_error_and_no_video(setup, monkeypatch):
     """A failed task's hook runs in failed/ with the sidecar's error; no id → empty."""
     monkeypatch.setenv("WANSYNC_VIDEO", "/inherited.mp4")
+    monkeypatch.setenv("WANSYNC_OUTPUTS", "/inherited.png")
     path = setup.lay("broken", event="failed", task_id=None)
     hooks = setup.start(on_success="false", on_failure=setup.command())
     hooks.consume(failed(path, name="broken", task_id=None))
@@ -262,7 +265,7 @@ def test_failure_hook_gets_the_error_and_no_video(setup, monkeypatch):
     assert env["WANSYNC_TASK_ID"] == ""
     assert env["WANSYNC_ERROR_CODE"] == "TaskFailed"
     assert env["WANSYNC_ERROR_MESSAGE"] == "the model said no"
-    assert "WANSYNC_VIDEO" not in env
+    assert "WANSYNC_VIDEO" not in env and "WANSYNC_OUTPUTS" not in env
     assert run["cwd"] == str(setup.folders.failed)
     assert setup.hook_record(path)["state"] == "done"
 

@@ -301,8 +301,12 @@ def test_a_5xx_without_a_task_ends_as_submit_uncertain_with_advice(jobs_env, sim
     assert "wansync retry unsure" in data["error"]["message"]
     assert len(sim.requests("submit")) == 1
     assert len(sim.requests("list")) == 3, "searched three times before giving up"
-    # the advice works: retry creates it anew
+    # the advice: `retry` searches the same window again first (nothing there: no create)
     assert env.cli("retry", "unsure").returncode == 0
+    assert env.cli("once", "--timeout", "30").returncode == 1
+    assert len(sim.requests("submit")) == 1 and not created(sim)
+    # and only `retry --force` creates it anew
+    assert env.cli("retry", "unsure", "--force").returncode == 0
     assert env.cli("once", "--timeout", "30").returncode == 0
     assert len(created(sim)) == 1
 

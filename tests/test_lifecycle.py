@@ -17,6 +17,7 @@ from wansync.core.errors import (
     TaskFailed,
     UrlRefused,
 )
+from wansync.core.filegroup import GroupDone
 from wansync.core.lifecycle import (
     Fail,
     Ignore,
@@ -29,6 +30,7 @@ from wansync.core.lifecycle import (
     Succeed,
 )
 from wansync.core.retry import AUTH_PAUSE_MIN
+from wansync.core.shapes import FileUrl
 from wansync.core.tracker import Task
 from wansync.files import sidecar
 from wansync.remote.api import TaskReport
@@ -116,7 +118,7 @@ def test_succeeded_reads_the_urls_deadline():
     """SUCCEEDED: download, knowing when the signed URL expires."""
     out = report("SUCCEEDED", video_url=URL)
     assert lifecycle.after_poll(task(), out, 0, NOW, policy(), 2) == StartDownload(
-        URL, 1800003600.0
+        (FileUrl(URL, "video", "video_url"),), 1800003600.0
     )
 
 
@@ -181,7 +183,7 @@ def test_give_up_after_fails_as_timeout():
 
 VIDEO = Downloaded(100, "ab" * 32, "video/mp4", '"e"')
 DOWNLOAD_TABLE = [
-    (VIDEO, Succeed),
+    (GroupDone((VIDEO,)), Succeed),
     (UrlRefused("storage answered HTTP 403"), Retry),
     (TaskFailed("DownloadRejected", "html"), Fail),
     (DownloadInterrupted("broke off"), Retry),

@@ -1,8 +1,8 @@
 """The poison corpus (issue 11) dropped into a running daemon beside good work.
 
-The corpus is `tests/poison.py` (one file per case of issue 11), plus a few cases it does
-not hold (`write_extras`). One scenario, shared by the tests below (the module fixture
-`run`), in three daemon lives:
+The corpus is `tests/poison.py` (one file per case of issue 11, and picture tasks whose
+answers are hostile: issue 18), plus a few cases it does not hold (`write_extras`). One
+scenario, shared by the tests below (the module fixture `run`), in three daemon lives:
 1. a daemon is started and paused with SIGSTOP while the corpus, a few extra cases, six good
    tasks and one good job are written into its folders (so the world outside them can be
    recorded before it can act); resumed, it must settle everything, then serve a new task;
@@ -252,7 +252,7 @@ def _scenario(run: Run, root: Path) -> None:
     state: dict[str, Any] = {}
 
     def first() -> None:
-        run.corpus = write_corpus(env.inbox, env.outbox, env.failed, root / "aside")
+        run.corpus = write_corpus(env.inbox, env.outbox, env.failed, root / "aside", run.sim)
         run.extras = write_extras(env.inbox, root / "aside-x")
         for i, name in enumerate(GOOD_TASKS):
             drop(env.inbox, name, f"good-task-{i:04d}")
@@ -284,7 +284,9 @@ def _scenario(run: Run, root: Path) -> None:
         run.escaped.append("first folders")
 
     def fresh() -> None:
-        state["corpus2"] = write_corpus(env2.inbox, env2.outbox, env2.failed, root / "aside-2")
+        state["corpus2"] = write_corpus(
+            env2.inbox, env2.outbox, env2.failed, root / "aside-2", run.sim
+        )
         state["extras2"] = write_extras(env2.inbox, root / "aside-x2")
         state["before"] = tree_state(root, skip)
 

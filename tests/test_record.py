@@ -1,8 +1,10 @@
 """The typed task record and its sidecar: real sidecars round-trip byte for byte.
 
-tests/data/sidecars/ holds sidecars written by the daemon before the record was typed
-(a `.task` and a `.job` through every state, with hook records, against the simulator),
-plus the older and planted shapes wansync must keep reading.
+tests/data/sidecars/ holds sidecars written by the daemon (a `.task` and a `.job`
+through every state, with hook records, against the simulator; a picture task's group),
+plus the older and planted shapes wansync must keep reading. tests/data/
+sidecars-before-outputs/ holds the same sidecars as the daemon wrote them before the
+`outputs` key: read and written again, each is its sidecars/ twin.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from wansync.files import sidecar
 from wansync.files.names import stem
 
 SIDECARS = sorted((Path(__file__).parent / "data" / "sidecars").glob("*.json"))
+BEFORE_OUTPUTS = sorted((Path(__file__).parent / "data" / "sidecars-before-outputs").glob("*.json"))
 
 
 def as_written(data: dict) -> bytes:
@@ -47,6 +50,18 @@ def test_a_sidecar_read_and_written_again_is_unchanged_on_disk(path: Path, tmp_p
     assert live.read_bytes() == raw
 
 
+@pytest.mark.parametrize("path", BEFORE_OUTPUTS, ids=lambda p: p.stem)
+def test_a_sidecar_from_before_outputs_gains_them_and_nothing_else(path: Path) -> None:
+    """An older sidecar (no `outputs` key) written again: `outputs` right after `video`
+    (its video, or null), every other byte as it was."""
+    raw = path.read_bytes()
+    written = as_written(sidecar.to_json(sidecar.from_json(json.loads(raw))))
+    assert written == (path.parent.parent / "sidecars" / path.name).read_bytes()
+    data = json.loads(written)
+    assert data.pop("outputs") == ([data["video"]] if data["video"] else None)
+    assert as_written(data) == raw
+
+
 def load(name: str) -> sidecar.TaskRecord:
     return sidecar.from_json(json.loads((SIDECARS[0].parent / f"{name}.json").read_bytes()))
 
@@ -62,6 +77,21 @@ def test_the_record_is_typed_and_the_video_is_its_first_mp4() -> None:
     )
     assert record.hook == HookRecord("succeeded", "pending", 0, None)
     assert record.job is not None and record.job.file.endswith(".job")
+
+
+def test_a_picture_groups_sidecar_names_every_file_and_each_files_download() -> None:
+    """Written by the daemon for four pictures asked, one not made, png and jpeg mixed:
+    three outputs in file order, no video; while downloading, each file's own ETag."""
+    done = load("succeeded-pictures")
+    assert [o.path for o in done.outputs] == ["kite.1.jpg", "kite.2.png", "kite.3.jpg"]
+    assert done.video is None and done.published_as == "kite"
+    assert [o.extension for o in done.outputs] == ["jpg", "png", "jpg"]
+    going = load("downloading-pictures")
+    assert going.outputs == [] and going.download is not None
+    assert [f.etag for f in going.download.files] == [
+        going.download.file(k, 3).etag for k in range(3)
+    ]
+    assert going.download.bytes == sum(f.bytes for f in going.download.files)
 
 
 def test_an_older_shape_is_kept_until_that_part_changes() -> None:
@@ -84,13 +114,14 @@ def test_a_part_set_to_none_leaves_the_sidecar() -> None:
 
 
 def test_a_fresh_record_is_the_sidecar_wansync_always_started_with() -> None:
-    """`new`: the 17 keys, in order, state polling."""
+    """`new`: the 18 keys, in order, state polling, no files yet."""
     out = sidecar.to_json(sidecar.new("clip", "task-1", {"shot": 1}, 0.0))
     assert list(out) == [
         *("schema", "name", "task_id", "meta", "state", "task_status", "polls", "first_seen"),
         *("last_polled", "next_poll", "finished", "request_id", "error", "output", "usage"),
-        *("expires", "video"),
+        *("expires", "video", "outputs"),
     ]
+    assert out["video"] is None and out["outputs"] is None
     assert out["state"] == "polling" and out["first_seen"] == "1970-01-01T00:00:00.000Z"
 
 
@@ -114,3 +145,35 @@ def test_importing_the_core_loads_no_io_module() -> None:
     ours = {m for m in loaded if m.startswith("wansync")}
     assert ours == {"wansync", "wansync.core"} | {m for m in ours if m.startswith("wansync.core.")}
     assert not {"urllib3", "requests", "yaml", "structlog"} & set(loaded)
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"path": "../../escape.png"}, "outputs must be"),
+        ({"path": "other.2.png"}, "outputs[1].path 'other.2.png' is not 'kite.2.png'"),
+        ({"path": "kite.2.jpg"}, "is not 'kite.2.png'"),  # a PNG's name ends .png
+        ({"content_type": "text/html"}, "outputs must be"),
+        ({"bytes": -1}, "outputs must be"),
+    ],
+)
+def test_a_planted_outputs_entry_is_refused(change: dict, why: str, tmp_path: Path) -> None:
+    """`outputs` read back names this task's published group only: plain names, the
+    group's own (`published_as` + `.k.EXT`, EXT what the type says), known types."""
+    data = json.loads((SIDECARS[0].parent / "succeeded-pictures.json").read_bytes())
+    data["outputs"][1] = {**data["outputs"][1], "content_type": "image/png", **change}
+    if "path" not in change:
+        data["outputs"][1]["path"] = "kite.2.png"
+    path = tmp_path / "kite.status.json"
+    path.write_text(json.dumps(data))
+    assert why in str(sidecar.problem(data, path.name, published=True))
+    assert sidecar.read(path, published=True) is None
+
+
+def test_outputs_of_more_than_sixteen_files_or_a_video_not_among_them_is_refused() -> None:
+    """At most 16 files; `video`, when set, is one of `outputs`."""
+    data = json.loads((SIDECARS[0].parent / "succeeded-pictures.json").read_bytes())
+    many = {**data, "outputs": [data["outputs"][0]] * 17}
+    assert "outputs must be" in str(sidecar.problem(many, "kite.status.json", True))
+    stray = {**data, "video": {"path": "kite.mp4", "bytes": 1}}
+    assert sidecar.problem(stray, "kite.status.json", True) == "video is not one of outputs"

@@ -87,10 +87,15 @@ def test_an_unknown_model_is_refused_as_dashscope_refuses_it(sim):
 
 
 def test_a_job_for_an_unknown_model_fails_with_the_apis_words(env, sim):
-    """End to end: the daemon fails the job with the API's code and message."""
+    """End to end: the daemon fails the job with the API's code and message.
+
+    (A model of no row is sent only in the raw form with an `endpoint`; without one the
+    job is refused before anything is sent, tests/test_job_kinds.py.)
+    """
     env.configure(submit={"max_per_second": 50})
     (env.inbox / "odd.job").write_text(
-        "model: wan9.9-i2v-nonesuch\nprompt: p\nimg_url: https://example.com/a.png\n"
+        "model: wan9.9-i2v-nonesuch\nendpoint: aigc/video-generation/video-synthesis\n"
+        "input: {prompt: p, img_url: 'https://example.com/a.png'}\n"
     )
     result = env.cli("once", "--timeout", "30")
     assert result.returncode == 1, result.stderr

@@ -36,7 +36,7 @@ import pytest
 import yaml
 
 from tests.helpers import TEST_KEY, Daemon, Env, drop
-from tests.poison import Poison, write_corpus
+from tests.poison import HOSTILE, Poison, hostile_answer, write_corpus
 from tests.vitals import MB, MemoryGuard, tree_state, vm_bytes
 from wansync.simulator import Simulator
 
@@ -85,16 +85,47 @@ class Work:
     outcome: str = "succeeded"
     prompt: str | None = None
     video_size: int | None = None  # None: the sample MP4; else a synthetic body
+    pictures: tuple[str, int, int, str] | None = None  # shape, n, failed of them, format
+    hostile: str | None = None  # a picture task whose answer is poison.HOSTILE[hostile]
+
+    def files(self) -> list[str]:
+        """The names its files are published under (a hostile answer's: not known here)."""
+        if self.pictures is None:
+            return [f"{self.name}.mp4"]
+        _, n, failed, fmt = self.pictures
+        ext = {"jpeg": "jpg", "webp": "webp"}.get(fmt, "png")
+        made = [("jpg" if k % 2 else "png") if fmt == "mixed" else ext for k in range(failed, n)]
+        if len(made) == 1:
+            return [f"{self.name}.{made[0]}"]
+        return [f"{self.name}.{k}.{e}" for k, e in enumerate(made, start=1)]
+
+
+PICTURES = {  # i % 50 -> a picture task: shape, n, failed sub-results, format
+    10: ("results", 4, 1, "mixed"),
+    20: ("choices", 3, 0, "png"),
+    30: ("results", 1, 0, "webp"),
+    40: ("results", 2, 0, "jpeg"),
+}
 
 
 def plan_work(n: int) -> list[Work]:
     work = []
+    hostile = list(HOSTILE)
     for i in range(n):
         if i % 50 == 25:
             prompt = f"soak job {i}: a fox runs"
             work.append(Work(f"soak-{i:05d}", None, ".job", prompt=prompt))
         elif i % 50 == 0:
             work.append(Work(f"soak-{i:05d}", f"soak-fail-{i:05d}", outcome="failed"))
+        elif i % 50 in PICTURES:
+            pictures = PICTURES[i % 50]
+            work.append(Work(f"soak-{i:05d}", f"soak-pictures-{i:05d}", pictures=pictures))
+        elif i % 50 == 45:
+            which = hostile[(i // 50) % len(hostile)]
+            outcome = HOSTILE[which].ends
+            work.append(
+                Work(f"soak-{i:05d}", f"soak-hostile-{i:05d}", outcome=outcome, hostile=which)
+            )
         else:
             size = 300_000 if i % 10 == 5 else None  # big enough to be cut and resumed
             work.append(Work(f"soak-{i:05d}", f"soak-task-{i:05d}", video_size=size))
@@ -244,6 +275,12 @@ def _last_error(log: Path) -> str:
 def _drop_work(env: Env, work: Work) -> None:
     if work.video_size is not None:
         env.sim.add_task(str(work.task_id), video_size=work.video_size)
+    if work.pictures is not None:
+        shape, n, failed, fmt = work.pictures
+        spec = {"shape": shape, "pictures": n, "failed_results": failed, "picture_format": fmt}
+        env.sim.add_task(str(work.task_id), **spec)
+    if work.hostile is not None:
+        hostile_answer(env.sim, work.hostile, str(work.task_id))
     if work.kind == ".task":
         drop(env.inbox, work.name, str(work.task_id))
         return
@@ -362,7 +399,7 @@ def _check(soak: Soak, work: list[Work]) -> dict[str, list[Any]]:
         "ended more than once": [w.name for w in work if ended[w.name] > 1],
         "duplicate files (NAME-k)": [],
         "wrong folder": [],
-        "video differs from the served one": [],
+        "files differ from the served ones": [],
         "jobs that made two tasks": [],
         "poison still in the inbox": [],
         "poison jobs that made a task": [],
@@ -387,11 +424,8 @@ def _check(soak: Soak, work: list[Work]) -> dict[str, list[Any]]:
         code = (data.get("error") or {}).get("code")
         if where != expected and not (w.kind == ".job" and code == "SubmitUncertain"):
             report["wrong folder"].append((w.name, where, code))
-        if where == "outbox":
-            video = env.outbox / f"{w.name}.mp4"
-            digest = hashlib.sha256(video.read_bytes()).hexdigest() if video.exists() else None
-            if digest != sim.video_sha256(data["task_id"]):
-                report["video differs from the served one"].append(w.name)
+        if where == "outbox" and (problem := _files_problem(env, sim, w, data)):
+            report["files differ from the served ones"].append((w.name, problem))
     report["task ids in two sidecars"] = [i for i, n in ids.items() if n > 1 and i != "None"]
     made = Counter(c["prompt"] for c in sim.desk.created)
     report["jobs that made two tasks"] = [p for p, n in made.items() if n > 1 and "soak" in p]
@@ -402,6 +436,31 @@ def _check(soak: Soak, work: list[Work]) -> dict[str, list[Any]]:
         if tree_state(d.aside, []) != d.canaries:
             report["canaries changed"].append(d.poison.what)
     return report
+
+
+def _files_problem(env: Env, sim: Simulator, w: Work, data: dict[str, Any]) -> str | None:
+    """What is wrong with a succeeded task's files (None: each is there, whole, the bytes
+    the simulator served, under the name it must have)."""
+    outputs = data.get("outputs") or []
+    digests = []
+    for output in outputs:
+        path = env.outbox / output["path"]
+        if not path.exists():
+            return f"{output['path']} is missing"
+        digests.append(hashlib.sha256(path.read_bytes()).hexdigest())
+        if digests[-1] != output["sha256"]:
+            return f"{output['path']} is not the file its sidecar says"
+    if w.hostile is not None:
+        want = HOSTILE[w.hostile].files
+        return None if len(outputs) == want else f"{len(outputs)} files, not {want}"
+    if [o["path"] for o in outputs] != w.files():
+        return f"files {[o['path'] for o in outputs]}, not {w.files()}"
+    served = (
+        sim.picture_sha256s(data["task_id"])
+        if w.pictures is not None
+        else [sim.video_sha256(data["task_id"])]
+    )
+    return None if digests == served else "the bytes differ from the served ones"
 
 
 def _assert_rss_flat(soak: Soak) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -22,10 +23,11 @@ from wansync.core.messages import Adopt, End, LookupDone, Mailbox, PostDone, Upl
 from wansync.core.record import JobRecord
 from wansync.core.retry import AUTH_PAUSE_MIN
 from wansync.files import sidecar
-from wansync.remote.api import Submitted
+from wansync.remote.api import Submitted, TaskApi
+from wansync.run import handover
 from wansync.run.publish import Folders
 from wansync.run.submit_worker import LookupJob, PostJob, UploadJob
-from wansync.run.submitter import SEARCHES, Submitter
+from wansync.run.submitter import PLACE_RETRY, SEARCHES, Submitter
 
 T0 = Now(100.0, 1_800_000_000.0)
 FRAME = [{"type": "first_frame", "url": "https://example.com/cat.png"}]
@@ -47,7 +49,7 @@ class Machine:
         self.sub = Submitter(
             Live(cfg),
             self.folders,
-            None,  # type: ignore[arg-type]  # the worker never runs here
+            TaskApi("http://127.0.0.1:9", "k", 1.0),  # never called: the worker never runs
             Mailbox(lambda: None),
             lambda: self.running,
             set,
@@ -93,8 +95,10 @@ def test_an_answer_hands_the_task_over(m):
     """posting + task id → the id is recorded (state polling) and the job is handed over."""
     m.sub.discover(m.drop("a", meta={"k": 1}), T0)
     m.sub.dispatch(T0)
-    out = m.sub.handle(PostDone("a", Submitted("task-9", "r")), T0)
-    assert out == [Adopt("a", "task-9", {"k": 1})]
+    [adopt] = m.sub.handle(PostDone("a", Submitted("task-9", "r")), T0)
+    assert isinstance(adopt, Adopt) and (adopt.job, adopt.task.name) == ("a", "a")
+    assert (adopt.task.task_id, adopt.task.record.meta) == ("task-9", {"k": 1})
+    assert m.folders.task("a").read_text() == '{"k": 1, "task_id": "task-9"}\n'
     assert m.state("a") == "polling" and "a" not in m.sub.jobs
     assert m.emitted() == ["job.queued", "job.submitting", "job.submitted"]
 
@@ -164,8 +168,8 @@ def test_uncertain_with_one_unknown_task_found_takes_it(m):
     """Looking, one unknown task of the model in the window: it is this job's."""
     start_looking(m)
     rows = [{"task_id": "mine"}, {"task_id": "known"}]
-    out = m.sub.handle(LookupDone("a", rows, frozenset({"known"})), T0)
-    assert out == [Adopt("a", "mine", {})]
+    [adopt] = m.sub.handle(LookupDone("a", rows, frozenset({"known"})), T0)
+    assert isinstance(adopt, Adopt) and (adopt.task.name, adopt.task.task_id) == ("a", "mine")
     assert sidecar.read(m.folders.sidecar("a")).job.found_by == "task list"
 
 
@@ -213,3 +217,54 @@ def test_an_invalid_job_fails_at_once(m):
     path.write_text("prompt: [unclosed")
     [end] = m.sub.discover(path, T0)
     assert isinstance(end, End) and end.task.record.error.code == "InvalidJobFile"
+
+
+def test_a_task_file_that_cannot_be_written_is_tried_again(m, monkeypatch):
+    """The task exists but its `.task` cannot be written (a full disk): the job keeps its
+    name and its id (in its sidecar), the write is tried again later, then handed over."""
+    m.sub.discover(m.drop("a"), T0)
+    m.sub.dispatch(T0)
+    m.sent()
+    write = handover.write_bytes_atomic
+
+    def full_disk(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(handover, "write_bytes_atomic", full_disk)
+    assert m.sub.handle(PostDone("a", Submitted("task-9", "r")), T0) == []
+    assert m.state("a") == "polling" and m.sub.holds_name("a")
+    assert m.sub.next_time() == T0.mono + PLACE_RETRY
+    assert m.sub.dispatch(T0) == [], "not before its time"
+    monkeypatch.setattr(handover, "write_bytes_atomic", write)
+    [adopt] = m.sub.dispatch(Now(T0.mono + PLACE_RETRY, T0.wall))
+    assert isinstance(adopt, Adopt) and adopt.task.task_id == "task-9"
+    assert m.folders.task("a").exists() and "a" not in m.sub.jobs
+
+
+def test_a_task_file_before_the_create_wins_after_it_waits(m):
+    """A producer's `a.task` while job `a` is queued: the job gives its name up (nothing
+    was sent); once its create is out, the file must wait for the hand-over."""
+    m.sub.discover(m.drop("a"), T0)
+    assert m.sub.holds_name("a") is False and "a" not in m.sub.jobs
+    m.sub.discover(m.drop("b"), T0)
+    m.sub.dispatch(T0)
+    assert m.sub.jobs["b"].step == "posting" and m.sub.holds_name("b") is True
+
+
+def test_a_name_taken_meanwhile_moves_the_jobs_task_to_a_free_name(m):
+    """`a.task` holds another id when job `a`'s task is handed over: its journal, `.job`
+    and a new `.task` go to `a-2` (a-2.job is taken too, so `a-3`); never onto `a`."""
+    m.sub.discover(m.drop("a"), T0)
+    m.sub.dispatch(T0)
+    m.sent()
+    m.folders.task("a").write_text("producer-task-1\n")
+    m.folders.job("a-2").write_text("someone else's job")
+    [adopt] = m.sub.handle(PostDone("a", Submitted("task-9", "r")), T0)
+    assert isinstance(adopt, Adopt) and (adopt.task.name, adopt.job) == ("a-3", "a")
+    assert m.folders.task("a").read_text() == "producer-task-1\n", "the producer's, untouched"
+    assert m.folders.task("a-3").read_text() == '{"task_id": "task-9"}\n'
+    assert m.folders.job("a-3").exists() and not m.folders.job("a").exists()
+    moved = sidecar.read(m.folders.sidecar("a-3"))
+    assert moved is not None and (moved.task_id, moved.name) == ("task-9", "a-3")
+    assert moved.job is not None and moved.job.file == "a-3.job"
+    assert not m.folders.sidecar("a").exists(), "the producer's task starts afresh"

@@ -82,6 +82,17 @@ def test_units_keep_the_promises_the_readme_makes():
     assert "%i.yaml" in (UNITS / "wansync@.service").read_text()
 
 
+def test_units_start_after_the_clock_is_synchronised():
+    """A clock step after start-up ends no task (the monotonic clock counts), and the
+    units wait for time-sync.target anyway; a consumer orders itself after it, never
+    pulls it in (systemd.special(7))."""
+    for unit in ("wansync.service", "wansync@.service"):
+        lines = (UNITS / unit).read_text().splitlines()
+        after = [line for line in lines if line.startswith("After=")]
+        assert len(after) == 1 and "time-sync.target" in after[0].split(), unit
+        assert not [line for line in lines if "Wants=" in line and "time-sync" in line], unit
+
+
 class NotifySocket:
     """A real datagram socket standing in for systemd's; a thread stamps each arrival."""
 

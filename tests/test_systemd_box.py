@@ -23,7 +23,18 @@ from collections.abc import Iterator
 import pytest
 
 from tests.helpers import parse_log, wait_until
-from tests.systemd_box import PRODUCER, TOOL, UNITS, Box, Service, install_project, new_key
+from tests.systemd_box import (
+    OUTSIDER,
+    PRODUCER,
+    TOOL,
+    UNITS,
+    WANSYNC,
+    Box,
+    Service,
+    install_project,
+    new_key,
+)
+from tests.test_jobs import SAMPLE_PNG
 from wansync.simulator import Simulator
 
 
@@ -319,6 +330,82 @@ def test_a_hook_runs_under_the_units_sandbox(service: Service) -> None:
         10,
         "the hook record done",
     )
+
+
+def test_a_producer_in_the_group_follows_the_service_with_submit_wait(service: Service) -> None:
+    """A member of the wansync group, with no API key and no access to the lock, runs
+    `submit --wait` while the service runs: it follows the service and prints the MP4."""
+    inbox = f"{service.state}/inbox"
+    picture = f"{inbox}/pictures/{service.tag}-frame.png"  # where the service can read it
+    service.box.path(picture).parent.mkdir(exist_ok=True)
+    service.box.path(picture).write_bytes(SAMPLE_PNG)
+    name = f"member-{service.tag}"
+    argv = [WANSYNC, "submit", picture, "--prompt", "a producer waits", "--name", name]
+    result = service.as_user(PRODUCER, *argv, "--wait", "--timeout", "60", "-c", service.config)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{service.state}/outbox/{name}.mp4"
+    assert "following the wansync that runs this inbox" in result.stderr
+    assert "Traceback" not in result.stderr and "no API key" not in result.stderr
+    owner_mode = service.box.run("stat", "-c", "%U %a", f"{inbox}/.wansync.lock").stdout
+    assert owner_mode.split() == ["wansync", "600"]
+    status = service.as_user(PRODUCER, WANSYNC, "status", "-c", service.config)
+    assert f"the daemon of {inbox} runs (PID {service.main_pid()}" in status.stderr
+
+
+def test_a_picture_in_the_producers_home_is_refused_before_any_job(service: Service) -> None:
+    """`ProtectHome=yes`: the service cannot see /home. `submit` of a picture there says so
+    at once (exit 2, where to put it) and writes no job."""
+    picture = f"/home/{PRODUCER}/{service.tag}-home.png"
+    service.box.path(picture).write_bytes(SAMPLE_PNG)
+    service.box.run("chown", f"{PRODUCER}:", picture)
+    name = f"home-{service.tag}"
+    argv = [WANSYNC, "submit", picture, "--prompt", "from home", "--name", name]
+    result = service.as_user(PRODUCER, *argv, "-c", service.config)
+    assert result.returncode == 2, result.stderr
+    said = f"{picture}: the daemon of {service.state}/inbox runs as user wansync, who cannot"
+    assert said in result.stderr
+    assert "/home: the unit's ProtectHome=yes hides it from the service" in result.stderr
+    assert not (service.folder("inbox") / f"{name}.job").exists()
+
+
+HOLDER = """
+import fcntl, os, sys, time
+try:
+    fd = os.open(sys.argv[1], os.O_RDONLY)
+except PermissionError:
+    print("refused", flush=True)
+    sys.exit(13)
+print("opened", flush=True)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("holding", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_user_outside_the_group_cannot_keep_the_service_from_restarting(
+    service: Service,
+) -> None:
+    """Any local user may read the inbox. One waits for a flock on the lock, to take it
+    the moment the daemon stops: the restart must still come up (not exit 3)."""
+    holder = f"wansync-test-holder-{service.tag}"
+    lock = f"{service.state}/inbox/.wansync.lock"
+    run = ["systemd-run", f"--uid={OUTSIDER}", f"--unit={holder}", "--collect"]
+    service.box.run(*run, "/usr/bin/python3", "-c", HOLDER, lock)
+    said = f"_SYSTEMD_UNIT={holder}.service"
+
+    def holder_said() -> str:
+        return service.box.run("journalctl", "-q", "-o", "cat", said).stdout
+
+    try:
+        wait_until(lambda: holder_said().strip(), 20, "the outsider's try")
+        result = service.restart()
+        assert result.returncode == 0, f"{result.stderr}\n{service.status()}"
+        assert service.active(), service.status()
+        assert holder_said().split() == ["refused"]
+        service.drop("after-outsider", service.task_id("outsider"))
+        assert service.wait_ended("after-outsider")["after-outsider"]["state"] == "succeeded"
+    finally:
+        service.box.run("systemctl", "stop", f"{holder}.service", check=False)
 
 
 def free_port() -> int:

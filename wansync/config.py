@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from wansync.core.errors import ConfigError
+from wansync.core.inprogress import UNKNOWN, Limits
 from wansync.core.listpoll import LIST_INTERVAL
 
 CONFIG_ENV = "WANSYNC_CONFIG"
@@ -62,6 +63,48 @@ def _positive_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{value!r} is not a whole number >= 1")
     return value
+
+
+class SubKeyError(ValueError):
+    """A problem with one entry of a mapping value: named `key.sub` in the message."""
+
+    def __init__(self, sub: str, problem: str) -> None:
+        super().__init__(problem)
+        self.sub = sub
+
+
+_MODEL_PATTERN = re.compile(r"[A-Za-z0-9*?\[\]._-]{1,64}")
+
+
+def _in_progress(value: Any) -> Limits:
+    """A whole number (every task counts against it), or model patterns to limits in the
+    order given: `{"wan2.2-s2v*": 1, "*": 5}` (see core/inprogress.py)."""
+    if not isinstance(value, dict):
+        try:
+            return ((UNKNOWN, _positive_int(value)),)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a whole number >= 1, nor a mapping of model patterns to "
+                "limits like {'wan2.2-s2v*': 1, '*': 5}"
+            ) from None
+    if not value:
+        raise ValueError("an empty mapping; give model patterns and their limits")
+    limits: dict[str, int] = {}
+    for pattern, limit in value.items():
+        sub = str(pattern)
+        if not isinstance(pattern, str) or not _MODEL_PATTERN.fullmatch(pattern):
+            raise SubKeyError(sub, f"{pattern!r} is not a model pattern like wan2.2-s2v* or *")
+        if pattern.lower() in limits:
+            raise SubKeyError(sub, "given twice (patterns match without case)")
+        if shadow := next((p for p in limits if p.strip("*") == ""), None):
+            raise SubKeyError(
+                sub, f"comes after {shadow!r}, which every model matches first; put it before"
+            )
+        try:
+            limits[pattern.lower()] = _positive_int(limit)
+        except ValueError as exc:
+            raise SubKeyError(sub, str(exc)) from None
+    return tuple(limits.items())
 
 
 def _positive_rate(value: Any) -> float:
@@ -188,7 +231,7 @@ SCHEMA: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "download.low_speed_limit": (1024, _positive_rate),
     "download.low_speed_time": (60, parse_duration),
     "submit.model": ("wan2.7-i2v", _model_name),
-    "submit.max_in_progress": (5, _positive_int),
+    "submit.max_in_progress": (5, _in_progress),
     "submit.max_per_second": (1, _positive_rate),
     "submit.max_upload_bytes": (100 * 1024**2, _positive_int),
     "submit.search_for": (30, parse_duration),
@@ -232,7 +275,7 @@ class DownloadConfig:
 @dataclass(frozen=True)
 class SubmitConfig:
     model: str
-    max_in_progress: int
+    max_in_progress: Limits  # (pattern, limit) pairs; a number N is (("*", N),)
     max_per_second: float
     max_upload_bytes: int
     search_for: float
@@ -310,6 +353,8 @@ def from_mapping(data: Any, source: Path | None = None) -> Config:
         raw = given.get(key, default)
         try:
             values[key] = None if raw is None and default is None else parse(raw)
+        except SubKeyError as exc:
+            raise ConfigError(f"{key}.{exc.sub}: {exc}") from None
         except ValueError as exc:
             raise ConfigError(f"{key}: {exc}") from None
     base = source.parent if source else Path.cwd()

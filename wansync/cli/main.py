@@ -24,7 +24,7 @@ from wansync.core.errors import (
 )
 from wansync.files.fsutil import write_bytes_atomic
 from wansync.files.taskfile import TASK_SUFFIX, check_task_id
-from wansync.run.daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, Daemon, InboxLocked
+from wansync.run.daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, InboxLocked, build
 
 
 def _config(args: argparse.Namespace) -> config.Config:
@@ -50,13 +50,11 @@ def _daemon(
             detail=f"readable by {exposed[1]}; `chmod 600` it (or 0400, owned by the "
             "service's user)",
         )
-    daemon = Daemon(cfg, key)
+    daemon = build(cfg, key)
     daemon.install_signals()
     try:
         return daemon.run(burst=burst, timeout=getattr(args, "timeout", None), only=only)
-    except InboxLocked:
-        raise InboxLocked(checks.lock_message(cfg.inbox)) from None
-    except ConfigError:
+    except (InboxLocked, ConfigError):  # each says what and where in one line
         raise
     except Exception:
         # One JSON line with the traceback as a field, never a multi-line dump on stderr.
@@ -106,6 +104,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     _say_where(cfg)
+    _say_who_runs(cfg)
     if args.watch:
         if args.json:
             raise UsageError("--watch: not with --json (run `status --json` in a loop instead)")
@@ -115,6 +114,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     columns = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
     print(json.dumps(rows, indent=2) if args.json else render(rows, columns))
     return EXIT_OK
+
+
+def _say_who_runs(cfg: config.Config) -> None:
+    """One stderr line: whether a daemon runs this inbox (its `.wansync.live`), which
+    anyone who may read the inbox can tell, though only the service may open the lock."""
+    from wansync.files import liveness
+
+    if not cfg.inbox.is_dir():
+        return
+    running = liveness.running(cfg.inbox)
+    if running is not None:
+        said = f"runs (PID {running.pid}, user {running.user}, since {running.started})"
+    else:
+        last = liveness.read(cfg.inbox)
+        when = f"; the last one stopped {last.stopped}" if last and last.stopped else ""
+        said = f"is not running{when}"
+    print(f"wansync: the daemon of {cfg.inbox} {said}", file=sys.stderr)
 
 
 def _say_where(cfg: config.Config) -> None:
@@ -132,12 +148,15 @@ def _say_where(cfg: config.Config) -> None:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     """A failed job is submitted anew (a new task); a failed task is polled again."""
-    from wansync.cli.retry import NothingToRetry, retry
+    from wansync.cli.retry import NothingToRetry, RetryRefused, retry
 
     try:
-        path, done = retry(_config(args), args.name)
+        path, done = retry(_config(args), args.name, force=args.force)
     except NothingToRetry as exc:
         raise UsageError(str(exc)) from None
+    except RetryRefused as exc:
+        print(f"wansync: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"wansync: {done}", file=sys.stderr)
     print(path)
     return EXIT_OK
@@ -253,15 +272,43 @@ def _inbox_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("task_id", metavar="TASK_ID", help="the DashScope task id to fetch")
     p.add_argument("--name", help="file name without .task (default: the task id)")
     with_config(p)
-    p = add("submit", cmd_submit, "write a .job for one picture (and with --wait, get the MP4)")
-    p.epilog = "exit: 0 done (--wait: the MP4's path on stdout), 1 failed, 2 bad job, 124 timed out"
-    p.add_argument("image", metavar="IMAGE_OR_URL", help="the first frame: a file or a URL")
-    p.add_argument("--prompt", required=True, help="what should happen in the video")
-    p.add_argument("--name", help="file name without .job (default: the picture's name)")
+    p = add("submit", cmd_submit, "write a .job of any kind (and with --wait, get its files)")
+    p.epilog = (
+        "exit: 0 done (--wait: the MP4's path on stdout), 1 failed, 2 bad job, 124 timed out. "
+        "Examples: submit cat.png --prompt 'she smiles'; submit --model wan2.7-t2v --prompt "
+        "'a lighthouse'; submit --model wan2.2-t2i-flash --prompt 'a kite' --n 4; submit "
+        '--model wan2.2-s2v --input-json \'{"image_url": ..., "audio_url": ...}\''
+    )
+    p.add_argument(
+        "image",
+        metavar="IMAGE_OR_URL",
+        nargs="?",
+        help="the picture, for a model that takes one (the first frame of image-to-video): "
+        "a file or a URL",
+    )
+    p.add_argument("--prompt", help="what should happen in the video, or be in the picture")
+    p.add_argument(
+        "--name", help="file name without .job (default: the picture's name, else video or picture)"
+    )
     p.add_argument("--model", help="the model (default: submit.model from the config)")
-    p.add_argument("--resolution", help="480P, 720P or 1080P (default: the model's own)")
-    p.add_argument("--duration", type=int, help="seconds of video, 2 to 15 (default: the model's)")
-    p.add_argument("--wait", action="store_true", help="wait for the video; print its path")
+    p.add_argument("--n", type=int, help="pictures to make, for a picture model (e.g. 1 to 4)")
+    p.add_argument("--resolution", help="e.g. 720P or 1080P (default: the model's own)")
+    p.add_argument("--duration", type=int, help="seconds of video (default: the model's)")
+    p.add_argument(
+        "--input-json",
+        metavar="JSON",
+        help="the request's input as the API takes it (no IMAGE_OR_URL, --prompt, --n, "
+        '--resolution or --duration beside it); {"path": FILE} is uploaded',
+    )
+    p.add_argument(
+        "--parameters-json", metavar="JSON", help="with --input-json: the request's parameters"
+    )
+    p.add_argument(
+        "--endpoint",
+        help="the create endpoint under /api/v1/services/, for a model wansync does not know "
+        "(default: the model's)",
+    )
+    p.add_argument("--wait", action="store_true", help="wait for its files; print their paths")
     p.add_argument(
         "--timeout", type=float, metavar="S", help="with --wait: give up after S s (default: none)"
     )
@@ -288,6 +335,15 @@ def _inspect_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "move the latest failed record of a task or job back into the inbox, under its name",
     )
     p.add_argument("name", metavar="NAME", help="the task's name (NAME-2 means the same task)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="also a task DashScope FAILED (polled again; a job: a new task), and a job "
+        "whose create was uncertain without searching for its task first",
+    )
+    p.epilog = (
+        "exit: 0 moved back, 1 refused (DashScope FAILED it; see --force), 2 nothing to retry"
+    )
     with_config(p)
     p = add("check", cmd_check, "validate config, folders and key; changes nothing")
     with_config(p)

@@ -4,10 +4,20 @@ A task that fails twice leaves `failed/NAME.*` and `failed/NAME-2.*` (wansync ne
 overwrites); both sidecars keep `"name": "NAME"`. So a record is found by the sidecar's
 `name` (and by file name for a sidecar-less one), the newest by `finished`, and its file
 is moved back under the original name: retrying never grows `NAME-2-2`.
+
+Two records are not simply moved back (docs/commands.md, `retry`):
+- a task DashScope itself FAILED: polling the same id again cannot change that, and a
+  job sent again is a new paid task that may fail the same way. Refused (exit 1), saying
+  what can help, unless `--force`.
+- a job that ended `SubmitUncertain`: a task may exist that wansync could not find. It
+  goes back with its journal in state `submitting` and the search window it recorded,
+  so the daemon searches the task list again and takes a task it finds there instead of
+  creating a second one; `--force` sends it anew without searching.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import re
 from dataclasses import dataclass
@@ -16,14 +26,20 @@ from pathlib import Path
 from wansync.config import Config
 from wansync.core.errors import WansyncError
 from wansync.core.record import TaskRecord
-from wansync.files import sidecar
+from wansync.files import names, sidecar
 from wansync.files.fsutil import move_durable
 from wansync.files.jobfile import JOB_SUFFIX
 from wansync.files.taskfile import TASK_SUFFIX
 
+UNCERTAIN = "SubmitUncertain"
+
 
 class NothingToRetry(WansyncError):
     """No failed record to move back: exit 2 with the reason."""
+
+
+class RetryRefused(WansyncError):
+    """A record that retrying cannot help (DashScope FAILED it): exit 1, unless `--force`."""
 
 
 @dataclass(frozen=True)
@@ -79,28 +95,103 @@ def _already_in_inbox(cfg: Config, name: str) -> Path | None:
     return None
 
 
-def retry(cfg: Config, asked: str) -> tuple[Path, str]:
+def retry(cfg: Config, asked: str, force: bool = False) -> tuple[Path, str]:
     """Move the latest failed record's file back; returns (new path, what was done)."""
+    name, record, had_records = _latest_failed(cfg, asked)
+    if record is None:
+        return _without_sidecar(cfg, name, had_records)
+    src = record.file()
+    assert src is not None
+    dst = cfg.inbox / f"{name}{src.suffix}"
+    if not force and (refusal := refused(name, record, src.suffix)):
+        raise RetryRefused(refusal)
+    error = record.record.error
+    if not force and src.suffix == JOB_SUFFIX and error and error.code == UNCERTAIN:
+        return _search_again(cfg, name, record, src, dst)
+    move_durable(src, dst)
+    why = f"{error.code}: {error.message}" if error else "no error recorded"
+    again = "submitted anew (a new task)" if src.suffix == JOB_SUFFIX else "polled again"
+    return dst, f"moved {src} to {dst}; it will be {again} (it had failed with {why})"
+
+
+def _latest_failed(cfg: Config, asked: str) -> tuple[str, Record | None, bool]:
+    """The task's name, its latest failed record that still has a file to move back, and
+    whether it had failed records at all; `NothingToRetry` when it is not failed."""
     asked = asked.removesuffix(TASK_SUFFIX).removesuffix(JOB_SUFFIX)
     name, records = _lookup(cfg, asked)
     if (queued := _already_in_inbox(cfg, name)) is not None:
         raise NothingToRetry(f"{name}: {queued} is already in the inbox (see `wansync status`)")
     latest = max(records, key=lambda r: r.finished, default=None)
     if latest is not None and latest.folder == cfg.outbox:
-        video = latest.record.video.path if latest.record.video else f"{latest.stem}.mp4"
-        raise NothingToRetry(f"{name}: it succeeded; the video is {cfg.outbox / video}")
+        raise NothingToRetry(f"{name}: it succeeded; {_where(cfg, latest.record, latest.stem)}")
     failed = sorted((r for r in records if r.folder == cfg.failed), key=lambda r: -r.finished)
-    record = next((r for r in failed if r.file() is not None), None)
-    if record is None:
-        return _without_sidecar(cfg, name, bool(failed))
-    src = record.file()
-    assert src is not None
-    dst = cfg.inbox / f"{name}{src.suffix}"
-    move_durable(src, dst)
+    return name, next((r for r in failed if r.file() is not None), None), bool(failed)
+
+
+def _search_again(cfg: Config, name: str, record: Record, src: Path, dst: Path) -> tuple[Path, str]:
+    """A `SubmitUncertain` job back with its journal in `submitting`: searched, not sent."""
+    journal = sidecar.path_for(cfg.inbox, names.stem(name))
+    sidecar.write(journal, search_again(record.record))  # first: the daemon reads it
+    try:
+        move_durable(src, dst)
+    except OSError:
+        journal.unlink(missing_ok=True)  # ours, just written: no job without its file
+        raise
+    return dst, (
+        f"moved {src} to {dst}; the daemon searches the task list again for the task "
+        f"its create may have made, and takes it if it is there; only if it is not does "
+        f"the job end {UNCERTAIN} again (then `wansync retry {name} --force` creates "
+        f"a new task)"
+    )
+
+
+def refused(name: str, record: Record, suffix: str) -> str | None:
+    """Why retrying `record` cannot help, or None: DashScope itself FAILED its task."""
+    if record.record.task_status != "FAILED":
+        return None
     error = record.record.error
-    why = f"{error.code}: {error.message}" if error else "no error recorded"
-    again = "submitted anew (a new task)" if src.suffix == JOB_SUFFIX else "polled again"
-    return dst, f"moved {src} to {dst}; it will be {again} (it had failed with {why})"
+    said = f"{error.code}: {error.message}" if error else "no reason given"
+    head = f"{name}: DashScope ended task {record.record.task_id} as FAILED ({said})"
+    if suffix == JOB_SUFFIX:
+        return (
+            f"{head}; polling it again cannot change that, and retrying the job sends it "
+            f"anew as a new, paid task that may fail the same way. Fix what the reason "
+            f"names in {record.folder / (record.stem + JOB_SUFFIX)} (or keep it as it is), "
+            f"then `wansync retry {name} --force` submits it anew"
+        )
+    return (
+        f"{head}; polling the same id again cannot change a FAILED task. Make a new task "
+        f"(`wansync submit`, or a .job) and drop its id; `wansync retry {name} --force` "
+        f"polls the old one again anyway"
+    )
+
+
+def search_again(ended: TaskRecord) -> TaskRecord:
+    """The inbox journal of a `SubmitUncertain` job sent back: `submitting` again, so the
+    daemon searches the task list (over the window it recorded) and never creates first."""
+    message = "wansync retry: searching the task list again for the task the create may have made"
+    return dataclasses.replace(
+        ended,
+        state="submitting",
+        task_id=None,
+        task_status=None,
+        next_poll=None,
+        finished=None,
+        published_as=None,
+        hook=None,
+        error=sidecar.error(UNCERTAIN, message, True),
+    )
+
+
+def _where(cfg: Config, record: TaskRecord, stem: str) -> str:
+    """Where a succeeded task's files are, in a few words: its video, its one file, or
+    its files (a sidecar from before `outputs`: the video its stem names)."""
+    files = [str(cfg.outbox / o.path) for o in record.outputs]
+    if not files:
+        return f"the video is {cfg.outbox / f'{stem}.mp4'}"
+    if len(files) == 1:
+        return f"the {'video' if record.outputs[0].is_video else 'file'} is {files[0]}"
+    return f"its {len(files)} files are {', '.join(files)}"
 
 
 def _without_sidecar(cfg: Config, name: str, had_records: bool) -> tuple[Path, str]:

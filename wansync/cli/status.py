@@ -19,8 +19,9 @@ from wansync.files.taskfile import TASK_SUFFIX, is_task_name
 
 MB = 1_000_000
 WAITING = "waiting"  # a .task or .job in the inbox the daemon has not picked up yet
-HEADER = ("WHERE", "NAME", "TASK ID", "STATE", "POLLS", "AGE", "ERROR")
-NAME, TASK_ID, STATE, POLLS, AGE, ERROR = 1, 2, 3, 4, 5, 6  # columns of HEADER
+HEADER = ("WHERE", "NAME", "TASK ID", "STATE", "FILES", "POLLS", "AGE", "ERROR")
+NAME, TASK_ID, STATE, FILES, POLLS, AGE, ERROR = 1, 2, 3, 4, 5, 6, 7  # columns of HEADER
+MAX_SHOWN_FILES = 16  # a hand-edited sidecar's list is shown this far
 GAP = 2  # spaces between columns
 DROP = -1
 # How a table narrower than the terminal gives way, step by step: (column, least width,
@@ -28,8 +29,10 @@ DROP = -1
 GIVE_WAY = (
     (ERROR, 32),
     (NAME, 16),
+    (FILES, 8),
     (AGE, DROP),
     (POLLS, DROP),
+    (FILES, DROP),
     (NAME, 12),
     (ERROR, 16),
     (NAME, 8),
@@ -82,8 +85,29 @@ def _row(where: str, name: str, data: dict[str, Any] | None, now: float) -> dict
         "age_seconds": round(max(0.0, now - first), 1) if first else None,
         "error": _error(shown.error),
         "video": shown.video,
+        "outputs": _outputs(shown.outputs, shown.video),
         "download": _progress(shown.download),
     }
+
+
+def _outputs(outputs: Any, video: Any) -> list[dict[str, Any]] | None:
+    """The task's published files as its sidecar lists them (an older sidecar: its
+    video), each `{path, bytes, sha256, content_type}`; None before success."""
+    files = outputs if isinstance(outputs, list) else [video] if isinstance(video, dict) else []
+    shown = [
+        {k: f.get(k) for k in ("path", "bytes", "sha256", "content_type")}
+        for f in files[:MAX_SHOWN_FILES]
+        if isinstance(f, dict) and isinstance(f.get("path"), str)
+    ]
+    return shown or None
+
+
+def _files(row: dict[str, Any]) -> str:
+    """The FILES cell: the one file's name, or how many (`4 files`); `-` before success."""
+    outputs = row.get("outputs") or []
+    if len(outputs) == 1:
+        return str(outputs[0]["path"])[:200]
+    return f"{len(outputs)} files" if outputs else "-"
 
 
 def _progress(download: Any) -> dict[str, int | None] | None:
@@ -176,6 +200,7 @@ def render(rows: list[dict[str, Any]], columns: int | None = None) -> str:
                 r["name"],
                 r["task_id"] or "-",
                 _state(r),
+                _files(r),
                 str(r["polls"]),
                 _age(r["age_seconds"]),
                 f"{err['code']}: {err['message']}" if err else "",

@@ -1,4 +1,9 @@
-"""`wansync submit`: one picture and a prompt to a `.job`; with `--wait`, to an MP4.
+"""`wansync submit`: a `.job` from the command line, of any kind; with `--wait`, its files.
+
+`IMAGE_OR_URL --prompt …` is image-to-video as before; `--model wan2.7-t2v --prompt …`
+needs no picture; `--n 4` asks a picture model for four; `--input-json` (and
+`--parameters-json`) give the request as the API takes it. The job is checked as the
+daemon checks it before it is written: a bad one is one line on stderr and exit 2.
 
 With `--wait` and no daemon on the inbox, this process runs the job itself (a burst
 daemon for just this name); with one running, it watches the job's files until it ends.
@@ -8,6 +13,10 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
+import os
+import re
+import shlex
 import sys
 import threading
 import time
@@ -18,66 +27,163 @@ from typing import Any
 import yaml
 
 from wansync import config
+from wansync.cli import visible
 from wansync.cli.checks import describe, inbox_error, make_inbox
-from wansync.core.errors import ConfigError, JobFileError
+from wansync.core import kinds
+from wansync.core.errors import ConfigError, JobFileError, UsageError
 from wansync.core.record import TaskRecord
-from wansync.files import sidecar
+from wansync.files import liveness, lock, sidecar
 from wansync.files.fsutil import write_bytes_atomic
-from wansync.files.jobfile import JOB_SUFFIX, URL_SCHEMES, parse, uses_media
+from wansync.files.jobfile import JOB_SUFFIX, URL_SCHEMES, parse
 from wansync.files.taskfile import TASK_SUFFIX
 from wansync.run.daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, InboxLocked
 from wansync.run.publish import free_name
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT; `once` gives 143 for SIGTERM
+FIELD_FLAGS = ("prompt", "n", "resolution", "duration")  # flags that are job fields as named
+IMAGE_ARG = "IMAGE_OR_URL"
 
 
-def job_document(args: argparse.Namespace, default_model: str) -> dict[str, Any]:
-    """The `.job` for the command line: URL media as given, local files by real path (links
-    the user typed resolved now: the job check refuses a link anywhere on the way)."""
-    source = args.image
-    if source.startswith(URL_SCHEMES):
-        frame = {"type": "first_frame", "url": source}
-    else:
-        frame = {"type": "first_frame", "path": str(Path(source).expanduser().resolve())}
-    doc: dict[str, Any] = {"prompt": args.prompt}
-    if args.model:
-        doc["model"] = args.model
-    if not uses_media(args.model or default_model):
-        doc["img_url" if "url" in frame else "image"] = frame.get("url") or frame["path"]
-    else:
-        doc["media"] = [frame]
-    for key in ("resolution", "duration"):
-        if getattr(args, key) is not None:
-            doc[key] = getattr(args, key)
+def picture_slot(kind: kinds.Kind) -> tuple[str, str | None] | None:
+    """Where a kind takes the one picture of the command line: (field, media type), or
+    None for a kind that takes none (text-to-video, text-to-image)."""
+    if kind.media is not None:
+        media = next((t for t in kind.media.types if t.media == "image"), None)
+        if media is not None:
+            return "media", media.name
+    param = next((p for p in kind.fields if p.media == "image"), None)
+    return (param.name, None) if param is not None else None
+
+
+def _source(image: str) -> str | dict[str, str]:
+    """A URL as given; a local file by its real path (links the user typed resolved now:
+    the job check refuses a link anywhere on the way)."""
+    if image.startswith(URL_SCHEMES):
+        return image
+    return {"path": str(Path(image).expanduser().resolve())}
+
+
+def _picture_fields(kind: kinds.Kind, model: str, image: str) -> dict[str, Any]:
+    slot = picture_slot(kind)
+    if slot is None:
+        raise UsageError(f"{IMAGE_ARG}: {model} ({kind.name}) takes no picture")
+    name, media_type = slot
+    source = _source(image)
+    if media_type is not None:
+        item = {"url": source} if isinstance(source, str) else dict(source)
+        return {"media": [{"type": media_type, **item}]}
+    param = kind.param(name)
+    assert param is not None
+    if param.test([source]) is None:  # a list of pictures (`images`)
+        return {name: [source]}
+    return {name: source}
+
+
+def _json_object(flag: str, text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{flag}: must be a JSON object ({{...}})")
+    return value
+
+
+def _raw_document(args: argparse.Namespace) -> dict[str, Any]:
+    """The raw form: `input` and `parameters` as given, nothing beside them."""
+    beside = [f"--{k}" for k in FIELD_FLAGS if getattr(args, k, None) is not None]
+    if args.image is not None:
+        beside.insert(0, IMAGE_ARG)
+    if beside:
+        raise UsageError(
+            f"--input-json gives the request as the API takes it: {', '.join(beside)} cannot "
+            "be given beside it (put them in the JSON)"
+        )
+    if args.input_json is None:
+        raise UsageError("--parameters-json needs --input-json (the request's input)")
+    doc: dict[str, Any] = {"input": _json_object("--input-json", args.input_json)}
+    if args.parameters_json is not None:
+        doc["parameters"] = _json_object("--parameters-json", args.parameters_json)
     return doc
 
 
-def _default_name(source: str) -> str:
+def job_document(args: argparse.Namespace, default_model: str) -> dict[str, Any]:
+    """The `.job` for the command line, in the fields form or (`--input-json`) the raw one."""
+    model = args.model or default_model
+    doc: dict[str, Any] = {}
+    if args.model:
+        doc["model"] = args.model
+    if getattr(args, "endpoint", None):
+        doc["endpoint"] = args.endpoint
+    if getattr(args, "input_json", None) is not None or getattr(args, "parameters_json", None):
+        return {**doc, **_raw_document(args)}
+    kind = kinds.kind_for(model)
+    for key in FIELD_FLAGS:
+        if getattr(args, key, None) is not None:
+            doc[key] = getattr(args, key)
+    if args.image is not None and kind is not None:
+        doc.update(_picture_fields(kind, model, args.image))
+    return doc
+
+
+def _default_name(source: str | None, model: str) -> str:
+    kind = kinds.kind_for(model)
+    fallback = "picture" if kind is not None and kind.files == "picture" else "video"
+    if source is None:
+        return fallback
     stem = Path(source.split("?", 1)[0].rstrip("/")).stem
-    return stem if stem and not stem.startswith(".") else "video"
+    return stem if stem and not stem.startswith(".") else fallback
 
 
-def _as_typed(message: str) -> str:
-    """A job-file field the user never typed (`media[0].path`) named as the argument."""
-    for field in ("media[0].path: ", "media[0].url: ", "image: ", "img_url: "):
-        if message.startswith(field):
-            return "IMAGE_OR_URL: " + message[len(field) :]
-    return message
+def _as_typed(message: str, model: str) -> str:
+    """Job-file fields named as the command line's: `prompt: …` as `--prompt: …`, the
+    picture's field (`media[0].path`, `img_url`) as IMAGE_OR_URL."""
+    kind = kinds.kind_for(model)
+    slot = picture_slot(kind) if kind is not None else None
+    picture = (slot[0],) if slot else ()
+    flags = {f: f"--{f}" for f in (*FIELD_FLAGS, "model", "endpoint")}
+    parts = []
+    for part in message.split("; "):
+        field, sep, rest = part.partition(": ")
+        if sep and any(re.fullmatch(rf"{f}(\[0\])?(\.path|\.url)?", field) for f in picture):
+            part = f"{IMAGE_ARG}: {rest}"
+        elif sep and field in flags:
+            part = f"{flags[field]}: {rest}"
+        parts.append(part)
+    return "; ".join(parts)
+
+
+def refuse_unreadable(picture: Path, inbox: Path) -> None:
+    """`ConfigError` when the inbox's daemon (another user: the service) could not read
+    the picture: said now, with where to put it, not as a failed job later."""
+    reader = visible.reader_of(inbox)
+    why = visible.blocked(picture, reader) if reader is not None else None
+    if reader is not None and why is not None:
+        raise ConfigError(
+            f"IMAGE_OR_URL: {picture}: the daemon of {inbox} runs as user "
+            f"{reader.user.name}, who cannot read it ({why}). Put the picture where that "
+            f"user can read it (a folder in the "
+            f"inbox, for instance: mkdir -p {shlex.quote(str(inbox / 'pictures'))} && cp "
+            f"{shlex.quote(str(picture))} {shlex.quote(str(inbox / 'pictures'))}/) and "
+            f"give that path, or give a URL"
+        )
 
 
 def submit(args: argparse.Namespace, run_burst: Callable[[str], int]) -> int:
     cfg = config.load(args.config)
-    doc = job_document(args, cfg.submit.model)
-    text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
-    if not args.image.startswith(URL_SCHEMES):
+    model = args.model or cfg.submit.model
+    if args.image is not None and not args.image.startswith(URL_SCHEMES):
         try:  # named as typed: `nope.png: no such file or directory`
             Path(args.image).expanduser().stat()
         except OSError as exc:
             raise ConfigError(describe(exc, args.image)) from None
+        refuse_unreadable(Path(args.image).expanduser().resolve(), cfg.inbox)
+    doc = job_document(args, cfg.submit.model)
+    text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
     try:  # the daemon's own check, now: a bad picture or prompt fails here, not later
         parse(text.encode(), cfg.submit.model, cfg.inbox, cfg.submit.max_upload_bytes)
     except JobFileError as exc:
-        print(f"wansync: {_as_typed(str(exc))}", file=sys.stderr)
+        print(f"wansync: {_as_typed(str(exc), model)}", file=sys.stderr)
         return EXIT_CONFIG
     try:
         if make_inbox(cfg.inbox):  # said, so that a mistyped path is noticed
@@ -95,7 +201,7 @@ def submit(args: argparse.Namespace, run_burst: Callable[[str], int]) -> int:
                 f"{cfg.inbox / name}.job (or .task) already exists; pick another --name"
             )
     else:
-        name = free_name(cfg.inbox, _default_name(args.image))
+        name = free_name(cfg.inbox, _default_name(args.image, model))
     path = cfg.inbox / f"{name}{JOB_SUFFIX}"
     since = time.time() - 1.0
     try:
@@ -105,7 +211,7 @@ def submit(args: argparse.Namespace, run_burst: Callable[[str], int]) -> int:
     if not args.wait:
         print(path)
         return EXIT_OK
-    print(f"wansync: {path.name} written; waiting for the video", file=sys.stderr)
+    print(f"wansync: {path.name} written; waiting for its files", file=sys.stderr)
     return _wait(cfg, name, args.timeout, since, run_burst)
 
 
@@ -116,7 +222,20 @@ def _wait(
     since: float,
     run_burst: Callable[[str], int],
 ) -> int:
-    """Run the job here (or follow the daemon that holds the inbox), saying how it ends."""
+    """Run the job here (or follow the daemon that holds the inbox), saying how it ends.
+
+    A daemon that runs (its `.wansync.live`), or an inbox whose lock is another user's
+    (the service's, stopped for a moment), is followed: that needs no API key and no
+    access to the lock. Only with no one else to do it is the job run here.
+    """
+    elsewhere = who_runs(cfg.inbox, name)
+    if elsewhere is not None:
+        print(f"wansync: {elsewhere}", file=sys.stderr)
+        try:
+            code = watch(cfg, name, timeout, since, None, [""])
+        except KeyboardInterrupt:
+            code = EXIT_INTERRUPTED
+        return _ended(cfg, name, code, timeout, since, here=False)
     stop, shown = threading.Event(), [""]  # the line last printed, shared by both watchers
     progress = threading.Thread(
         target=watch, args=(cfg, name, None, since, stop, shown), daemon=True
@@ -125,7 +244,7 @@ def _wait(
     here = True
     try:
         code = run_burst(name)
-    except InboxLocked:  # a daemon runs on this inbox: it does the work, we watch
+    except InboxLocked:  # a daemon started meanwhile: it does the work, we watch
         stop.set()
         progress.join()
         here = False
@@ -133,9 +252,42 @@ def _wait(
             code = watch(cfg, name, timeout, since, None, shown)
         except KeyboardInterrupt:
             code = EXIT_INTERRUPTED
+    except ConfigError as exc:  # no key here, most likely: say what became of the job
+        raise ConfigError(
+            f"{exc} (no wansync runs on {cfg.inbox} to do it instead: {name}{JOB_SUFFIX} "
+            f"waits there for the next `wansync run` or `once`)"
+        ) from None
     finally:
         stop.set()
     progress.join(2)
+    return _ended(cfg, name, code, timeout, since, here)
+
+
+def who_runs(inbox: Path, name: str) -> str | None:
+    """Who else does this inbox's work, said as the line `submit --wait` prints; None
+    when no one does and this process may (it then runs the job itself)."""
+    running = liveness.running(inbox)
+    if running is not None:
+        return (
+            f"following the wansync that runs this inbox (PID {running.pid}, user "
+            f"{running.user}, since {running.started})"
+        )
+    found = lock.Found.at(inbox / lock.LOCK_NAME)
+    owner = inbox.stat().st_uid
+    if lock.judge(found, os.geteuid(), owner, holder_alive=False) is lock.Verdict.FOREIGN:
+        assert found is not None
+        return (
+            f"no wansync runs on {inbox} now, and its lock belongs to "
+            f"{lock.user_name(found.uid)} (the service): {name}{JOB_SUFFIX} waits for it "
+            f"to start (Ctrl-C stops waiting; the job stays)"
+        )
+    return None
+
+
+def _ended(
+    cfg: config.Config, name: str, code: int, timeout: float | None, since: float, here: bool
+) -> int:
+    """The exit code, and what became of the job when this command stopped waiting."""
     if code == EXIT_TIMEOUT or code >= EXIT_INTERRUPTED:
         print(f"wansync: {name}: {_left_over(cfg, name, code, timeout, here)}", file=sys.stderr)
         return code
@@ -202,14 +354,16 @@ def _final(cfg: config.Config, name: str, since: float) -> tuple[Path, TaskRecor
 
 
 def report(cfg: config.Config, name: str, since: float) -> int:
-    """Print the MP4's path (stdout), or why there is none (stderr)."""
+    """Print the path of each of the task's files, one a line, in file order (stdout: the
+    MP4's for a video), or why there are none (stderr)."""
     final = _final(cfg, name, since)
     if final is None:
         print(f"wansync: {name}: no result found", file=sys.stderr)
         return EXIT_FAILED
     path, record = final
-    if record.state == "succeeded" and record.video:
-        print(path.parent / record.video.path)
+    if record.state == "succeeded" and record.outputs:
+        for output in record.outputs:
+            print(path.parent / output.path)
         return EXIT_OK
     code, message = (record.error.code, record.error.message) if record.error else (None, None)
     print(f"wansync: {name} failed: {code}: {message}", file=sys.stderr)

@@ -74,16 +74,17 @@ class TaskTransientError(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskSucceeded(Event):
-    """The video and its records are in the outbox, under `published_as`."""
+    """The task's files and its records are in the outbox, under `published_as`."""
 
     EVENT = "task.succeeded"
     name: str
     task_id: str
     published_as: str
-    video: str  # absolute path of the MP4
+    video: str | None  # absolute path of the MP4 (None: the task made pictures)
     sidecar: str  # absolute path of the final sidecar
     polls: int
-    path: str = ""  # the video's path (the log's field)
+    path: str = ""  # its first file's path (the log's field)
+    outputs: tuple[str, ...] = ()  # absolute paths of every file published, in order
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +100,19 @@ class TaskFailed(Event):
     code: str
     message: str
     path: str = ""  # the failed sidecar's path (the log's field)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputsCapped(Event):
+    """A SUCCEEDED answer named more files than a task may fetch: the first `files` come
+    down, `dropped` more are not fetched."""
+
+    EVENT = "task.outputs_capped"
+    LEVEL = "warning"
+    name: str
+    task_id: str
+    files: int
+    dropped: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,11 +138,15 @@ class TaskInvalid(Event):
 # -- downloads ---------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DownloadStarted(Event):
+    """File `file` of the task's `files` (from 1) is coming down."""
+
     EVENT = "download.started"
     name: str
     task_id: str
     url: str  # without its query string
     resume_from: int
+    file: int = 1
+    files: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,11 +159,14 @@ class DownloadProgress(Event):
     bytes: int
     total: int | None
     written: int
+    file: int = 1
+    files: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DownloadCompleted(Event):
-    """Verified and fsynced, about to be published; `written`: since the last progress."""
+    """One file verified and fsynced (published with the task's others); `written`: since
+    the last progress; `content_type`: what its bytes are."""
 
     EVENT = "download.completed"
     name: str
@@ -154,6 +175,9 @@ class DownloadCompleted(Event):
     sha256: str
     seconds: float
     written: int
+    file: int = 1
+    files: int = 1
+    content_type: str = "video/mp4"
 
 
 # -- the account -------------------------------------------------------------------------

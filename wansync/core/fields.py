@@ -78,7 +78,10 @@ def text(name: str, limit: int, *, section: Any = "input", required: bool = Fals
         if not isinstance(value, str) or not value.strip():
             return "must be non-empty text"
         if len(value) > limit:
-            return f"{len(value)} characters, over the {limit} the API takes (it cuts the rest)"
+            return (
+                f"longer than the API takes: {len(value)} characters, over the {limit} "
+                "it reads (it would cut the rest)"
+            )
         return None
 
     return Param(name, section, f"text, at most {limit} characters", test, required)

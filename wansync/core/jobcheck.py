@@ -90,7 +90,8 @@ def _check_media(media: Media, value: Any, label: Label, kind: Kind) -> list[str
     for name, count in counts.items():
         kind_of = media.type(name)
         if kind_of and count > kind_of.most:
-            problems.append(f"{where}: {count} items of type {name}, at most {kind_of.most}")
+            twice = f" ({name} given twice)" if count == 2 else ""
+            problems.append(f"{where}: {count} items of type {name}, at most {kind_of.most}{twice}")
     return problems
 
 

@@ -108,8 +108,9 @@ def _i2v_combination(fields: Mapping[str, Any]) -> str | None:
     if types in allowed:
         return None
     return (
-        f"media: {' + '.join(sorted(types))} is not a combination wan2.7-i2v takes "
-        "(first_frame [+ last_frame] [+ driving_audio], or first_clip [+ last_frame])"
+        f"media: {' + '.join(sorted(types))} is not a combination wan2.7-i2v takes: it "
+        "needs exactly one of first_frame or first_clip (first_frame [+ last_frame] "
+        "[+ driving_audio], or first_clip [+ last_frame])"
     )
 
 

@@ -4,22 +4,26 @@ No I/O, no clock reads, no threads: the loop passes `now` in and carries the dec
 out (pipeline.py). Every rule about what an API answer or a download's end means for
 a task is here, in one table a test can walk through:
 
-  poll answer        PENDING/RUNNING → PollAt;  SUCCEEDED → StartDownload (or Fail when
-                     the URL is not one we may fetch / was refused already; or Retry
-                     when it has no URL);  FAILED/CANCELED/UNKNOWN → Fail
+  poll answer        PENDING/RUNNING → PollAt;  SUCCEEDED → StartDownload of the files its
+                     output names (shapes.py), or Fail when a URL is not one we may
+                     fetch / was refused already; an output that names no file → Retry
+                     as MalformedResponse, the third in a row → Fail(UnsupportedOutput);
+                     FAILED/CANCELED/UNKNOWN → Fail
   poll error         TaskFailed → Fail;  AuthRejected → PauseForAuth (everyone waits,
                      one probe goes first);  RateLimited → Retry with an account pause;
                      other transient → Retry;  Stopping → Ignore
-  download end       Downloaded → Succeed;  UrlRefused → poll again at once (twice
-                     for different URLs → Fail);  TaskFailed → Fail;  transient → Retry
-  before a poll      older than poll.give_up_after → Fail(Timeout)
+  downloads end      (a round of the task's files, filegroup.py) GroupDone → Succeed;
+                     UrlRefused → poll again at once (twice for different URLs → Fail);
+                     TaskFailed → Fail;  transient → Retry
+  before a poll      followed longer than poll.give_up_after → Fail(Timeout) (`task_age`:
+                     monotonic within a run, so a wall-clock step ends nothing)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from wansync.core.errors import (
     AuthRejected,
@@ -29,12 +33,15 @@ from wansync.core.errors import (
     UrlRefused,
     WansyncError,
 )
-from wansync.core.messages import Downloaded, TaskReport
-from wansync.core.retry import plan
+from wansync.core.filegroup import GroupDone
+from wansync.core.messages import TaskReport
+from wansync.core.retry import as_transient, plan
+from wansync.core.shapes import FileUrl, Unsupported, outputs_of
 from wansync.core.times import read_time, url_expires
 from wansync.core.tracker import Task
 
 UNFINISHED = ("PENDING", "RUNNING")
+UNSUPPORTED_LIMIT = 3  # SUCCEEDED answers in a row naming no file, then UnsupportedOutput
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +62,7 @@ class Policy:
     interval: float
     max_per_second: float
     give_up_after: float
-    check_url: Callable[[str], None]
+    check_url: Callable[[str], None]  # every file's URL
 
 
 # -- decisions ---------------------------------------------------------------------------
@@ -70,13 +77,18 @@ class PollAt:
 
 @dataclass(frozen=True, slots=True)
 class StartDownload:
-    url: str
-    expires: float | None  # the signed URL's deadline (wall clock), if it says
+    """Fetch these files (in the order they are named); `expires`: the earliest deadline
+    among their signed URLs (wall clock), if any says; `dropped`: file URLs past the
+    cap, not fetched."""
+
+    files: tuple[FileUrl, ...]
+    expires: float | None
+    dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Succeed:
-    video: Downloaded
+    group: GroupDone
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +109,7 @@ class Retry:
     errors_in_row: int
     pause_until: float | None = None  # every poll of the account waits (a 429)
     refused_url: str | None = None  # remember: storage refused this URL once
+    unsupported_in_row: int | None = None  # SUCCEEDED answers in a row naming no file
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +133,7 @@ Decision = PollAt | StartDownload | Succeed | Fail | Retry | PauseForAuth | Igno
 # -- the rules ---------------------------------------------------------------------------
 def before_poll(task: Task, now: Now, policy: Policy) -> Fail | None:
     """A task not finished `give_up_after` after it was first seen fails as `Timeout`."""
-    first_seen = read_time(task.record.first_seen, now.wall) or now.wall
-    age = now.wall - first_seen
+    age = task_age(task, now)
     if age > policy.give_up_after:
         return Fail(
             "Timeout",
@@ -129,6 +141,27 @@ def before_poll(task: Task, now: Now, policy: Policy) -> Fail | None:
             f"(poll.give_up_after is {int(policy.give_up_after)} s)",
         )
     return None
+
+
+def task_age(task: Task, now: Now) -> float:
+    """Seconds wansync has followed `task`: within this run by the monotonic clock, plus
+    what its sidecar's own times say of earlier runs (`earlier_age`), so that a step of the
+    wall clock (a VM resumed, NTP after a boot without a clock) ages no task. A task no run
+    follows yet is as old as the wall clock says."""
+    if task.followed_since is None:
+        first_seen = read_time(task.record.first_seen, now.wall) or now.wall
+        return now.wall - first_seen
+    return task.followed_before + now.mono - task.followed_since
+
+
+def earlier_age(first_seen: str | None, last_polled: str | None, wall: float) -> float:
+    """How long earlier runs followed a task, by its sidecar: `first_seen` to its last
+    poll (never past `wall`). Time while wansync was stopped does not count."""
+    start = read_time(first_seen, wall)
+    end = read_time(last_polled, wall)
+    if start is None or end is None:
+        return 0.0
+    return max(0.0, min(end, wall) - start)
 
 
 def auth_resumed(paused: bool, outcome: TaskReport | WansyncError) -> bool:
@@ -185,27 +218,49 @@ def after_report(
             "the API does not know this task id (wrong id, other region, or older than 24 h)",
         )
     if status == "SUCCEEDED":
-        url = output.get("video_url")
-        if not isinstance(url, str) or not url:
-            error = TransientError("SUCCEEDED without a video_url", "MalformedResponse")
-            return _retry(task, error, "poll", now, policy)
-        if task.refused_url == url:
-            return Fail(
-                "VideoUrlExpired", "storage refused the video URL and the task has no newer one"
-            )
-        try:
-            policy.check_url(url)
-        except TaskFailed as exc:
-            return Fail(exc.code, exc.message)
-        return StartDownload(url, url_expires(url))
+        return after_success(task, output, now, policy)
     return PollAt(started + defer, None if must is None else started + must)  # PENDING/RUNNING
 
 
+def after_success(task: Task, output: dict[str, Any], now: Now, policy: Policy) -> Decision:
+    """A SUCCEEDED answer: fetch the files its output names (docs/folders.md, Outputs).
+
+    An output that names none is retried as a malformed answer, and the
+    `UNSUPPORTED_LIMIT`-th such answer in a row ends the task (`UnsupportedOutput`,
+    the output kept in its sidecar): a kind wansync cannot fetch must not be polled for
+    hours. A URL storage refused before and handed out again means the task has no newer
+    one; a URL wansync may not fetch (host, scheme) fails the task.
+    """
+    found = outputs_of(output)
+    if isinstance(found, Unsupported):
+        n = task.unsupported_in_row + 1
+        if n >= UNSUPPORTED_LIMIT:
+            return Fail(
+                "UnsupportedOutput",
+                f"the task SUCCEEDED but its output names no file wansync can fetch, "
+                f"{n} answers in a row: {found.reason}",
+            )
+        reason = f"SUCCEEDED without a file to fetch: {found.reason}"
+        error = TransientError(reason, "MalformedResponse")
+        return replace(_retry(task, error, "poll", now, policy), unsupported_in_row=n)
+    urls = [f.url for f in found.files]
+    if task.refused_url is not None and task.refused_url in urls:
+        return Fail("VideoUrlExpired", "storage refused a file's URL and the task has no newer one")
+    try:
+        for url in urls:
+            policy.check_url(url)
+    except TaskFailed as exc:
+        return Fail(exc.code, exc.message)
+    deadlines = [d for d in map(url_expires, urls) if d is not None]
+    return StartDownload(found.files, min(deadlines, default=None), found.dropped)
+
+
 def after_download(
-    task: Task, url: str, outcome: Downloaded | WansyncError, now: Now, policy: Policy
+    task: Task, url: str, outcome: GroupDone | WansyncError, now: Now, policy: Policy
 ) -> Decision:
-    """What the end of a download means."""
-    if isinstance(outcome, Downloaded):
+    """What the end of a round of the task's downloads means (`filegroup.FileGroup.ended`);
+    `url`: the file's whose error decided it."""
+    if isinstance(outcome, GroupDone):
         return Succeed(outcome)
     if isinstance(outcome, Stopping):
         return Ignore()
@@ -213,7 +268,7 @@ def after_download(
         if task.refused_url is not None and task.refused_url != url:
             return Fail(
                 "VideoUrlExpired",
-                f"storage refused the video URL twice ({outcome.message}); it has expired",
+                f"storage refused a file's URL twice ({outcome.message}); it has expired",
             )
         error = TransientError(f"{outcome.message}; asking the task API again", outcome.code)
         retry = _retry(task, error, "poll", now, policy)
@@ -234,8 +289,7 @@ def after_download(
 def _retry(
     task: Task, error: WansyncError, then: Literal["poll", "download"], now: Now, policy: Policy
 ) -> Retry:
-    if not isinstance(error, TransientError):  # an error of a kind we did not expect here
-        error = TransientError(error.message or type(error).__name__, error.code)
+    error = as_transient(error)
     n = task.errors_in_row + 1
     retry = plan(error, n, policy.interval)
     pause = now.mono + retry.pause if retry.pause is not None and then == "poll" else None

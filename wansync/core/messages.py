@@ -38,7 +38,9 @@ class Submitted:
 
 @dataclass(frozen=True)
 class Downloaded:
-    """A complete, verified `.part` file, fsynced and ready to be renamed into place."""
+    """A complete, verified `.part` file, fsynced and ready to be renamed into place;
+    `content_type` is what its bytes are (`video/mp4`, `image/png` …), not what the
+    server said."""
 
     bytes: int
     sha256: str
@@ -60,32 +62,38 @@ class PollDone:
 
 @dataclass(frozen=True, slots=True)
 class DownloadStarted:
-    """The video's answer came: the sidecar must know its ETag before much is on disk."""
+    """A file's answer came: the sidecar must know its ETag before much is on disk.
+    `index`: which file of the task's group (from 0)."""
 
     name: str
     slot: int
     url: str
     etag: str | None
     resume_from: int
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class DownloadProgress:
-    """Bytes on disk so far (sent at most every few seconds)."""
+    """Bytes of file `index` on disk so far (sent at most every few seconds)."""
 
     name: str
     slot: int
     bytes: int
     total: int | None
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class DownloadDone:
+    """File `index` of the task's group came down (or did not)."""
+
     name: str
     slot: int
     url: str
     seconds: float
     outcome: Downloaded | WansyncError
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +114,13 @@ class PostDone:
 
 @dataclass(frozen=True, slots=True)
 class LookupDone:
-    """A task-list search; `known`: ids of our tasks that ended in the last day."""
+    """A task-list search; `known`: ids of our tasks that ended in the last day;
+    `window`: the [from, to] searched, Unix seconds on the server's clock."""
 
     name: str
     outcome: list[dict[str, Any]] | WansyncError
     known: frozenset[str]
+    window: tuple[float, float] | None = None
 
 
 JobStepDone = UploadDone | PostDone | LookupDone
@@ -128,11 +138,13 @@ class ListDone:
 # -- what the submitter hands to the loop (returned, not posted: it runs on the loop) ----
 @dataclass(frozen=True, slots=True)
 class Adopt:
-    """Hand-over: the job's task exists; write `NAME.task` and track it like any task."""
+    """Hand-over: the job's task exists and its `.task` is written; track `task` like any.
 
-    name: str
-    task_id: str
-    meta: dict[str, Any]
+    `job`: the job's own name, which `task.name` is unless a producer's `.task` took it.
+    """
+
+    task: Task
+    job: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ SCHEMA_VERSION = 1
 TERMINAL_STATES = ("succeeded", "failed")
 STATES = ("queued", "submitting", "polling", "downloading", *TERMINAL_STATES)
 VIDEO_TYPE = "video/mp4"
+# What a published file's bytes are -> its extension (docs/folders.md, Outputs)
+EXTENSIONS = {VIDEO_TYPE: "mp4", "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 # A job is `queued` then `submitting`; from `polling` on, a job and a task are the same.
 State = Literal["queued", "submitting", "polling", "downloading", "succeeded", "failed"]
@@ -56,14 +58,51 @@ class Output:
     def is_video(self) -> bool:
         return self.content_type in (VIDEO_TYPE, None)
 
+    @property
+    def extension(self) -> str:
+        """`mp4`, `png`, `jpg` or `webp`: what its bytes are (an unrecorded type: mp4)."""
+        return EXTENSIONS.get(self.content_type or VIDEO_TYPE, "mp4")
+
 
 @dataclass(frozen=True, slots=True)
-class DownloadState:
-    """`etag`: what a resume must match; `bytes` of `total` are on disk so far."""
+class FileDownload:
+    """One file of a group on its way down: `etag` what a resume must match, `bytes` of
+    `total` on disk so far."""
 
     etag: str | None
     bytes: int = 0
     total: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadState:
+    """`etag`: what a resume must match; `bytes` of `total` are on disk so far.
+
+    A task of one file keeps that file's state here; a task of several keeps each file's
+    in `files` (in file order) and the sums in `bytes` and `total` (None while a size is
+    unknown), with no `etag` of its own.
+    """
+
+    etag: str | None
+    bytes: int = 0
+    total: int | None = None
+    files: tuple[FileDownload, ...] = ()
+
+    def file(self, index: int, count: int) -> FileDownload:
+        """File `index` of a group of `count`: its own state (nothing yet if unknown)."""
+        if count == 1:
+            return FileDownload(self.etag, self.bytes, self.total)
+        return self.files[index] if index < len(self.files) else FileDownload(None)
+
+    def with_file(self, index: int, count: int, state: FileDownload) -> DownloadState:
+        """This state with file `index` of `count` replaced by `state`."""
+        if count == 1:
+            return DownloadState(state.etag, state.bytes, state.total)
+        files = [self.file(k, count) for k in range(count)]
+        files[index] = state
+        totals = [f.total for f in files]
+        total = None if None in totals else sum(t or 0 for t in totals)
+        return DownloadState(None, sum(f.bytes for f in files), total, tuple(files))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +125,9 @@ class JobRecord:
     submit_started: str | None = None  # written durably before the create request
     submitted: str | None = None
     found_by: str | None = None  # "task list": the answer was lost, the search found it
+    # the task-list window for a lost answer, on the API's clock (ISO 8601 UTC, from, to):
+    # recorded with the create or at the first search, so a restart or `retry` reuses it
+    search_window: tuple[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -106,7 +148,7 @@ class TaskRecord:
     error: ErrorInfo | None = None
     output: dict[str, Any] | None = None  # the API's `output`, as it answered
     usage: dict[str, Any] | None = None  # the API's `usage`, as it answered
-    expires: str | None = None  # the signed video URL's deadline
+    expires: str | None = None  # the earliest deadline among the files' signed URLs
     outputs: list[Output] = field(default_factory=list)  # the published files, once done
     download: DownloadState | None = None
     published_as: str | None = None  # the name chosen in outbox/ or failed/

@@ -1,5 +1,6 @@
 """The one retry policy: how long to wait after a transient error, and when the whole
-account must wait (a 429, a rejected key). Polls, downloads and submits all ask here.
+account must wait (a 429, a rejected key). Polls, downloads, submits and task-list
+searches all ask here.
 
 Pure: no clock; callers add the delays to their own `now`.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wansync.core.errors import AuthRejected, RateLimited, TransientError
+from wansync.core.errors import AuthRejected, RateLimited, TransientError, WansyncError
 
 MAX_BACKOFF = 300.0
 AUTH_PAUSE_MIN = 60.0  # a rejected key: nothing is asked again for at least this long
@@ -25,6 +26,14 @@ def backoff(
     1 s, 2 s, 4 s … 60 s, docs/hooks.md)."""
     doublings = min(max(0, n - 1), MAX_DOUBLINGS)
     return max(retry_after or 0.0, min(interval * 2.0**doublings, cap))
+
+
+def as_transient(error: WansyncError) -> TransientError:
+    """`error` as a transient one (its code and text kept) when it is of a kind the
+    caller did not expect there: retried after the back-off, never a failure."""
+    if isinstance(error, TransientError):
+        return error
+    return TransientError(error.message or type(error).__name__, error.code)
 
 
 @dataclass(frozen=True, slots=True)

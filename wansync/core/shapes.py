@@ -12,7 +12,7 @@ list is bounded, a URL is a URL only if it looks like one, and a task yields at 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wansync.core.fields import MAX_URL
@@ -24,14 +24,18 @@ MAX_TEXT = 200  # characters kept of a sub-result's code or message
 Shape = Literal["video_url", "results", "choices"]
 
 
+Step = str | int
+
+
 @dataclass(frozen=True, slots=True)
 class FileUrl:
     """One file to fetch: its signed URL, whether it is the video or a picture, and where
-    in `output` it was found."""
+    in `output` it was found (`where` to read, `path` the keys and indexes to it)."""
 
     url: str
     kind: Literal["video", "picture"]
     where: str
+    path: tuple[Step, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +94,8 @@ def outputs_of(output: Any) -> Outputs | Unsupported:
     if not isinstance(output, Mapping):
         return Unsupported(f"output is {type(output).__name__}, not an object")
     if usable_url(output.get("video_url")):
-        return Outputs("video_url", (FileUrl(output["video_url"], "video", "video_url"),))
+        video = FileUrl(output["video_url"], "video", "video_url", ("video_url",))
+        return Outputs("video_url", (video,))
     reasons: list[str] = []
     for shape, reader in (("results", _results), ("choices", _choices)):
         if shape not in output:
@@ -126,9 +131,9 @@ class _Collector:
         self.dropped = 0
         self.ignored = 0
 
-    def file(self, url_: str, where: str) -> None:
+    def file(self, url_: str, where: str, path: tuple[Step, ...]) -> None:
         if len(self.files) < MAX_FILES:
-            self.files.append(FileUrl(url_, "picture", where))
+            self.files.append(FileUrl(url_, "picture", where, path))
         else:
             self.dropped += 1
 
@@ -149,7 +154,7 @@ def _results(results: Any) -> Outputs | Unsupported:
     for i, element in enumerate(_bounded(results, found)):
         where = f"results[{i}]"
         if isinstance(element, Mapping) and usable_url(element.get("url")):
-            found.file(element["url"], f"{where}.url")
+            found.file(element["url"], f"{where}.url", ("results", i, "url"))
         elif isinstance(element, Mapping) and ("code" in element or "message" in element):
             code, message = _short(element.get("code")), _short(element.get("message"))
             found.failed.append(SubFailure(where, code, message))
@@ -175,7 +180,8 @@ def _choices(choices: Any) -> Outputs | Unsupported:
                 found.ignored += len(content) - j
                 break
             if isinstance(item, Mapping) and usable_url(item.get("image")):
-                found.file(item["image"], f"choices[{i}].message.content[{j}].image")
+                where = f"choices[{i}].message.content[{j}].image"
+                found.file(item["image"], where, ("choices", i, "message", "content", j, "image"))
             elif not (isinstance(item, Mapping) and item.get("type") == "text"):
                 found.ignored += 1
     return found.done()

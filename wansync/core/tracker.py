@@ -1,11 +1,13 @@
 """THE registry of live tasks: each task, the task-id index, the sidecars still to write,
-the download queue and its slots, and the counts.
+the download queue and its slots, the `.part` names claimed, and the counts.
 
 `untrack(name)` releases everything a task holds at once, so nothing (its place in the
-poll schedule, a download slot, an id, a pending write) can outlive its task. A download
-slot is a numbered ticket: a late `DownloadDone` for a task that was removed (or
-replaced by a new file of the same name) finds no ticket of its number and releases
-nothing.
+poll schedule, its download slots, an id, a pending write, its `.part` names) can
+outlive its task. A download slot is a numbered ticket for one file of a task: a late
+`DownloadDone` for a task that was removed (or replaced by a new file of the same name)
+finds no ticket of its number and releases nothing. A `.part` name is one task's while
+it downloads: `clip`'s first picture and `clip.1`'s only one would both grow in
+`.clip.1.png.part`, so the second task waits until the first is done with it.
 
 Main thread only; no clock reads (`now` is passed in), no I/O. What it holds comes
 from the inbox alone (a `.task` and its sidecar are the whole state: see
@@ -18,9 +20,15 @@ import itertools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from wansync.core.record import TERMINAL_STATES, State, TaskRecord
 from wansync.core.scheduler import Scheduler
+
+if TYPE_CHECKING:  # filegroup -> messages -> tracker: the type only
+    from wansync.core.filegroup import FileGroup
+
+CLAIM_RETRY = 1.0  # seconds before a task whose `.part` name is another's looks again
 
 
 @dataclass(slots=True)
@@ -31,8 +39,13 @@ class Task:
     record: TaskRecord
     errors_in_row: int = 0
     busy: bool = False  # a poll or a download for it is in flight
-    refused_url: str | None = None  # a video URL storage refused once
-    reported_bytes: int = 0  # download bytes at the last progress event
+    refused_url: str | None = None  # a file URL storage refused once
+    unsupported_in_row: int = 0  # SUCCEEDED answers in a row that named no file to fetch
+    group: FileGroup | None = None  # its files on their way down (state downloading)
+    parts: tuple[str, ...] = ()  # where its files grow (the `.part` paths it claims)
+    reported_bytes: dict[int, int] = field(default_factory=dict)  # per file, at the last event
+    followed_since: float | None = None  # monotonic: when this run began following it
+    followed_before: float = 0.0  # seconds earlier runs followed it (lifecycle.task_age)
     # the task list's (run/listing.py), in memory only: when the list last showed it
     # (monotonic), today's (due, deadline) from its last poll, and whether the list
     # said it ended before its own poll saw it (the sidecar's `found_by`)
@@ -52,10 +65,12 @@ class Task:
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """A download in flight: its ticket number and the flag that cancels it."""
+    """A download in flight: its ticket number, the flag that cancels it, and which file
+    of its task's group it fetches."""
 
     number: int
     cancel: threading.Event
+    index: int = 0
 
 
 @dataclass
@@ -68,7 +83,9 @@ class Tracker:
     counts: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0})
     _by_id: dict[str, str] = field(default_factory=dict)  # task id -> name fetching it
     _due: dict[str, float] = field(default_factory=dict)  # waiting for a download slot
-    _slots: dict[str, Slot] = field(default_factory=dict)
+    _slots: dict[str, dict[int, Slot]] = field(default_factory=dict)  # name -> file -> slot
+    _claims: dict[str, str] = field(default_factory=dict)  # `.part` path -> task name
+    _held: dict[str, tuple[str, ...]] = field(default_factory=dict)  # task name -> its claims
     _tickets: Iterator[int] = field(default_factory=itertools.count)
 
     # -- membership --------------------------------------------------------------------
@@ -100,9 +117,9 @@ class Tracker:
         task = self.tasks.pop(name, None)
         self.unsaved.pop(name, None)
         self._due.pop(name, None)
-        slot = self._slots.pop(name, None)
-        if slot is not None:
+        for slot in self._slots.pop(name, {}).values():
             slot.cancel.set()  # the worker stops at its next chunk
+        self.unclaim(name)
         task_id = task.record.task_id if task is not None else None
         if task_id and self._by_id.get(task_id) == name:
             del self._by_id[task_id]
@@ -114,51 +131,89 @@ class Tracker:
 
     # -- downloads ---------------------------------------------------------------------
     def queue_download(self, name: str, at: float) -> None:
-        """`name` should download from monotonic time `at` on (when a slot is free)."""
+        """`name`'s files not done should download from monotonic time `at` on (each when
+        a slot is free)."""
         if name in self.tasks:
             self._due[name] = at
 
     def next_download(self, concurrency: int) -> float | None:
         """When `take_downloads` could next start one, if a slot is free."""
-        if not self._due or len(self._slots) >= concurrency:
+        if not self._due or self.downloads_running >= concurrency:
             return None
         return min(self._due.values())
 
     def take_downloads(self, now: float, concurrency: int) -> list[tuple[Task, Slot]]:
-        """The earliest-due waiting downloads that fit the free slots; each takes one."""
-        free = concurrency - len(self._slots)
-        if free <= 0 or not self._due:
-            return []
-        due = sorted((d, n) for n, d in self._due.items() if d <= now)[:free]
-        out = []
-        for _, name in due:
-            del self._due[name]
+        """The files of the earliest-due tasks that fit the free slots; each takes one.
+
+        A task stays due while files of its round are left to start; one whose `.part`
+        names another task holds waits `CLAIM_RETRY` seconds.
+        """
+        free = concurrency - self.downloads_running
+        out: list[tuple[Task, Slot]] = []
+        for _, name in sorted((d, n) for n, d in self._due.items() if d <= now):
+            if free <= 0:
+                break
             task = self.tasks[name]
-            if task.state != "downloading" or task.busy:
+            if task.state != "downloading" or task.group is None:
+                del self._due[name]
                 continue
-            slot = Slot(next(self._tickets), threading.Event())
-            self._slots[name] = slot
-            task.busy = True
-            out.append((task, slot))
+            if not self.claim(task):
+                self._due[name] = now + CLAIM_RETRY
+                continue
+            while free > 0 and (index := task.group.take()) is not None:
+                slot = Slot(next(self._tickets), threading.Event(), index)
+                self._slots.setdefault(name, {})[index] = slot
+                task.busy = True
+                out.append((task, slot))
+                free -= 1
+            if not task.group.waiting:
+                del self._due[name]
         return out
 
     def holds(self, name: str, number: int) -> bool:
-        """Is ticket `number` still `name`'s slot (not released, not a removed task's)?"""
-        slot = self._slots.get(name)
-        return slot is not None and slot.number == number
+        """Is ticket `number` still one of `name`'s slots (not released, not a removed
+        task's)?"""
+        return any(s.number == number for s in self._slots.get(name, {}).values())
 
     def release(self, name: str, number: int) -> Task | None:
         """A download ended: free its slot; returns the task if the ticket was still valid."""
-        if not self.holds(name, number):
+        slots = self._slots.get(name, {})
+        index = next((k for k, s in slots.items() if s.number == number), None)
+        if index is None:
             return None
-        del self._slots[name]
+        del slots[index]
+        if not slots:
+            del self._slots[name]
         task = self.tasks[name]
-        task.busy = False
+        task.busy = bool(slots)
         return task
 
     @property
     def downloads_running(self) -> int:
-        return len(self._slots)
+        return sum(len(slots) for slots in self._slots.values())
+
+    # -- `.part` names -----------------------------------------------------------------
+    def claim(self, task: Task) -> bool:
+        """Make `task.parts` its own (and only those); False, with nothing changed, if
+        another task holds one of them."""
+        if self._held.get(task.name) == task.parts:
+            return True
+        if any(self._claims.get(p, task.name) != task.name for p in task.parts):
+            return False
+        self.unclaim(task.name)
+        self._claims.update(dict.fromkeys(task.parts, task.name))
+        self._held[task.name] = task.parts
+        return True
+
+    def unclaim(self, name: str) -> None:
+        """Give up the `.part` names task `name` holds."""
+        for path in self._held.pop(name, ()):
+            if self._claims.get(path) == name:
+                del self._claims[path]
+
+    def claimed(self) -> frozenset[str]:
+        """Every `.part` name a live task holds (an ended task leaves those alone)."""
+        return frozenset(self._claims)
 
     # -- counts ------------------------------------------------------------------------
     def count_ended(self, state: State) -> None:
@@ -167,11 +222,17 @@ class Tracker:
 
     def in_progress(self) -> int:
         """Tasks the account is generating now: tracked ones the API has not finished."""
-        return sum(
-            1
-            for t in self.tasks.values()
-            if t.state == "polling" and t.record.task_status in (None, "PENDING", "RUNNING")
-        )
+        return sum(self.in_progress_by_model().values())
+
+    def in_progress_by_model(self) -> dict[str | None, int]:
+        """The same tasks by model: a job's, or None for a `.task` file's (wansync does not
+        know its model); `submit.max_in_progress` counts them per model pattern."""
+        running: dict[str | None, int] = {}
+        for t in self.tasks.values():
+            if t.state == "polling" and t.record.task_status in (None, "PENDING", "RUNNING"):
+                model = t.record.job.model if t.record.job else None
+                running[model] = running.get(model, 0) + 1
+        return running
 
     def by_state(self) -> dict[str, int]:
         polling = sum(1 for t in self.tasks.values() if t.state == "polling")

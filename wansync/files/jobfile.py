@@ -1,79 +1,68 @@
-"""Read and validate one `.job` file: what to generate, checked before anything is sent.
+"""Read and validate one `.job` file: what to create, checked whole before anything is sent.
 
-A job is YAML (or JSON, which YAML reads too). Every error names the field, so a
-user can fix the file from the message alone. The request body follows the two
-DashScope protocols: wan2.7 and later take a `media` list; wan2.6 and older take
-one first-frame image as `img_url`.
+A job is YAML (or JSON, which YAML reads too) in one of two forms:
+
+- **fields**: `model` and that model's own `input`/`parameters` names side by side
+  (`prompt`, `media`, `n`, …), checked against its row of the kinds table
+  (`core/kinds.py`, `core/jobcheck.py`) and turned into the create request;
+- **raw**: `model`, `input` and `parameters` as the API takes them, sent as given (for a
+  model the table does not know, with `endpoint`).
+
+In both, every mapping of exactly `{path: P}` is a local file, checked now and uploaded
+before the create (`joblocal.py`). Every problem is reported at once, each naming its
+field, so a user can fix the file from the message alone.
+
+Today's image-to-video form keeps working as it always has: `image: FILE` for a model
+that takes `img_url`, and the same words for a first frame given the other protocol's way.
 """
 
 from __future__ import annotations
 
 import copy
-import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from wansync.core import jobcheck, kinds
 from wansync.core.errors import JobFileError, TaskFileError
-from wansync.files import bounded, names, pathwalk, taskfile
+from wansync.core.fields import FILE_CLASSES, URL_SCHEMES
+from wansync.files import bounded, names, taskfile
 from wansync.files.fsutil import FileTooLarge, NotARegularFile, read_small
+from wansync.files.joblocal import (
+    MAX_LOCAL_FILES,
+    LocalFile,
+    label,
+    open_local,
+    path_slots,
+)
 from wansync.files.taskfile import is_visible
+
+__all__ = ["JOB_SUFFIX", "URL_SCHEMES", "JobSpec", "LocalFile", "parse", "read", "request_body"]
 
 JOB_SUFFIX = names.JOB_SUFFIX
 MAX_BYTES = 256 * 1024
-MAX_PROMPT = 5000
-MEDIA_TYPES = ("first_frame", "last_frame", "driving_audio", "first_clip")
-RESOLUTIONS = ("480P", "720P", "1080P")
-URL_SCHEMES = ("http://", "https://", "oss://")
-FILE_KINDS = {  # media type -> the extensions a local file of that type may have
-    "image": (".jpg", ".jpeg", ".png", ".bmp", ".webp"),
-    "first_frame": (".jpg", ".jpeg", ".png", ".bmp", ".webp"),
-    "last_frame": (".jpg", ".jpeg", ".png", ".bmp", ".webp"),
-    "driving_audio": (".mp3", ".wav"),
-    "first_clip": (".mp4", ".mov"),
-}
-KNOWN_FIELDS = (
-    "model",
-    "prompt",
-    "negative_prompt",
-    "media",
-    "img_url",
-    "image",
-    "resolution",
-    "duration",
-    "seed",
-    "watermark",
-    "prompt_extend",
-    "meta",
+MAX_PROBLEMS = 12  # problems one message lists; the rest are counted
+JOB_KEYS = ("model", "endpoint", "meta")  # the job's own keys, in either form
+RAW_KEYS = ("input", "parameters")
+IMAGE = "image"  # wan2.6 and older: the first frame as a local file (today's form)
+ENDPOINT = re.compile(r"aigc(/[a-z0-9][a-z0-9_.-]{0,63}){2}")  # under /api/v1/services/
+ANY_FILE = tuple(ext for exts in FILE_CLASSES.values() for ext in exts)
+KNOWN_FIELDS = frozenset(
+    {*JOB_KEYS, *RAW_KEYS, IMAGE, *(name for k in kinds.KINDS for name in k.field_names())}
 )
 
 
 @dataclass(frozen=True)
-class LocalFile:
-    """A file to upload before the submit; `slot` is where its URL goes in the body.
-
-    `dev`, `ino` and `size` are what was checked: the upload opens the file again (a
-    queue of jobs must not hold thousands of descriptors) and sends it only if the
-    descriptor it opened is that same regular file, and never more than `size` bytes.
-    """
-
-    slot: tuple[str | int, ...]  # keys from the body's root, e.g. ("input", "media", 0, "url")
-    path: Path
-    root: Path = pathwalk.ROOT  # the walk to the file: from here (the inbox, or `/`)...
-    parts: tuple[str, ...] = ()  # ...through these names, never through a link
-    dev: int = -1
-    ino: int = -1
-    size: int = -1
-
-
-@dataclass(frozen=True)
 class JobSpec:
-    """A valid job: the request body (local files still to fill in) and the user's meta."""
+    """A valid job: the request body (local files still to fill in), where it goes (under
+    `/api/v1/services/`) and the user's meta."""
 
     model: str
     body: dict[str, Any]
     uploads: tuple[LocalFile, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
+    endpoint: str = kinds.VIDEO_GENERATION
 
 
 def is_job_name(filename: str) -> bool:
@@ -84,13 +73,8 @@ def job_name(path: Path) -> str:
     return path.name[: -len(JOB_SUFFIX)]
 
 
-def uses_media(model: str) -> bool:
-    """wan2.7 and later describe their inputs as a `media` list; older models use `img_url`."""
-    return model.startswith(("wan2.7", "wan3"))
-
-
 def request_body(spec: JobSpec, urls: list[str]) -> dict[str, Any]:
-    """The body to POST, with the uploaded files' URLs (in `spec.uploads` order) filled in."""
+    """The body to POST: each `{path: P}` replaced by its upload's URL (`spec.uploads` order)."""
     body = copy.deepcopy(spec.body)
     for local, url in zip(spec.uploads, urls, strict=True):
         *parents, last = local.slot
@@ -134,8 +118,78 @@ def parse(data: bytes, default_model: str, base: Path, max_upload_bytes: int) ->
     except bounded.Unparsable as exc:
         raise JobFileError(f"file is {exc}" if str(exc).startswith("not ") else str(exc)) from None
     if not isinstance(doc, dict):
-        raise JobFileError("must be a mapping with at least a prompt and media (or img_url)")
+        raise JobFileError("must be a mapping of fields (model, prompt, …, or input)")
     return _Parser(doc, default_model, base, max_upload_bytes).spec()
+
+
+@dataclass
+class _Form:
+    """A job's fields in the table's terms, and what today's image-to-video form says
+    in its own words (`said`: field -> the problem, in place of the table's)."""
+
+    fields: dict[Any, Any]
+    said: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # a file's field -> as written
+
+
+def _first_frame(kind: kinds.Kind, model: str, fields: dict[Any, Any]) -> _Form:
+    """Today's form of an image-to-video job: `image: FILE` beside `img_url: URL` for the
+    models that take `img_url`, and the first frame named for the protocol it is not."""
+    form = _Form(dict(fields))
+    if kind.param("img_url") is not None:
+        _one_image(form, model)
+    elif kind.media is not None and kind.media.type("first_frame") is not None:
+        for key in ("img_url", IMAGE):
+            if key in form.fields:
+                del form.fields[key]
+                form.said[key] = f"{key}: {model} takes its image in media (first_frame)"
+    if kind.media is not None and kind.media.least and "media" not in form.fields:
+        types = ", ".join(t.name for t in kind.media.types)
+        form.said.setdefault(
+            "media",
+            f"media: must be a list of items {{type, url or path}} ({types}); "
+            f"required for {kind.name}",
+        )
+    return form
+
+
+def _one_image(form: _Form, model: str) -> None:
+    """wan2.6 and older: the first frame as `img_url` (a URL or `{path}`) or `image` (a
+    file), exactly one of them; never `media`."""
+    fields = form.fields
+    if "media" in fields:
+        del fields["media"]
+        form.said["media"] = f"media: {model} takes one image as img_url or image"
+    given = [k for k in ("img_url", IMAGE) if k in fields]
+    if given == [IMAGE]:
+        path = fields.pop(IMAGE)
+        if isinstance(path, str) and path.strip() and "\0" not in path:
+            fields["img_url"] = {"path": path}
+            form.labels["img_url.path"] = IMAGE
+        else:  # said for img_url: the table would call it missing
+            form.said["img_url"] = "image: must be a file path"
+    elif len(given) != 1:
+        fields.pop(IMAGE, None)
+        fields.pop("img_url", None)
+        both = ", not both" if given else ""
+        form.said["img_url"] = (
+            f"img_url: give the first frame as img_url (a URL) or image (a file){both}"
+        )
+
+
+def _field_of(problem: str) -> str:
+    """The field a problem names: `media` for `media[0].type: …`."""
+    return re.split(r"[.\[:]", problem, maxsplit=1)[0]
+
+
+def _what(fields: dict[Any, Any], where: str, media: str) -> str:
+    """What a local file is, in the user's terms: a media item's type, else its class."""
+    match = re.fullmatch(r"media\[(\d+)\]\.(\w+)(?:\.path)?", where)
+    if match is None:
+        return media
+    if match[2] != "path":
+        return match[2]  # reference_voice
+    return str(fields["media"][int(match[1])]["type"])
 
 
 class _Parser:
@@ -144,51 +198,21 @@ class _Parser:
         self.default_model = default_model
         self.base = base
         self.limit = limit
-        self.uploads: list[LocalFile] = []
+        self.problems: list[str] = []
 
     def spec(self) -> JobSpec:
-        for key in self.doc:
-            if key not in KNOWN_FIELDS:
-                raise JobFileError(f"{key}: unknown field (known: {', '.join(KNOWN_FIELDS)})")
         model = self._text("model", 64) or self.default_model
-        inputs: dict[str, Any] = {}
-        for key in ("prompt", "negative_prompt"):
-            if (value := self._text(key, MAX_PROMPT)) is not None:
-                inputs[key] = value
-        if uses_media(model):
-            for key in ("img_url", "image"):
-                if key in self.doc:
-                    raise JobFileError(f"{key}: {model} takes its image in media (first_frame)")
-            inputs["media"] = self._media()
+        endpoint = self._endpoint()
+        if any(key in self.doc for key in RAW_KEYS):
+            body, uploads, endpoint = self._raw(model, endpoint)
         else:
-            if "media" in self.doc:
-                raise JobFileError(f"media: {model} takes one image as img_url or image")
-            inputs["img_url"] = self._image()
-        body = {"model": model, "input": inputs, "parameters": self._parameters()}
-        return JobSpec(model, body, tuple(self.uploads), self._meta())
-
-    def _meta(self) -> dict[str, Any]:
-        """The meta as the job's `.task` will hold it, proven writable and readable now.
-
-        The `.task` is written only after the task exists (and is paid for): a meta it
-        could not hold (over 64 KiB, too deep, NaN) must stop the job before the create.
-        """
-        meta = self.doc.get("meta", {})
-        if not isinstance(meta, dict):
-            raise JobFileError("meta: must be a mapping")
-        try:
-            rendered = taskfile.render(taskfile.LONGEST_ID, meta)
-        except (TypeError, ValueError):
-            raise JobFileError("meta: must hold plain JSON values (text, numbers, lists)") from None
-        if len(rendered) > taskfile.MAX_BYTES:
-            raise JobFileError(
-                f"meta: {len(rendered)} bytes as the job's .task, over the "
-                f"{taskfile.MAX_BYTES // 1024} KiB a task file may hold"
-            )
-        try:
-            return taskfile.parse(rendered).meta
-        except TaskFileError as exc:
-            raise JobFileError(f"meta: the job's .task would be refused: {exc}") from None
+            body, uploads, endpoint = self._fields(model, endpoint)
+        meta = self._meta()
+        if self.problems:
+            shown = self.problems[:MAX_PROBLEMS]
+            more = len(self.problems) - len(shown)
+            raise JobFileError("; ".join(shown) + (f"; and {more} more" if more else ""))
+        return JobSpec(model, body, uploads, meta, endpoint or kinds.VIDEO_GENERATION)
 
     def _text(self, key: str, limit: int) -> str | None:
         value = self.doc.get(key)
@@ -200,108 +224,132 @@ class _Parser:
             raise JobFileError(f"{key}: longer than {limit} characters")
         return value
 
-    def _media(self) -> list[dict[str, str]]:
-        media = self.doc.get("media")
-        if not isinstance(media, list) or not media:
-            raise JobFileError("media: must be a list with at least a first_frame (or first_clip)")
-        out: list[dict[str, str]] = []
-        seen: set[str] = set()
-        for i, item in enumerate(media):
-            where = f"media[{i}]"
-            if not isinstance(item, dict):
-                raise JobFileError(f"{where}: must be a mapping with type and url (or path)")
-            for key in item:
-                if key not in ("type", "url", "path"):
-                    raise JobFileError(f"{where}.{key}: unknown field (known: type, url, path)")
-            kind = item.get("type")
-            if kind not in MEDIA_TYPES:
-                raise JobFileError(f"{where}.type: {kind!r} is not one of {', '.join(MEDIA_TYPES)}")
-            if kind in seen:
-                raise JobFileError(f"{where}.type: {kind} given twice")
-            seen.add(kind)
-            out.append(
-                {"type": kind, "url": self._source(item, where, kind, ("input", "media", i, "url"))}
-            )
-        if ("first_frame" in seen) == ("first_clip" in seen):
-            raise JobFileError("media: needs exactly one of first_frame or first_clip")
-        if "last_frame" in seen and "first_frame" not in seen:
-            raise JobFileError("media: last_frame needs a first_frame")
-        return out
+    def _endpoint(self) -> str | None:
+        value = self.doc.get("endpoint")
+        if value is None:
+            return None
+        if isinstance(value, str) and ENDPOINT.fullmatch(value):
+            return value
+        self.problems.append(
+            f"endpoint: {value!r} is not a path under /api/v1/services/ "
+            f"like {kinds.VIDEO_GENERATION}"
+        )
+        return None
 
-    def _image(self) -> str:
-        given = [k for k in ("img_url", "image") if k in self.doc]
-        if len(given) != 1:
-            raise JobFileError("img_url: give the first frame as img_url (a URL) or image (a file)")
-        key = given[0]
-        item = {"url" if key == "img_url" else "path": self.doc[key]}
-        return self._source(item, key, "image", ("input", "img_url"), named=key)
-
-    def _source(
-        self,
-        item: dict[str, Any],
-        where: str,
-        kind: str,
-        slot: tuple[str | int, ...],
-        named: str | None = None,
-    ) -> str:
-        """A URL as given, or a local file checked now and uploaded later ("" until then)."""
-        if ("url" in item) == ("path" in item):
-            raise JobFileError(f"{where}: give exactly one of url or path")
-        if "url" in item:
-            url = item["url"]
-            label = named or f"{where}.url"
-            if not isinstance(url, str) or not url.startswith(URL_SCHEMES):
-                raise JobFileError(f"{label}: must be an http(s):// or oss:// URL")
-            return url
-        label = named or f"{where}.path"
-        raw = item["path"]
-        if not isinstance(raw, str) or not raw.strip() or "\0" in raw:
-            raise JobFileError(f"{label}: must be a file path")
-        try:
-            root, parts = pathwalk.split(raw, self.base)
-        except pathwalk.BadPath as exc:
-            raise JobFileError(f"{label}: {raw!r}: {exc}") from None
-        path = root.joinpath(*parts)
-        if not path.name.lower().endswith(FILE_KINDS[kind]):
-            allowed = ", ".join(FILE_KINDS[kind])
-            raise JobFileError(f"{label}: {raw!r} is not a {kind} file ({allowed})")
-        try:  # no link on the way (it could point at ~/.ssh), no FIFO, no hard link
-            fd, st = pathwalk.open_beneath(root, parts)
-        except NotARegularFile as exc:
-            raise JobFileError(f"{label}: {raw!r} {exc}") from None
-        except OSError as exc:
-            if exc.errno in taskfile.RESOURCE_ERRNOS:
-                raise taskfile.out_of_resources(exc, path) from None
-            problem = (exc.strerror or str(exc)).lower()
-            if not os.path.isabs(os.path.expanduser(raw)):  # say where it was looked for
-                problem += f" (looked for {path}: a relative path is read from the inbox)"
-            raise JobFileError(f"{label}: {raw!r}: {problem}") from None
-        os.close(fd)
-        if st.st_size == 0:
-            raise JobFileError(f"{label}: {raw!r} is empty")
-        if st.st_size > self.limit:
+    # -- the fields form -----------------------------------------------------------------
+    def _fields(
+        self, model: str, endpoint: str | None
+    ) -> tuple[dict[str, Any], tuple[LocalFile, ...], str | None]:
+        """Check every field against the model's row; the create request if all is well."""
+        kind = kinds.kind_for(model)
+        if kind is None:
+            if "endpoint" in self.doc:
+                raise JobFileError(
+                    f"model: {model!r} is not a known model, so its fields cannot be checked: "
+                    "give the request itself as input: and parameters: beside endpoint:"
+                )
             raise JobFileError(
-                f"{label}: {raw!r} is larger than submit.max_upload_bytes ({self.limit})"
+                f"model: {model!r} is not a known model (give endpoint:, and the request as "
+                "input: and parameters:, to use it)"
             )
-        self.uploads.append(LocalFile(slot, path, root, parts, st.st_dev, st.st_ino, st.st_size))
-        return ""
+        own = {k: v for k, v in self.doc.items() if k not in JOB_KEYS}
+        form = _first_frame(kind, model, own)
+        unknown = [k for k in form.fields if isinstance(k, str) and k not in KNOWN_FIELDS]
+        known = ", ".join([*kind.field_names(), *JOB_KEYS])
+        fields = {k: v for k, v in form.fields.items() if k not in unknown}
+        self.problems += form.said.values()
+        for key in unknown:
+            self.problems.append(f"{key}: unknown field (the fields of {kind.name}: {known})")
+        checked = jobcheck.check_job(kind, fields)
+        self.problems += [p for p in checked if _field_of(p) not in form.said]
+        opened = self._open_files(kind, fields, form.labels)
+        if self.problems:
+            return {}, (), None
+        body = jobcheck.request_body(kind, model, fields)
+        uploads = tuple(replace(opened[raw], slot=slot) for slot, raw in path_slots(body))
+        return body, uploads, endpoint or kind.endpoint
 
-    def _parameters(self) -> dict[str, Any]:
-        params: dict[str, Any] = {}
-        if (res := self.doc.get("resolution")) is not None:
-            if not isinstance(res, str) or res.upper() not in RESOLUTIONS:
-                raise JobFileError(f"resolution: {res!r} is not one of {', '.join(RESOLUTIONS)}")
-            params["resolution"] = res.upper()
-        for key, low, high in (("duration", 2, 15), ("seed", 0, 2**31 - 1)):
-            if (value := self.doc.get(key)) is not None:
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise JobFileError(f"{key}: {value!r} is not a whole number")
-                if not low <= value <= high:
-                    raise JobFileError(f"{key}: {value} is not between {low} and {high}")
-                params[key] = value
-        for key in ("watermark", "prompt_extend"):
-            if (value := self.doc.get(key)) is not None:
-                if not isinstance(value, bool):
-                    raise JobFileError(f"{key}: {value!r} is not true or false")
-                params[key] = value
-        return params
+    def _open_files(
+        self, kind: kinds.Kind, fields: dict[Any, Any], labels: dict[str, str]
+    ) -> dict[str, LocalFile]:
+        """Every local file the fields name, checked now; by path as written."""
+        opened: dict[str, LocalFile] = {}
+        for where, raw, media in jobcheck.local_files(kind, fields):
+            extensions = FILE_CLASSES[media]
+            if not extensions:  # a web page: jobcheck already says it must be a URL
+                continue
+            try:
+                what = _what(fields, where, media)
+                opened[raw] = open_local(
+                    labels.get(where, where), raw, self.base, self.limit, what, extensions
+                )
+            except JobFileError as exc:
+                self.problems.append(str(exc))
+        return opened
+
+    # -- the raw form --------------------------------------------------------------------
+    def _raw(
+        self, model: str, endpoint: str | None
+    ) -> tuple[dict[str, Any], tuple[LocalFile, ...], str | None]:
+        """`input` and `parameters` as given; only their `{path: P}`s are looked into."""
+        for key in self.doc:
+            if key not in (*JOB_KEYS, *RAW_KEYS):
+                self.problems.append(
+                    f"{key}: not allowed beside input and parameters (give the request as "
+                    "the API takes it, or the fields, not both)"
+                )
+        kind = kinds.kind_for(model)
+        if endpoint is None and "endpoint" not in self.doc:
+            if kind is None:
+                self.problems.append(f"model: {model!r} is not a known model (give endpoint:)")
+            else:
+                endpoint = kind.endpoint
+        body: dict[str, Any] = {"model": model, "input": self.doc.get("input")}
+        if not isinstance(body["input"], dict) or not body["input"]:
+            self.problems.append("input: must be a mapping (the request's input, as the API takes)")
+        if "parameters" in self.doc:
+            body["parameters"] = self.doc["parameters"]
+            if not isinstance(body["parameters"], dict):
+                self.problems.append("parameters: must be a mapping")
+        slots = list(path_slots(body))
+        if len(slots) > MAX_LOCAL_FILES:
+            self.problems.append(f"input: {len(slots)} local files, more than {MAX_LOCAL_FILES}")
+            slots = []
+        uploads: list[LocalFile] = []
+        what = "picture, audio, video or document"
+        for slot, raw in slots:
+            try:
+                where = f"{label(slot)}.path"
+                local = open_local(where, raw, self.base, self.limit, what, ANY_FILE)
+                uploads.append(replace(local, slot=slot))
+            except JobFileError as exc:
+                self.problems.append(str(exc))
+        return body, tuple(uploads), endpoint
+
+    # -- meta ------------------------------------------------------------------------------
+    def _meta(self) -> dict[str, Any]:
+        """The meta as the job's `.task` will hold it, proven writable and readable now.
+
+        The `.task` is written only after the task exists (and is paid for): a meta it
+        could not hold (over 64 KiB, too deep, NaN) must stop the job before the create.
+        """
+        meta = self.doc.get("meta", {})
+        if not isinstance(meta, dict):
+            self.problems.append("meta: must be a mapping")
+            return {}
+        try:
+            rendered = taskfile.render(taskfile.LONGEST_ID, meta)
+        except (TypeError, ValueError):
+            self.problems.append("meta: must hold plain JSON values (text, numbers, lists)")
+            return {}
+        if len(rendered) > taskfile.MAX_BYTES:
+            self.problems.append(
+                f"meta: {len(rendered)} bytes as the job's .task, over the "
+                f"{taskfile.MAX_BYTES // 1024} KiB a task file may hold"
+            )
+            return {}
+        try:
+            return taskfile.parse(rendered).meta
+        except TaskFileError as exc:
+            self.problems.append(f"meta: the job's .task would be refused: {exc}")
+            return {}

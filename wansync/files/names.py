@@ -2,7 +2,9 @@
 
 A task `NAME` (from `NAME.task` or `NAME.job`) gives: its `.task` (which wansync writes
 for a job, through a producer-style temp file), its sidecar and the sidecar's scratch
-temp file, the hidden `.part` of its download, and the published `NAME[-k].*` files.
+temp file, the hidden `.part` of each file it downloads (`.NAME.mp4.part`, or
+`.NAME.1.png.part`, `.NAME.2.png.part` … for several), and the published `NAME[-k].*`
+files (`NAME.mp4`, or `NAME.1.png` …: `group_suffix`).
 Most filesystems refuse names over 255 bytes. All derived names except `NAME.task` and
 `NAME.job` themselves are built from `stem(NAME)`, which is NAME shortened with a hash
 when long, so the only limit a user meets is NAME.task (and so NAME) within 255 bytes.
@@ -14,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import os
 
+from wansync.core.shapes import MAX_FILES
+
 NAME_MAX = 255  # bytes, the limit of ext4, xfs, btrfs, tmpfs, NFS...
 MAX_STEM_BYTES = 200  # leaves room for ".status.json", "-k", ".part" and temp suffixes
 TASK_SUFFIX = ".task"
@@ -23,6 +27,8 @@ MP4 = ".mp4"
 PART_SUFFIX = ".mp4.part"
 TEMP_SUFFIX = ".wansync-tmp"
 PUBLISHED_SUFFIXES = (MP4, SIDECAR_SUFFIX, TASK_SUFFIX, JOB_SUFFIX)
+FILE_EXTENSIONS = ("mp4", "png", "jpg", "webp")  # what a task's files may be
+PART_TAIL = ".part"
 MAX_K = 999_999  # the largest `-k` a publish may add (a folder of a million same names)
 PID_MAX = 4_194_304  # Linux's largest pid_max: the longest pid a temp name can hold
 HASH_HEX = 24  # hex characters of sha256 in a shortened name: 96 bits
@@ -55,6 +61,33 @@ def stem(name: str) -> str:
     one. The sidecar's `name` always keeps the full name.
     """
     return fit(name, MAX_STEM_BYTES)
+
+
+def group_suffix(index: int, count: int, extension: str) -> str:
+    """The suffix of file `index` (from 0) of a task's `count` files: `.EXT` for its only
+    file, `.k.EXT` (k from 1) for one of several (docs/folders.md, Outputs)."""
+    return f".{extension}" if count == 1 else f".{index + 1}.{extension}"
+
+
+def part_name(name: str, index: int, count: int, extension: str) -> str:
+    """`.NAME[.k].EXT.part`: where file `index` of task `name`'s `count` files grows."""
+    return f".{stem(name)}{group_suffix(index, count, extension)}{PART_TAIL}"
+
+
+def part_owners(filename: str) -> tuple[str, ...]:
+    """The stems whose task may own the hidden file `filename` as a partial download.
+
+    `.X.EXT.part` is the only file of task X, or, when X is `Y.k`, file k of task Y;
+    a name of no partial download has no owner (an empty tuple).
+    """
+    if not (filename.startswith(".") and filename.endswith(PART_TAIL)):
+        return ()
+    base, dot, extension = filename[1 : -len(PART_TAIL)].rpartition(".")
+    if not (dot and base and extension in FILE_EXTENSIONS):
+        return ()
+    head, dot, k = base.rpartition(".")
+    several = bool(dot and head and k.isascii() and k.isdigit() and k[0] != "0")
+    return (base, head) if several else (base,)
 
 
 def escape(name: str) -> str:
@@ -93,8 +126,10 @@ def derived(name: str) -> dict[str, str]:
         "sidecar": sidecar,
         "sidecar's temp file": scratch_temp(sidecar, "f" * TOKEN_HEX),
         "partial download": f".{base}{PART_SUFFIX}",
+        "partial download of a picture": part_name(name, MAX_FILES - 1, MAX_FILES, "webp"),
     }
     names.update({f"published {s}": f"{last}{s}" for s in PUBLISHED_SUFFIXES})
+    names["published picture"] = f"{last}{group_suffix(MAX_FILES - 1, MAX_FILES, 'webp')}"
     return names
 
 

@@ -26,18 +26,21 @@ import structlog
 from wansync import log
 from wansync.core import times
 from wansync.core.record import (
+    EXTENSIONS,
     FOUND_BY,
     SCHEMA_VERSION,
     STATES,
     TERMINAL_STATES,
     DownloadState,
     ErrorInfo,
+    FileDownload,
     HookRecord,
     JobRecord,
     Output,
     State,
     TaskRecord,
 )
+from wansync.core.shapes import MAX_FILES, Outputs, outputs_of
 from wansync.core.times import TIME_AHEAD, TIME_PAST, parse_iso, read_time
 from wansync.files import bounded, names
 from wansync.files.fsutil import NotARegularFile, read_small, write_json_atomic
@@ -88,8 +91,12 @@ _TAIL = ("job", "found_by", "download", "hook", "published_as")  # after the bas
 
 def to_json(record: TaskRecord) -> dict[str, Any]:
     """The sidecar's JSON object for `record`, its keys in the order wansync always wrote
-    them: the 17 keys every sidecar has, then the ones a task gains on its way (as read
-    back, in the file's order; then any newly set, in the order of `_TAIL`)."""
+    them: the 18 keys every sidecar has, then the ones a task gains on its way (as read
+    back, in the file's order; then any newly set, in the order of `_TAIL`).
+
+    `outputs` (every published file, in file order; null until success) came with task
+    kinds that make several files: a sidecar written before it gains it on its next
+    write, right after `video` (the MP4 among them, or null for pictures)."""
     out: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "name": record.name,
@@ -108,6 +115,7 @@ def to_json(record: TaskRecord) -> dict[str, Any]:
         "usage": record.usage,
         "expires": record.expires,
         "video": _kept(record, "video"),
+        "outputs": _kept(record, "outputs"),
     }
     for key, (_, raw) in record.verbatim.items():
         if key not in out:
@@ -130,7 +138,11 @@ def _kept(record: TaskRecord, key: str) -> Any:
 
 
 def _part(record: TaskRecord, key: str) -> Any:
-    return record.video if key == "video" else getattr(record, key)
+    if key == "video":
+        return record.video
+    if key == "outputs":
+        return list(record.outputs) or None
+    return getattr(record, key)
 
 
 def _error_json(e: ErrorInfo) -> dict[str, Any]:
@@ -146,8 +158,15 @@ def _output_json(o: Output) -> dict[str, Any]:
     return out
 
 
+def _outputs_json(outputs: list[Output]) -> list[dict[str, Any]]:
+    return [_output_json(o) for o in outputs]
+
+
 def _download_json(d: DownloadState) -> dict[str, Any]:
-    return {"etag": d.etag, "bytes": d.bytes, "total": d.total}
+    out: dict[str, Any] = {"etag": d.etag, "bytes": d.bytes, "total": d.total}
+    if d.files:
+        out["files"] = [{"etag": f.etag, "bytes": f.bytes, "total": f.total} for f in d.files]
+    return out
 
 
 def hook_json(h: HookRecord) -> dict[str, Any]:
@@ -155,7 +174,7 @@ def hook_json(h: HookRecord) -> dict[str, Any]:
 
 
 def _job_json(j: JobRecord) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "file": j.file,
         "model": j.model,
         "attempts": j.attempts,
@@ -163,11 +182,15 @@ def _job_json(j: JobRecord) -> dict[str, Any]:
         "submitted": j.submitted,
         "found_by": j.found_by,
     }
+    if j.search_window is not None:
+        out["search_window"] = list(j.search_window)
+    return out
 
 
 _DUMPS: dict[str, Callable[[Any], Any]] = {
     "error": _error_json,
     "video": _output_json,
+    "outputs": _outputs_json,
     "download": _download_json,
     "hook": hook_json,
     "job": _job_json,
@@ -194,6 +217,7 @@ def _record_of(data: dict[str, Any]) -> TaskRecord:
     """`from_json` of an object whose fields were checked (`_fields_problem`)."""
     get = data.get
     e, video, dl, job = get("error"), get("video"), get("download"), get("job")
+    files = get("outputs") or ([video] if video else [])  # an older sidecar: its video
     record = TaskRecord(
         name=data["name"],
         task_id=get("task_id"),
@@ -210,15 +234,15 @@ def _record_of(data: dict[str, Any]) -> TaskRecord:
         output=get("output"),
         usage=get("usage"),
         expires=get("expires"),
-        outputs=[_output_of(video)] if video else [],
-        download=DownloadState(dl["etag"], dl.get("bytes", 0), dl.get("total")) if dl else None,
+        outputs=[_output_of(o) for o in files],
+        download=_download_of(dl) if dl else None,
         published_as=get("published_as"),
         hook=_hook_of(get("hook")),
-        job=JobRecord(**{k: job[k] for k in _JOB_KEYS}) if job else None,
+        job=_job_of(job) if job else None,
         found_by=get("found_by"),
     )
     for key, raw in data.items():
-        if key in _TAIL or key in ("error", "video"):
+        if key in _TAIL or key in ("error", "video", "outputs"):
             value = _part(record, key)
             if key in _TAIL or not _same(_DUMPS[key](value) if value is not None else None, raw):
                 record.verbatim[key] = (value, raw)
@@ -239,8 +263,24 @@ def _same(a: Any, b: Any) -> bool:
 _JOB_KEYS = ("file", "model", "attempts", "submit_started", "submitted", "found_by")
 
 
+def _job_of(job: dict[str, Any]) -> JobRecord:
+    """The `job` object as a record. A `search_window` that is not two texts is read as
+    none (a fresh window is then placed): a job being submitted must never lose its
+    journal over it, or it would be sent again."""
+    window = job.get("search_window")
+    kept = None
+    if isinstance(window, list) and len(window) == 2 and all(_text(t) for t in window):
+        kept = (window[0], window[1])
+    return JobRecord(**{k: job[k] for k in _JOB_KEYS}, search_window=kept)
+
+
 def _output_of(v: dict[str, Any]) -> Output:
     return Output(v["path"], v["bytes"], v.get("sha256"), v.get("content_type"))
+
+
+def _download_of(v: dict[str, Any]) -> DownloadState:
+    files = tuple(FileDownload(f["etag"], f["bytes"], f["total"]) for f in v.get("files", ()))
+    return DownloadState(v["etag"], v.get("bytes", 0), v.get("total"), files)
 
 
 def _hook_of(v: Any) -> HookRecord | None:
@@ -360,8 +400,31 @@ _VIDEO = _record(
     {"path": _plain_name, "bytes": _count, "sha256": _text, "content_type": _text},
     optional=("sha256", "content_type"),
 )
+_OUTPUT = _record(
+    {
+        "path": _plain_name,
+        "bytes": _count,
+        "sha256": _text,
+        "content_type": lambda v: v in EXTENSIONS,
+    },
+    optional=("sha256", "content_type"),
+)
+_FILE_DOWNLOAD = _record({"etag": _maybe_text, "bytes": _count, "total": _maybe_count})
+
+
+def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """A list of 1 to `MAX_FILES` items (a task's files at most) that each pass `check`."""
+    return lambda v: isinstance(v, list) and 0 < len(v) <= MAX_FILES and all(map(check, v))
+
+
 _DOWNLOAD = _record(
-    {"etag": _maybe_text, "bytes": _count, "total": _maybe_count}, optional=("bytes", "total")
+    {
+        "etag": _maybe_text,
+        "bytes": _count,
+        "total": _maybe_count,
+        "files": _list_of(_FILE_DOWNLOAD),
+    },
+    optional=("bytes", "total", "files"),
 )
 _JOB = _record(
     {
@@ -392,6 +455,11 @@ FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
     "usage": (False, lambda v: v is None or isinstance(v, dict), "null or a mapping"),
     "expires": (False, _maybe_text, "text or null"),
     "video": (False, _or_none(_VIDEO), "null or {path, bytes, sha256, content_type}"),
+    "outputs": (
+        False,
+        _or_none(_list_of(_OUTPUT)),
+        f"null or a list of 1 to {MAX_FILES} {{path, bytes, sha256, content_type}}",
+    ),
     "download": (False, _or_none(_DOWNLOAD), "null or {etag}"),
     "published_as": (False, _or_none(_plain_name), "null or a plain file name"),
     "job": (False, _or_none(_JOB), "null or the job's record"),
@@ -422,10 +490,13 @@ def _fields_problem(data: Any) -> str | None:
 
 
 def _names_problem(data: dict[str, Any], filename: str, published: bool) -> str | None:
-    """The file's name, `name`, `published_as` and `video.path` agree as wansync wrote them.
+    """The file's name, `name`, `published_as` and the files' paths agree as wansync
+    wrote them.
 
     A live sidecar is `stem(name).status.json`; a published one `published_as.status.json`
-    where `published_as` is `stem(name)` or `stem(name)-k`, and a video is `published_as.mp4`.
+    where `published_as` is `stem(name)` or `stem(name)-k`; a succeeded task's files are
+    its published group: `published_as.EXT`, or `published_as.k.EXT` for file k of several
+    (EXT what its `content_type` says), and `video` is the MP4 among them.
     """
     base, chosen = names.stem(data["name"]), data.get("published_as")
     own = {f"{base}{SUFFIX}"} | ({f"{chosen}{SUFFIX}"} if chosen and published else set())
@@ -433,9 +504,23 @@ def _names_problem(data: dict[str, Any], filename: str, published: bool) -> str 
         return f"name {data['name'][:80]!r} is not this file's task"
     if chosen and not _published_name_of(chosen, base):
         return f"published_as {chosen[:80]!r} is not a name of task {data['name'][:80]!r}"
-    video = data.get("video")
-    if chosen and data["state"] == "succeeded" and video and video["path"] != f"{chosen}.mp4":
-        return f"video.path {video['path'][:80]!r} is not {chosen[:80]!r}.mp4"
+    video, outputs = data.get("video"), data.get("outputs")
+    if video and outputs is not None and video not in outputs:
+        return "video is not one of outputs"
+    if chosen and data["state"] == "succeeded":
+        files = outputs if outputs is not None else [video] if video else []
+        return _group_problem(chosen, files)
+    return None
+
+
+def _group_problem(chosen: str, files: list[dict[str, Any]]) -> str | None:
+    """Each file's `path` is its place in the group published as `chosen`, or what is wrong."""
+    for k, file in enumerate(files):
+        extension = EXTENSIONS.get(file.get("content_type") or "video/mp4", "mp4")
+        want = f"{chosen}{names.group_suffix(k, len(files), extension)}"
+        if file["path"] != want:
+            where = "video" if len(files) == 1 else f"outputs[{k}]"
+            return f"{where}.path {file['path'][:80]!r} is not {want[:90]!r}"
     return None
 
 
@@ -457,12 +542,14 @@ def _published_name_of(chosen: str, base: str) -> bool:
 def _state_problem(data: dict[str, Any]) -> str | None:
     """Fields that a state needs in order to go on from it."""
     state, output = data["state"], data.get("output")
-    if state == "downloading" and output is not None and not _text(output.get("video_url")):
-        return "state downloading needs output.video_url as text"  # (or none: poll again)
+    if state == "downloading" and output is not None:
+        found = outputs_of(output)
+        if not (isinstance(found, Outputs) and found.files):  # (no output: poll again)
+            return "state downloading needs an output that names a file to fetch"
     if state == "failed" and data.get("error") is None:
         return "state failed needs an error"
-    if state == "succeeded" and data.get("video") is None:
-        return "state succeeded needs a video"
+    if state == "succeeded" and not (data.get("video") or data.get("outputs")):
+        return "state succeeded needs its files (outputs, or a video)"
     if state in ("queued", "submitting"):
         job = data.get("job")
         if not job or (state == "submitting" and not isinstance(job["model"], str)):
@@ -501,6 +588,7 @@ class Shown:
     video: Any
     download: Any
     job: Any
+    outputs: Any = None
 
 
 def show(data: dict[str, Any]) -> Shown:
@@ -517,4 +605,5 @@ def show(data: dict[str, Any]) -> Shown:
         get("video"),
         get("download"),
         get("job"),
+        get("outputs"),
     )

@@ -1,32 +1,82 @@
-"""From folder to pipeline: the start-up scan, watcher events, the periodic rescan.
+"""From folder to loop: the start-up scan, watcher events, the periodic rescan.
 
-Everything here ends in one of four calls: a settled `.task` (→ `Pipeline.discover`),
-a settled `.job` (→ `Submitter.discover`), a removed file (→ `removed`), or a sidecar
-left without its file (a publish cut short: finish it; else drop it). What the task
-path returns (effects) is handed to `carry_out` (the daemon's).
+Intake calls nothing outside itself: it yields what it finds, one file at a time, and
+the daemon hands each on before the next is looked at: a settled `.task` (`TaskFile`,
+for the pipeline), a settled `.job` (`JobFile`, for the submitter), a file gone
+(`TaskGone`, `JobGone`), a tracked task's file that now names another task (`Replaced`),
+a file whose name wansync cannot build on (`NameRefused`), a sidecar left without its
+file (`Orphan`). What to do with the last two is run/leftovers.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from wansync import log
 from wansync.core import events as ev
-from wansync.core.effects import Effect, Emit
-from wansync.core.errors import OutOfResources
+from wansync.core.errors import OutOfResources, TaskFileError
 from wansync.core.lifecycle import Now
-from wansync.files import folderguard, jobfile, sidecar
+from wansync.core.tracker import Tracker
+from wansync.files import folderguard, jobfile, names, taskfile
+from wansync.files.folders import Folders
 from wansync.files.lock import InboxLock
 from wansync.files.taskfile import task_name
 from wansync.inbox.settle import Candidates, scan_inbox
 from wansync.inbox.watcher import CHANGED, GONE, READY, InboxWatcher
-from wansync.run import publish
-from wansync.run.pipeline import Pipeline
-from wansync.run.submitter import Submitter
-from wansync.run.waker import Waker
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFile:
+    """A settled `.task` no live task has: to track (or to end at once)."""
+
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class JobFile:
+    """A settled `.job` no live task has."""
+
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class TaskGone:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobGone:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class NameRefused:
+    """A file whose NAME wansync cannot build its files from (not UTF-8, too long)."""
+
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """A sidecar with neither `.task` nor `.job`, found at start-up."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Replaced:
+    """A tracked task's `.task` now holds `task_id` (None: no valid id): another task."""
+
+    path: Path
+    task_id: str | None
+
+
+Found = TaskFile | JobFile | TaskGone | JobGone | Replaced | NameRefused | Orphan
 
 MAX_DEFERRED_SAID = 10_000  # files whose `file.read_later` was said (a bounded memory)
 
@@ -36,33 +86,48 @@ def name_of(path: Path) -> str:
     return jobfile.job_name(path) if jobfile.is_job_name(path.name) else task_name(path)
 
 
+def _jobs_first(path: Path) -> bool:
+    """Sort key: a `.job` is looked at before a `.task` of the same tick (its name)."""
+    return not jobfile.is_job_name(path.name)
+
+
+def file_task_id(path: Path) -> str | None:
+    """The id a `.task` holds now, or None when it holds none (or is gone);
+    `OutOfResources` when the system cannot read it now."""
+    try:
+        return taskfile.read(path).task_id
+    except (TaskFileError, OSError):
+        return None
+
+
 class Intake:
     """Which inbox files to look at, and when they are ready to read."""
 
     def __init__(
         self,
-        pipeline: Pipeline,
-        submitter: Submitter,
-        on_job: Callable[[Path, Now], None],
-        carry_out: Callable[[list[Effect], Now], None],
+        folders: Folders,
+        tracker: Tracker,
+        jobs: Callable[[], set[str]],
     ) -> None:
-        self.pipeline = pipeline
-        self.folders = pipeline.folders
-        self.tracker = pipeline.tracker
-        self.submitter = submitter
-        self.on_job = on_job  # the daemon carries a job's hand-overs out
-        self.carry_out = carry_out  # ... and the task path's effects
+        self.folders = folders
+        self.tracker = tracker
+        self.jobs = jobs  # names of the jobs the submitter has
         self.candidates = Candidates()
         self.only: set[str] | None = None  # burst: just these names
         self.burst = False
         self.scanned: list[Path] = []  # burst: what the start-up scan found
         self.watcher: InboxWatcher | None = None
+        self._held: dict[str, Path] = {}  # `.task` files waiting for a job's hand-over
         self._trouble_logged = False
         self._said_later: set[Path] = set()  # `file.read_later` said for these
         self.log = log.get("wansync.daemon")
 
+    def watch_healthy(self) -> bool:
+        """No watch (burst), or a live one: what systemd's watchdog and /healthz ask."""
+        return self.watcher is None or self.watcher.healthy()
+
     # -- the watch ---------------------------------------------------------------------
-    def start_watch(self, wake: Waker, polling: bool) -> None:
+    def start_watch(self, wake: Callable[[], None], polling: bool) -> None:
         self.watcher = InboxWatcher(self.folders.inbox, wake, polling)
         self.watcher.start()
 
@@ -70,7 +135,7 @@ class Intake:
         if self.watcher:
             self.watcher.stop()
 
-    def restore_watch(self, lock: InboxLock, wake: Waker, polling: bool) -> bool:
+    def restore_watch(self, lock: InboxLock, wake: Callable[[], None], polling: bool) -> bool:
         """Recreate the inbox, re-lock, watch again; True once watching. Raises
         `InboxLocked` when another wansync took the recreated inbox meanwhile.
 
@@ -119,57 +184,77 @@ class Intake:
         folderguard.check(inbox)  # a link planted just before or after the mkdir
 
     # -- files -------------------------------------------------------------------------
-    def startup(self, now: Now, burst: bool, only: set[str] | None) -> set[str]:
-        """Track every file present (call after the watch starts); returns their names."""
+    def scan(
+        self, now: Now, burst: bool, only: set[str] | None
+    ) -> tuple[set[str], Iterator[Found]]:
+        """Every file present (call after the watch starts): their names, and what they
+        are, to hand on (then `sweep_parts`). A `.job` comes before its name's `.task`."""
         for folder in (self.folders.inbox, self.folders.outbox, self.folders.failed):
             folderguard.GUARD.record(folder)  # what each is now: later, it must still be
         listing = scan_inbox(self.folders.inbox)
-        for name in listing.orphans:
-            self._orphan_sidecar(name, now)
         if burst and only is not None:
             listing.tasks &= only
             listing.jobs &= only
-        self.only = only if burst else None
-        self.burst = burst
-        tasks = [self.folders.task(n) for n in sorted(listing.tasks)]
-        tasks += [self.folders.job(n) for n in sorted(listing.jobs - listing.tasks)]
-        self.scanned = tasks
-        for path in tasks:
+        self.only, self.burst = (only if burst else None), burst
+        paths = [self.folders.job(n) for n in sorted(listing.jobs)]
+        paths += [self.folders.task(n) for n in sorted(listing.tasks)]
+        self.scanned = paths
+        for path in paths:
             self.candidates.changed(path, now.mono)
-        self.take(now, burst_names=None)
-        if only is None:  # others' partial downloads are not ours to judge
-            self._sweep_parts()
-        names = listing.tasks | listing.jobs
-        if not burst:
-            self.scanned = []  # only `once` needs the list later
-        return names
+        orphans = [Orphan(name) for name in listing.orphans]
+        return listing.tasks | listing.jobs, itertools.chain(orphans, self.take(now, None))
 
-    def take(self, now: Now, burst_names: set[str] | None) -> None:
-        """Hand every settled file on (in burst, only the ones the scan found)."""
+    def take(self, now: Now, burst_names: set[str] | None) -> Iterator[Found]:
+        """Every settled file, one at a time (in burst, only the ones the scan found)."""
         if self.folders.replaced(self.folders.inbox):
             self.candidates = Candidates()  # not read through a link; the rescan finds them
             return
-        for path in self.candidates.take(now.mono):
-            # a name wansync cannot build its files from (not UTF-8, too long): to failed/
-            hook = self.pipeline.steps.hook_for("failed")
-            refused = publish.refuse_name(self.folders, path, hook)
-            if refused is not None:
-                if refused.final is not None:
-                    ended = publish.ended(refused.record, refused.final, now.wall)
-                    self.carry_out([Emit(ended)], now)
-                continue
-            name = name_of(path)
-            if name in self.tracker or (burst_names is not None and name not in burst_names):
-                continue
-            try:
-                if jobfile.is_job_name(path.name):
-                    self.on_job(path, now)
-                else:
-                    self.carry_out(self.pipeline.discover(path, now), now)
-            except OutOfResources as exc:  # the system's fault, not the file's: read it later
-                self.read_later(path, exc, now)
-                continue
-            self._said_later.discard(path)
+        for path in sorted(self.candidates.take(now.mono), key=_jobs_first):
+            found = self._settled(path, now, burst_names)
+            if found is not None:
+                yield found
+
+    def _settled(self, path: Path, now: Now, burst_names: set[str] | None) -> Found | None:
+        name = name_of(path)
+        try:
+            names.check(name)
+        except names.BadName:
+            return NameRefused(path)  # not UTF-8, or too long: to failed/
+        if burst_names is not None and name not in burst_names:
+            return None
+        is_job = jobfile.is_job_name(path.name)
+        task = self.tracker.get(name)
+        if task is None:
+            return JobFile(path) if is_job else TaskFile(path)
+        if is_job:
+            return None  # the job's task: the `.job` moves with it when it ends
+        try:
+            held = file_task_id(path)  # news of a tracked task's `.task`: replaced?
+        except OutOfResources as exc:
+            self.read_later(path, exc, now)
+            return None
+        return None if held == task.task_id else Replaced(path, held)
+
+    def hold(self, path: Path) -> None:
+        """A `.task` that must wait for the job of its name to be handed over."""
+        name = task_name(path)
+        self._held[name] = path
+        self.log.warning(
+            "task.waiting",
+            name=name,
+            detail=f"{name}.job's task may exist already: {path.name} is read once that "
+            f"task has its name ({name}, or {name}-k if this file keeps {name})",
+        )
+
+    def release(self, name: str) -> None:
+        """The job `name` is handed over: a `.task` that waited for it is read now."""
+        path = self._held.pop(name, None)
+        if path is not None:
+            self.candidates.ready(path)
+
+    def forget(self, path: Path) -> None:
+        """A file wansync wrote itself (a job's `.task`): not one to read."""
+        self.candidates.forget(path)
 
     def read_later(self, path: Path, exc: OutOfResources, now: Now) -> None:
         """No descriptor or memory to read `path`: it stays in the inbox, is read again in
@@ -189,55 +274,31 @@ class Intake:
             "inbox and is read again in a second",
         )
 
+    def read_done(self, path: Path) -> None:
+        """`path` was read: a `file.read_later` for it may be said again another time."""
+        self._said_later.discard(path)
+
     def waiting(self) -> list[Path]:
         return [p for p in self.scanned if p in self.candidates]
 
-    def _sweep_parts(self) -> None:
-        """Partial downloads no live task owns are ours to remove (the task was removed)."""
-        owned = {publish.stem(n) for n in self.tracker.tasks}
-        owned |= {publish.stem(name_of(p)) for p in self.waiting()}
-        for entry in os.scandir(self.folders.outbox):
-            if entry.name.startswith(".") and entry.name.endswith(".mp4.part"):
-                name = entry.name[1 : -len(".mp4.part")]
-                if name not in owned:
+    def sweep_parts(self) -> None:
+        """Partial downloads no live task owns are ours to remove (the task was removed).
+        After the start-up scan's files are handed on; not in a `once` for some names."""
+        if self.only is None:  # else others' partial downloads are not ours to judge
+            owned = {names.stem(n) for n in self.tracker.tasks}
+            owned |= {names.stem(name_of(p)) for p in self.waiting()}
+            owned |= {names.stem(n) for n in self._held}
+            for entry in os.scandir(self.folders.outbox):
+                owners = names.part_owners(entry.name)  # `.X.EXT.part`: X's, or Y's if X is Y.k
+                if owners and not owned.intersection(owners):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
-                    self.log.info("download.part_removed", name=name)
+                    self.log.info("download.part_removed", name=owners[-1], file=entry.name)
+        if not self.burst:
+            self.scanned = []  # only `once` needs the list later
 
-    def _orphan_sidecar(self, name: str, now: Now) -> None:
-        """A sidecar without its `.task`: a publish cut short, or a task the user removed.
-
-        `sidecar.read` accepts only a sidecar named after its own task, so what is
-        resumed or dropped here is that task's, never another's (a planted sidecar naming
-        a live download); its `.part` is published only as a whole MP4 of the recorded size.
-        """
-        record = sidecar.read(self.folders.sidecar(name))
-        if record and record.ended and record.published_as:
-            try:
-                final = publish.resume(self.folders, record, task_file_is_ours=False)
-            except OSError as exc:  # a full disk, a refused `.part`: left as it is
-                self.log.error(
-                    "task.publish_error",
-                    name=name,
-                    task_id=record.task_id,
-                    error=f"{type(exc).__name__}: {exc.strerror or exc}",
-                    detail="left in the inbox as it is",
-                )
-                return
-            self.log.info(
-                "task.publish_resumed", name=name, task_id=record.task_id, path=str(final)
-            )
-            return
-        publish.forget_files(self.folders, name)
-        removed = ev.TaskRemoved(
-            at=now.wall,
-            name=name,
-            task_id=record.task_id if record else None,
-            detail="task file was removed while wansync was not running",
-        )
-        self.carry_out([Emit(removed)], now)
-
-    def watch_events(self, now: Now) -> None:
+    def watch_events(self, now: Now) -> Iterator[Found]:
+        """The watcher's news: files to look at soon, files gone."""
         assert self.watcher is not None
         events = self.watcher.drain()
         if self.folders.replaced(self.folders.inbox):
@@ -251,12 +312,15 @@ class Intake:
                 self.candidates.changed(path, now.mono)
             elif kind == GONE and not path.exists():
                 self.candidates.forget(path)
-                if jobfile.is_job_name(path.name):
-                    self.submitter.removed(jobfile.job_name(path), now)
-                else:
-                    self.carry_out(self.pipeline.removed(task_name(path), now), now)
+                yield self._gone(path)
 
-    def rescan(self, now: Now) -> None:
+    def _gone(self, path: Path) -> Found:
+        if jobfile.is_job_name(path.name):
+            return JobGone(jobfile.job_name(path))
+        self._held.pop(task_name(path), None)
+        return TaskGone(task_name(path))
+
+    def rescan(self, now: Now) -> Iterator[Found]:
         """The safety net for missed events (overflow, network filesystems)."""
         if self.folders.replaced(self.folders.inbox):
             return
@@ -266,20 +330,20 @@ class Intake:
             return  # the watch check reports and repairs a missing inbox
         present = listing.tasks
         tracked = self.tracker.tasks
-        for name in present.difference(tracked):  # strings only: cheap with 10,000 tasks
-            path = self.folders.task(name)
-            if path not in self.candidates:
-                self.candidates.changed(path, now.mono)
-        jobs = self.submitter.names()
+        jobs = self.jobs()
+        for name in present.difference(tracked, self._held):  # strings: cheap with 10,000
+            self._look(self.folders.task(name), now)
         for name in listing.jobs.difference(tracked, jobs, present):
-            path = self.folders.job(name)
-            if path not in self.candidates:
-                self.candidates.changed(path, now.mono)
+            self._look(self.folders.job(name), now)
         for name in [n for n in jobs if n not in listing.jobs]:
-            self.submitter.removed(name, now)
+            yield JobGone(name)
         for name in [n for n in tracked if n not in present]:
             if not self.folders.task(name).exists():
-                self.carry_out(self.pipeline.removed(name, now), now)
+                yield TaskGone(name)
+
+    def _look(self, path: Path, now: Now) -> None:
+        if path not in self.candidates:
+            self.candidates.changed(path, now.mono)
 
 
 class Burst:

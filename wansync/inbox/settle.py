@@ -14,8 +14,8 @@ from pathlib import Path
 
 from wansync.files import sidecar
 from wansync.files.jobfile import JOB_SUFFIX, is_job_name
+from wansync.files.names import stem
 from wansync.files.taskfile import TASK_SUFFIX, is_task_name
-from wansync.run.publish import stem
 
 SETTLE_SECONDS = 1.0
 READ_AGAIN_AFTER = 1.0  # a file the system had no descriptor or memory to read

@@ -1,13 +1,14 @@
 """Inbox watching: watchdog events → a queue of (kind, path); the daemon rescans as a net.
 
 Handlers only enqueue (an exception inside a handler would silently kill the observer
-thread), and the daemon checks `alive()` before telling systemd it is healthy.
+thread), and the daemon checks `healthy()` before telling systemd it is healthy.
 """
 
 from __future__ import annotations
 
 import queue
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from watchdog.events import (
@@ -23,14 +24,13 @@ from watchdog.observers.polling import PollingObserver
 
 from wansync.files.jobfile import is_job_name
 from wansync.files.taskfile import is_task_name
-from wansync.run.waker import Waker
 
 READY, CHANGED, GONE = "ready", "changed", "gone"
 EVENT_KINDS = [FileCreatedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent]
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, out: queue.SimpleQueue[tuple[str, Path]], wake: Waker) -> None:
+    def __init__(self, out: queue.SimpleQueue[tuple[str, Path]], wake: Callable[[], None]) -> None:
         self.out = out
         self.wake = wake
 
@@ -38,7 +38,7 @@ class _Handler(FileSystemEventHandler):
         p = Path(path.decode() if isinstance(path, bytes) else path)
         if is_task_name(p.name) or is_job_name(p.name):
             self.out.put((kind, p))
-            self.wake.set()
+            self.wake()
 
     def on_closed(self, event: FileSystemEvent) -> None:
         if not event.is_directory:
@@ -61,7 +61,7 @@ class _Handler(FileSystemEventHandler):
 class InboxWatcher:
     """Starts the observer before the first scan, so nothing falls between the two."""
 
-    def __init__(self, inbox: Path, wake: Waker, polling: bool = False) -> None:
+    def __init__(self, inbox: Path, wake: Callable[[], None], polling: bool = False) -> None:
         self.inbox = inbox
         self.events: queue.SimpleQueue[tuple[str, Path]] = queue.SimpleQueue()
         self._handler = _Handler(self.events, wake)

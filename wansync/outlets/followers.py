@@ -1,10 +1,11 @@
 """What the world outside the folders is told: the user's hooks and the metrics endpoint.
 
-Both are consumers of the event bus (events.py); this module only builds them from the
-config and gives the daemon five small calls: `consumers`, `start`, `tick`, `finish`,
-`answered`. Health and task counts are read on the metrics server's thread, so they
-are plain reads of a few fields (the loop's last tick, the watch) and a copy of the
-live tasks: no lock, no call into the loop.
+Both are consumers of the event bus (events.py); this module only builds the metrics
+server from the config and gives the daemon a few small calls: `consumers`, `start`,
+`started`, `tick`, `finish`; and `api_observer`, which the API client is built with.
+Health and task counts are read on the metrics server's thread, so they are plain reads
+of a few fields (the loop's last tick, the watch) and a copy of the live tasks: no
+lock, no call into the loop.
 """
 
 from __future__ import annotations
@@ -18,10 +19,22 @@ from wansync.core import events as ev
 from wansync.core.messages import Mailbox
 from wansync.core.tracker import Tracker
 from wansync.outlets.hooks import Hooks
-from wansync.run.publish import Folders
 
 if TYPE_CHECKING:  # prometheus_client is imported only when metrics are on (memory)
     from wansync.outlets.metrics import Metrics
+
+
+def api_observer(mailbox: Mailbox, enabled: bool) -> Callable[[str, int | None, float], None]:
+    """What the API client calls after every request, from whichever thread made it: an
+    event for the numbers (emitted at the loop's next tick), when metrics are on."""
+
+    def answered(endpoint: str, status: int | None, seconds: float) -> None:
+        if enabled:
+            mailbox.note(
+                ev.ApiAnswered(at=time.time(), endpoint=endpoint, status=status, seconds=seconds)
+            )
+
+    return answered
 
 
 class Outlets:
@@ -30,19 +43,16 @@ class Outlets:
     def __init__(
         self,
         live: Live,
-        folders: Folders,
-        mailbox: Mailbox,
+        hooks: Hooks,
         tracker: Tracker,
         jobs_waiting: Callable[[], int],
         watch_alive: Callable[[], bool],
     ) -> None:
-        self.mailbox = mailbox
         self.tracker = tracker
         self.jobs_waiting = jobs_waiting
         self.watch_alive = watch_alive
         self.last_tick = time.monotonic()
-        # A hook's result wakes the loop: an idle daemon logs and counts it at once.
-        self.hooks = Hooks(lambda: live.cfg.hooks, folders, report=mailbox.post)
+        self.hooks = hooks  # built first: the pipeline puts its `pending_record` in sidecars
         self.metrics: Metrics | None = None
         if live.cfg.metrics.listen is not None:
             from wansync.outlets.metrics import Metrics
@@ -88,14 +98,6 @@ class Outlets:
         deliver()
         if self.metrics is not None:
             self.metrics.stop()
-
-    def answered(self, endpoint: str, status: int | None, seconds: float) -> None:
-        """Every API request, from whichever thread made it: an event for the numbers."""
-        if self.metrics is not None:
-            event = ev.ApiAnswered(
-                at=time.time(), endpoint=endpoint, status=status, seconds=seconds
-            )
-            self.mailbox.note(event)
 
     def _health(self) -> tuple[bool, str]:
         from wansync.outlets.metrics import health_of  # loaded already: only a metrics server asks

@@ -40,10 +40,10 @@ from wansync.core import retry
 from wansync.core.events import Event, HookRan, TaskFailed, TaskSucceeded
 from wansync.core.record import HookRecord, TaskRecord
 from wansync.files import bounded, folderguard, names, sidecar
+from wansync.files.folders import Folders
 from wansync.files.fsutil import NotARegularFile, read_small
 from wansync.files.taskfile import RESOURCE_ERRNOS  # the system's fault, not the file's
 from wansync.outlets.hookrun import TryResult, run_try
-from wansync.run.publish import MP4, Folders
 
 EVENTS = sidecar.HOOK_EVENTS
 MAX_ENV_VALUE = 8192  # an error message from the API, cut to fit an environment
@@ -54,6 +54,7 @@ OUR_ENV = (
     "WANSYNC_NAME",
     "WANSYNC_TASK_ID",
     "WANSYNC_VIDEO",
+    "WANSYNC_OUTPUTS",
     "WANSYNC_SIDECAR",
     "WANSYNC_ERROR_CODE",
     "WANSYNC_ERROR_MESSAGE",
@@ -93,7 +94,10 @@ def hook_env(base: Mapping[str, str], task: TaskRecord, path: Path, event: str) 
         WANSYNC_SIDECAR=str(path),
     )
     if event == "succeeded":
-        env["WANSYNC_VIDEO"] = str(path.parent / f"{published}{MP4}")
+        # every published file, one absolute path a line; the MP4 also on its own
+        env["WANSYNC_OUTPUTS"] = "\n".join(str(path.parent / o.path) for o in task.outputs)
+        if task.video is not None:
+            env["WANSYNC_VIDEO"] = str(path.parent / task.video.path)
     else:
         env["WANSYNC_ERROR_CODE"] = _clean(task.error.code if task.error else None)
         env["WANSYNC_ERROR_MESSAGE"] = _clean(task.error.message if task.error else None)
@@ -143,13 +147,16 @@ def read_hook(path: Path) -> tuple[TaskRecord, HookRecord] | None:
 
 def _beside_problem(task: TaskRecord, path: Path) -> str | None:
     """What makes a valid published sidecar with a hook not this folder's own: it must
-    be the file `published_as` names, and a success's video must be beside it."""
+    be the file `published_as` names, and a success's files must be beside it (their
+    names are the group's: `sidecar.problem` checked them)."""
     chosen = task.published_as
     if not chosen or path.name != f"{chosen}{sidecar.SUFFIX}":
         return "not a published sidecar (published_as does not name this file)"
-    video = path.parent / f"{chosen}{MP4}"
-    if task.state == "succeeded" and not stat.S_ISREG(_lstat_mode(video)):
-        return f"{video.name} is not beside it"
+    if task.state != "succeeded":
+        return None
+    for output in task.outputs:
+        if not stat.S_ISREG(_lstat_mode(path.parent / output.path)):
+            return f"{output.path} is not beside it"
     return None
 
 

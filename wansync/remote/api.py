@@ -33,8 +33,10 @@ from wansync.core.errors import (
     TaskFailed,
     TransientError,
 )
+from wansync.core.kinds import SERVICES, VIDEO_GENERATION
 from wansync.core.messages import Submitted as Submitted  # the typed answers: core's
 from wansync.core.messages import TaskReport as TaskReport
+from wansync.core.shapes import FileUrl, Outputs, outputs_of
 from wansync.files.bounded import json_loads, wall_time
 from wansync.files.taskfile import TASK_ID
 from wansync.log import CODE_CHARS, MESSAGE_CHARS, cap, clean, clean_tree, scrub
@@ -42,13 +44,14 @@ from wansync.remote.headers import MAX_RETRY_AFTER as MAX_RETRY_AFTER
 from wansync.remote.headers import header_int as header_int
 from wansync.remote.headers import parse_retry_after
 from wansync.remote.keepalive import Answer, Connections, TooSlow
+from wansync.remote.serverclock import ServerClock
 
 MAX_BODY = 1024 * 1024
 DEADLINE_TIMEOUTS = 2  # a whole answer, headers and body, within this many api.timeout
 TOO_SLOW = "the answer was not complete in time"
 USER_AGENT = f"wansync/{__version__}"
 STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN")
-SUBMIT_PATH = "/api/v1/services/aigc/video-generation/video-synthesis"
+SUBMIT_PATH = SERVICES + VIDEO_GENERATION  # image-to-video's: the default create endpoint
 LIST_PAGE_SIZE = 100
 LIST_MAX_PAGES = 10
 API_ZONE = timedelta(hours=8)  # the API's times are Beijing time (assumed for the task list)
@@ -164,6 +167,7 @@ class TaskApi:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.observe = observe or _unobserved
+        self.clock = ServerClock()  # every answer's `Date`: the task list's clock
         self._gets = Connections(self.base_url, timeout, pool_size)
         self._pool = urllib3.PoolManager(
             num_pools=2,
@@ -253,8 +257,11 @@ class TaskApi:
         data = self._get_json("/api/v1/tasks", params)
         return listpoll.read_page(data, size if isinstance(size, int) else listpoll.PAGE_SIZE)
 
-    def submit(self, body: dict[str, Any], resolve_oss: bool) -> Submitted:
-        """Create a task. Errors say whether a task may exist:
+    def submit(
+        self, body: dict[str, Any], resolve_oss: bool, endpoint: str = VIDEO_GENERATION
+    ) -> Submitted:
+        """Create a task at `endpoint` (under `/api/v1/services/`: the model's kind says
+        which). Errors say whether a task may exist:
 
         `RateLimited`, `AuthRejected`, `RemoteUnavailable` (could not connect) and
         `TaskFailed` (4xx) prove nothing was created; `SubmitAmbiguous` does not.
@@ -270,17 +277,18 @@ class TaskApi:
         if resolve_oss:
             headers["X-DashScope-OssResourceResolve"] = "enable"
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        started, status = time.monotonic(), None
+        started, sent, status = time.monotonic(), time.time(), None
         try:
             resp = self._pool.request(
                 "POST",
-                f"{self.base_url}{SUBMIT_PATH}",
+                f"{self.base_url}{SERVICES}{endpoint}",
                 body=payload,
                 headers=headers,
                 preload_content=False,
                 redirect=False,
             )
             status = resp.status
+            self.clock.observe(resp.headers.get("Date"), sent, time.time())
             try:
                 answer = _read_bounded(resp, self._deadline(started))
             finally:
@@ -347,10 +355,11 @@ class TaskApi:
     def _get(self, path: str, endpoint: str) -> Answer:
         """One GET below the base URL, its body bounded (all of it within the deadline);
         no complete answer (refused, reset, timed out, not HTTP) is `RemoteUnavailable`."""
-        started, status = time.monotonic(), None
+        started, sent, status = time.monotonic(), time.time(), None
         try:
             answer = self._gets.get(path, self._get_headers, MAX_BODY, self._deadline(started))
             status = answer.status
+            self.clock.observe(answer.date, sent, time.time())
         except TooSlow as exc:
             status = exc.status
             raise RemoteUnavailable(TOO_SLOW, "AnswerTooSlow") from None
@@ -386,8 +395,12 @@ class TaskApi:
         request_id = obj.get("request_id")
         usage = obj.get("usage")
         # Everything here lands in a sidecar and a log: scrubbed of the key and query
-        # strings, capped (an echoed key, a 900 KB `code`). The signed URL is kept whole.
+        # strings, capped (an echoed key, a 900 KB `code`). The signed URLs of the files
+        # a SUCCEEDED answer names (shapes.py: at most 16) are kept whole.
+        found = outputs_of(output) if task_status == "SUCCEEDED" else None
         output = clean_tree(output, keep=("video_url",))
+        if isinstance(found, Outputs):
+            _put_back(output, found.files)
         if isinstance(output.get("code"), str):
             output["code"] = cap(output["code"], CODE_CHARS)
         if isinstance(output.get("message"), str):
@@ -398,3 +411,19 @@ class TaskApi:
             output=output,
             usage=clean_tree(usage) if isinstance(usage, dict) else None,
         )
+
+
+def _put_back(output: dict[str, Any], files: tuple[FileUrl, ...]) -> None:
+    """Each file's signed URL, whole, where the answer had it: `clean_tree` keeps the
+    shape (the same lists; keys cleaned, which changes no plain word). Two keys that
+    clean to one (`url` and `url?x=1`) may have changed it: then that URL stays cleaned,
+    and the file is not fetched from a URL the sidecar does not show."""
+    for file in files:
+        node: Any = output
+        try:
+            for step in file.path[:-1]:
+                node = node[step]
+            if isinstance(node, dict) and file.path[-1] in node:
+                node[file.path[-1]] = file.url
+        except (KeyError, IndexError, TypeError):
+            continue

@@ -1,10 +1,14 @@
-"""Stream a signed video URL to `outbox/.NAME.mp4.part`: Range resume, verify, fsync.
+"""Stream a signed file URL to its `.part` (`outbox/.NAME.mp4.part`, `.NAME.1.png.part`
+…): Range resume, verify, fsync.
 
-Runs in a worker thread. It never publishes: it returns what it verified, and the
-publisher renames. It reads with urllib3 directly (one parse of the URL, the one the
-connection is made from; one lookup of its host, whose checked addresses are the ones
-connected to), 512 KiB at a time, hashing in a second thread so the hash of one chunk
-overlaps the read of the next; memory stays a few MiB whatever the size.
+Runs in a worker thread, one file at a time. It never publishes: it returns what it
+verified (what the bytes are: a whole MP4 by its box walk, or a PNG, JPEG or WebP picture
+by its signature and end), and the publisher renames. The first bytes are checked as
+they arrive, so an HTML page or a video sent for a picture is refused at once. It reads
+with urllib3 directly (one parse of the URL, the one the connection is made from; one
+lookup of its host, whose checked addresses are the ones connected to), 512 KiB at a
+time, hashing in a second thread so the hash of one chunk overlaps the read of the next;
+memory stays a few MiB whatever the size.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urljoin
 
 import certifi
@@ -30,7 +36,7 @@ from wansync.core.errors import DownloadInterrupted, Stopping, UrlRefused
 from wansync.core.messages import Downloaded
 from wansync.files.partfile import Writeback, open_part, write_all
 from wansync.log import strip_query
-from wansync.remote import mp4check
+from wansync.remote import mp4check, picturecheck
 from wansync.remote.api import USER_AGENT
 from wansync.remote.headers import header_int, parse_retry_after
 from wansync.remote.pinned import PinnedPools
@@ -51,6 +57,11 @@ HASH_QUEUE = 4  # chunks in flight to the hashing thread: bounds memory to ~2 Mi
 MAX_REDIRECTS = 5
 REJECTED_TYPES = ("text/", "html", "json", "xml")
 REDIRECTS = (301, 302, 303, 307, 308)
+
+HEAD_BYTES = 12  # enough to tell an MP4 (`ftyp` at 4-8) and every picture signature
+Kind = Literal["video", "picture"]
+VIDEO: Kind = "video"
+PICTURE: Kind = "picture"
 
 ConfigSource = DownloadConfig | Callable[[], DownloadConfig]
 OnStart = Callable[[str | None], None] | None
@@ -114,8 +125,31 @@ def _content_range_start(header: str | None) -> int | None:
     return header_int(header[6:].split("-", 1)[0])
 
 
-def _not_mp4(head: bytes) -> bool:
-    return len(head) >= 8 and head[4:8] != b"ftyp"
+def _head_problem(head: bytes, kind: Kind) -> str | None:
+    """Why a body starting with `head` cannot be a `kind` (None: it may be, or too few
+    bytes to tell yet)."""
+    if kind == VIDEO:
+        return (
+            "body is not an MP4 (no ftyp box)" if len(head) >= 8 and head[4:8] != b"ftyp" else None
+        )
+    if len(head) >= HEAD_BYTES and picturecheck.sniff(head) is None:
+        return f"body is not a PNG, JPEG or WebP picture (it starts with {head[:8].hex(' ')})"
+    return None
+
+
+def _verified(fd: int, length: int, kind: Kind) -> str:
+    """What the first `length` bytes of `fd` are (a content type), or `DownloadRejected`
+    unless they are a whole `kind`."""
+    if kind == PICTURE:
+        try:
+            return picturecheck.check(fd, length).content_type
+        except picturecheck.NotPicture as exc:
+            raise rejected(f"body is not a whole picture: {exc}") from None
+    try:
+        mp4check.check(fd, length)
+    except mp4check.NotMp4 as exc:
+        raise rejected(f"body is not a complete MP4: {exc}") from None
+    return "video/mp4"
 
 
 class Downloader:
@@ -156,7 +190,7 @@ class Downloader:
         self._pools.clear()
 
     def _open(
-        self, url: str, headers: dict[str, str], cfg: DownloadConfig
+        self, url: str, headers: dict[str, str], cfg: DownloadConfig, kind: Kind = VIDEO
     ) -> urllib3.BaseHTTPResponse:
         """GET with every redirect hop parsed once, its host looked up once, every address
         checked, and the connection made to exactly those addresses."""
@@ -179,7 +213,7 @@ class Downloader:
                 )
             except (HTTPError, OSError) as exc:
                 raise DownloadInterrupted(
-                    f"cannot reach video host: {type(exc).__name__}: {strip_query(str(exc))}"
+                    f"cannot reach {kind} host: {type(exc).__name__}: {strip_query(str(exc))}"
                 ) from None
             location = resp.headers.get("Location")
             if resp.status in REDIRECTS and location:
@@ -196,8 +230,10 @@ class Downloader:
         etag: str | None,
         on_start: OnStart = None,
         on_progress: OnProgress = None,
+        kind: Kind = VIDEO,
     ) -> Downloaded:
-        """Download (or resume) into `part`; `etag` is what the existing bytes came from."""
+        """Download (or resume) into `part`; `etag` is what the existing bytes came from;
+        the file must be a whole `kind` (a video, or a picture)."""
         cfg = self.cfg
         fd = open_part(part)
         try:
@@ -206,9 +242,9 @@ class Downloader:
             if offset and etag:
                 headers["Range"] = f"bytes={offset}-"
                 headers["If-Range"] = etag
-            resp = self._open(url, headers, cfg)
+            resp = self._open(url, headers, cfg, kind)
             try:
-                done = self._answer(resp, fd, part, offset, etag, cfg, on_start, on_progress)
+                done = self._answer(resp, fd, part, offset, etag, cfg, on_start, on_progress, kind)
             except BaseException:
                 _discard(resp)
                 raise
@@ -230,6 +266,7 @@ class Downloader:
         cfg: DownloadConfig,
         on_start: OnStart,
         on_progress: OnProgress,
+        kind: Kind = VIDEO,
     ) -> Downloaded:
         """Decide on the status and headers, then stream the body."""
         status = resp.status
@@ -238,7 +275,7 @@ class Downloader:
         if status == 416:
             total = header_int(resp.headers.get("Content-Range", "").rpartition("/")[2])
             if offset and total == offset:
-                return _verify_complete(fd, offset, etag)  # killed after the end
+                return _verify_complete(fd, offset, etag, kind)  # killed after the end
             os.ftruncate(fd, 0)
             raise DownloadInterrupted("storage refused the range; starting over")
         if status == 429 or status >= 500:
@@ -253,65 +290,44 @@ class Downloader:
             offset = 0
         content_type = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if any(t in content_type for t in REJECTED_TYPES):
-            raise rejected(f"storage sent {content_type!r} instead of a video")
+            raise rejected(f"storage sent {content_type!r} instead of a {kind}")
         length = header_int(resp.headers.get("Content-Length"))
         expected = offset + length if length is not None else None
         if expected is not None and expected > cfg.max_bytes:
-            raise rejected(f"video is {expected} bytes, over download.max_bytes ({cfg.max_bytes})")
+            raise rejected(f"{kind} is {expected} bytes, over download.max_bytes ({cfg.max_bytes})")
         new_etag = resp.headers.get("ETag")
         if on_start:
             on_start(new_etag)
-        digest = _hash_prefix(fd, offset)
-        received = self._stream(resp, fd, part, offset, expected, digest, cfg, on_progress)
-        try:
-            mp4check.check(fd, received)
-        except mp4check.NotMp4 as exc:
-            raise rejected(f"body is not a complete MP4: {exc}") from None
-        return Downloaded(received, digest.hexdigest(), content_type or "video/mp4", new_etag)
+        digest = _hash_prefix(fd, offset, kind)
+        stream = _Stream(resp, fd, part, expected, digest, cfg, on_progress, kind)
+        received = self._stream(stream, offset)
+        is_type = _verified(fd, received, kind)
+        return Downloaded(received, digest.hexdigest(), is_type, new_etag)
 
-    def _stream(
-        self,
-        resp: urllib3.BaseHTTPResponse,
-        fd: int,
-        part: Path,
-        offset: int,
-        expected: int | None,
-        digest: hashlib._Hash,
-        cfg: DownloadConfig,
-        on_progress: OnProgress,
-    ) -> int:
-        """Append the body to `fd` from `offset`; the number of bytes the file then holds."""
-        sink = Sink(digest, fd, offset)
+    def _stream(self, stream: _Stream, offset: int) -> int:
+        """Append the body to the file from `offset`; the number of bytes it then holds."""
+        sink = Sink(stream.digest, stream.fd, offset)
         try:
-            received = self._loop(resp, fd, part, offset, expected, sink, cfg, on_progress)
+            received = self._loop(stream, offset, sink)
         except BaseException:
             sink.close()
             with contextlib.suppress(OSError):
-                os.fsync(fd)  # what did arrive is kept for the resume
+                os.fsync(stream.fd)  # what did arrive is kept for the resume
             raise
         sink.close()
         try:
-            os.fsync(fd)  # one fsync, at the end
+            os.fsync(stream.fd)  # one fsync, at the end
         except OSError as exc:
-            raise DownloadInterrupted(f"cannot sync {part.name}: {exc.strerror}") from None
-        if expected is not None and received != expected:
-            raise DownloadInterrupted(f"got {received} of {expected} bytes; will resume")
-        if received < 8:
+            raise DownloadInterrupted(f"cannot sync {stream.part.name}: {exc.strerror}") from None
+        if stream.expected is not None and received != stream.expected:
+            raise DownloadInterrupted(f"got {received} of {stream.expected} bytes; will resume")
+        if received < 8 and stream.kind == VIDEO:
             raise rejected("body is not an MP4 (too short)")
         return received
 
-    def _loop(
-        self,
-        resp: urllib3.BaseHTTPResponse,
-        fd: int,
-        part: Path,
-        received: int,
-        expected: int | None,
-        sink: Sink,
-        cfg: DownloadConfig,
-        on_progress: OnProgress,
-    ) -> int:
+    def _loop(self, stream: _Stream, received: int, sink: Sink) -> int:
         """Read, check, write and hash until the body ends; the bytes the file then holds."""
+        cfg, kind = stream.cfg, stream.kind
         now = time.monotonic()
         deadline = now + self.max_seconds
         guard = SpeedGuard(cfg.low_speed_limit, cfg.low_speed_time, now)
@@ -320,27 +336,29 @@ class Downloader:
             if self.stop.is_set():
                 raise Stopping("shutting down")
             try:
-                chunk = resp.read1(READ_SIZE)
+                chunk = stream.resp.read1(READ_SIZE)
             except (HTTPError, OSError) as exc:
                 raise DownloadInterrupted(
-                    f"video stream broke off at {received} bytes: {type(exc).__name__}"
+                    f"{kind} stream broke off at {received} bytes: {type(exc).__name__}"
                 ) from None
             if not chunk:
                 return received
-            if received < 8:  # the body's first bytes: bytes 4-8 must say ftyp
-                head = (head + chunk)[:8]
-                if _not_mp4(head):
-                    raise rejected("body is not an MP4 (no ftyp box)")
+            if received < HEAD_BYTES:  # the body's first bytes say what it is
+                head = (head + chunk)[:HEAD_BYTES]
+                if problem := _head_problem(head, kind):
+                    raise rejected(problem)
             received += len(chunk)
             if received > cfg.max_bytes:
-                raise rejected(f"video is over download.max_bytes ({cfg.max_bytes})")
+                raise rejected(f"{kind} is over download.max_bytes ({cfg.max_bytes})")
             try:
-                write_all(fd, chunk)
+                write_all(stream.fd, chunk)
             except OSError as exc:
-                raise DownloadInterrupted(f"cannot write {part.name}: {exc.strerror}") from None
+                raise DownloadInterrupted(
+                    f"cannot write {stream.part.name}: {exc.strerror}"
+                ) from None
             sink.update(chunk)
-            if on_progress:
-                on_progress(received, expected)
+            if stream.on_progress:
+                stream.on_progress(received, stream.expected)
             now = time.monotonic()
             if guard.too_slow(len(chunk), now):
                 raise DownloadInterrupted(
@@ -351,6 +369,20 @@ class Downloader:
                 raise DownloadInterrupted("download took too long; will resume")
 
 
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    """One body being written: where to, how long it should be, and what it must be."""
+
+    resp: urllib3.BaseHTTPResponse
+    fd: int
+    part: Path
+    expected: int | None
+    digest: hashlib._Hash
+    cfg: DownloadConfig
+    on_progress: OnProgress
+    kind: Kind
+
+
 def _discard(resp: urllib3.BaseHTTPResponse) -> None:
     """Close a response whose body we will not read (an error page, a redirect, a stream
     cut short): reading it would let a hostile host hold us; the pool reconnects."""
@@ -358,7 +390,7 @@ def _discard(resp: urllib3.BaseHTTPResponse) -> None:
     resp.release_conn()
 
 
-def _hash_prefix(fd: int, offset: int) -> hashlib._Hash:
+def _hash_prefix(fd: int, offset: int, kind: Kind = VIDEO) -> hashlib._Hash:
     """The hash of the bytes already in the `.part` (a resume), and the file cut to `offset`."""
     digest = hashlib.sha256()
     pos = 0
@@ -366,8 +398,8 @@ def _hash_prefix(fd: int, offset: int) -> hashlib._Hash:
         chunk = os.pread(fd, min(READ_SIZE, offset - pos), pos)
         if not chunk:
             break
-        if pos == 0 and _not_mp4(chunk[:8]):
-            raise rejected("body is not an MP4 (no ftyp box)")
+        if pos == 0 and (problem := _head_problem(chunk[:HEAD_BYTES], kind)):
+            raise rejected(problem)
         digest.update(chunk)
         pos += len(chunk)
     os.ftruncate(fd, offset)
@@ -375,11 +407,7 @@ def _hash_prefix(fd: int, offset: int) -> hashlib._Hash:
     return digest
 
 
-def _verify_complete(fd: int, size: int, etag: str | None) -> Downloaded:
+def _verify_complete(fd: int, size: int, etag: str | None, kind: Kind = VIDEO) -> Downloaded:
     """The `.part` already holds the whole object: check and hash it instead of fetching."""
-    digest = _hash_prefix(fd, size)
-    try:
-        mp4check.check(fd, size)
-    except mp4check.NotMp4 as exc:
-        raise rejected(f"body is not a complete MP4: {exc}") from None
-    return Downloaded(size, digest.hexdigest(), "video/mp4", etag)
+    digest = _hash_prefix(fd, size, kind)
+    return Downloaded(size, digest.hexdigest(), _verified(fd, size, kind), etag)

@@ -34,6 +34,7 @@ class Answer:
     reason: str
     retry_after: str | None
     body: bytes  # at most the caller's `limit + 1` bytes: more means "too large"
+    date: str | None = None  # the server's clock (serverclock.py)
 
 
 class TooSlow(Exception):
@@ -130,7 +131,13 @@ class Connections:
             conn.request("GET", self.prefix + path, headers=headers)
             resp = conn.getresponse()
             body = _read_by(resp, conn.sock, limit, deadline, self.timeout)
-            answer = Answer(resp.status, resp.reason, resp.getheader("Retry-After"), body)
+            answer = Answer(
+                resp.status,
+                resp.reason,
+                resp.getheader("Retry-After"),
+                body,
+                resp.getheader("Date"),
+            )
         except BaseException:
             conn.close()
             raise

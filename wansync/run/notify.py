@@ -6,6 +6,15 @@ import os
 import socket
 
 
+def status_line(counts: dict[str, int]) -> str:
+    """systemd's STATUS= line: `3 jobs waiting, 12 polling, 2 downloading, 40 done, 1 failed`."""
+    jobs = f"{counts['jobs']} jobs waiting, " if counts["jobs"] else ""
+    return (
+        f"{jobs}{counts['polling']} polling, {counts['downloading']} downloading, "
+        f"{counts['done']} done, {counts['failed']} failed"
+    )
+
+
 class Notifier:
     """Tells systemd READY/STATUS/WATCHDOG/STOPPING/RELOADING; silent when not under systemd."""
 

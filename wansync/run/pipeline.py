@@ -22,6 +22,7 @@ from wansync.core.errors import TaskFileError
 from wansync.core.lifecycle import Now, Policy
 from wansync.core.messages import (
     DownloadDone,
+    Downloaded,
     DownloadProgress,
     DownloadStarted,
     ListDone,
@@ -30,17 +31,20 @@ from wansync.core.messages import (
     TaskReport,
 )
 from wansync.core.predictor import CompletionModel
-from wansync.core.record import TERMINAL_STATES, DownloadState, FoundBy
+from wansync.core.record import TERMINAL_STATES, DownloadState, FileDownload, FoundBy
 from wansync.core.scheduler import Scheduler
+from wansync.core.shapes import Outputs, outputs_of
 from wansync.core.times import utc_iso
 from wansync.core.tracker import Task, Tracker
 from wansync.files import sidecar, taskfile
-from wansync.files.fsutil import write_bytes_atomic
 from wansync.files.taskfile import TaskSpec
 from wansync.remote.urlcheck import check_url
+from wansync.run import publish
 from wansync.run.listing import LIST, Listing
 from wansync.run.publish import Folders
 from wansync.run.transitions import HookFor, Transitions
+
+REMOVED = "task file was removed from the inbox; no longer tracked"
 
 
 def _url(url: Any) -> str | None:
@@ -109,28 +113,42 @@ class Pipeline:
     def discover(self, path: Path, now: Now) -> list[Effect]:
         """A settled `.task`: track it (resuming from its sidecar), or end it at once."""
         task, spec = open_task(self.folders, path, now.wall)
+        record = task.record
+        effects: list[Effect] = []
+        if spec is None and not record.published_as and record.error is not None:
+            invalid = ev.TaskInvalid(
+                at=now.wall, name=task.name, file=path.name, error=record.error.message
+            )
+            effects.append(Emit(invalid))
+        return effects + self.follow(task, now)
+
+    def follow(self, task: Task, now: Now) -> list[Effect]:
+        """Track `task` from its record: poll it, download it, or end it at once.
+
+        A `.task` file's way in (`discover`), and a job's new task's (handed over by the
+        submitter once its `.task` is written), so both are followed alike from here.
+        """
         name, record = task.name, task.record
+        task.followed_since = now.mono  # `give_up_after` counts on the monotonic clock
+        task.followed_before = lifecycle.earlier_age(
+            record.first_seen, record.last_polled, now.wall
+        )
         if task.state in TERMINAL_STATES:
             self.tracker.track(task)
-            effects: list[Effect] = []
-            if spec is None and not record.published_as and record.error is not None:
-                invalid = ev.TaskInvalid(
-                    at=now.wall, name=name, file=path.name, error=record.error.message
-                )
-                effects.append(Emit(invalid))
-            return effects + self.steps.finish(task, now)
+            return self.steps.finish(task, now)
         twin = self.tracker.track(task)
         if twin is not None:
             return self.steps.fail(
                 task,
                 "DuplicateTask",
-                f"{path.name}: task id {task.task_id} is already being fetched for "
+                f"{name}.task: task id {task.task_id} is already being fetched for "
                 f"{twin.name}.task; one video per task id",
                 now,
             )
         resumed = record.polls > 0 or task.state == "downloading"
-        if task.state == "downloading" and record.output is not None:
-            self.tracker.queue_download(name, now.mono)
+        found = outputs_of(record.output) if record.output is not None else None
+        if task.state == "downloading" and isinstance(found, Outputs) and found.files:
+            self.steps.begin_download(task, found.files, now)  # each `.part` resumes
         else:
             record.state = "polling"
             self.scheduler.add(name, now.mono)
@@ -139,26 +157,17 @@ class Pipeline:
         )
         return [Emit(discovered)]  # its first sidecar is written between ticks (journal)
 
-    def adopt(self, name: str, task_id: str, meta: dict[str, Any], now: Now) -> list[Effect]:
-        """A job's task now exists: write its `.task` (what a user would drop), track it."""
-        path = self.folders.task(name)
-        try:
-            if not path.exists():  # the very bytes the job was checked against (jobfile)
-                write_bytes_atomic(path, taskfile.render(task_id, meta))
-        except OSError as exc:  # the sidecar holds the id: the next rescan tries again
-            self.log.error("job.task_file_error", name=name, task_id=task_id, error=str(exc))
-            return []
-        return self.discover(path, now)
-
-    def removed(self, name: str, now: Now) -> list[Effect]:
-        """The `.task` left the inbox: stop at once, release everything, drop our files."""
+    def removed(self, name: str, now: Now, detail: str = REMOVED) -> list[Effect]:
+        """The `.task` left the inbox (or another task's file took its place): stop at
+        once, release everything, drop our files."""
         task = self.tracker.get(name)
         if task is None or task.state in TERMINAL_STATES:
             return []
         self.tracker.untrack(name)  # a result still in flight finds no task: dropped
-        detail = "task file was removed from the inbox; no longer tracked"
+        others = self.tracker.claimed()  # `.part` names another task downloads into now
+        parts = publish.parts_of(self.folders, task.record)
         removed = ev.TaskRemoved(at=now.wall, name=name, task_id=task.task_id, detail=detail)
-        return [ForgetFiles(name), Emit(removed)]
+        return [ForgetFiles(name, tuple(p for p in parts if p.name not in others)), Emit(removed)]
 
     # -- dispatch ----------------------------------------------------------------------
     def dispatch(self, now: Now) -> list[Effect]:
@@ -183,10 +192,12 @@ class Pipeline:
             effects.append(StartPoll(task.name, task.task_id, now.mono, now.wall))
         concurrency = self.live.cfg.download.concurrency
         for task, slot in self.tracker.take_downloads(now.mono, concurrency):
-            etag = task.record.download.etag if task.record.download else None
-            url = task.record.video_url or ""  # a downloading record has one (sidecar.problem)
-            part = self.folders.part(task.name)
-            effects.append(StartDownload(task.name, url, etag, part, slot))
+            group, index = task.group, slot.index
+            assert group is not None  # take_downloads gives slots to downloading groups only
+            block = task.record.download
+            etag = block.file(index, group.count).etag if block is not None else None
+            file, part = group.files[index], self.folders.outbox / task.parts[index]
+            effects.append(StartDownload(task.name, file.url, etag, part, slot, file.kind))
         return effects
 
     # -- results -----------------------------------------------------------------------
@@ -210,26 +221,38 @@ class Pipeline:
 
     def _download_started(self, message: DownloadStarted, now: Now) -> list[Effect]:
         task = self.tracker.get(message.name)
-        if task is None or not self.tracker.holds(message.name, message.slot):
+        if task is None or task.group is None:
             return []
-        task.record.download = DownloadState(message.etag, message.resume_from)
-        task.reported_bytes = message.resume_from
+        if not self.tracker.holds(message.name, message.slot):
+            return []
+        index, count = message.index, task.group.count
+        block = task.record.download or DownloadState(None)
+        state = FileDownload(message.etag, message.resume_from)
+        task.record.download = block.with_file(index, count, state)
+        task.reported_bytes[index] = message.resume_from
         started = ev.DownloadStarted(
             at=now.wall,
             name=task.name,
             task_id=task.task_id,
             url=_url(message.url) or "",
             resume_from=message.resume_from,
+            file=index + 1,
+            files=count,
         )
         return [Emit(started)]
 
     def _download_progress(self, message: DownloadProgress, now: Now) -> list[Effect]:
         task = self.tracker.get(message.name)
-        if task is None or not self.tracker.holds(message.name, message.slot):
+        if task is None or task.group is None:
             return []
+        if not self.tracker.holds(message.name, message.slot):
+            return []
+        index, count = message.index, task.group.count
         block = task.record.download or DownloadState(None)
-        task.record.download = replace(block, bytes=message.bytes, total=message.total)
-        written, task.reported_bytes = message.bytes - task.reported_bytes, message.bytes
+        state = replace(block.file(index, count), bytes=message.bytes, total=message.total)
+        task.record.download = block.with_file(index, count, state)
+        written = message.bytes - task.reported_bytes.get(index, 0)
+        task.reported_bytes[index] = message.bytes
         progress = ev.DownloadProgress(
             at=now.wall,
             name=task.name,
@@ -237,6 +260,8 @@ class Pipeline:
             bytes=message.bytes,
             total=message.total,
             written=written,
+            file=index + 1,
+            files=count,
         )
         return [Emit(progress)]
 
@@ -264,7 +289,7 @@ class Pipeline:
         found_by = self._found_by(task, finished)
         decision = lifecycle.after_poll(task, outcome, done.started, now, policy, wait, must)
         if isinstance(decision, lifecycle.PollAt | lifecycle.StartDownload):
-            task.errors_in_row = 0
+            task.errors_in_row = task.unsupported_in_row = 0
         effects += self.steps.apply(task, decision, now)
         polled = ev.TaskPolled(
             at=now.wall,
@@ -300,21 +325,30 @@ class Pipeline:
         return found
 
     def _downloaded(self, task: Task, done: DownloadDone, now: Now) -> list[Effect]:
-        policy = policy_of(self.live.cfg)
-        decision = lifecycle.after_download(task, done.url, done.outcome, now, policy)
+        """One file came down (or did not); once its round is over, what that means."""
+        group, outcome = task.group, done.outcome
+        if group is None:
+            return []
         effects: list[Effect] = []
-        if isinstance(decision, lifecycle.Succeed):
-            video = decision.video
+        if isinstance(outcome, Downloaded):
             completed = ev.DownloadCompleted(
                 at=now.wall,
                 name=task.name,
                 task_id=task.task_id,
-                bytes=video.bytes,
-                sha256=video.sha256,
+                bytes=outcome.bytes,
+                sha256=outcome.sha256,
                 seconds=round(done.seconds, 3),
-                written=max(0, video.bytes - task.reported_bytes),
+                written=max(0, outcome.bytes - task.reported_bytes.get(done.index, 0)),
+                file=done.index + 1,
+                files=group.count,
+                content_type=outcome.content_type,
             )
             effects.append(Emit(completed))
+        verdict = group.ended(done.index, outcome)
+        if verdict is None:
+            return effects  # other files of its round are still to come
+        url = group.error_url or done.url
+        decision = lifecycle.after_download(task, url, verdict, now, policy_of(self.live.cfg))
         return effects + self.steps.apply(task, decision, now)
 
     # -- what the daemon asks ----------------------------------------------------------

@@ -1,14 +1,19 @@
 """The ordered moves that end a task in `outbox/` or `failed/`; a crash between any two is harmless.
 
-Order, success: (1) the final sidecar, naming the chosen file, is written in the inbox;
-(2) `.NAME.mp4.part` → `outbox/X.mp4`; (3) a job's `.job` → `outbox/X.job`; (4) the
-`.task` → `outbox/X.task`; (5) the sidecar → `outbox/X.status.json`. Failure skips (2)
-and drops the `.part`; a job that failed before it had a task has no `.task`.
+Order, success: (1) one free name X is chosen for the whole group (none of `X.mp4`,
+`X.status.json`, `X.task`, `X.job` and the task's files `X.EXT` or `X.1.EXT`, `X.2.EXT`
+… exists) and the final sidecar naming it (`published_as`, every `outputs[].path`) is
+written in the inbox; (2) each file, in order: `.NAME[.k].EXT.part` → `outbox/X[.k].EXT`
+(every one complete and verified before the first moves); (3) a job's `.job` →
+`outbox/X.job`; (4) the `.task` → `outbox/X.task`; (5) the sidecar →
+`outbox/X.status.json`, last: a consumer that sees it sees every file. Failure skips (2)
+and drops the `.part` files; a job that failed before it had a task has no `.task`.
 The inbox sidecar is the journal: while it is there and terminal, the publish is not
-finished, and `resume` carries it on from wherever it stopped. Every step is idempotent.
+finished, and `resume` carries it on from wherever it stopped, under the same X (a file
+no longer at its `.part` was moved already). Every step is idempotent.
 
 Also the rest of a task's end: `finish` (the whole publish and the event that says so),
-and what a removed task leaves behind (`forget_files`: its sidecar and partial video).
+and what a removed task leaves behind (`forget_files`: its sidecar and partial files).
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ from typing import Any
 
 from wansync import log
 from wansync.core import events as ev
-from wansync.core.record import ErrorInfo, HookRecord, JobRecord, TaskRecord
-from wansync.files import folderguard, names, sidecar
+from wansync.core.filegroup import expected_extension
+from wansync.core.record import ErrorInfo, HookRecord, JobRecord, Output, TaskRecord
+from wansync.core.shapes import Outputs, outputs_of
+from wansync.files import names, sidecar
 from wansync.files.folderguard import FolderReplaced
+from wansync.files.folders import Folders
 from wansync.files.fsutil import NotARegularFile, fsync_dir, move_durable, open_regular
 from wansync.files.names import (
     JOB_SUFFIX,
@@ -36,74 +44,74 @@ from wansync.files.names import (
     MP4,
     PUBLISHED_SUFFIXES,
     TASK_SUFFIX,
+    group_suffix,
     stem,
 )
-from wansync.remote import mp4check
+from wansync.remote import mp4check, picturecheck
 
 __all__ = ["MAX_STEM_BYTES", "MP4", "Folders", "free_name", "publish", "refuse_name", "stem"]
 ATTEMPTS = 3  # names re-chosen when something else took the chosen one meanwhile
 
 
-@dataclass(frozen=True)
-class Folders:
-    inbox: Path
-    outbox: Path
-    failed: Path
-
-    def check(self, *folders: Path) -> None:
-        """`FolderReplaced` (an OSError: the work stays pending) if one was replaced."""
-        folderguard.check(*folders)
-
-    def replaced(self, folder: Path) -> bool:
-        """A folder swapped for a link or another folder while the daemon runs."""
-        return folderguard.replaced(folder)
-
-    def part(self, name: str) -> Path:
-        """Where a download grows: hidden, in the outbox, so the final rename is atomic."""
-        return self.outbox / f".{stem(name)}{names.PART_SUFFIX}"
-
-    def task(self, name: str) -> Path:
-        return self.inbox / f"{name}{TASK_SUFFIX}"
-
-    def job(self, name: str) -> Path:
-        return self.inbox / f"{name}{JOB_SUFFIX}"
-
-    def sidecar(self, name: str) -> Path:
-        return sidecar.path_for(self.inbox, stem(name))
-
-    def destination(self, record: TaskRecord) -> Path:
-        return self.outbox if record.state == "succeeded" else self.failed
-
-
-def free_name(folder: Path, name: str) -> str:
-    """`name`, or the smallest `name-k` (k ≥ 2) none of whose files exist in `folder`.
+def free_name(folder: Path, name: str, files: tuple[str, ...] = ()) -> str:
+    """`name`, or the smallest `name-k` (k ≥ 2) none of whose files exist in `folder`:
+    the published suffixes and the task's own `files` (`.1.png` …).
 
     A link counts as taken, even one that points nowhere (`lexists`): a publish never
     writes onto, or through, anything it did not make.
     """
+    suffixes = (*PUBLISHED_SUFFIXES, *files)
     for candidate in itertools.chain([name], (f"{name}-{k}" for k in range(2, MAX_K + 1))):
-        if not any(os.path.lexists(folder / f"{candidate}{s}") for s in PUBLISHED_SUFFIXES):
+        if not any(os.path.lexists(folder / f"{candidate}{s}") for s in suffixes):
             return candidate
     raise FileExistsError(f"{folder}: every name from {name} to {name}-{MAX_K} is taken")
 
 
+def file_suffixes(record: TaskRecord) -> tuple[str, ...]:
+    """The suffix of each of a succeeded task's files: `.EXT`, or `.1.EXT`, `.2.EXT` …"""
+    if record.state != "succeeded":
+        return ()
+    count = len(record.outputs)
+    return tuple(group_suffix(k, count, o.extension) for k, o in enumerate(record.outputs))
+
+
+def parts_of(folders: Folders, record: TaskRecord) -> list[Path]:
+    """Where each of the task's files grows (or grew) before it is published.
+
+    Named as its download named it: from the files its answer names (each URL's
+    extension, `filegroup.expected_extension`); for a record whose answer names none
+    or another number of files than it has outputs (an older sidecar), from its outputs.
+    """
+    found = outputs_of(record.output) if record.output is not None else None
+    count = len(record.outputs)
+    if isinstance(found, Outputs) and count in (0, len(found.files)):
+        n = len(found.files)
+        return [
+            folders.part(record.name, k, n, expected_extension(f))
+            for k, f in enumerate(found.files)
+        ]
+    return [folders.part(record.name, k, count, o.extension) for k, o in enumerate(record.outputs)]
+
+
 def finalize(folders: Folders, record: TaskRecord) -> None:
-    """Step (1): choose the published name and write the terminal sidecar durably."""
+    """Step (1): choose the published name for the whole group and write the terminal
+    sidecar naming it durably, before any file moves."""
     dest = folders.destination(record)
     folders.check(folders.inbox, dest)
-    chosen = free_name(dest, stem(record.name))
+    chosen = free_name(dest, stem(record.name), file_suffixes(record))
     record.published_as = chosen
     if record.state == "succeeded":
-        _name_video(record, chosen)
+        _name_outputs(record, chosen)
     sidecar.write(folders.sidecar(record.name), record)
 
 
-def _name_video(record: TaskRecord, chosen: str) -> None:
-    """The video's published file is `chosen.mp4`."""
-    video = record.video
-    if video is not None:
-        path = f"{chosen}{MP4}"
-        record.outputs = [replace(o, path=path) if o is video else o for o in record.outputs]
+def _name_outputs(record: TaskRecord, chosen: str) -> None:
+    """Each file's published name is `chosen` and its suffix (`chosen.mp4`, `chosen.2.png`)."""
+    suffixes = file_suffixes(record)
+    record.outputs = [
+        o if o.path == f"{chosen}{s}" else replace(o, path=f"{chosen}{s}")
+        for o, s in zip(record.outputs, suffixes, strict=True)
+    ]
 
 
 def _is_file(path: Path) -> bool:
@@ -115,17 +123,18 @@ def _is_file(path: Path) -> bool:
 
 
 class PartRefused(OSError):
-    """The `.part` a sidecar would publish is not the video it records: nothing moves.
+    """A `.part` a sidecar would publish is not the file it records: nothing moves.
 
     A sidecar is a file anyone in the group may plant or edit; a `.part` may be another
     download still growing. Publishing one needs the bytes the sidecar names and a
-    whole MP4 (the box walk), every time, not only after a download.
+    whole file of its type (an MP4 by the box walk, a picture by its signature and
+    end), every time, not only after a download.
     """
 
 
-def _check_part(part: Path, record: TaskRecord) -> None:
-    """`PartRefused` unless `part` is a file only we name, of the recorded size, a whole MP4."""
-    want = record.video.bytes if record.video is not None else None
+def _check_part(part: Path, output: Output) -> None:
+    """`PartRefused` unless `part` is a file only we name, of the recorded size, a whole
+    file of the recorded type."""
     try:
         fd, st = open_regular(part)
     except (OSError, NotARegularFile) as exc:
@@ -133,32 +142,70 @@ def _check_part(part: Path, record: TaskRecord) -> None:
     try:
         if st.st_nlink != 1:
             raise PartRefused(errno.EINVAL, f"{part.name} has other names (a hard link)")
-        if st.st_size != want:
+        if st.st_size != output.bytes:
             raise PartRefused(
-                errno.EINVAL, f"{part.name} holds {st.st_size} bytes, the sidecar says {want}"
+                errno.EINVAL,
+                f"{part.name} holds {st.st_size} bytes, the sidecar says {output.bytes}",
             )
-        try:
-            mp4check.check(fd, st.st_size)
-        except mp4check.NotMp4 as exc:
-            raise PartRefused(errno.EINVAL, f"{part.name} is not a whole MP4: {exc}") from None
+        _check_type(fd, st.st_size, part, output)
     finally:
         os.close(fd)
 
 
-def _pending(folders: Folders, record: TaskRecord, ours: bool) -> list[tuple[Path, str]]:
-    """The moves (2)-(5) not yet done, in order: (what is still in place, its suffix)."""
+def _check_type(fd: int, size: int, part: Path, output: Output) -> None:
+    if output.is_video:
+        try:
+            mp4check.check(fd, size)
+        except mp4check.NotMp4 as exc:
+            raise PartRefused(errno.EINVAL, f"{part.name} is not a whole MP4: {exc}") from None
+        return
+    try:
+        found = picturecheck.check(fd, size).content_type
+    except picturecheck.NotPicture as exc:
+        raise PartRefused(errno.EINVAL, f"{part.name} is not a whole picture: {exc}") from None
+    if found != output.content_type:
+        raise PartRefused(
+            errno.EINVAL, f"{part.name} is {found}, the sidecar says {output.content_type}"
+        )
+
+
+def _owns_task_file(record: TaskRecord, ours: bool) -> bool:
+    """A job that ended before it had a task has no `.task`: one there is a producer's."""
+    return ours and not (record.job and not record.task_id)
+
+
+@dataclass
+class Moves:
+    """The moves (2)-(5) not yet done, in order (what is still in place, its suffix), and
+    the files already at their published place under `published_as` (`placed`)."""
+
+    todo: list[tuple[Path, str]]
+    placed: list[tuple[Path, str]]
+
+
+def _pending(folders: Folders, record: TaskRecord, ours: bool) -> Moves:
+    """What is left to move. A file whose `.part` is gone was moved already: it is
+    `placed` when it is still there (a consumer may have taken it since)."""
     name = record.name
-    steps: list[tuple[Path, str]] = []
-    if record.state == "succeeded" and _is_file(folders.part(name)):
-        _check_part(folders.part(name), record)
-        steps.append((folders.part(name), MP4))
+    moves = Moves([], [])
+    dest = folders.destination(record)
+    if record.state == "succeeded":
+        chosen = record.published_as
+        parts = parts_of(folders, record)
+        for part, output, suffix in zip(parts, record.outputs, file_suffixes(record), strict=False):
+            if _is_file(part):
+                _check_part(part, output)
+                moves.todo.append((part, suffix))
+            elif chosen and _is_file(dest / f"{chosen}{suffix}"):
+                moves.placed.append((dest / f"{chosen}{suffix}", suffix))
+    steps = moves.todo
     if ours and record.job and os.path.lexists(folders.job(name)):
         steps.append((folders.job(name), JOB_SUFFIX))
-    if ours and os.path.lexists(folders.task(name)):
+    if _owns_task_file(record, ours) and os.path.lexists(folders.task(name)):
         steps.append((folders.task(name), TASK_SUFFIX))
     if os.path.lexists(folders.sidecar(name)):
         steps.append((folders.sidecar(name), sidecar.SUFFIX))
-    return steps
+    return moves
 
 
 def _usable(chosen: str, dest: Path, steps: list[tuple[Path, str]]) -> bool:
@@ -170,28 +217,34 @@ def _usable(chosen: str, dest: Path, steps: list[tuple[Path, str]]) -> bool:
     return not any(os.path.lexists(dest / f"{chosen}{suffix}") for _, suffix in steps)
 
 
-def resume(folders: Folders, record: TaskRecord, task_file_is_ours: bool) -> Path:
+def resume(
+    folders: Folders,
+    record: TaskRecord,
+    task_file_is_ours: bool,
+    others: frozenset[str] = frozenset(),
+) -> Path:
     """Steps (2) to (5) from wherever they stopped; returns the published sidecar's path.
 
     `task_file_is_ours` is False when the `.task` had already gone: then a `.task` or
     `.job` of the same name in the inbox is a new one the user dropped (a retry).
     `published_as` is checked again here (a plain name), and if something took one of
-    its places meanwhile (a file, a link, even a dangling one), the rest of the moves go
-    to a newly chosen free name, recorded in the inbox sidecar first.
+    its places meanwhile (a file, a link, even a dangling one), the group moves to a
+    newly chosen free name, recorded in the inbox sidecar first: the moves still to do,
+    and the files already moved, so that the group stays under one name. `others`:
+    `.part` names another live task downloads into (a failed task leaves them).
     """
     dest = folders.destination(record)
     folders.check(folders.inbox, folders.outbox, folders.failed)
     if record.state != "succeeded":
-        with contextlib.suppress(FileNotFoundError):
-            folders.part(record.name).unlink()  # our own partial download, never published
+        drop_parts(folders, record, others)  # our own partial downloads, never published
     for _ in range(ATTEMPTS):
-        steps = _pending(folders, record, task_file_is_ours)
+        moves = _pending(folders, record, task_file_is_ours)
         chosen = record.published_as
-        if chosen is None or not _usable(chosen, dest, steps):
-            _choose_again(folders, record, steps)
+        if chosen is None or not _usable(chosen, dest, moves.todo):
+            _choose_again(folders, record, moves)
             continue
         try:
-            for src, suffix in steps:
+            for src, suffix in moves.todo:
                 move_durable(src, dest / f"{chosen}{suffix}")
         except FileExistsError:
             continue  # taken between the check and the move: choose again
@@ -200,20 +253,33 @@ def resume(folders: Folders, record: TaskRecord, task_file_is_ours: bool) -> Pat
     raise FileExistsError(f"{dest}: the names chosen for {record.name} were taken meanwhile")
 
 
-def _choose_again(folders: Folders, record: TaskRecord, steps: list[tuple[Path, str]]) -> None:
-    """A new free name for the moves still to do, written to the journal before any."""
-    chosen = free_name(folders.destination(record), stem(record.name))
+def _choose_again(folders: Folders, record: TaskRecord, moves: Moves) -> None:
+    """A new free name for the whole group, written to the journal before any move; the
+    files already published under the old name follow it there."""
+    dest = folders.destination(record)
+    chosen = free_name(dest, stem(record.name), file_suffixes(record))
     record.published_as = chosen
-    if any(suffix == MP4 for _, suffix in steps):
-        _name_video(record, chosen)
-    if any(suffix == sidecar.SUFFIX for _, suffix in steps):
+    if record.state == "succeeded":
+        _name_outputs(record, chosen)
+    if any(suffix == sidecar.SUFFIX for _, suffix in moves.todo):
         sidecar.write(folders.sidecar(record.name), record)
+    for src, suffix in moves.placed:
+        move_durable(src, dest / f"{chosen}{suffix}")
 
 
-def publish(folders: Folders, record: TaskRecord) -> Path:
+def drop_parts(folders: Folders, record: TaskRecord, others: frozenset[str]) -> None:
+    """Unlink the task's `.part` files (the name, never through a link), but those
+    another live task downloads into now."""
+    for part in {*parts_of(folders, record), folders.part(record.name)}:
+        if part.name not in others:
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
+
+
+def publish(folders: Folders, record: TaskRecord, others: frozenset[str] = frozenset()) -> Path:
     """Finalize and move: the whole publish, in order."""
     finalize(folders, record)
-    return resume(folders, record, task_file_is_ours=True)
+    return resume(folders, record, task_file_is_ours=True, others=others)
 
 
 @dataclass(frozen=True)
@@ -264,14 +330,21 @@ def refuse_name(folders: Folders, path: Path, hook: HookRecord | None = None) ->
 
 
 # -- the end of a task's way ------------------------------------------------------------------
-def finish(folders: Folders, record: TaskRecord, wall: float, logger: Any) -> ev.Event | None:
+def finish(
+    folders: Folders,
+    record: TaskRecord,
+    wall: float,
+    logger: Any,
+    others: frozenset[str] = frozenset(),
+) -> ev.Event | None:
     """Publish (or finish publishing) an ended task; the event that says so, or None when
-    the disk refused: then the inbox sidecar keeps the decision and a restart carries it on."""
+    the disk refused: then the inbox sidecar keeps the decision and a restart carries it on.
+    `others`: `.part` names another live task downloads into (not this one's to drop)."""
     try:
         if record.published_as:
-            final = resume(folders, record, task_file_is_ours=True)
+            final = resume(folders, record, task_file_is_ours=True, others=others)
         else:
-            final = publish(folders, record)
+            final = publish(folders, record, others)
     except FolderReplaced:
         return None  # the guard said so once for the folder, not once per task
     except OSError as exc:
@@ -289,16 +362,18 @@ def ended(record: TaskRecord, final: Path, wall: float) -> ev.Event:
     """The event of a published task: `final` is its sidecar in outbox/ or failed/."""
     chosen = str(record.published_as)
     if record.state == "succeeded":
-        video = final.parent / f"{chosen}{MP4}"
+        files = tuple(str(final.parent / o.path) for o in record.outputs)
+        video = record.video
         return ev.TaskSucceeded(
             at=wall,
             name=record.name,
             task_id=str(record.task_id),
             published_as=chosen,
-            video=str(video),
+            video=str(final.parent / video.path) if video is not None else None,
             sidecar=str(final),
             polls=record.polls,
-            path=str(video),
+            path=files[0] if files else "",
+            outputs=files,
         )
     error = record.error or ErrorInfo("", "", False)
     return ev.TaskFailed(
@@ -313,9 +388,10 @@ def ended(record: TaskRecord, final: Path, wall: float) -> ev.Event:
     )
 
 
-def forget_files(folders: Folders, name: str) -> None:
-    """A removed task's sidecar and partial download: ours, and no longer wanted."""
-    for path in (folders.sidecar(name), folders.part(name)):
+def forget_files(folders: Folders, name: str, parts: tuple[Path, ...] = ()) -> None:
+    """A removed task's sidecar and partial downloads (its video's, and `parts`): ours,
+    and no longer wanted."""
+    for path in {folders.sidecar(name), folders.part(name), *parts}:
         if folders.replaced(path.parent):
             continue  # not through a swapped folder: the next start-up drops them
         with contextlib.suppress(FileNotFoundError):

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from wansync.core.errors import SubmitAmbiguous
+from wansync.core.kinds import VIDEO_GENERATION
 from wansync.core.messages import JobStepDone, LookupDone, Mailbox, PostDone, UploadDone
 from wansync.files import sidecar
 from wansync.files.jobfile import LocalFile
 from wansync.remote.api import TaskApi
+from wansync.remote.serverclock import Offset, Window
 from wansync.remote.upload import Uploader
 from wansync.run.publish import Folders
 from wansync.run.workers import attempt
@@ -36,14 +38,34 @@ class PostJob:
     name: str
     body: dict[str, Any]
     resolve_oss: bool
+    endpoint: str = VIDEO_GENERATION  # under /api/v1/services/: the model's kind's
 
 
 @dataclass(frozen=True, slots=True)
 class LookupJob:
     name: str
     model: str
-    start: float
-    end: float
+    recorded: Window | None  # the window a search already used (in the sidecar): again
+    plan: Callable[[Offset | None], Window]  # else: the window for the server's clock
+
+
+def search(api: TaskApi, item: LookupJob, used: list[Window]) -> list[dict[str, Any]]:
+    """The task list over the job's window on the server's clock (serverclock.py).
+
+    With no `Date` seen yet, the wide window goes first; its own answer tells the
+    server's clock, and the exact window is searched then (the one whose rows count).
+    """
+    if item.recorded is not None:
+        used.append(item.recorded)
+        return api.list_tasks(item.model, *item.recorded)
+    before = api.clock.offset()
+    used.append(item.plan(before))
+    rows = api.list_tasks(item.model, *used[-1])
+    after = api.clock.offset()
+    if before is None and after is not None:
+        used.append(item.plan(after))
+        rows = api.list_tasks(item.model, *used[-1])
+    return rows
 
 
 WorkItem = UploadJob | PostJob | LookupJob
@@ -61,11 +83,14 @@ def submit_io(
         match item:
             case UploadJob(name=name, model=model, paths=paths):
                 message = UploadDone(name, attempt(lambda: uploader.upload_all(model, paths)))
-            case PostJob(name=name, body=body, resolve_oss=oss):
-                message = PostDone(name, attempt(lambda: api.submit(body, oss), SubmitAmbiguous))
-            case LookupJob(name=name, model=model, start=start, end=end):
-                found = attempt(lambda: api.list_tasks(model, start, end))
-                message = LookupDone(name, found, frozenset(ended_ids(folders)))
+            case PostJob(name=name, body=body, resolve_oss=oss, endpoint=endpoint):
+                sent = attempt(lambda: api.submit(body, oss, endpoint), SubmitAmbiguous)
+                message = PostDone(name, sent)
+            case LookupJob(name=name):
+                used: list[Window] = []
+                found = attempt(lambda: search(api, item, used))
+                window = used[-1] if used else None
+                message = LookupDone(name, found, frozenset(ended_ids(folders)), window)
         mailbox.post(message)
 
     return run
@@ -85,8 +110,13 @@ def ended_ids(folders: Folders, since_seconds: float = 86400) -> set[str]:
     return known
 
 
-def has_oss(body: dict[str, Any]) -> bool:
-    """A user may give `oss://` URLs from their own uploads: they need the same header."""
-    inputs = body.get("input", {})
-    urls = [m.get("url", "") for m in inputs.get("media", [])] + [inputs.get("img_url") or ""]
-    return any(u.startswith("oss://") for u in urls)
+def has_oss(body: Any) -> bool:
+    """A user may give `oss://` URLs from their own uploads, anywhere in the request (a
+    raw job's `input` is sent as given): they need the same header."""
+    if isinstance(body, str):
+        return body.startswith("oss://")
+    if isinstance(body, dict):
+        return any(has_oss(value) for value in body.values())
+    if isinstance(body, list):
+        return any(has_oss(value) for value in body)
+    return False

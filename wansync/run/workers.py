@@ -6,11 +6,14 @@ loop gets an outcome (the value, or a typed error), and the worker thread lives 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from wansync.core.effects import StartDownload, StartPoll
@@ -21,7 +24,14 @@ from wansync.core.errors import (
     WansyncError,
     internal,
 )
-from wansync.core.messages import DownloadDone, DownloadProgress, DownloadStarted, Mailbox, PollDone
+from wansync.core.messages import (
+    DownloadDone,
+    Downloaded,
+    DownloadProgress,
+    DownloadStarted,
+    Mailbox,
+    PollDone,
+)
 from wansync.remote.api import TaskApi, TaskReport
 from wansync.remote.download import Downloader
 
@@ -104,32 +114,50 @@ def poll_io(api: TaskApi, mailbox: Mailbox) -> Callable[[StartPoll], None]:
 
 
 def fetch_io(downloader: Downloader, mailbox: Mailbox) -> Callable[[StartDownload], None]:
-    """A download worker: posts `DownloadStarted`, a `DownloadProgress` every few
-    seconds, and `DownloadDone`; stops at the next chunk once its slot is cancelled."""
+    """A download worker, one file of a task's group: posts `DownloadStarted`, a
+    `DownloadProgress` every few seconds, and `DownloadDone`; stops at the next chunk
+    once its slot is cancelled."""
 
     def run(job: StartDownload) -> None:
         began = time.monotonic()
         last = [began]
-        number = job.slot.number
+        number, index = job.slot.number, job.slot.index
+        ours: list[tuple[int, int]] = []  # the `.part` this download writes: (device, inode)
 
         def on_start(etag: str | None) -> None:
-            size = job.part.stat().st_size if job.part.exists() and job.etag else 0
-            mailbox.post(DownloadStarted(job.name, number, job.url, etag, size))
+            size = 0
+            with contextlib.suppress(FileNotFoundError):  # dropped already: the task ended
+                st = os.lstat(job.part)  # opened (made) just before: the file we write
+                ours.append((st.st_dev, st.st_ino))
+                size = st.st_size if job.etag else 0
+            mailbox.post(DownloadStarted(job.name, number, job.url, etag, size, index))
 
         def on_progress(done: int, total: int | None) -> None:
             if job.slot.cancel.is_set():
                 raise Stopping("the task was removed")
             if time.monotonic() - last[0] >= PROGRESS_EVERY:
                 last[0] = time.monotonic()
-                mailbox.post(DownloadProgress(job.name, number, done, total))
+                mailbox.post(DownloadProgress(job.name, number, done, total, index))
 
-        outcome = attempt(
-            lambda: downloader.fetch(job.url, job.part, job.etag, on_start, on_progress),
-            DownloadInterrupted,
-        )
-        if job.slot.cancel.is_set():  # removed meanwhile: its partial video is garbage
-            job.part.unlink(missing_ok=True)
+        def fetch() -> Downloaded:
+            return downloader.fetch(job.url, job.part, job.etag, on_start, on_progress, job.kind)
+
+        outcome = attempt(fetch, DownloadInterrupted)
+        if job.slot.cancel.is_set():  # removed (or failed) meanwhile: the part is garbage
+            _unlink_if(job.part, ours)
         seconds = time.monotonic() - began
-        mailbox.post(DownloadDone(job.name, number, job.url, seconds, outcome))
+        mailbox.post(DownloadDone(job.name, number, job.url, seconds, outcome, index))
 
     return run
+
+
+def _unlink_if(part: Path, ours: list[tuple[int, int]]) -> None:
+    """Unlink `part` only while it is still the file this download wrote: the task's end
+    already dropped it, and a new task of the same name (a retry) may have made its own
+    `.part` there since."""
+    try:
+        st = os.lstat(part)
+    except FileNotFoundError:
+        return
+    if (st.st_dev, st.st_ino) in ours:
+        part.unlink(missing_ok=True)

@@ -50,7 +50,7 @@ def random_fault(rng: random.Random, target: str) -> Fault:
         ("reset", {}),
         ("slow", {"delay": 0.3}),
     ]
-    if target == "video":
+    if target in ("video", "picture"):  # storage: a body cut short, never an error page
         kinds += [("truncate", {"at": 4096}), ("truncate", {"at": 100})]
     else:
         kinds += [("malformed", {})]

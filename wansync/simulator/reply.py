@@ -9,6 +9,7 @@ import json
 import secrets
 import socket
 import struct
+import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -30,6 +31,13 @@ class Reply(BaseHTTPRequestHandler):
 
     def log_message(self, *_: Any) -> None:  # quiet: tests read the request log instead
         pass
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The `Date` header, on the simulated API's clock (`SimState.clock_offset`)."""
+        state = getattr(self.server, "sim", None)
+        if timestamp is None and state is not None:
+            timestamp = state.api_clock(time.time())
+        return super().date_time_string(timestamp)
 
     def authorized(self, key: str) -> bool:
         return self.headers.get("Authorization", "") == f"Bearer {key}"

@@ -126,7 +126,8 @@ class _Handler(Reply):
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         path = urlsplit(self.path).path
         endpoint = path.removeprefix(kinds.SERVICES)
-        if path.startswith(kinds.SERVICES) and endpoint in kinds.ENDPOINTS:
+        known = endpoint in kinds.ENDPOINTS or endpoint in self.sim.desk.models.values()
+        if path.startswith(kinds.SERVICES) and known:
             self.sim.desk.submit(self, raw, endpoint)
         elif path == OSS_PATH:
             self.sim.desk.oss_upload(self, raw)

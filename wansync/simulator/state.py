@@ -77,6 +77,14 @@ class SimState:
         self.pictures = PictureStore(self.video)
         self.scheme = "http"  # the server sets these two once it is bound
         self.netloc = "127.0.0.1"
+        # Seconds the API's clock is ahead of this machine's (negative: behind): its `Date`
+        # headers, the times in its answers and the task list's filter all move by it,
+        # as if the daemon's clock were that far behind (docs/what-happens.md).
+        self.clock_offset = 0.0
+
+    def api_clock(self, ts: float) -> float:
+        """A time on this machine's clock, as the simulated API's clock shows it."""
+        return ts + self.clock_offset
 
     # -- scripting ---------------------------------------------------------------------
     def add_task(self, task_id: str, **spec: Any) -> SimTask:

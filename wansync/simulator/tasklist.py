@@ -72,11 +72,12 @@ class _Query:
         self.page = _number(query, "page_no", 1, 1, 1_000_000)
         self.size = _number(query, "page_size", 10, 1, MAX_PAGE_SIZE)
 
-    def keeps(self, task: SimTask, status: str) -> bool:
+    def keeps(self, task: SimTask, status: str, made: float) -> bool:
+        """`made`: the task's creation time on the API's clock (`SimState.clock_offset`)."""
         return (
             (self.model is None or task.model == self.model)
             and (self.status is None or status == self.status)
-            and self.start <= task.created < self.end
+            and self.start <= made < self.end
         )
 
 
@@ -113,8 +114,8 @@ def _page(state: SimState, query: _Query) -> dict[str, Any]:
             if task.model is None or not task.listed:
                 continue
             status = task.status(now)
-            if query.keeps(task, status):
-                rows.append((task.created, task.task_id, _row(task, status)))
+            if query.keeps(task, status, state.api_clock(task.created)):
+                rows.append((task.created, task.task_id, _row(state, task, status)))
     rows.sort(key=lambda r: (r[0], r[1]), reverse=True)  # newest first
     first = (query.page - 1) * query.size
     return {
@@ -126,13 +127,13 @@ def _page(state: SimState, query: _Query) -> dict[str, Any]:
     }
 
 
-def _row(task: SimTask, status: str) -> dict[str, Any]:
+def _row(state: SimState, task: SimTask, status: str) -> dict[str, Any]:
     row = {
         "task_id": task.task_id,
         "model_name": task.model,
         "status": status,
-        "gmt_create": api_time(task.created),
+        "gmt_create": api_time(state.api_clock(task.created)),
     }
     if task.end_time is not None and status in ("SUCCEEDED", "FAILED", "CANCELED"):
-        row["end_time"] = api_time(task.end_time)
+        row["end_time"] = api_time(state.api_clock(task.end_time))
     return row

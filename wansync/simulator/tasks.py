@@ -62,14 +62,14 @@ def _report(reply: Reply, state: SimState, task_id: str) -> str:
         status = "FAILED"  # the vendor: SUCCEEDED if at least one picture was made
     output: dict[str, Any] = {"task_id": task.answers_as or task_id, "task_status": status}
     if status != "UNKNOWN":
-        output["submit_time"] = api_time(task.created)
+        output["submit_time"] = api_time(state.api_clock(task.created))
     if status in ("RUNNING", "SUCCEEDED", "FAILED"):
         scheduled = task.first_poll or now
         if task.run_seconds is not None:
             scheduled = task.created + (task.queue_seconds or 0.0)
-        output["scheduled_time"] = api_time(scheduled)
+        output["scheduled_time"] = api_time(state.api_clock(scheduled))
     if status in ("SUCCEEDED", "FAILED", "CANCELED"):
-        output["end_time"] = api_time(task.end_time or now)
+        output["end_time"] = api_time(state.api_clock(task.end_time or now))
     usage = None
     if status == "SUCCEEDED":
         usage = _succeeded(reply, state, task, output)
