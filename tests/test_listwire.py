@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Env, drop
+from tests.helpers import TEST_KEY, Env, drop
 from wansync import config
 from wansync.config import Live
 from wansync.core import events as ev
@@ -27,6 +27,7 @@ from wansync.core.messages import ListDone, PollDone, TaskReport
 from wansync.core.scheduler import Scheduler
 from wansync.core.tracker import Tracker
 from wansync.files import sidecar
+from wansync.remote.api import TaskApi
 from wansync.run.listing import LIST, Listing
 from wansync.run.pipeline import Pipeline
 from wansync.run.publish import Folders
@@ -454,3 +455,20 @@ def test_with_list_interval_null_no_list_request_is_sent(env, sim):
     assert data["found_by"] == "poll" and lag(sim, "plain-task-0001") < 1.5
     assert not sim.requests("list")
     assert not [e for e in daemon.logs() if e["event"].startswith("list.")]
+
+
+def test_the_simulators_list_moves_a_poll_counted_task_on_as_a_poll_does(sim):
+    """A scripted task that counts polls (the simulator's default) moves on at each look,
+    a list row's included: else the list would show it RUNNING for ever and a daemon that
+    trusts the list would wait on it (the demo's jobs did)."""
+    sim.add_task("counted-task-001", model=MODEL, pending_polls=1, running_polls=1)
+    sim.add_task("timed-task-00001", model=MODEL, queue_seconds=600, run_seconds=60)
+    api = TaskApi(sim.url, TEST_KEY, timeout=10)
+    try:
+        seen = []
+        for _ in range(3):
+            rows = {r.task_id: r.status for r in api.list_page({"page_size": 10}).rows}
+            seen.append((rows["counted-task-001"], rows["timed-task-00001"]))
+    finally:
+        api.close()
+    assert seen == [("PENDING", "PENDING"), ("RUNNING", "PENDING"), ("SUCCEEDED", "PENDING")]
