@@ -18,16 +18,21 @@ TEST_KEY = "wansync-test-key-7d3f9b2c41e8"
 
 
 def wait_until(
-    predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition", step: float = 0.02
+    predicate: Callable[[], Any],
+    timeout: float = 20.0,
+    what: str | Callable[[], str] = "condition",
+    step: float = 0.02,
 ) -> Any:
-    """Poll `predicate` until it returns something truthy; fail with `what` at the deadline."""
+    """Poll `predicate` until it returns something truthy; fail with `what` at the deadline
+    (a callable `what` is asked then, so it can say what is still missing)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            said = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout} s waiting for {said}")
         time.sleep(step)
 
 

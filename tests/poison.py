@@ -1,5 +1,7 @@
 """The poison corpus: one hostile file (or planted link) per case of issue 11, and the
-hostile answers of picture tasks (issue 18: case "18").
+hostile answers of picture tasks (issue 18: case "18"), and two files of one name (issue
+21: a `.job` and a `.task` dropped together; a `.task` with a new id renamed over a tracked
+one by `replace_tracked`).
 
 `write_corpus` drops them all into a set of wansync folders (given the simulator, it
 also scripts the hostile answers their `.task` files name: `script_answers`); `settled`
@@ -100,6 +102,9 @@ HOSTILE = {
     "junk": Hostile("choices[] with junk beside one picture", "succeeded", None, 1),
     "mixed": Hostile("results[] mixed: failed, pictures, junk", "succeeded", None, 2),
 }
+CLASH_PROMPT = "poison: a job whose name a task file takes"
+CLASH_TASK = "poison-task-0040"  # the producer's `clash.task`
+SWAP_OLD, SWAP_NEW = "poison-task-0041", "poison-task-0042"  # `swap`: tracked, then replaced
 SOURCE = "poison-pictures-source"  # 16 real pictures the hostile answers point at
 
 
@@ -249,9 +254,23 @@ def write_corpus(
     scratch = inbox / ".wansync"
     scratch.mkdir(exist_ok=True)
     (scratch / "typed-polls.status.json.wansync-tmp").symlink_to(aside / "overwritten")
+    # 21: a job and a producer's task of one name; the job's task ends under a free NAME-k
+    (inbox / "clash.job").write_text(_job(prompt=CLASH_PROMPT))
+    put(Poison("21", "a .job and a .task of one name", "clash", ".task", "succeeded"), CLASH_TASK)
+    # 21: `swap` (its task PENDING for ever) is tracked; `replace_tracked` renames a `.task`
+    # with a new id onto it once it is polled: a new task
+    if sim is not None:
+        sim.add_task(SWAP_OLD, pending_polls=10**6)
+    put(Poison("21", "a .task renamed over a tracked one", "swap", ".task", "succeeded"), SWAP_OLD)
     for p, task_id in script_answers(sim) if sim is not None else []:
         put(p, task_id)
     return out
+
+
+def replace_tracked(inbox: Path) -> None:
+    """The producers' protocol onto the tracked `swap.task`: a temp file, then a rename."""
+    (inbox / ".swap.task.tmp").write_text(SWAP_NEW)
+    os.rename(inbox / ".swap.task.tmp", inbox / "swap.task")
 
 
 def settled(p: Poison, inbox: Path, outbox: Path, failed: Path) -> bool:
@@ -260,6 +279,8 @@ def settled(p: Poison, inbox: Path, outbox: Path, failed: Path) -> bool:
         return False
     if p.case == "6":  # the rest of the publish went to another free name
         return any(failed.glob("cut-*.status.json")) and os.path.islink(failed / "cut.status.json")
+    if p.case == "21":
+        return clash_ended(p.name, outbox) is not None
     folder = outbox if p.ends == "succeeded" else failed
     try:
         data = json.loads((folder / f"{p.published}.status.json").read_text())
@@ -277,6 +298,35 @@ def settled(p: Poison, inbox: Path, outbox: Path, failed: Path) -> bool:
     if p.ends == "succeeded":
         return bool(data["state"] == "succeeded")
     return bool(data["state"] == "failed" and data["error"]["code"] == p.code)
+
+
+def _succeeded(outbox: Path, name: str, kind: str) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads((outbox / f"{name}.status.json").read_text())
+    except (OSError, ValueError):
+        return None
+    ok = data.get("state") == "succeeded" and (outbox / f"{name}{kind}").exists()
+    return data if ok and (outbox / f"{name}.mp4").exists() else None
+
+
+def clash_ended(name: str, outbox: Path) -> dict[str, dict[str, Any]] | None:
+    """The sidecars a case-21 poison ended with, by published name, once all are there:
+    `clash`: the producer's task as `clash`, the job's as the first free `clash-k`;
+    `swap`: the new id as `swap` (the replaced id is never published)."""
+    if name == "swap":
+        data = _succeeded(outbox, "swap", ".task")
+        return {"swap": data} if data and data["task_id"] == SWAP_NEW else None
+    theirs = _succeeded(outbox, "clash", ".task")
+    ours = {
+        p.name.removesuffix(".status.json"): _succeeded(
+            outbox, p.name.removesuffix(".status.json"), ".job"
+        )
+        for p in outbox.glob("clash-[0-9]*.status.json")
+    }
+    done = {k: v for k, v in ours.items() if v}
+    if not theirs or theirs["task_id"] != CLASH_TASK or len(done) != 1:
+        return None
+    return {"clash": theirs, **done}
 
 
 def untouched(aside: Path, failed: Path) -> bool:

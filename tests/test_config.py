@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,28 @@ def test_an_empty_key_is_named_visibly():
         config.from_mapping({"": None})
     with pytest.raises(ConfigError, match=r"^poll\.'': unknown key"):
         config.from_mapping({"poll": {"": 1}})
+
+
+def test_a_key_of_two_lines_is_refused_without_showing_it(tmp_path: Path) -> None:
+    """A key file holding a comment and the key (or the key twice) is one clear line and
+    exit 2 from `check`, never a traceback holding the key (it used to reach the HTTP
+    client, whose error printed the whole Authorization header)."""
+    import subprocess
+    import sys
+
+    key_file = tmp_path / "key"
+    key_file.write_text("# my key\nsk-CANARYKEYFILE2\n")
+    key_file.chmod(0o600)
+    cfg = tmp_path / "wansync.yaml"
+    cfg.write_text(f"inbox: {tmp_path}/in\noutbox: {tmp_path}/out\nfailed: {tmp_path}/failed\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "wansync", "check", "-c", str(cfg), "--key-file", str(key_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY"},
+    )
+    assert done.returncode == 2, done
+    assert "CANARY" not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "one line of printable ASCII" in done.stdout + done.stderr

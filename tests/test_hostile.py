@@ -18,7 +18,14 @@ from typing import Any
 import pytest
 
 from tests.helpers import Env, drop, wait_until
-from tests.poison import _alias_bomb, settled, untouched, write_corpus
+from tests.poison import (
+    CLASH_PROMPT,
+    _alias_bomb,
+    replace_tracked,
+    settled,
+    untouched,
+    write_corpus,
+)
 from wansync.simulator import Simulator
 
 URL_FRAME = [{"type": "first_frame", "url": "https://example.com/frame.png"}]
@@ -268,21 +275,26 @@ def test_nan_in_a_task_meta_fails_it_and_every_sidecar_is_strict_json(env, sim):
 
 
 def test_poison_corpus_into_a_running_daemon(jobs_env, sim, tmp_path):
-    """Every poison at once beside good tasks: all settle, the good ones finish, no escape."""
+    """Every poison at once beside good tasks: all settle, the good ones finish, no escape;
+    only the job that may finish (the name-clash job) made a create request."""
     env = jobs_env
     aside = tmp_path / "aside"
-    corpus = write_corpus(env.inbox, env.outbox, env.failed, aside)
+    corpus = write_corpus(env.inbox, env.outbox, env.failed, aside, sim)
     for i in range(3):
         drop(env.inbox, f"good-{i}", f"good-task-000{i}")
     d = env.start("run")
+    d.wait_event("task.polled", name="swap")
+    replace_tracked(env.inbox)
+
+    def unsettled() -> list[str]:
+        return [p.what for p in corpus if not settled(p, env.inbox, env.outbox, env.failed)]
+
     wait_until(
-        lambda: all(settled(p, env.inbox, env.outbox, env.failed) for p in corpus),
-        60,
-        "every poison to settle: "
-        + ", ".join(p.what for p in corpus if not settled(p, env.inbox, env.outbox, env.failed)),
+        lambda: not unsettled(), 60, lambda: "every poison to settle: " + ", ".join(unsettled())
     )
     env.wait_ended("good-0", "good-1", "good-2", timeout=30)
     assert d.proc.poll() is None, "the daemon died"
     assert d.stop() == 0
     assert untouched(aside, env.failed)
-    assert not sim.desk.created and not sim.desk.objects
+    assert [c["prompt"] for c in sim.desk.created] == [CLASH_PROMPT]
+    assert not sim.desk.objects

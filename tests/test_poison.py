@@ -33,7 +33,18 @@ import pytest
 import yaml
 
 from tests.helpers import TEST_KEY, Daemon, Env, drop
-from tests.poison import Poison, settled, untouched, write_corpus
+from tests.poison import (
+    CLASH_PROMPT,
+    CLASH_TASK,
+    SWAP_NEW,
+    SWAP_OLD,
+    Poison,
+    clash_ended,
+    replace_tracked,
+    settled,
+    untouched,
+    write_corpus,
+)
 from tests.vitals import MB, MemoryGuard, tree_state, vm_bytes
 from wansync.simulator import Simulator
 
@@ -220,6 +231,9 @@ def _live(
                 prepare()
             finally:
                 daemon.signal(signal.SIGCONT)
+        if os.path.exists(env.inbox / "swap.task"):  # issue 21: replaced once tracked
+            _wait(daemon, lambda: daemon.events("task.polled", name="swap"), 20)
+            replace_tracked(env.inbox)
         life.settled = _wait(daemon, lambda: not waiting(), SETTLE)
         life.unsettled = waiting()
         if daemon.proc.poll() is None:
@@ -389,6 +403,7 @@ def test_no_create_request_for_a_job_that_cannot_finish(run: Run) -> None:
     made = Counter(c["prompt"] for c in run.sim.desk.created)
     assert made[GOOD_PROMPT] == 1, made
     may = {x.prompt: x.creates * 2 for x in run.extras if x.prompt}  # written twice
+    may[CLASH_PROMPT] = 2  # the name-clash job finishes, once per corpus
     over = {p: n for p, n in made.items() if p != GOOD_PROMPT and n > may.get(p, 0)}
     assert not over, f"create requests for jobs that cannot finish: {over}"
     assert len(run.sim.requests("submit")) == sum(made.values()), "a create was sent and refused"
@@ -415,3 +430,29 @@ def test_the_key_and_signed_urls_never_leak(run: Run) -> None:
                 texts.append(path.read_text(errors="replace"))
     assert not [t[:200] for t in texts if TEST_KEY in t]
     assert not [t for t in logs if "Signature=" in t or "Expires=" in t]
+
+
+def test_a_name_clash_and_a_replaced_task_each_fetch_every_task_once(run: Run) -> None:
+    """Issue 21, in each corpus: `clash.job` and `clash.task` (another id) dropped together
+    end as two tasks, the producer's under `clash` and the job's under a free `clash-k`,
+    with one create; `swap.task` renamed (new id) over the polled `swap` is a new task,
+    fetched, and the old task's video is never beside the new task's file."""
+    for env in (run.env, run.env2):
+        clash = clash_ended("clash", env.outbox)
+        assert clash, sorted(p.name for p in env.outbox.glob("clash*"))
+        [job_name] = [k for k in clash if k != "clash"]
+        assert clash["clash"]["task_id"] == CLASH_TASK
+        for name, data in clash.items():
+            digest = hashlib.sha256((env.outbox / f"{name}.mp4").read_bytes()).hexdigest()
+            assert digest == run.sim.video_sha256(data["task_id"]), name
+        assert clash[job_name]["task_id"] != CLASH_TASK
+        assert (env.outbox / f"{job_name}.job").exists(), job_name
+        swap = clash_ended("swap", env.outbox)
+        assert swap, sorted(p.name for p in env.outbox.glob("swap*"))
+        assert (env.outbox / "swap.task").read_text().strip() == SWAP_NEW
+        digest = hashlib.sha256((env.outbox / "swap.mp4").read_bytes()).hexdigest()
+        assert digest == run.sim.video_sha256(SWAP_NEW)
+        assert not list(env.outbox.glob("swap-*")) and not list(env.failed.glob("swap*"))
+    made = Counter(c["prompt"] for c in run.sim.desk.created)
+    assert made[CLASH_PROMPT] == 2, f"the clash job is created once per corpus: {made}"
+    assert run.sim.requests("task", SWAP_OLD), "the replaced task was tracked (polled) first"

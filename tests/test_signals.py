@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -12,7 +14,6 @@ import pytest
 from tests.helpers import drop, wait_until
 
 SIGTERM_BIT = 1 << (signal.SIGTERM - 1)
-SIGINT_BIT = 1 << (signal.SIGINT - 1)
 
 
 def caught(pid: int) -> int:
@@ -29,21 +30,50 @@ def caught(pid: int) -> int:
 
 @pytest.mark.parametrize(("command", "code"), [("run", 0), ("once", 128 + signal.SIGTERM)])
 def test_a_storm_of_sigterms_from_the_start_ends_cleanly(env, sim, command, code):
-    """SIGTERM every 10 ms from the moment Python runs: a clean stop, not death by signal
-    (-15): `run` exits 0; `once`, stopped before its work was done, 143."""
+    """SIGTERM every 10 ms from the moment wansync catches it: a clean stop, not death by
+    signal (-15): `run` exits 0; `once`, stopped before its work was done, 143."""
     drop(env.inbox, "clip", "storm-task-0001")
     daemon = env.start(command)
     pid = daemon.proc.pid
-    # Python's own SIGINT handler marks the moment its runtime is up; wansync's handlers
-    # must be in place within a few milliseconds of that, before any heavy import.
-    wait_until(lambda: caught(pid) & SIGINT_BIT, 10, "the Python runtime", step=0.001)
-    time.sleep(0.05)
+    # Before this, a SIGTERM kills any Python program (its own start-up, the site's .pth
+    # files: tens of ms under load); the next test shows no heavy import comes first.
+    wait_until(lambda: caught(pid) & SIGTERM_BIT, 10, "wansync's SIGTERM handler", step=0.001)
     deadline = time.monotonic() + 15
     while daemon.proc.poll() is None and time.monotonic() < deadline:
         os.kill(pid, signal.SIGTERM)
         time.sleep(0.01)
     assert daemon.proc.wait(5) == code, daemon.stderr_path.read_text()[-2000:]
     assert "Traceback" not in daemon.stderr_path.read_text()
+
+
+FIRST_HANDLER = """
+import os, runpy, signal, sys
+
+def spy(signum, handler, real=signal.signal):
+    if signum == signal.SIGTERM:  # the first SIGTERM handler: what is imported by now?
+        print(" ".join(sorted(sys.modules)), flush=True)
+        os._exit(0)
+    return real(signum, handler)
+
+signal.signal = spy
+sys.argv = ["wansync", sys.argv[1], "-c", sys.argv[2]]
+runpy.run_module("wansync", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "once"])
+def test_the_sigterm_handler_comes_before_any_heavy_import(env, command):
+    """`run` and `once` catch SIGTERM before the CLI, the config, logging or HTTP are
+    imported: the window in which a SIGTERM kills them is Python's own start-up only."""
+    argv = [sys.executable, "-c", FIRST_HANDLER, command, str(env.config_path)]
+    result = subprocess.run(argv, env=env.env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    modules = set(result.stdout.split())
+    assert "wansync.run.signals" in modules
+    ours = {m for m in modules if m.split(".")[0] == "wansync"}
+    assert ours <= {"wansync", "wansync.__main__", "wansync.run", "wansync.run.signals"}, ours
+    heavy = {"structlog", "watchdog", "urllib3", "requests", "yaml", "ssl"}
+    assert not modules & heavy, modules & heavy
 
 
 @pytest.mark.slow

@@ -134,6 +134,20 @@ def test_cancel_endpoint_cancels_only_a_pending_task(sim):
     assert [r["method"] for r in sim.requests("cancel")] == ["POST"] * 7
 
 
+def test_a_request_is_logged_before_its_answer_begins(sim):
+    """A client holding an answer (its headers) finds the request in `requests()`: logged
+    before the first byte went out, `t` when it arrived, `answered` when its answer began."""
+    sim.add_task("slow-video-log01", video_size=2_000_000, video_rate=200_000)  # a 10 s body
+    url = poll_until_done(sim, "slow-video-log01")["output"]["video_url"]
+    with requests.get(url, stream=True, timeout=10) as answer:  # returns with the headers
+        assert answer.status_code == 200
+        [logged] = sim.requests("video", "slow-video-log01")
+    assert logged["status"] == 200 and logged["t"] <= logged["answered"]
+    polls = sim.requests("task", "slow-video-log01")
+    assert [p["task_status"] for p in polls] == ["PENDING", "RUNNING", "SUCCEEDED"]
+    assert all(p["status"] == 200 and p["t"] <= p["answered"] for p in polls)
+
+
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_a_stalled_create_is_held_unanswered_until_the_client_leaves(sim, when):
     """`stall("create")` withholds the answer; the task exists only with `when="after"`."""

@@ -4,9 +4,11 @@ Tasks and jobs arrive steadily for the first 70% of the run, ~10% of the simulat
 answers are faulty (its chaos: 429 with Retry-After, 5xx, resets, stalls, malformed
 bodies, truncated videos), a poison file from the corpus arrives every minute, and the
 daemon is killed with SIGKILL every two minutes and started again, until 30 s before the
-end (then it only drains). At the end every good
-task has ended exactly once, no job made two tasks, memory stayed flat and the daemon is
-alive. Marked `slow`; sized by environment variables (defaults are the issue's):
+end (then it only drains); all along a scraper of the metrics port sends part of a request
+and hangs up (or resets), and now and then scrapes whole (issue 21). At the end every good
+task has ended exactly once, no job made two tasks, memory stayed flat, every log line is
+one JSON object, `/metrics` answers and the daemon is alive. Marked `slow`; sized by
+environment variables (defaults are the issue's):
 
   WANSYNC_SOAK_SECONDS  1800   the whole run, drain included (the test stops by then)
   WANSYNC_SOAK_TASKS    5000   tasks and jobs dropped (2% are jobs, 2% fail on purpose)
@@ -23,10 +25,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import resource
 import signal
+import socket
+import struct
 import subprocess
+import threading
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +55,7 @@ RESTART_SEC = 5.0  # the systemd unit's RestartSec
 GUARD_KILL = 600 * MB  # the machine is shared: a runaway daemon is killed here
 DATA_LIMIT = 2048 * MB  # RLIMIT_DATA of the daemon: a second belt
 SIDECAR = ".status.json"
+SCRAPE_EVERY = 0.2  # seconds between two connections of the hostile scraper
 URL_FRAME = [{"type": "first_frame", "url": "https://example.com/frame.png"}]
 
 
@@ -160,6 +168,7 @@ class Soak:
     hwm: list[int] = field(default_factory=list)  # VmHWM of each incarnation at its end
     poisons: list[Dropped] = field(default_factory=list)
     restart_at: float | None = None  # a crashed daemon is started again then
+    metrics_at_end: bool = False  # /metrics answered once the run was over
 
     def start(self) -> None:
         self.daemon = self.env.start(preexec_fn=_limit_data)
@@ -243,6 +252,73 @@ class Soak:
                 return
 
 
+class Scraper:
+    """One background thread at the metrics port: most connections send part of a request
+    and hang up (or reset), one in five scrapes `/metrics` whole. Bounded: one socket at a
+    time, each with a 5 s timeout; a refused connection (the daemon is being restarted) is
+    counted, not an error."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.counts: Counter[str] = Counter()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="soak-scraper", daemon=True)
+        self.rng = random.Random(21)
+
+    def __enter__(self) -> Scraper:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(15)
+
+    def _loop(self) -> None:
+        while not self.stop.wait(SCRAPE_EVERY):
+            try:
+                self.counts[self._once()] += 1
+            except ConnectionRefusedError:
+                self.counts["refused"] += 1
+            except OSError:  # the daemon was killed under it, or cut a slow client
+                self.counts["cut"] += 1
+
+    def _once(self) -> str:
+        if self.rng.random() < 0.2:
+            return "scraped" if scrape(self.port) else "empty scrape"
+        request = b"GET /metrics HTTP/1.1\r\nHost: soak\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(request[: self.rng.randrange(1, len(request) + 1)])
+            if self.rng.random() < 0.5:  # RST instead of FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return "hung up"
+
+
+def scrape(port: int) -> bytes:
+    """`/metrics` whole (an error if it does not answer 200 within 5 s)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        return bytes(answer.read())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _not_json_lines(logs: list[Path]) -> list[str]:
+    """Log lines (of every incarnation) that are not one JSON object each."""
+    bad = []
+    for log in logs:
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                if isinstance(json.loads(line), dict):
+                    continue
+            except ValueError:
+                pass
+            bad.append(f"{log.name}: {line[:200]}")
+    return bad
+
+
 def _limit_data() -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (DATA_LIMIT, DATA_LIMIT))
 
@@ -320,6 +396,7 @@ def test_soak(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     t0 = time.monotonic()
     deadline = t0 + plan.seconds - END_MARGIN  # the stop and the checks fit in the margin
     feed_until = t0 + plan.seconds * FEED_SHARE
+    port = free_port()
     with Simulator(key=TEST_KEY, max_in_progress=10_000) as sim:
         sim.chaos = plan.faults
         env = Env(tmp_path / "env", sim)
@@ -328,25 +405,44 @@ def test_soak(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
             download={"concurrency": 8},
             submit={"max_in_progress": 10_000, "max_per_second": 20, "search_for": 3},
             log={"level": "info"},
+            metrics={"listen": f"127.0.0.1:{port}"},
         )
         soak = Soak(env, sim, plan, tmp_path)
-        alive_at_end, exit_code = False, None
+        alive_at_end, exit_code, scraper = False, None, Scraper(port)
         try:
             soak.start()
-            _run(soak, work, t0, feed_until, deadline)
+            with scraper:
+                _run(soak, work, t0, feed_until, deadline)
+            soak.metrics_at_end = _answers(port)
             alive_at_end, exit_code = soak.finish()
         finally:
             env.reap()
             wall = time.monotonic() - t0
             report = _check(soak, work)
+            report["log lines not one JSON object"] = _not_json_lines(env.stderr_files)
             with capsys.disabled():
-                print(_summary(soak, work, wall, report))
+                print(_summary(soak, work, wall, report), f"\n  scraper: {dict(scraper.counts)}")
+    assert soak.metrics_at_end, "/metrics did not answer at the end"
+    assert scraper.counts["hung up"] and scraper.counts["scraped"], scraper.counts
     assert alive_at_end and exit_code == 0, (alive_at_end, exit_code, soak.crashes)
     assert not soak.crashes, f"the daemon crashed by itself: {soak.crashes}"
     assert not soak.guard_kills, f"killed by the test past {GUARD_KILL // MB} MB"
     for problem, items in report.items():
         assert not items, f"{problem}: {items[:10]} ({len(items)} in all)"
     _assert_rss_flat(soak)
+
+
+def _answers(port: int) -> bool:
+    """`/metrics` answers 200 with the daemon's counters (tried for up to 10 s)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if b"wansync_polls_total" in scrape(port):
+                return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
 
 
 def _run(soak: Soak, work: list[Work], t0: float, feed_until: float, deadline: float) -> None:

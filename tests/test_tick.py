@@ -217,3 +217,26 @@ def test_a_jobs_task_file_replaced_by_a_producer_moves_the_producers_file(tmp_pa
     assert len(sim.desk.created) == 1
     [moved] = [e for e in logs if e["event"] == "task.replaced"]
     assert moved["moved_to"] == "clip-2.task"
+
+
+def test_a_429_that_comes_during_a_tick_pauses_polling_from_when_it_came(tmp_path, sim):
+    """A tick reads the clock, its other work takes 0.4 s, and the 429 comes meanwhile:
+    polling waits the whole Retry-After from when the answer came, not from the tick's
+    start (a poll sent early would spend the account's quota again)."""
+    sim.add_fault("task", "status", status=429, retry_after="2", delay=1.0)  # answered in 1 s
+    with Loop(tmp_path, sim) as loop:
+        drop(loop.inbox, "clip", "tick-429-0000001")
+
+        clip = lambda: loop.daemon.tracker.get("clip")  # noqa: E731
+        loop.until(lambda: clip() and clip().busy, "the first poll to go out")
+        assert clip().record.polls == 0, "the 429 was handled in the tick that sent its poll"
+        began = loop.clock()  # the tick that handles the 429 reads the clock here
+        loop.clock.to(began.mono + 0.4)  # and drains 0.4 s later
+        deadline = time.monotonic() + 15
+        while not clip().record.polls:
+            assert time.monotonic() < deadline, "timed out waiting for the 429"
+            loop.daemon.wake.wait(0.1)  # real time: the answer takes a second
+            loop.daemon.tick(began)
+        assert loop.daemon.scheduler.paused_until >= began.mono + 0.4 + 2.0
+        loop.until(lambda: loop.published("clip"), "clip to be published")
+    assert len(sim.requests("task", "tick-429-0000001")) == 4  # the 429, then three

@@ -415,6 +415,21 @@ def load(explicit: str | None = None) -> Config:
     return from_mapping(data, source=path.absolute())
 
 
+KEY_CHARS = re.compile(r"\A[\x21-\x7e]+\Z")  # what an HTTP header value can carry as is
+
+
+def _checked_key(key: str, where: str) -> str:
+    """A key goes into an `Authorization` header: one line of printable ASCII. A key
+    file of two lines (a comment, a key pasted twice) would otherwise fail in the HTTP
+    client with the whole header, key included, in its message; this one never shows it."""
+    if not KEY_CHARS.match(key):
+        raise ConfigError(
+            f"{where}: the API key must be one line of printable ASCII with no spaces "
+            f"({len(key)} characters, {key.count(chr(10)) + 1} lines; the key is not shown)"
+        )
+    return key
+
+
 def load_api_key(cfg: Config) -> str:
     """The key from `api.key_file`, else `$DASHSCOPE_API_KEY`, else the systemd credential."""
     if cfg.api.key_file is not None:
@@ -426,9 +441,9 @@ def load_api_key(cfg: Config) -> str:
             ) from None
         if not key:
             raise ConfigError(f"api.key_file: {cfg.api.key_file} is empty")
-        return key
+        return _checked_key(key, f"api.key_file: {cfg.api.key_file}")
     if key := os.environ.get(KEY_ENV, "").strip():
-        return key
+        return _checked_key(key, f"${KEY_ENV}")
     if cred_dir := os.environ.get("CREDENTIALS_DIRECTORY"):
         cred = Path(cred_dir) / CREDENTIAL_NAME
         if cred.is_file():
@@ -439,7 +454,7 @@ def load_api_key(cfg: Config) -> str:
                     f"cannot read the systemd credential {cred}: {exc.strerror}"
                 ) from None
             if key:
-                return key
+                return _checked_key(key, f"the systemd credential {cred}")
     # No key file is involved: name every place that was looked at, not `api.key_file`.
     raise ConfigError(
         f"no API key: set api.key_file, ${KEY_ENV}, "

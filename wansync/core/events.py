@@ -45,7 +45,9 @@ class TaskDiscovered(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskPolled(Event):
-    """An answer of the task API for a task (any `task_status`); `seconds`: the request."""
+    """An answer of the task API for a task (any `task_status`); `seconds`: the request;
+    `started`: when the daemon started the poll (ISO UTC, as the sidecar's `last_polled`),
+    which tells a poll already out when the account was paused from one started later."""
 
     EVENT = "task.polled"
     name: str
@@ -56,6 +58,7 @@ class TaskPolled(Event):
     changed: bool  # task_status differs from the previous poll's (the log says it at info)
     url: str | None = None  # SUCCEEDED: the video URL, without its query string
     found_by: str | None = None  # the poll that first saw the end: "list" or "poll"
+    started: str | None = None  # None only in events made by hand (tests)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,7 +8,8 @@ the submitter, send polls and job steps again, write pending sidecars; then it s
 it next needs to run. What the pipeline returns (core/effects.py) is done by `carry`
 (carry.py); what the submitter hands over (a task to track, a job to publish), here.
 `now` is passed in (a test's clock is a fake one); polls are stamped with a fresh
-reading of the same clock, since their pacing is measured from when they really go out.
+reading of the same clock, since their pacing is measured from when they really go out,
+and worker results are handled at a reading taken after they were drained.
 """
 
 from __future__ import annotations
@@ -317,7 +318,7 @@ class Daemon:
         self._hand_on(self.intake.take(now, self.burst.names if self.burst else None), now)
         # Polls first: a poll's start paces the next one, so no other work delays it.
         self.carry(self.pipeline.dispatch(self.clock()), now)
-        self._drain(now)
+        self._drain()
         self.carry(self.pipeline.dispatch(self.clock()), now)
         self._carry_out(self.submitter.dispatch(self.clock()), now)
         self._flush_journal()
@@ -402,9 +403,15 @@ class Daemon:
         self.carry(self.pipeline.removed(name, now, REPLACED), now)
         self.carry(self.pipeline.discover(replaced.path, now), now)
 
-    def _drain(self, now: Now) -> None:
-        """Every worker result since the last tick, to whoever owns that step."""
-        for message in self.mailbox.drain():
+    def _drain(self) -> None:
+        """Every worker result since the last tick, to whoever owns that step.
+
+        The clock is read after the drain: no result is handled at a time before it came
+        (a 429 that comes mid-tick pauses polling for its whole Retry-After).
+        """
+        messages = self.mailbox.drain()
+        now = self.clock()
+        for message in messages:
             match message:
                 case UploadDone() | PostDone() | LookupDone():
                     self._carry_out(self.submitter.handle(message, now), now)

@@ -29,11 +29,16 @@ from pathlib import Path
 
 from wansync import log
 from wansync.core.errors import OutOfResources, TaskFileError
+from wansync.core.lifecycle import Now
+from wansync.core.messages import Adopt, Handover
 from wansync.core.record import TaskRecord
+from wansync.core.tracker import Task
 from wansync.files import names, sidecar, taskfile
 from wansync.files.folders import Folders
 from wansync.files.fsutil import move_durable, write_bytes_atomic
+from wansync.run.jobjournal import Job
 
+PLACE_RETRY = 5.0  # seconds before a `.task` that could not be written is tried again
 MISSING = "missing"  # `holder`: no `.task` there
 UNREADABLE = "unreadable"  # `holder`: a `.task` that holds no valid id
 
@@ -159,3 +164,43 @@ def reclaim(
         detail=f"{name}.task is this job's task's; the file put in its place is {target.name}",
     )
     return target
+
+
+class Placing:
+    """Hands a job's new task over as a task to track, once its `.task` is written
+    (`place`), directly from its record. A write that fails is tried again every
+    `PLACE_RETRY` seconds; the job keeps its name (and its entry in `jobs`) meanwhile."""
+
+    def __init__(self, folders: Folders, jobs: dict[str, Job]) -> None:
+        self.folders = folders
+        self.jobs = jobs  # the submitter's: the names a job holds
+        self.unplaced: list[str] = []  # tasks made whose `.task` could not be written yet
+
+    def marks(self) -> list[float]:
+        """When each waiting `.task` is tried again (monotonic)."""
+        return [self.jobs[n].due for n in self.unplaced if n in self.jobs]
+
+    def due(self, now: Now) -> list[Handover]:
+        """Try again the `.task` files whose time has come."""
+        handed: list[Handover] = []
+        for name in list(self.unplaced):
+            job = self.jobs.get(name)
+            if job is None or now.mono >= job.due:
+                self.unplaced.remove(name)
+            if job is not None and now.mono >= job.due:
+                handed += self.hand_over(job, now)
+        return handed
+
+    def hand_over(self, job: Job, now: Now) -> list[Handover]:
+        """Write the task's `.task` and hand it over, or hold it to try again."""
+        first = job.step != "placing"
+        placed = place(
+            self.folders, job.name, job.record, self.jobs.__contains__, PLACE_RETRY, first
+        )
+        if placed is None:
+            job.step, job.due = "placing", now.mono + PLACE_RETRY
+            self.jobs[job.name] = job
+            self.unplaced.append(job.name)
+            return []
+        self.jobs.pop(job.name, None)
+        return [Adopt(Task(placed.name, placed.record), job.name)]

@@ -301,6 +301,7 @@ class Pipeline:
             changed=outcome.status != previous or finished,
             url=_url(outcome.output.get("video_url")) if finished else None,
             found_by=found_by,
+            started=record.last_polled,
         )
         return [*effects, Emit(polled)]
 

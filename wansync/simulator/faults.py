@@ -14,11 +14,13 @@ STATUS_CODES = {429: "Throttling.RateQuota", 401: "InvalidApiKey", 400: "Invalid
 
 
 def apply(reply: Reply, fault: Fault, store: VideoStore) -> bool:
-    """Apply a fault that replaces the answer; False for `slow` (then answer normally)."""
+    """Apply a fault that replaces the answer; False for `slow` (then answer normally).
+    The request's log entry shows the fault's kind as its status."""
     if fault.delay:
         time.sleep(fault.delay)
     if fault.kind == "slow":
         return False
+    reply.note(status=fault.kind)
     if fault.kind == "reset":
         reply.reset()
     elif fault.kind == "malformed":

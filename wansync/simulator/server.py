@@ -169,35 +169,32 @@ class _Handler(Reply):
 
     def _video(self, task_id: str, query: dict[str, list[str]]) -> None:
         sim = self.sim
-        entry: dict[str, Any] = {
-            "kind": "video",
-            "task_id": task_id,
-            "method": self.command,
-            "range": self.headers.get("Range"),
-            "if_range": self.headers.get("If-Range"),
-        }
+        self.log_as(
+            sim.record,
+            kind="video",
+            task_id=task_id,
+            method=self.command,
+            range=self.headers.get("Range"),
+            if_range=self.headers.get("If-Range"),
+        )
         try:
             fault = sim.take_fault("video", task_id)
             if fault and fault.kind != "truncate" and faults.apply(self, fault, sim.video):
-                entry["status"] = fault.kind
                 return
-            task = sim.tasks.get(task_id)
-            entry["status"] = video.serve(self, sim.video, task, query, fault)
+            video.serve(self, sim.video, sim.tasks.get(task_id), query, fault)
         finally:
-            sim.record(**entry)
+            self.logged()
 
     def _picture(self, rest: str, query: dict[str, list[str]]) -> None:
         sim = self.sim
         where = pictures.split_path(rest)
         task_id, k = where if where else (rest, -1)
-        entry: dict[str, Any] = {"kind": "picture", "task_id": task_id, "index": k}
-        entry.update(method=self.command, range=self.headers.get("Range"))
+        fields = {"kind": "picture", "task_id": task_id, "index": k, "method": self.command}
+        self.log_as(sim.record, **fields, range=self.headers.get("Range"))
         try:
             fault = sim.take_fault("picture", task_id)
             if fault and fault.kind != "truncate" and faults.apply(self, fault, sim.video):
-                entry["status"] = fault.kind
                 return
-            task = sim.tasks.get(task_id)
-            entry["status"] = pictures.serve(self, sim.pictures, task, k, query, fault)
+            pictures.serve(self, sim.pictures, sim.tasks.get(task_id), k, query, fault)
         finally:
-            sim.record(**entry)
+            self.logged()

@@ -58,7 +58,7 @@ class Stall:
 
 
 class SimState:
-    """Tasks by id, faults to apply, stalls to hold, and every request answered."""
+    """Tasks by id, faults to apply, stalls to hold, and every request taken in."""
 
     def __init__(
         self, key: str, auto: bool, defaults: dict[str, Any], chaos: float, seed: int
@@ -124,6 +124,8 @@ class SimState:
             stall.released.set()
 
     def requests(self, kind: str | None = None, task_id: str | None = None) -> list[dict[str, Any]]:
+        """The requests taken in, in the order their answers started (each was logged just
+        before its answer's first byte); `t` and `wall` are when each arrived."""
         with self._lock:
             return [
                 r
@@ -180,8 +182,7 @@ class SimState:
                 return faults.random_fault(self._chaos_rng, target)
         return None
 
-    def record(self, **entry: Any) -> None:
-        entry["t"] = time.monotonic()
-        entry["wall"] = time.time()
+    def record(self, entry: dict[str, Any]) -> None:
+        """One request into the log (`Reply.log_as` says when and what it holds)."""
         with self._lock:
             self.log.append(entry)

@@ -59,27 +59,31 @@ class SubmitDesk:
     def submit(self, reply: Reply, raw: bytes, endpoint: str = kinds.VIDEO_GENERATION) -> None:
         """Check, make the task, answer; faults and stalls may intervene before or after."""
         fault = self.state.take_fault("submit", None)
-        outcome: dict[str, Any] = {"status": 200, "task_id": None, "endpoint": endpoint}
-        outcome["body"] = _logged(raw)
+        reply.log_as(
+            self.state.record,
+            kind="submit",
+            method="POST",
+            task_id=None,
+            endpoint=endpoint,
+            body=_logged(raw),
+        )
         try:
             if fault and not fault.created and faults.apply(reply, fault, self.state.video):
-                outcome["status"] = fault.kind
                 return
-            if self._held(reply, "before", outcome):
+            if self._held(reply, "before"):
                 return
-            outcome["task_id"] = task_id = self._create(*self._check(reply, raw, endpoint))
-            if self._held(reply, "after", outcome):
+            task_id = self._create(*self._check(reply, raw, endpoint))
+            reply.note(task_id=task_id)
+            if self._held(reply, "after"):
                 return
             if fault and faults.apply(reply, fault, self.state.video):  # made, answer lost
-                outcome["status"] = fault.kind
                 return
             answer = {"task_id": task_id, "task_status": "PENDING"}
             reply.reply_json(200, {"request_id": secrets.token_hex(8), "output": answer})
         except Rejected as exc:
-            outcome["status"] = exc.status
             reply.reply_error(exc.status, exc.code, exc.message)
         finally:
-            self.state.record(kind="submit", method="POST", **outcome)
+            reply.logged()
 
     def add_model(self, model: str, endpoint: str) -> None:
         """Take `model` at `endpoint` as a model the kinds table does not know yet: its
@@ -87,13 +91,13 @@ class SubmitDesk:
         with self.state._lock:
             self.models[model.lower()] = endpoint
 
-    def _held(self, reply: Reply, when: str, outcome: dict[str, Any]) -> bool:
+    def _held(self, reply: Reply, when: str) -> bool:
         """A scripted stall at this point: hold the request unanswered; True if it was."""
         stall = self.state.take_stall("create", when)
         if stall is None:
             return False
+        reply.note(status=f"stalled-{when}")
         stall.hold(reply)
-        outcome["status"] = f"stalled-{when}"
         return True
 
     def _create(self, body: dict[str, Any], kind: kinds.Kind | None, fields: dict[str, Any]) -> str:
@@ -172,6 +176,7 @@ class SubmitDesk:
 
     # -- GET /api/v1/uploads?action=getPolicy ---------------------------------------------
     def policy(self, reply: Reply, query: dict[str, list[str]]) -> None:
+        reply.log_as(self.state.record, kind="policy", task_id=None, method="GET")
         if reply.headers.get("Authorization", "") != f"Bearer {self.state.key}":
             reply.reply_error(401, "InvalidApiKey", "Invalid API-key provided.")
             return
@@ -194,11 +199,11 @@ class SubmitDesk:
             "x_oss_object_acl": "private",
             "x_oss_forbid_overwrite": "true",
         }
-        self.state.record(kind="policy", task_id=None, method="GET", status=200)
         reply.reply_json(200, {"request_id": secrets.token_hex(8), "data": data})
 
     # -- POST {upload_host}: an OSS form upload -------------------------------------------
     def oss_upload(self, reply: Reply, raw: bytes) -> None:
+        reply.log_as(self.state.record, kind="upload", task_id=None, method="POST")
         ctype = reply.headers.get("Content-Type", "")
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
             f"Content-Type: {ctype}\r\n\r\n".encode() + raw
@@ -219,7 +224,7 @@ class SubmitDesk:
                 status = 409  # x-oss-forbid-overwrite
             else:
                 self.objects[key] = fields["file"]
-        self.state.record(kind="upload", task_id=None, method="POST", status=status, key=key)
+        reply.note(key=key)
         if status == 200:
             reply.reply(200, b"", "text/plain")
         else:

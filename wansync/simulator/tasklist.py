@@ -43,25 +43,22 @@ class BadQuery(ValueError):
 
 def list_tasks(reply: Reply, state: SimState, query: dict[str, list[str]]) -> None:
     """Answer one list request (a fault, the key, the query, then the page)."""
-    status: Any = 200
+    reply.log_as(state.record, kind="list", task_id=None, method="GET", query=query)
     try:
         fault = state.take_fault("list", None)
         if fault and faults.apply(reply, fault, state.video):
-            status = fault.kind
             return
         if not reply.authorized(state.key):
-            status = 401
             reply.reply_error(401, "InvalidApiKey", "Invalid API-key provided.")
             return
         try:
             answer = _page(state, _Query(query))
         except BadQuery as exc:
-            status = 400
             reply.reply_error(400, "InvalidParameter", str(exc))
             return
         reply.reply_json(200, {"request_id": secrets.token_hex(8), **answer})
     finally:
-        state.record(kind="list", task_id=None, method="GET", status=status, query=query)
+        reply.logged()
 
 
 class _Query:

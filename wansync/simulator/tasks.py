@@ -24,33 +24,28 @@ CANCEL_SUFFIX = "/cancel"
 SCRIPTED_PROMPT = "a simulated prompt"  # orig_prompt of a task not made by the create endpoint
 
 
-def _refused(reply: Reply, state: SimState, fault: Any) -> Any:
-    """A scripted fault, or a wrong key, answers first: what was answered, else None."""
+def _refused(reply: Reply, state: SimState, fault: Any) -> bool:
+    """A scripted fault, or a wrong key, answers first: True if one did."""
     if fault and faults.apply(reply, fault, state.video):
-        return fault.kind
+        return True
     if not reply.authorized(state.key):
         reply.reply_error(401, "InvalidApiKey", "Invalid API-key provided.")
-        return 401
-    return None
+        return True
+    return False
 
 
 def poll(reply: Reply, state: SimState, task_id: str) -> None:
     """Answer one poll (faults and the key check first); every poll is recorded."""
-    fault = state.take_fault("task", task_id)
-    status: Any = 200
-    reported = None
+    reply.log_as(state.record, kind="task", task_id=task_id, method=reply.command)
+    reply.note(task_status=None)
     try:
-        if (refused := _refused(reply, state, fault)) is not None:
-            status = refused
-            return
-        reported = _report(reply, state, task_id)
+        if not _refused(reply, state, state.take_fault("task", task_id)):
+            _report(reply, state, task_id)
     finally:
-        state.record(
-            kind="task", task_id=task_id, method=reply.command, status=status, task_status=reported
-        )
+        reply.logged()
 
 
-def _report(reply: Reply, state: SimState, task_id: str) -> str:
+def _report(reply: Reply, state: SimState, task_id: str) -> None:
     now = time.time()
     with state._lock:
         task = state.tasks.get(task_id) or state.auto_task(task_id)
@@ -78,8 +73,8 @@ def _report(reply: Reply, state: SimState, task_id: str) -> str:
             output["code"] = task.code
         if task.message:
             output["message"] = task.message
+    reply.note(task_status=status)
     reply.reply_json(200, {"request_id": secrets.token_hex(8), "output": output, "usage": usage})
-    return status
 
 
 def _succeeded(reply: Reply, state: SimState, task: SimTask, output: dict[str, Any]) -> Any:
@@ -112,11 +107,10 @@ def cancel(reply: Reply, state: SimState, task_id: str) -> None:
     The real refusal's shape is not documented anywhere we could read: HTTP 400
     `UnsupportedOperation` with a message naming the task's status is our stand-in.
     """
-    fault = state.take_fault("cancel", task_id)
-    status: Any = 200
+    fields = {"kind": "cancel", "task_id": task_id, "method": reply.command, "path": reply.path}
+    reply.log_as(state.record, **fields)
     try:
-        if (refused := _refused(reply, state, fault)) is not None:
-            status = refused
+        if _refused(reply, state, state.take_fault("cancel", task_id)):
             return
         now = time.time()
         with state._lock:  # an unseen id is made as a poll would make it (see auto_task)
@@ -125,14 +119,11 @@ def cancel(reply: Reply, state: SimState, task_id: str) -> None:
             if current == "PENDING":
                 task.canceled_at = now
         if current != "PENDING":
-            status = 400
             reply.reply_error(400, "UnsupportedOperation", _refusal(task_id, current))
             return
         reply.reply_json(200, {"request_id": secrets.token_hex(8)})
     finally:
-        state.record(
-            kind="cancel", task_id=task_id, method=reply.command, status=status, path=reply.path
-        )
+        reply.logged()
 
 
 def _refusal(task_id: str, status: str) -> str:
