@@ -141,7 +141,7 @@ def path_slots(node: Any, slot: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, .
 
 
 def creates(sim: Simulator, model: str) -> list[dict[str, Any]]:
-    """The create requests for `model`, as the simulator logged them (after answering)."""
+    """The create requests for `model`, as the simulator logged them."""
     return [r for r in sim.requests("submit") if (r.get("body") or {}).get("model") == model]
 
 

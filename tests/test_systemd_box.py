@@ -318,18 +318,19 @@ def test_a_hook_runs_under_the_units_sandbox(service: Service) -> None:
     service.reconfigure(hooks={"on_success": "/usr/local/bin/wansync-test-hook"})
     service.drop("hooked", service.task_id("hooked"))
     service.wait_ended("hooked")
-    out = service.folder("outbox") / "hooked.hooked"
-    text = wait_until(lambda: out.exists() and out.read_text(), 20, "the hook's file")
+    # The hook writes its file a line at a time: read it once the hook has exited (its
+    # record says done), never while it is still writing.
+    wait_until(
+        lambda: (service.ended("hooked") or {}).get("hook", {}).get("state") == "done",
+        30,
+        "the hook to run and exit 0",
+    )
+    text = (service.folder("outbox") / "hooked.hooked").read_text()
     lines = text.splitlines()
     assert lines[0] == "wansync"
     assert lines[1] == f"succeeded {service.state}/outbox/hooked.mp4"
     assert "wrote /etc" not in text and "read the key" not in text
     assert not any(key in text for key in service.keys)
-    wait_until(
-        lambda: (service.ended("hooked") or {}).get("hook", {}).get("state") == "done",
-        10,
-        "the hook record done",
-    )
 
 
 def test_a_producer_in_the_group_follows_the_service_with_submit_wait(service: Service) -> None:
