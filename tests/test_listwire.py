@@ -27,7 +27,7 @@ from wansync.core.messages import ListDone, PollDone, TaskReport
 from wansync.core.scheduler import Scheduler
 from wansync.core.tracker import Tracker
 from wansync.files import sidecar
-from wansync.remote.api import TaskApi
+from wansync.remote.api import TaskApi, api_time
 from wansync.run.listing import LIST, Listing
 from wansync.run.pipeline import Pipeline
 from wansync.run.publish import Folders
@@ -441,6 +441,42 @@ def test_a_task_submitted_hours_before_it_was_dropped_is_found_by_the_list(liste
     assert data["found_by"] == "list" and lag(sim, "old-task-000001") < 2.0
     windows = {r["query"]["start_time"][0] for r in sim.requests("list")}
     assert len(windows) == 2, windows
+
+
+def midnight_in_the_apis_zone(now: float) -> float:
+    """The latest 00:00 UTC+8 at least an hour before `now` (both wall times)."""
+    day, zone = 86400, 8 * 3600
+    midnight = (now + zone) // day * day - zone
+    return midnight if now - midnight >= 3600 else midnight - day
+
+
+def test_tasks_either_side_of_midnight_in_the_apis_zone_are_found_in_one_window(listed, sim):
+    """Submitted at 23:59:30 and 00:00:30 UTC+8 (hours ago) and still queued: one window,
+    23:58:30 of one day to 00:01:30 of the next (the API's zone, no zone in the text, as
+    the list filters expect); the list finds both ends."""
+    now = time.time()
+    midnight = midnight_in_the_apis_zone(now)
+    for task_id, created in (
+        ("eve-task-000001", midnight - 30),
+        ("morn-task-00001", midnight + 30),
+    ):
+        wait = now - created + 1  # queued until a second from now, then 3 s running
+        sim.add_task(task_id, model=MODEL, created=created, queue_seconds=wait, run_seconds=3)
+    daemon = listed.start()
+    daemon.wait_ready()
+    drop(listed.inbox, "eve", "eve-task-000001")
+    drop(listed.inbox, "morn", "morn-task-00001")
+    ended = listed.wait_ended("eve", "morn", timeout=WATCHED - 2)
+    daemon.stop()
+    assert {n: d["found_by"] for n, d in ended.items()} == {"eve": "list", "morn": "list"}
+    assert lag(sim, "eve-task-000001") < 2.0 and lag(sim, "morn-task-00001") < 2.0
+    windows = {
+        (r["query"]["start_time"][0], r["query"]["end_time"][0]) for r in sim.requests("list")
+    }
+    start, end = api_time(midnight - 90, compact=True), api_time(midnight + 90, compact=True)
+    assert start.endswith("235830") and end.endswith("000130") and start[:8] != end[:8]
+    # before the second task's first poll a pass asks the first one's window alone
+    assert (start, end) in windows <= {(start, end), (start, api_time(midnight + 30, compact=True))}
 
 
 def test_with_list_interval_null_no_list_request_is_sent(env, sim):
