@@ -163,6 +163,28 @@ def test_an_end_a_poll_sees_by_itself_is_found_by_poll_and_said_once(tmp_path):
     assert again.found_by is None and s.tracker.get("clip").record.found_by == "poll"
 
 
+def test_a_pending_task_the_list_shows_running_says_running_without_a_poll(tmp_path):
+    """Watched, a task is asked directly only every 40 x interval: the list's RUNNING is
+    taken into its record (and sidecar) at once, so `status` and `submit --wait` do not
+    say PENDING all that while; a later row saying PENDING (older than what we know)
+    never moves it back, and an unpolled task is left to its first poll."""
+    s = Setup(tmp_path)
+    s.discover("clip", "task-clip-000001")
+    s.discover("fresh", "task-fresh-00001")
+    s.poll("clip", "PENDING", T0)
+    effects = s.answer(
+        s.list_turn(T1), T1, {"task-clip-000001": "RUNNING", "task-fresh-00001": "RUNNING"}
+    )
+    assert s.tracker.get("clip").record.task_status == "RUNNING"
+    assert s.tracker.get("fresh").record.task_status is None
+    [write] = [e for e in effects if isinstance(e, WriteSidecars)]
+    assert write.names == ("clip",) and not [e for e in effects if isinstance(e, StartPoll)]
+    assert s.due("clip") == T0.mono + 40 * INTERVAL  # watched: no poll for the news
+    t = later(T1, LIST_EVERY)
+    s.answer(s.list_turn(t), t, {"task-clip-000001": "PENDING"})
+    assert s.tracker.get("clip").record.task_status == "RUNNING"
+
+
 def test_a_list_answer_naming_tasks_we_do_not_track_changes_nothing(tmp_path):
     """Strangers' rows, ended or not, schedule nothing and touch no task."""
     s = Setup(tmp_path)

@@ -59,7 +59,8 @@ def submit_time(task: Task) -> str | None:
 def tracked(task: Task) -> Tracked:
     """The task as listpoll sees it; one in a back-off is as busy as one being polled."""
     busy = task.busy or task.errors_in_row > 0
-    return Tracked(task.name, task.task_id, submit_time(task), task.listed_at, busy)
+    status = task.record.task_status
+    return Tracked(task.name, task.task_id, submit_time(task), task.listed_at, busy, status)
 
 
 class Listing:
@@ -176,9 +177,12 @@ class Listing:
         return effects + self._carry_out(out, now)
 
     def _carry_out(self, out: Outcome, now: Now) -> list[Effect]:
-        """Remember who was shown, re-pace who changed, poll at once who ended."""
+        """Remember who was shown, re-pace who changed, poll at once who ended, and take
+        the list's word that a PENDING task is RUNNING (its sidecar says so at once)."""
         for task in self._tasks(out.seen):
             task.listed_at = now.mono
+        for task in self._tasks(out.running):
+            task.record.task_status = "RUNNING"
         slow = listpoll.slow_interval(self.watched + len(out.slower), self.policy())
         for task in self._tasks(out.slower):
             due = (self.scheduler.last_start(task.name) or now.mono) + slow
@@ -190,8 +194,8 @@ class Listing:
             task.list_found = True
         state = self.state
         self.watched = sum(listpoll.watched(tracked(t), state) for t in self._polling())
-        repaced = (*out.slower, *out.faster)
-        return [WriteSidecars(repaced)] if repaced else []  # their `next_poll` changed
+        changed = tuple(dict.fromkeys((*out.slower, *out.faster, *out.running)))
+        return [WriteSidecars(changed)] if changed else []  # `next_poll` or `task_status`
 
     def _pace_at(self, task: Task, due: float, deadline: float | None, now: Now) -> None:
         self.scheduler.add(task.name, due, deadline)
