@@ -1,7 +1,7 @@
 """The poison corpus: one hostile file (or planted link) per case of issue 11, and the
 hostile answers of picture tasks (issue 18: case "18"), and two files of one name (issue
-21: a `.job` and a `.task` dropped together; a `.task` with a new id renamed over a tracked
-one by `replace_tracked`).
+21: a `.job` and a `.task` dropped together, where the job is left alone; a `.task` with a
+new id renamed over a tracked one by `replace_tracked`).
 
 `write_corpus` drops them all into a set of wansync folders (given the simulator, it
 also scripts the hostile answers their `.task` files name: `script_answers`); `settled`
@@ -254,7 +254,8 @@ def write_corpus(
     scratch = inbox / ".wansync"
     scratch.mkdir(exist_ok=True)
     (scratch / "typed-polls.status.json.wansync-tmp").symlink_to(aside / "overwritten")
-    # 21: a job and a producer's task of one name; the job's task ends under a free NAME-k
+    # 21: a job and a producer's task of one name, together: the task is fetched, the job
+    # is left alone in the inbox (docs/jobs.md, "Other rules"), never sent
     (inbox / "clash.job").write_text(_job(prompt=CLASH_PROMPT))
     put(Poison("21", "a .job and a .task of one name", "clash", ".task", "succeeded"), CLASH_TASK)
     # 21: `swap` (its task PENDING for ever) is tracked; `replace_tracked` renames a `.task`
@@ -280,7 +281,7 @@ def settled(p: Poison, inbox: Path, outbox: Path, failed: Path) -> bool:
     if p.case == "6":  # the rest of the publish went to another free name
         return any(failed.glob("cut-*.status.json")) and os.path.islink(failed / "cut.status.json")
     if p.case == "21":
-        return clash_ended(p.name, outbox) is not None
+        return clash_ended(p.name, inbox, outbox) is not None
     folder = outbox if p.ends == "succeeded" else failed
     try:
         data = json.loads((folder / f"{p.published}.status.json").read_text())
@@ -309,24 +310,19 @@ def _succeeded(outbox: Path, name: str, kind: str) -> dict[str, Any] | None:
     return data if ok and (outbox / f"{name}.mp4").exists() else None
 
 
-def clash_ended(name: str, outbox: Path) -> dict[str, dict[str, Any]] | None:
+def clash_ended(name: str, inbox: Path, outbox: Path) -> dict[str, dict[str, Any]] | None:
     """The sidecars a case-21 poison ended with, by published name, once all are there:
-    `clash`: the producer's task as `clash`, the job's as the first free `clash-k`;
-    `swap`: the new id as `swap` (the replaced id is never published)."""
+    `clash`: the producer's task as `clash`, and `clash.job` still in the inbox, left
+    alone (no `clash-k`: it was never sent); `swap`: the new id as `swap` (the replaced
+    id is never published)."""
     if name == "swap":
         data = _succeeded(outbox, "swap", ".task")
         return {"swap": data} if data and data["task_id"] == SWAP_NEW else None
     theirs = _succeeded(outbox, "clash", ".task")
-    ours = {
-        p.name.removesuffix(".status.json"): _succeeded(
-            outbox, p.name.removesuffix(".status.json"), ".job"
-        )
-        for p in outbox.glob("clash-[0-9]*.status.json")
-    }
-    done = {k: v for k, v in ours.items() if v}
-    if not theirs or theirs["task_id"] != CLASH_TASK or len(done) != 1:
+    if not theirs or theirs["task_id"] != CLASH_TASK or any(outbox.glob("clash-[0-9]*")):
         return None
-    return {"clash": theirs, **done}
+    left_alone = (inbox / "clash.job").is_file() and not (inbox / "clash.status.json").exists()
+    return {"clash": theirs} if left_alone else None
 
 
 def untouched(aside: Path, failed: Path) -> bool:

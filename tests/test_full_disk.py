@@ -143,3 +143,29 @@ def test_a_failed_task_file_write_leaves_no_temp_file(small_disk):
     finally:
         filler.unlink()
     assert sorted(os.listdir(small_disk)) == [], os.listdir(small_disk)
+
+
+def test_add_and_submit_on_a_full_disk_exit_1_naming_the_file(small_disk, sim, tmp_path):
+    """`wansync add` and `wansync submit` whose inbox is full (ENOSPC): exit 1, as a failure
+    that is not the input's fault (docs/commands.md), one line naming the file and the
+    problem, no traceback, nothing left in the inbox; with space again, the same works."""
+    env = Env(tmp_path / "conf", sim)  # config outside the small disk
+    env.inbox = small_disk / "inbox"
+    env.inbox.mkdir()
+    env.configure(inbox=str(env.inbox))
+    filler = fill(small_disk)
+    try:
+        for args, name in (
+            (("add", "task-full-disk-0001"), "task-full-disk-0001.task"),
+            (("submit", "https://example.com/a.png", "--prompt", "p", "--name", "j"), "j.job"),
+        ):
+            result = env.cli(*args)
+            assert result.returncode == 1, (args, result.stderr)
+            [line] = result.stderr.splitlines()
+            assert f"cannot write {env.inbox / name}: no space left on the device" in line, line
+            assert "nothing was written" in line and result.stdout == ""
+            assert os.listdir(env.inbox) == [], os.listdir(env.inbox)
+    finally:
+        filler.unlink()
+    assert env.cli("add", "task-full-disk-0001").returncode == 0
+    assert (env.inbox / "task-full-disk-0001.task").read_text() == "task-full-disk-0001\n"

@@ -19,7 +19,6 @@ import pytest
 
 from tests.helpers import Env, drop, wait_until
 from tests.poison import (
-    CLASH_PROMPT,
     _alias_bomb,
     replace_tracked,
     settled,
@@ -276,7 +275,7 @@ def test_nan_in_a_task_meta_fails_it_and_every_sidecar_is_strict_json(env, sim):
 
 def test_poison_corpus_into_a_running_daemon(jobs_env, sim, tmp_path):
     """Every poison at once beside good tasks: all settle, the good ones finish, no escape;
-    only the job that may finish (the name-clash job) made a create request."""
+    no poison job made a create request (the name-clash job is left alone)."""
     env = jobs_env
     aside = tmp_path / "aside"
     corpus = write_corpus(env.inbox, env.outbox, env.failed, aside, sim)
@@ -296,5 +295,8 @@ def test_poison_corpus_into_a_running_daemon(jobs_env, sim, tmp_path):
     assert d.proc.poll() is None, "the daemon died"
     assert d.stop() == 0
     assert untouched(aside, env.failed)
-    assert [c["prompt"] for c in sim.desk.created] == [CLASH_PROMPT]
+    assert [c["prompt"] for c in sim.desk.created] == []
+    assert (env.inbox / "clash.job").is_file(), "the name-clash job, left alone"
+    [taken] = d.events("job.name_taken", name="clash")
+    assert taken["level"] == "error" and not d.events("job.queued", name="clash")
     assert not sim.desk.objects

@@ -27,37 +27,55 @@ import pytest
 from tests.helpers import Env, drop, wait_until
 from tests.test_jobs import SAMPLE_PNG
 from wansync.cli.submit import who_runs
-from wansync.core.errors import InboxLocked
+from wansync.core.errors import ConfigError, InboxLocked
 from wansync.files import liveness
-from wansync.files.lock import LOCK_NAME, Found, InboxLock, Verdict, judge
+from wansync.files.lock import LOCK_NAME, Found, Inbox, InboxLock, Verdict, judge, user_name
 from wansync.simulator import Simulator
 
 ME, OTHER = 1000, 2000
 
 
 # -- judge: a pure function of what is at the lock's name ---------------------------------
+MINE, OTHERS = Inbox(ME, ME), Inbox(OTHER, OTHER)  # each folder in its owner's folder
+SWAPPED = Inbox(OTHER, ME)  # another user's folder put in ours, where the inbox was
+
+
 @pytest.mark.parametrize(
-    ("found", "me", "owner", "alive", "verdict"),
+    ("found", "me", "inbox", "alive", "verdict"),
     [
-        (None, ME, ME, False, Verdict.CREATE),
-        (Found("file", ME, 1, 7), ME, ME, False, Verdict.USE),
-        (Found("file", ME, 1, 7), ME, OTHER, False, Verdict.USE),  # ours in another's inbox
-        (Found("file", OTHER, 1, 7), 0, OTHER, False, Verdict.USE),  # root: the owner's lock
-        (Found("file", ME, 1, 7), 0, OTHER, False, Verdict.REPLACE),  # root: not the owner's
-        (Found("link", ME, 1, 7), ME, ME, False, Verdict.REPLACE),
-        (Found("fifo", OTHER, 1, 7), ME, OTHER, False, Verdict.REPLACE),
-        (Found("folder", OTHER, 2, 7), ME, ME, True, Verdict.REPLACE),
-        (Found("file", ME, 2, 7), ME, ME, False, Verdict.REPLACE),  # a hard link
-        (Found("file", OTHER, 1, 7), ME, ME, False, Verdict.REPLACE),  # a leftover, a plant
-        (Found("file", OTHER, 1, 7), ME, ME, True, Verdict.FOREIGN_HELD),
-        (Found("file", OTHER, 1, 7), ME, OTHER, False, Verdict.FOREIGN),  # the service's
+        (None, ME, MINE, False, Verdict.CREATE),
+        (Found("file", ME, 1, 7), ME, MINE, False, Verdict.USE),
+        (Found("file", ME, 1, 7), ME, OTHERS, False, Verdict.USE),  # ours in another's inbox
+        (Found("file", OTHER, 1, 7), 0, OTHERS, False, Verdict.USE),  # root: the owner's lock
+        (Found("file", ME, 1, 7), 0, OTHERS, False, Verdict.REPLACE),  # root: not the owner's
+        (Found("link", ME, 1, 7), ME, MINE, False, Verdict.REPLACE),
+        (Found("fifo", OTHER, 1, 7), ME, OTHERS, False, Verdict.REPLACE),
+        (Found("folder", OTHER, 2, 7), ME, MINE, True, Verdict.REPLACE),
+        (Found("file", ME, 2, 7), ME, MINE, False, Verdict.REPLACE),  # a hard link
+        (Found("file", OTHER, 1, 7), ME, MINE, False, Verdict.REPLACE),  # a leftover, a plant
+        (Found("file", OTHER, 1, 7), ME, MINE, True, Verdict.FOREIGN_HELD),
+        (Found("file", OTHER, 1, 7), ME, OTHERS, False, Verdict.FOREIGN),  # the service's
+        (Found("file", 3000, 1, 7), ME, OTHERS, False, Verdict.FOREIGN),  # a third user's
+        (Found("file", OTHER, 1, 7), ME, Inbox(0, ME), False, Verdict.FOREIGN),  # root's folder
+        # another user's folder, with that user's lock, in place of the inbox in our folder
+        (Found("file", OTHER, 1, 7), ME, SWAPPED, False, Verdict.INBOX_REPLACED),
+        (Found("file", OTHER, 1, 7), ME, SWAPPED, True, Verdict.INBOX_REPLACED),
+        (Found("file", ME, 1, 7), ME, SWAPPED, False, Verdict.USE),  # our lock: no one's block
+        (None, ME, SWAPPED, False, Verdict.CREATE),
+        (Found("file", OTHER, 1, 7), 0, SWAPPED, False, Verdict.USE),  # root: as before
+        # not in its place, but not in our folder (or a link there): said, never waited on
+        (Found("file", OTHER, 1, 7), ME, Inbox(OTHER, 0), False, Verdict.NOT_IN_PLACE),
+        (Found("file", OTHER, 1, 7), ME, Inbox(OTHER, ME, link=True), False, Verdict.NOT_IN_PLACE),
+        (Found("file", OTHER, 1, 7), ME, Inbox(OTHER, 0), True, Verdict.FOREIGN_HELD),
     ],
 )
-def test_judge(found: Found | None, me: int, owner: int, alive: bool, verdict: Verdict) -> None:
+def test_judge(found: Found | None, me: int, inbox: Inbox, alive: bool, verdict: Verdict) -> None:
     """Ours: use; nothing: create; never a lock (link, FIFO, folder, hard link): replace;
     another user's: held by its live wansync → exit 3, else replaced by the inbox's
-    owner (or root), and left to the inbox's owner by anyone else."""
-    assert judge(found, me, owner, alive) is verdict
+    owner (or root), and left to the inbox's owner by anyone else. An inbox folder that
+    is not in its place (neither root's nor its parent's owner's) never makes another
+    user's lock a block: in our own folder it is moved aside, elsewhere it is said."""
+    assert judge(found, me, inbox, alive) is verdict
 
 
 # -- what a daemon leaves -----------------------------------------------------------------
@@ -268,6 +286,104 @@ def test_a_user_who_does_not_own_the_inbox_leaves_its_owners_lock_alone(shared: 
     assert as_nobody(take) == 3
     assert "belongs to user root (uid 0)" in said.read_text()
     assert lock.stat().st_ino == before.st_ino and os.listdir(shared.inbox) == [LOCK_NAME]
+
+
+# -- an inbox folder put in place of the service's (issue 21, round four) -----------------
+def _other_users_inbox(shared: Env, parent_owner: int) -> tuple[Path, int]:
+    """The inbox made another user's (`daemon`, uid 1), holding that user's lock, which
+    this process holds (`flock`) as that user would; its parent given to `parent_owner`.
+    Returns the lock and the descriptor that holds it."""
+    other = pwd.getpwnam("daemon").pw_uid
+    os.chown(shared.root, parent_owner, -1)
+    shared.inbox.chmod(0o777)
+    drop(shared.inbox, "theirs", "task-theirs-0001")
+    lock = shared.inbox / LOCK_NAME
+    lock.write_text("")
+    for path in (shared.inbox, lock, shared.inbox / "theirs.task"):
+        os.chown(path, other, -1)
+    fd = os.open(lock, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return lock, fd
+
+
+def _said(shared: Env) -> Path:
+    """A file the child (as nobody) may write what it saw into."""
+    said = shared.root.parent / f"{shared.root.name}.said"
+    said.touch()
+    said.chmod(0o666)
+    return said
+
+
+@needs_root
+def test_an_inbox_replaced_by_another_users_folder_with_its_lock_is_moved_aside(
+    shared: Env,
+) -> None:
+    """The attacker's swap: in the service's folder (nobody's here), a member puts a folder
+    of theirs where the inbox was, with a lock they hold. Taking the lock does not wait on
+    it: the folder is moved aside whole (`inbox.not-ours.XXXX`, their lock and task in it)
+    and a new inbox is the service's, with its own lock."""
+    nobody = pwd.getpwnam("nobody").pw_uid
+    lock, held = _other_users_inbox(shared, nobody)
+    said = _said(shared)
+    try:
+
+        def take() -> int:
+            taken = InboxLock(shared.inbox)
+            taken.acquire()
+            said.write_text(json.dumps(taken.inbox_moved))
+            return 0
+
+        assert as_nobody(take) == 0
+    finally:
+        os.close(held)
+        said_text = said.read_text()
+        said.unlink()
+    [aside] = shared.root.glob("inbox.not-ours.*")
+    assert sorted(p.name for p in aside.iterdir()) == [LOCK_NAME, "theirs.task"]
+    assert aside.stat().st_uid == pwd.getpwnam("daemon").pw_uid
+    assert shared.inbox.stat().st_uid == nobody and lock.stat().st_uid == nobody
+    moved = json.loads(said_text)
+    assert moved["moved_to"] == str(aside) and moved["path"] == str(shared.inbox)
+    assert moved["owner"] == user_name(pwd.getpwnam("daemon").pw_uid)
+
+
+@needs_root
+def test_another_users_lock_in_a_folder_not_in_its_place_is_said_not_waited_on(
+    shared: Env,
+) -> None:
+    """The same folder and lock, in a folder that is not the daemon's (root's here): not
+    moved, and not "another wansync runs" either: exit 2 naming the lock file, the
+    folders, their owners and what to do, never "start the service"."""
+    lock, held = _other_users_inbox(shared, 0)
+    said = _said(shared)
+    try:
+
+        def take() -> int:
+            try:
+                InboxLock(shared.inbox).acquire()
+            except ConfigError as exc:
+                said.write_text(str(exc))
+                return 2
+            except InboxLocked as exc:
+                said.write_text(str(exc))
+                return 3
+            return 0
+
+        code = as_nobody(take)
+    finally:
+        os.close(held)
+        message = said.read_text()
+        said.unlink()
+    assert code == 2, message
+    daemon_user = user_name(pwd.getpwnam("daemon").pw_uid)
+    for part in (
+        f"inbox: {lock} is a file of {daemon_user}, in {shared.inbox}, a folder of {daemon_user}",
+        f"inside {shared.root}, which is user root (uid 0)'s",
+        f"mv {shared.inbox} {shared.inbox}.replaced",
+    ):
+        assert part in message, message
+    assert "start the service" not in message
+    assert sorted(p.name for p in shared.inbox.iterdir()) == [LOCK_NAME, "theirs.task"]
 
 
 # -- planted things never block a start ---------------------------------------------------

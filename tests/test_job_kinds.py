@@ -348,6 +348,14 @@ def test_bad_jobs_of_every_kind_fail_naming_the_field_and_send_nothing(env, sim,
             {"model": "wan9.9-new-thing", "endpoint": kinds.VIDEO_GENERATION, "prompt": "p"},
             ["model: 'wan9.9-new-thing' is not a known model, so its fields cannot be checked"],
         ),
+        "raw-i2v-480p": (  # the raw form of a known model: its known values checked too
+            {
+                "model": "wan2.7-i2v",
+                "input": {"media": [{"type": "first_frame", "url": {"path": "clip.png"}}]},
+                "parameters": {"resolution": "480P", "not_in_the_table": 1},
+            },
+            ["parameters.resolution: '480P' is not one of 720P, 1080P"],
+        ),
         "raw-and-fields": (
             {"model": "wan2.7-t2v", "input": {"prompt": "p"}, "duration": 5},
             ["duration: not allowed beside input and parameters"],
@@ -403,7 +411,7 @@ def test_a_raw_job_for_a_model_the_table_does_not_know_goes_to_its_endpoint(env,
         "parameters": {"resolution": "720P", "novel": True},
         "meta": {"shot": 1},
     }
-    known = {  # a known model in the raw form: its row's endpoint, nothing checked but files
+    known = {  # a known model in the raw form: its row's endpoint; files and known values checked
         "model": "wan2.2-s2v",
         "input": {"image_url": {"path": "pics/a.png"}, "audio_url": {"path": "voice.wav"}},
         "parameters": {"resolution": "480P"},

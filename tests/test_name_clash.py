@@ -82,3 +82,41 @@ def test_a_task_file_replaced_while_tracked_is_a_new_task(env, sim):
     [removed] = daemon.events("task.removed", name="clip")
     assert removed["task_id"] == "old-task-id-0001" and "replaced" in removed["detail"]
     assert len(sim.requests("task", "old-task-id-0001")) == old_polls, "no longer polled"
+
+
+def test_a_job_dropped_while_its_name_is_tracked_is_left_alone_for_good(env, sim):
+    """`clip.task` (a producer's) is polled when `clip.job` arrives: the job is left alone
+    with one `job.name_taken` error; once the task has ended it is still never sent, by
+    the running daemon nor after a restart (`once`), and stays in the inbox as it was."""
+    env.configure(submit={"max_per_second": 50}, watch={"rescan_interval": 0.2})
+    sim.add_task("producer-task-0001", pending_polls=4)
+    drop(env.inbox, "clip", "producer-task-0001")
+    daemon = env.start("run")
+    daemon.wait_event("task.polled", name="clip")
+    job = drop_job(env.inbox, "clip", {"prompt": "a name clash", "media": URL_FRAME})
+    written = job.read_bytes()
+    daemon.wait_event("job.name_taken", name="clip")
+    env.wait_ended("clip", timeout=30)
+    # A barrier on the daemon's own loop: `late` needs three polls 0.2 s apart, in which
+    # time the 0.2 s rescan has looked at clip.job again, with clip.task gone.
+    drop(env.inbox, "late", "late-task-0001")
+    env.wait_ended("late", timeout=30)
+    assert daemon.stop() == 0
+    [taken] = daemon.events("job.name_taken", name="clip")
+    assert taken["level"] == "error" and "rename it" in taken["detail"]
+    assert not daemon.events("job.queued", name="clip")
+    restarted = env.cli("once", "--timeout", "20")
+    assert restarted.returncode == 0, restarted.stderr[-2000:]
+    assert "job.name_taken" in restarted.stderr and "job.queued" not in restarted.stderr
+    assert created(sim) == [], "nothing was created for the job"
+    assert job.read_bytes() == written, "the job is left in the inbox as it was"
+    assert sorted(p.name for p in env.outbox.glob("clip*")) == [
+        "clip.mp4",
+        "clip.status.json",
+        "clip.task",
+    ]
+    job.rename(env.inbox / "clip-b.job")  # renamed, it is a job of its own
+    renamed = env.cli("once", "--timeout", "30")
+    assert renamed.returncode == 0, renamed.stderr[-2000:]
+    [made] = created(sim)
+    assert env.ended("clip-b", ".job")["task_id"] == made["task_id"]

@@ -79,7 +79,8 @@ def test_a_planted_sidecar_naming_a_live_download_changes_nothing_of_it(env, sim
     """The attacker's t1_orphan: while `victim` downloads, stop, plant X.status.json
     (succeeded, published_as X) and Y.status.json (failed) naming victim, restart: no
     X.* or Y.* is published, victim's `.part` is neither published nor deleted, and victim
-    resumes from it and ends with its whole video."""
+    resumes from it and ends with its whole video. The planted files are not wansync's:
+    moved to failed/ as they are (a user's file is never deleted)."""
     task = sim.add_task(VICTIM_ID, video_size=SIZE, video_rate=400_000)
     drop(env.inbox, "victim", VICTIM_ID)
     daemon = env.start()
@@ -88,10 +89,12 @@ def test_a_planted_sidecar_naming_a_live_download_changes_nothing_of_it(env, sim
     assert daemon.stop() == 0
     size = part.stat().st_size
     video = {"path": "X.mp4", "bytes": 5}
-    (env.inbox / "X.status.json").write_text(
-        json.dumps(planted("victim", "X", "succeeded", video=video))
-    )
-    (env.inbox / "Y.status.json").write_text(json.dumps(planted("victim", "Y", "failed")))
+    plants = {
+        "X.status.json": json.dumps(planted("victim", "X", "succeeded", video=video)),
+        "Y.status.json": json.dumps(planted("victim", "Y", "failed")),
+    }
+    for file, text in plants.items():
+        (env.inbox / file).write_text(text)
     task.video_rate = None  # the rest comes at once
     again = env.start()
     ended = env.wait_ended("victim", timeout=60)["victim"]
@@ -101,8 +104,9 @@ def test_a_planted_sidecar_naming_a_live_download_changes_nothing_of_it(env, sim
     assert ended["state"] == "succeeded" and ended["video"]["bytes"] == SIZE
     body = (env.outbox / "victim.mp4").read_bytes()
     assert hashlib.sha256(body).hexdigest() == ended["video"]["sha256"]
-    for folder in (env.outbox, env.failed):
-        assert not [p.name for p in folder.iterdir() if p.name.startswith(("X", "Y"))]
+    assert not [p.name for p in env.outbox.iterdir() if p.name.startswith(("X", "Y"))]
+    kept = {p.name: p.read_text() for p in env.failed.iterdir() if p.name.startswith(("X", "Y"))}
+    assert kept == plants
     assert not again.events("task.publish_resumed")
     assert {e["file"] for e in again.events("sidecar.invalid")} >= {
         "X.status.json",

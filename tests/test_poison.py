@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import TEST_KEY, Daemon, Env, drop
+from tests.helpers import TEST_KEY, Daemon, Env, drop, parse_log
 from tests.poison import (
     CLASH_PROMPT,
     CLASH_TASK,
@@ -399,11 +399,11 @@ def test_peak_rss_stays_under_100_mb(run: Run) -> None:
 
 
 def test_no_create_request_for_a_job_that_cannot_finish(run: Run) -> None:
-    """Only the good job, and a job that may finish (at most once), made a create request."""
+    """Only the good job, and a job that may finish (at most once), made a create request
+    (not the name-clash job: it is left alone)."""
     made = Counter(c["prompt"] for c in run.sim.desk.created)
     assert made[GOOD_PROMPT] == 1, made
     may = {x.prompt: x.creates * 2 for x in run.extras if x.prompt}  # written twice
-    may[CLASH_PROMPT] = 2  # the name-clash job finishes, once per corpus
     over = {p: n for p, n in made.items() if p != GOOD_PROMPT and n > may.get(p, 0)}
     assert not over, f"create requests for jobs that cannot finish: {over}"
     assert len(run.sim.requests("submit")) == sum(made.values()), "a create was sent and refused"
@@ -433,26 +433,30 @@ def test_the_key_and_signed_urls_never_leak(run: Run) -> None:
 
 
 def test_a_name_clash_and_a_replaced_task_each_fetch_every_task_once(run: Run) -> None:
-    """Issue 21, in each corpus: `clash.job` and `clash.task` (another id) dropped together
-    end as two tasks, the producer's under `clash` and the job's under a free `clash-k`,
-    with one create; `swap.task` renamed (new id) over the polled `swap` is a new task,
-    fetched, and the old task's video is never beside the new task's file."""
+    """Issue 21, in each corpus: `clash.job` and `clash.task` (another id) dropped together:
+    the producer's task is fetched as `clash`, the job is left alone in the inbox with a
+    `job.name_taken` error and never sent (not after a restart either); `swap.task` renamed
+    (new id) over the polled `swap` is a new task, fetched, and the old task's video is
+    never beside the new task's file."""
     for env in (run.env, run.env2):
-        clash = clash_ended("clash", env.outbox)
-        assert clash, sorted(p.name for p in env.outbox.glob("clash*"))
-        [job_name] = [k for k in clash if k != "clash"]
+        clash = clash_ended("clash", env.inbox, env.outbox)
+        seen = [*env.outbox.glob("clash*"), *env.inbox.glob("clash*")]
+        assert clash, sorted(p.name for p in seen)
         assert clash["clash"]["task_id"] == CLASH_TASK
-        for name, data in clash.items():
-            digest = hashlib.sha256((env.outbox / f"{name}.mp4").read_bytes()).hexdigest()
-            assert digest == run.sim.video_sha256(data["task_id"]), name
-        assert clash[job_name]["task_id"] != CLASH_TASK
-        assert (env.outbox / f"{job_name}.job").exists(), job_name
-        swap = clash_ended("swap", env.outbox)
+        digest = hashlib.sha256((env.outbox / "clash.mp4").read_bytes()).hexdigest()
+        assert digest == run.sim.video_sha256(CLASH_TASK)
+        swap = clash_ended("swap", env.inbox, env.outbox)
         assert swap, sorted(p.name for p in env.outbox.glob("swap*"))
         assert (env.outbox / "swap.task").read_text().strip() == SWAP_NEW
         digest = hashlib.sha256((env.outbox / "swap.mp4").read_bytes()).hexdigest()
         assert digest == run.sim.video_sha256(SWAP_NEW)
         assert not list(env.outbox.glob("swap-*")) and not list(env.failed.glob("swap*"))
+    for life in run.lives:
+        assert life.log is not None
+        lines = [e for e in parse_log(life.log.read_text()) if e.get("name") == "clash"]
+        taken = [e for e in lines if e["event"] == "job.name_taken"]
+        assert len(taken) == 1 and taken[0]["level"] == "error", (life, taken)
+        assert not [e for e in lines if e["event"].startswith("job.") and e not in taken]
     made = Counter(c["prompt"] for c in run.sim.desk.created)
-    assert made[CLASH_PROMPT] == 2, f"the clash job is created once per corpus: {made}"
+    assert made[CLASH_PROMPT] == 0, f"the clash job is never created: {made}"
     assert run.sim.requests("task", SWAP_OLD), "the replaced task was tracked (polled) first"

@@ -6,6 +6,8 @@ paid task that may fail the same way: the refusal says so and what can help.
 
 from __future__ import annotations
 
+import json
+
 from tests.helpers import Env, drop
 from tests.test_jobs import URL_FRAME, created, drop_job
 from wansync.simulator import Simulator
@@ -61,3 +63,38 @@ def test_retry_of_a_task_that_failed_for_another_reason_is_not_refused(
     assert env.cli("once").returncode == 1
     assert env.cli("retry", "gone").returncode == 0
     assert (env.inbox / "gone.task").exists()
+
+
+def test_retry_never_follows_or_moves_back_a_link(env: Env, tmp_path) -> None:
+    """The latest failed record's `.task` is a symbolic link (to a file outside holding an
+    id): exit 2 naming the link, nothing moves, the target is untouched, `--force` too,
+    and no older record is moved back in its place; a lone link without a sidecar alike."""
+    outside = tmp_path / "outside.task"
+    outside.write_text("task-outside-0001\n")
+    error = {"code": "TaskNotFound", "message": "gone", "transient": False}
+    for stem, finished in (
+        ("clip-2", "2026-12-01T09:00:00.000Z"),
+        ("clip", "2026-12-01T10:00:00.000Z"),
+    ):
+        sidecar = {
+            "schema": 1,
+            "name": "clip",
+            "task_id": "task-clip-000001",
+            "state": "failed",
+            "published_as": stem,
+            "finished": finished,
+            "error": error,
+        }
+        (env.failed / f"{stem}.status.json").write_text(json.dumps(sidecar))
+    drop(env.failed, "clip-2", "task-clip-000001")  # an older record, a plain file
+    (env.failed / "clip.task").symlink_to(outside)  # the latest: a link
+    (env.failed / "lone.task").symlink_to(outside)
+    for args in (("retry", "clip"), ("retry", "clip", "--force"), ("retry", "lone")):
+        result = env.cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        [line] = result.stderr.splitlines()
+        link = env.failed / f"{args[1]}.task"
+        assert f"{link} is a symbolic link" in line and "never follows" in line, line
+        assert link.is_symlink() and result.stdout == ""
+    assert not list(env.inbox.glob("clip*")) and not list(env.inbox.glob("lone*"))
+    assert (env.failed / "clip-2.task").exists() and outside.read_text() == "task-outside-0001\n"

@@ -28,6 +28,12 @@ def caught(pid: int) -> int:
     return 0
 
 
+def block_stops() -> None:
+    """In the child, before `exec`: SIGTERM and SIGINT blocked, as a launcher that leaves
+    no moment unguarded starts wansync (a blocked signal stays pending across `exec`)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+
+
 @pytest.mark.parametrize(("command", "code"), [("run", 0), ("once", 128 + signal.SIGTERM)])
 def test_a_storm_of_sigterms_from_the_start_ends_cleanly(env, sim, command, code):
     """SIGTERM every 10 ms from the moment wansync catches it: a clean stop, not death by
@@ -36,14 +42,40 @@ def test_a_storm_of_sigterms_from_the_start_ends_cleanly(env, sim, command, code
     daemon = env.start(command)
     pid = daemon.proc.pid
     # Before this, a SIGTERM kills any Python program (its own start-up, the site's .pth
-    # files: tens of ms under load); the next test shows no heavy import comes first.
+    # files: tens of ms under load); the next tests show no heavy import comes first, and
+    # how a launcher covers even that.
     wait_until(lambda: caught(pid) & SIGTERM_BIT, 10, "wansync's SIGTERM handler", step=0.001)
-    deadline = time.monotonic() + 15
-    while daemon.proc.poll() is None and time.monotonic() < deadline:
-        os.kill(pid, signal.SIGTERM)
-        time.sleep(0.01)
+    storm(daemon.proc, 15)
     assert daemon.proc.wait(5) == code, daemon.stderr_path.read_text()[-2000:]
     assert "Traceback" not in daemon.stderr_path.read_text()
+
+
+@pytest.mark.parametrize(("command", "code"), [("run", 0), ("once", 128 + signal.SIGTERM)])
+def test_a_storm_from_the_spawn_with_stops_blocked_ends_with_the_documented_code(
+    env, sim, command, code
+):
+    """SIGTERM every 10 ms from the instant of the spawn, no wait at all, to a wansync
+    started with SIGTERM/SIGINT blocked: the first ones wait, pending, until its handlers
+    are in place and it unblocks them; then a clean stop with the documented code (`run`
+    0, `once` 143), never death by signal and never a daemon deaf to stops."""
+    drop(env.inbox, "clip", "storm-task-0002")
+    sim.add_task("storm-task-0002", running_polls=1_000_000)  # `once` cannot finish first
+    daemon = env.start(command, preexec_fn=block_stops)
+    storm(daemon.proc, 8)
+    try:
+        got = daemon.proc.wait(5)
+    except subprocess.TimeoutExpired:
+        got = None  # it never saw a stop: the signals stayed blocked
+    assert got == code, daemon.stderr_path.read_text()[-2000:]
+    assert "Traceback" not in daemon.stderr_path.read_text()
+
+
+def storm(proc: subprocess.Popen[str], seconds: float) -> None:
+    """SIGTERM every 10 ms until `proc` ends (or `seconds` pass)."""
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None and time.monotonic() < deadline:
+        os.kill(proc.pid, signal.SIGTERM)
+        time.sleep(0.01)
 
 
 FIRST_HANDLER = """

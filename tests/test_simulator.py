@@ -199,3 +199,43 @@ def test_the_simulator_modules_import_one_way():
         for m in ready:
             del graph[m]
     assert order.index("model") < order.index("server")
+
+
+def test_faults_posted_over_http_are_checked_and_a_text_body_works(sim):
+    """`POST /_sim/faults`: a redirect and a malformed answer whose `body` is text work
+    (302 to it; that body as the answer); a fault that is not one (not JSON, not an
+    object, unknown target, kind or field, a wrong type) is 400 naming what is wrong,
+    and the simulator goes on serving."""
+    url = sim.url + "/_sim/faults"
+    sim.add_task("redirected-0001")
+    sim.add_task("malformed-0001")
+    ok = requests.post(
+        url,
+        json={"target": "video", "kind": "redirect", "body": "/elsewhere.mp4"},
+        timeout=10,
+    )
+    assert ok.status_code == 200, ok.text
+    video = requests.get(sim.url + "/videos/redirected-0001.mp4", allow_redirects=False, timeout=10)
+    assert video.status_code == 302 and video.headers["Location"] == "/elsewhere.mp4"
+    said = '{"output": "not what a task answers"}'
+    fault = {"target": "task", "kind": "malformed", "body": said, "task_id": "malformed-0001"}
+    assert requests.post(url, json=fault, timeout=10).status_code == 200
+    answer = requests.get(f"{sim.url}/api/v1/tasks/malformed-0001", headers=AUTH, timeout=10)
+    assert answer.status_code == 200 and answer.text == said
+    bad = {
+        b"{not json": "the body is not JSON",
+        b"[1, 2]": "must be a JSON object",
+        b'{"target": "moon", "kind": "reset"}': "target: 'moon' is not one of",
+        b'{"target": "task", "kind": "explode"}': "kind: 'explode' is not one of",
+        b'{"target": "task", "kind": "reset", "colour": 1}': "colour: not a field",
+        b'{"target": "video", "kind": "redirect", "body": 5}': "body: must be text",
+        b'{"target": "task", "kind": "status", "count": "x"}': "count: must be a whole number",
+        b'{"target": "task", "kind": "slow", "delay": 1e9}': "delay: must be seconds",
+    }
+    for body, words in bad.items():
+        refused = requests.post(url, data=body, timeout=10)
+        assert refused.status_code == 400, (body, refused.text)
+        assert refused.json()["code"] == "InvalidParameter" and words in refused.json()["message"]
+    tasks = requests.post(sim.url + "/_sim/tasks", data=b'{"no_task_id": 1}', timeout=10)
+    assert tasks.status_code == 400, tasks.text
+    assert poll(sim, "redirected-0001")["output"]["task_id"] == "redirected-0001", "still up"

@@ -16,7 +16,7 @@ environment variables (defaults are the issue's):
   WANSYNC_SOAK_POISON_EVERY 60 seconds between two poison files (0: none)
   WANSYNC_SOAK_FAULTS   0.1    share of simulator answers that are faulty
 
-`WANSYNC_SOAK_SECONDS=300 WANSYNC_SOAK_TASKS=1000 python -m pytest -q -m slow
+`WANSYNC_SOAK_SECONDS=300 WANSYNC_SOAK_TASKS=1000 python -m pytest -q -n0 -m slow
 tests/test_soak.py -s` is a 5-minute version.
 """
 

@@ -109,7 +109,8 @@ def test_watch_off_a_terminal_prints_one_table_a_second(env: Env) -> None:
 
 
 def test_a_hand_edited_sidecar_cannot_break_the_table(env: Env) -> None:
-    """Wrong types and control characters in a sidecar or a name: a table, no escapes."""
+    """Wrong types and control characters in a sidecar or a name: a table, the controls
+    shown escaped (`\\x1b`), never sent raw."""
     drop(env.failed, "odd\x1b[2Jname", "task-odd-000001")
     (env.failed / "odd\x1b[2Jname.status.json").write_text(
         json.dumps(
@@ -119,5 +120,36 @@ def test_a_hand_edited_sidecar_cannot_break_the_table(env: Env) -> None:
     result = env.cli("status")
     assert result.returncode == 0, result.stderr
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout
-    assert "odd?[2Jname" in result.stdout and "12345" in result.stdout and "boom?" in result.stdout
+    assert "odd\\x1b[2Jname" in result.stdout and "12345" in result.stdout
+    assert "boom\\x07" in result.stdout
     assert json.loads(env.cli("status", "--json").stdout)[0]["polls"] == 0
+
+
+def _into_a_pipe(env: Env, *args: str, read_first: bool) -> tuple[bytes, str, int]:
+    """`wansync ARGS` with stdout a pipe whose reader hangs up after one line (or at once):
+    (that line, stderr, the exit code)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wansync", *args, "-c", str(env.config_path)],
+        env=env.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline() if read_first else b""
+    proc.stdout.close()  # `| head -1`: the reader is gone; what is written now is EPIPE
+    err = proc.stderr.read().decode()
+    return first, err, proc.wait(30)
+
+
+def test_a_reader_that_hangs_up_ends_status_quietly(env: Env) -> None:
+    """`wansync status --json | head -1` (more output than a pipe holds), and a reader gone
+    before anything is written: 141, as for a program SIGPIPE ended; no traceback, no
+    error line (stderr says only whether the daemon runs)."""
+    for i in range(1500):
+        (env.inbox / f"t{i:04d}.task").write_text(f"task-pipe-{i:06d}\n")
+    for args, read_first in ((("status", "--json"), True), (("status",), False)):
+        first, err, code = _into_a_pipe(env, *args, read_first=read_first)
+        assert code == 141, (args, code, err)
+        assert first == (b"[\n" if read_first else b"")
+        lines = err.splitlines()
+        assert len(lines) == 1 and "the daemon of" in lines[0], (args, err)

@@ -20,7 +20,7 @@ from wansync.core.errors import (
 )
 from wansync.core.lifecycle import Now
 from wansync.core.messages import Adopt, End, LookupDone, Mailbox, PostDone, UploadDone
-from wansync.core.record import JobRecord
+from wansync.core.record import JobRecord, Output
 from wansync.core.retry import AUTH_PAUSE_MIN
 from wansync.files import sidecar
 from wansync.remote.api import Submitted, TaskApi
@@ -268,3 +268,64 @@ def test_a_name_taken_meanwhile_moves_the_jobs_task_to_a_free_name(m):
     assert moved is not None and (moved.task_id, moved.name) == ("task-9", "a-3")
     assert moved.job is not None and moved.job.file == "a-3.job"
     assert not m.folders.sidecar("a").exists(), "the producer's task starts afresh"
+
+
+def _ended_in_outbox(m: Machine, name: str, finished: float) -> None:
+    """A producer's task `name`, published: its final sidecar says it ended at `finished`."""
+    record = sidecar.new(name, "producer-task-1", {}, finished - 5)
+    record.state, record.finished = "succeeded", sidecar.utc_iso(finished)
+    record.published_as = name
+    record.outputs = [Output(f"{name}.mp4", 1000, "0" * 64, "video/mp4")]
+    sidecar.write(sidecar.path_for(m.folders.outbox, name), record)
+
+
+def _restarted(m: Machine) -> Submitter:
+    """A new submitter on the same folders: what a restart knows is on disk."""
+    api = TaskApi("http://127.0.0.1:9", "k", 1.0)
+    return Submitter(Live(m.cfg), m.folders, api, Mailbox(lambda: None), lambda: 0, set, print)
+
+
+def test_a_job_whose_name_a_task_holds_is_left_alone_for_good(m):
+    """`a.task` is in the inbox when job `a` is read: nothing is queued; once that task
+    has ended the same file is still left alone, in this run and after a restart;
+    renamed, it is a job."""
+    m.folders.task("a").write_text("producer-task-1\n")
+    job = m.drop("a")
+    assert m.sub.discover(job, T0) == [] and "a" not in m.sub.jobs
+    m.folders.task("a").unlink()
+    _ended_in_outbox(m, "a", job.lstat().st_ctime + 1)
+    assert m.sub.discover(job, T0) == [] and "a" not in m.sub.jobs, "the same file, this run"
+    again = _restarted(m)
+    assert again.discover(job, T0) == [] and "a" not in again.jobs, "after a restart"
+    assert m.sent() == [] and "job.queued" not in m.emitted()
+    job.rename(m.folders.job("a-b"))
+    assert again.discover(m.folders.job("a-b"), T0) == [] and "a-b" in again.jobs
+
+
+def test_a_job_read_while_a_task_of_its_name_is_tracked_is_left_alone(m):
+    """`busy`: a producer's task is tracked under the name (its `.task` may be on its way
+    to the outbox): the job is left alone, and stays so once the name is free."""
+    job = m.drop("a")
+    assert m.sub.discover(job, T0, busy=True) == [] and "a" not in m.sub.jobs
+    assert m.sub.discover(job, T0) == [] and "a" not in m.sub.jobs
+
+
+def test_a_queued_job_that_gave_its_name_up_is_not_sent_after_the_task(m):
+    """Job `a` queued, then a producer's `a.task` takes the name; when that task has
+    ended, the job is not queued again (this run, and a restart that finds the task's
+    final sidecar): it came before the task ended."""
+    job = m.drop("a")
+    m.sub.discover(job, T0)
+    assert m.sub.holds_name("a") is False and "a" not in m.sub.jobs
+    _ended_in_outbox(m, "a", job.lstat().st_ctime + 1)
+    assert m.sub.discover(job, T0) == [] and "a" not in m.sub.jobs
+    assert _restarted(m).discover(job, T0) == []
+
+
+def test_a_job_written_after_a_task_of_its_name_ended_is_sent(m):
+    """A task named `a` ended an hour before `a.job` was written: the name is free, the
+    job is queued (to be published as `a-2`, as any name clash in the outbox)."""
+    job = m.drop("a")
+    _ended_in_outbox(m, "a", job.lstat().st_ctime - 3600)
+    m.sub.discover(job, T0)
+    assert m.sub.jobs["a"].step == "queued"

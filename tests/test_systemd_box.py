@@ -409,6 +409,56 @@ def test_a_user_outside_the_group_cannot_keep_the_service_from_restarting(
         service.box.run("systemctl", "stop", f"{holder}.service", check=False)
 
 
+SWAPPER = """
+import fcntl, os, sys, time
+inbox = sys.argv[1]
+os.rename(inbox, inbox + ".real")  # the member may write its parent (2775, the group's)
+os.mkdir(inbox)
+os.chmod(inbox, 0o2775)  # the service may write it, as it may the real one
+with open(os.path.join(inbox, "theirs.task"), "w") as f:
+    f.write("theirs-task-00001\\n")
+fd = os.open(os.path.join(inbox, ".wansync.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("holding", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_member_who_puts_a_locked_folder_in_place_of_the_inbox_cannot_keep_it_down(
+    service: Service,
+) -> None:
+    """A group member renames the inbox away and puts a folder of their own there, holding
+    a lock of their own in it. The restart must come up (before: exit 3, "belongs to user
+    nobody… start the service"): their folder is moved aside whole, the journal says so
+    naming it, and a new inbox does the work."""
+    holder = f"wansync-test-swapper-{service.tag}"
+    inbox = f"{service.state}/inbox"
+    run = ["systemd-run", f"--uid={PRODUCER}", f"--unit={holder}", "--collect"]
+    service.box.run(*run, "/usr/bin/python3", "-c", SWAPPER, inbox)
+    said = f"_SYSTEMD_UNIT={holder}.service"
+
+    def holder_said() -> str:
+        return service.box.run("journalctl", "-q", "-o", "cat", said).stdout
+
+    try:
+        wait_until(lambda: holder_said().strip(), 20, "the member's swap")
+        assert holder_said().split() == ["holding"]
+        cursor = service.cursor()
+        result = service.restart()
+        assert result.returncode == 0, f"{result.stderr}\n{service.status()}"
+        assert service.active(), service.status()
+        [moved] = service.events(cursor, "inbox.not_ours")
+        [aside] = service.box.path(service.state).glob("inbox.not-ours.*")
+        assert moved["path"] == inbox and moved["moved_to"] == f"{service.state}/{aside.name}"
+        assert "PrivateUsers=yes" in moved["owner"]  # the unit cannot name them: not "nobody"
+        assert sorted(p.name for p in aside.iterdir()) == [".wansync.lock", "theirs.task"]
+        service.drop("after-swap", service.task_id("swap"))
+        assert service.wait_ended("after-swap")["after-swap"]["state"] == "succeeded"
+    finally:
+        service.box.run("systemctl", "stop", f"{holder}.service", check=False)
+        service.box.run("sh", "-c", f"rm -rf {inbox}.real {inbox}.not-ours.*", check=False)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

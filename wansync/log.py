@@ -84,6 +84,50 @@ def clean_tree(value: Any, keep: tuple[str, ...] = (), limit: int = TEXT_CHARS) 
     return holder[0]
 
 
+def visible(text: str, keep: str = "") -> str:
+    """`text` safe to show on a terminal: every character that is not printable — ESC and
+    the other C0 and C1 controls, DEL, a newline, bidi overrides and isolates, zero-width
+    and other format characters, line separators, lone surrogates — written as Python
+    escapes it (`\\x1b`, `\\n`, `\\u202e`), so it is seen, never acted on. `keep`: characters
+    to pass as they are (`"\\n"` for a traceback of several lines).
+
+    File names, task files, sidecars and the API's answers are outside strings: whatever
+    shows them to a person (the console log, a command's message, `status`) passes them
+    through this first. JSON lines need nothing: `json.dumps` escapes them already.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in keep else _escaped(c) for c in text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if char in "\n\r\t":
+        return repr(char)[1:-1]
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _visible_tree(value: Any, keep: str = "") -> Any:
+    if isinstance(value, str):
+        return visible(value, keep)
+    if isinstance(value, dict):
+        return {visible(str(k)): _visible_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_visible_tree(v) for v in value)
+    return value
+
+
+def shown_on_a_terminal(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor for the console format: every value `visible` (a traceback keeps
+    its line breaks), so a file name holding ESC or U+202E cannot drive the terminal."""
+    return {
+        visible(str(k)): _visible_tree(v, "\n" if k == "exception" else "")
+        for k, v in event_dict.items()
+    }
+
+
 def _scrub_value(value: Any, limit: int = TEXT_CHARS) -> Any:
     if isinstance(value, str):
         return clean(value, limit)
@@ -127,6 +171,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         final = [
             structlog.processors.format_exc_info,
             redact,
+            shown_on_a_terminal,
             structlog.dev.ConsoleRenderer(colors=stream.isatty()),
         ]
     formatter = structlog.stdlib.ProcessorFormatter(

@@ -9,10 +9,10 @@ inbox first (its `.task`, else its sidecar's `task_id`: a job's task has one bef
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from wansync import log
+from wansync.cli.say import out, say
 from wansync.config import Config
 from wansync.core.errors import TaskFileError, WansyncError
 from wansync.files import sidecar, taskfile
@@ -97,19 +97,19 @@ def run(cfg: Config, key: str, arg: str) -> int:
     try:
         task_id, shown = find_task_id(cfg.inbox, arg)
     except NoTaskYet as exc:
-        print(f"wansync: cancel: {exc}", file=sys.stderr)
+        say(f"wansync: cancel: {exc}")
         return EXIT_REFUSED
     api = TaskApi(cfg.api.base_url, key, cfg.api.timeout)
     try:
         api.cancel(task_id)
     except WansyncError as exc:
         message = getattr(exc, "message", None) or str(exc)
-        print(f"wansync: cancel {shown}: {log.scrub(message)}", file=sys.stderr)
+        say(f"wansync: cancel {shown}: {log.scrub(message)}")
         return EXIT_REFUSED
     finally:
         api.close()
     if shown == UNTRACKED.format(arg=arg):  # say so: no task here will end as TaskCanceled
-        print(f"{shown}: cancel accepted (no task file here tracks it)")
+        out(f"{shown}: cancel accepted (no task file here tracks it)")
     else:
-        print(f"{shown}: cancel accepted; the task will end in failed/ as TaskCanceled")
+        out(f"{shown}: cancel accepted; the task will end in failed/ as TaskCanceled")
     return EXIT_OK

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wansync import config
-from wansync.core.errors import ConfigError
+from wansync.core.errors import ConfigError, NoSpace, WansyncError
 
 FOLDER_KEYS = ("inbox", "outbox", "failed")
 DEFAULT_SERVICE_USER = "wansync"  # the units' static User= and Group= (Running as a service)
@@ -134,8 +134,15 @@ def describe(exc: OSError, path: Path | str | None = None) -> str:
     return line
 
 
-def inbox_error(exc: OSError, inbox: Path) -> ConfigError:
-    """Writing into the inbox failed (`add`, `submit`): name the key, the folder, the cause."""
+def inbox_error(exc: OSError, inbox: Path, target: Path | None = None) -> WansyncError:
+    """Writing `target` into the inbox failed (`add`, `submit`): name the key, the folder,
+    the cause; a full disk or quota names the file and is no config error (`NoSpace`)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        why = "no space left on the device" if exc.errno == errno.ENOSPC else "over the quota"
+        return NoSpace(
+            f"cannot write {target or inbox}: {why} (the filesystem of the inbox {inbox} is "
+            "full); nothing was written: free some space and run the command again"
+        )
     if isinstance(exc, FileExistsError | NotADirectoryError):
         return ConfigError(f"inbox: {inbox} is not a folder")
     return ConfigError(f"inbox: cannot write {describe(exc, inbox)}")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shutil
+import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -13,10 +16,12 @@ from urllib.parse import urlsplit
 
 from wansync import __version__, config, log
 from wansync.cli import checks, service_check
+from wansync.cli.say import out, out_lines, say
 from wansync.cli.simulate import non_negative_int, port, positive_seconds
 from wansync.core.errors import (
     AuthRejected,
     ConfigError,
+    NoSpace,
     OutOfResources,
     TaskFileError,
     UsageError,
@@ -25,6 +30,8 @@ from wansync.core.errors import (
 from wansync.files.fsutil import write_bytes_atomic
 from wansync.files.taskfile import TASK_SUFFIX, check_task_id
 from wansync.run.daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, InboxLocked, build
+
+EXIT_PIPE = 128 + signal.SIGPIPE  # 141: what a shell reports for a program SIGPIPE ended
 
 
 def _config(args: argparse.Namespace) -> config.Config:
@@ -86,10 +93,10 @@ def cmd_add(args: argparse.Namespace) -> int:
             raise UsageError(f"{target} already exists; pick another --name")
         write_bytes_atomic(target, f"{task_id}\n".encode())
     except OSError as exc:
-        raise checks.inbox_error(exc, cfg.inbox) from None
+        raise checks.inbox_error(exc, cfg.inbox, target) from None
     if created:  # said, so that a mistyped path is noticed
-        print(f"wansync: created the inbox {cfg.inbox}", file=sys.stderr)
-    print(target)
+        say(f"wansync: created the inbox {cfg.inbox}")
+    out(target)
     return EXIT_OK
 
 
@@ -112,7 +119,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = collect(cfg)
     columns = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-    print(json.dumps(rows, indent=2) if args.json else render(rows, columns))
+    out_lines(json.dumps(rows, indent=2) if args.json else render(rows, columns))
     return EXIT_OK
 
 
@@ -130,20 +137,19 @@ def _say_who_runs(cfg: config.Config) -> None:
         last = liveness.read(cfg.inbox)
         when = f"; the last one stopped {last.stopped}" if last and last.stopped else ""
         said = f"is not running{when}"
-    print(f"wansync: the daemon of {cfg.inbox} {said}", file=sys.stderr)
+    say(f"wansync: the daemon of {cfg.inbox} {said}")
 
 
 def _say_where(cfg: config.Config) -> None:
     """With no config file, or no folders, one line on stderr saying what was looked at."""
     folders = f"{cfg.inbox}, {cfg.outbox}, {cfg.failed}"
     if cfg.source is None:
-        print(
+        say(
             f"wansync: no config file found ($WANSYNC_CONFIG, {', '.join(config.SEARCH_PATH)});"
-            f" showing the default folders {folders}",
-            file=sys.stderr,
+            f" showing the default folders {folders}"
         )
     elif not any(f.is_dir() for f in (cfg.inbox, cfg.outbox, cfg.failed)):
-        print(f"wansync: {cfg.source}: none of its folders exist yet ({folders})", file=sys.stderr)
+        say(f"wansync: {cfg.source}: none of its folders exist yet ({folders})")
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -155,30 +161,30 @@ def cmd_retry(args: argparse.Namespace) -> int:
     except NothingToRetry as exc:
         raise UsageError(str(exc)) from None
     except RetryRefused as exc:
-        print(f"wansync: {exc}", file=sys.stderr)
+        say(f"wansync: {exc}")
         return EXIT_FAILED
-    print(f"wansync: {done}", file=sys.stderr)
-    print(path)
+    say(f"wansync: {done}")
+    out(path)
     return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate; change nothing (missing folders are reported, `run` creates them)."""
     cfg = _config(args)
-    print(f"config: ok ({cfg.source or 'defaults, no config file found'})")
+    out(f"config: ok ({cfg.source or 'defaults, no config file found'})")
     missing = checks.check_folders(cfg)
-    print(f"folders: ok ({cfg.inbox}, {cfg.outbox}, {cfg.failed})")
+    out(f"folders: ok ({cfg.inbox}, {cfg.outbox}, {cfg.failed})")
     for folder in missing:
-        print(f"  {folder} does not exist yet; `wansync run` will create it")
+        out(f"  {folder} does not exist yet; `wansync run` will create it")
     if said := service_check.check(cfg, args.user, args.unit):
-        print(said)
+        out_lines(said)
     for problem in checks.hook_problems(cfg):  # a warning: the daemon runs without them
-        print(f"wansync: warning: {problem}", file=sys.stderr)
+        say(f"wansync: warning: {problem}")
     key, source, key_path = checks.locate_key(cfg, args.key_file)
     log.add_secret(key)
-    print(f"key: found ({source})")
+    out(f"key: found ({source})")
     if key_path is not None and (warning := checks.key_file_warning(key_path)):
-        print(f"wansync: warning: {warning}", file=sys.stderr)
+        say(f"wansync: warning: {warning}")
     if args.online:
         _check_online(cfg, key, source)
     return EXIT_OK
@@ -215,7 +221,7 @@ def _check_online(cfg: config.Config, key: str, source: str) -> None:
         raise ConfigError(f"api.base_url: {log.scrub(str(exc))}") from None
     finally:
         api.close()
-    print(f"api: ok (the key works: {cfg.api.base_url} accepted it and answered a test query)")
+    out(f"api: ok (the key works: {cfg.api.base_url} accepted it and answered a test query)")
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -342,7 +348,8 @@ def _inspect_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "whose create was uncertain without searching for its task first",
     )
     p.epilog = (
-        "exit: 0 moved back, 1 refused (DashScope FAILED it; see --force), 2 nothing to retry"
+        "exit: 0 moved back, 1 refused (DashScope FAILED it; see --force), 2 nothing to retry "
+        "(or its file is a symbolic link or not a regular file: never followed)"
     )
     with_config(p)
     p = add("check", cmd_check, "validate config, folders and key; changes nothing")
@@ -433,23 +440,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     args = parser.parse_args(given)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, not at exit: a reader gone is caught below
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except (ConfigError, UsageError) as exc:
-        print(f"wansync: {log.scrub(str(exc))}", file=sys.stderr)
+        say(f"wansync: {log.scrub(str(exc))}")
         return EXIT_CONFIG
     except InboxLocked as exc:
-        print(f"wansync: {exc}", file=sys.stderr)
+        say(f"wansync: {exc}")
         return EXIT_LOCKED
+    except NoSpace as exc:  # a full disk: not the input's fault, and nothing left behind
+        say(f"wansync: {exc}")
+        return EXIT_FAILED
     except OutOfResources as exc:  # no descriptor or memory left: nothing is wrong with a file
-        print(f"wansync: {exc}; try again", file=sys.stderr)
+        say(f"wansync: {exc}; try again")
         return EXIT_FAILED
     except OSError as exc:
         # A folder or file the user pointed us at: one line, exit 2. Anything else that
         # gets here is a bug in wansync, and its traceback is what a bug report needs.
-        print(f"wansync: {log.scrub(checks.describe(exc))}", file=sys.stderr)
+        say(f"wansync: {log.scrub(checks.describe(exc))}")
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_FAILED
+
+
+def _reader_gone() -> int:
+    """stdout's reader hung up (`wansync status --json | head -1`): it had all it wanted.
+    End quietly, with the code of a program SIGPIPE ended, as a pipeline expects; stdout
+    goes to /dev/null so the interpreter's last flush has nothing to complain about."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return EXIT_PIPE
 
 
 if __name__ == "__main__":

@@ -13,13 +13,18 @@ Two records are not simply moved back (docs/commands.md, `retry`):
   goes back with its journal in state `submitting` and the search window it recorded,
   so the daemon searches the task list again and takes a task it finds there instead of
   creating a second one; `--force` sends it anew without searching.
+
+A file to move back that is a symbolic link (or a folder, a FIFO) is never followed nor
+moved: exit 2 naming it (`plain_file`), `--force` or not.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import glob
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,12 +58,30 @@ class Record:
     record: TaskRecord
 
     def file(self) -> Path | None:
-        """The `.job` (submitted anew) or else the `.task` (polled again), if still here."""
+        """The `.job` (submitted anew) or else the `.task` (polled again), if still here,
+        whatever it is now (`plain_file` refuses a link or anything but a file)."""
         for suffix in (JOB_SUFFIX, TASK_SUFFIX):
             path = self.folder / f"{self.stem}{suffix}"
-            if path.is_file() and not path.is_symlink():
+            if os.path.lexists(path):
                 return path
         return None
+
+
+class NotAPlainFile(NothingToRetry):
+    """The file to move back is a link, a folder or a FIFO: exit 2 naming it."""
+
+
+def plain_file(path: Path) -> Path:
+    """`path` if it is a regular file (looked at with `lstat`: a link is never followed),
+    else `NotAPlainFile` saying what it is and what to do."""
+    mode = os.lstat(path).st_mode
+    if stat.S_ISREG(mode):
+        return path
+    what = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+    raise NotAPlainFile(
+        f"{path} is {what}; wansync never follows or moves back a link it did not make. "
+        f"Put the file itself at {path} (a copy of what it should hold), then retry"
+    )
 
 
 def _records(folder: Path, name: str) -> list[Record]:
@@ -90,7 +113,7 @@ def _lookup(cfg: Config, asked: str) -> tuple[str, list[Record]]:
 
 def _already_in_inbox(cfg: Config, name: str) -> Path | None:
     for suffix in (TASK_SUFFIX, JOB_SUFFIX):
-        if (cfg.inbox / f"{name}{suffix}").exists():
+        if os.path.lexists(cfg.inbox / f"{name}{suffix}"):
             return cfg.inbox / f"{name}{suffix}"
     return None
 
@@ -100,8 +123,9 @@ def retry(cfg: Config, asked: str, force: bool = False) -> tuple[Path, str]:
     name, record, had_records = _latest_failed(cfg, asked)
     if record is None:
         return _without_sidecar(cfg, name, had_records)
-    src = record.file()
-    assert src is not None
+    found = record.file()
+    assert found is not None
+    src = plain_file(found)
     dst = cfg.inbox / f"{name}{src.suffix}"
     if not force and (refusal := refused(name, record, src.suffix)):
         raise RetryRefused(refusal)
@@ -198,9 +222,9 @@ def _without_sidecar(cfg: Config, name: str, had_records: bool) -> tuple[Path, s
     """A failed file with no readable sidecar (moved there by hand) is moved back as is."""
     for suffix in (JOB_SUFFIX, TASK_SUFFIX):
         src = cfg.failed / f"{name}{suffix}"
-        if src.is_file() and not src.is_symlink():
+        if os.path.lexists(src):
             dst = cfg.inbox / f"{name}{suffix}"
-            move_durable(src, dst)
+            move_durable(plain_file(src), dst)
             return dst, f"moved {src} to {dst}"
     if had_records:
         raise NothingToRetry(

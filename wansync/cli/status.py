@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from wansync import log
 from wansync.cli.screen import LiveBlock, cut, pad, width
 from wansync.config import Config
 from wansync.core.errors import OutOfResources, TaskFileError
@@ -59,8 +60,9 @@ def _text(value: Any, cap: int = 200) -> str | None:
 
 
 def _clean(text: str) -> str:
-    """No control characters reach the terminal (a file name may hold ESC)."""
-    return "".join(c if c.isprintable() else "?" for c in text)
+    """No control character reaches the terminal (a file name may hold ESC, an error a
+    bidi override): each is shown escaped (`\\x1b`), as `log.visible` writes it."""
+    return log.visible(text)
 
 
 def _error(value: Any) -> dict[str, Any] | None:

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shlex
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ import yaml
 from wansync import config
 from wansync.cli import visible
 from wansync.cli.checks import describe, inbox_error, make_inbox
+from wansync.cli.say import out, say
 from wansync.core import kinds
 from wansync.core.errors import ConfigError, JobFileError, UsageError
 from wansync.core.record import TaskRecord
@@ -183,11 +183,11 @@ def submit(args: argparse.Namespace, run_burst: Callable[[str], int]) -> int:
     try:  # the daemon's own check, now: a bad picture or prompt fails here, not later
         parse(text.encode(), cfg.submit.model, cfg.inbox, cfg.submit.max_upload_bytes)
     except JobFileError as exc:
-        print(f"wansync: {_as_typed(str(exc), model)}", file=sys.stderr)
+        say(f"wansync: {_as_typed(str(exc), model)}")
         return EXIT_CONFIG
     try:
         if make_inbox(cfg.inbox):  # said, so that a mistyped path is noticed
-            print(f"wansync: created the inbox {cfg.inbox}", file=sys.stderr)
+            say(f"wansync: created the inbox {cfg.inbox}")
     except OSError as exc:
         raise inbox_error(exc, cfg.inbox) from None
     if args.name:
@@ -207,11 +207,11 @@ def submit(args: argparse.Namespace, run_burst: Callable[[str], int]) -> int:
     try:
         write_bytes_atomic(path, text.encode("utf-8"))
     except OSError as exc:
-        raise inbox_error(exc, cfg.inbox) from None
+        raise inbox_error(exc, cfg.inbox, path) from None
     if not args.wait:
-        print(path)
+        out(path)
         return EXIT_OK
-    print(f"wansync: {path.name} written; waiting for its files", file=sys.stderr)
+    say(f"wansync: {path.name} written; waiting for its files")
     return _wait(cfg, name, args.timeout, since, run_burst)
 
 
@@ -230,7 +230,7 @@ def _wait(
     """
     elsewhere = who_runs(cfg.inbox, name)
     if elsewhere is not None:
-        print(f"wansync: {elsewhere}", file=sys.stderr)
+        say(f"wansync: {elsewhere}")
         try:
             code = watch(cfg, name, timeout, since, None, [""])
         except KeyboardInterrupt:
@@ -273,8 +273,8 @@ def who_runs(inbox: Path, name: str) -> str | None:
             f"{running.user}, since {running.started})"
         )
     found = lock.Found.at(inbox / lock.LOCK_NAME)
-    owner = inbox.stat().st_uid
-    if lock.judge(found, os.geteuid(), owner, holder_alive=False) is lock.Verdict.FOREIGN:
+    place = lock.Inbox.at(inbox)
+    if lock.judge(found, os.geteuid(), place, holder_alive=False) is lock.Verdict.FOREIGN:
         assert found is not None
         return (
             f"no wansync runs on {inbox} now, and its lock belongs to "
@@ -289,7 +289,7 @@ def _ended(
 ) -> int:
     """The exit code, and what became of the job when this command stopped waiting."""
     if code == EXIT_TIMEOUT or code >= EXIT_INTERRUPTED:
-        print(f"wansync: {name}: {_left_over(cfg, name, code, timeout, here)}", file=sys.stderr)
+        say(f"wansync: {name}: {_left_over(cfg, name, code, timeout, here)}")
         return code
     return report(cfg, name, since)
 
@@ -325,7 +325,7 @@ def watch(
             status = record.task_status
             line = record.state + (f" ({status})" if status else "")
             if line != shown[0]:
-                print(f"wansync: {name}: {line}", file=sys.stderr)
+                say(f"wansync: {name}: {line}")
                 shown[0] = line
         if deadline and time.monotonic() > deadline:
             return EXIT_TIMEOUT
@@ -358,14 +358,14 @@ def report(cfg: config.Config, name: str, since: float) -> int:
     MP4's for a video), or why there are none (stderr)."""
     final = _final(cfg, name, since)
     if final is None:
-        print(f"wansync: {name}: no result found", file=sys.stderr)
+        say(f"wansync: {name}: no result found")
         return EXIT_FAILED
     path, record = final
     if record.state == "succeeded" and record.outputs:
         for output in record.outputs:
-            print(path.parent / output.path)
+            out(path.parent / output.path)
         return EXIT_OK
     code, message = (record.error.code, record.error.message) if record.error else (None, None)
-    print(f"wansync: {name} failed: {code}: {message}", file=sys.stderr)
-    print(f"wansync: details in {path}", file=sys.stderr)
+    say(f"wansync: {name} failed: {code}: {message}")
+    say(f"wansync: details in {path}")
     return EXIT_FAILED

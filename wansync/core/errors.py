@@ -5,6 +5,7 @@ prefix) and `retry_after` (seconds the remote asked us to wait, or None):
 
     WansyncError
     ├── ConfigError, UsageError, InboxLocked     the CLI exits 2 / 3 with the text
+    ├── NoSpace                                  a command's file did not fit: exit 1
     ├── TaskFileError, JobFileError, NotARegularFile   a user's file we cannot use
     ├── TaskFailed(code, message)                terminal: the task ends in failed/
     ├── UrlRefused                               storage said 403: ask the API again
@@ -51,6 +52,13 @@ class InboxLocked(WansyncError):
     """Another wansync holds this inbox's lock."""
 
     code = "InboxLocked"
+
+
+class NoSpace(WansyncError):
+    """A command could not write its file for want of space (ENOSPC, a quota): nothing is
+    wrong with the input or the config, and nothing was left behind; the CLI exits 1."""
+
+    code = "NoSpace"
 
 
 class TaskFileError(WansyncError):

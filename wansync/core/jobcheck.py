@@ -4,6 +4,8 @@
 - `request_body(kind, model, fields)`: the create request for fields that passed;
 - `check_request(kind, body)`: what the create endpoint refuses in a request body,
   naming `input.X` / `parameters.X` (the simulator answers `InvalidParameter` with it);
+- `check_raw(kind, body)`: the same for the values of a raw job's known fields, before
+  anything is uploaded;
 - `local_files` and `url_values`: the files to upload and the URLs a job names.
 
 A job's fields are the vendor's own `input` and `parameters` names side by side (see
@@ -196,6 +198,28 @@ def check_request(kind: Kind, body: Any) -> list[str]:
         return problems
     problems = [f"{label}: url error, please check url" for label in _unsent_paths(kind, fields)]
     return problems or _check(kind, fields, _qualified)
+
+
+def check_raw(kind: Kind, body: Mapping[str, Any]) -> list[str]:
+    """What the create endpoint refuses among the values a raw request (a job's own
+    `input`/`parameters`) gives for the fields the kind's row knows, each named where it
+    sits: `parameters.resolution: '480P' is not one of 720P, 1080P`.
+
+    Only known fields in their own section are judged, and no URL (a `{path}` is checked
+    as a local file): the raw form is there for what the table does not say yet.
+    """
+    problems: list[str] = []
+    for section in ("input", "parameters"):
+        values = body.get(section)
+        if not isinstance(values, Mapping):
+            continue
+        for key, value in values.items():
+            param = kind.param(key) if isinstance(key, str) else None
+            if param is None or param.section != section or param.media is not None:
+                continue
+            if (problem := param.test(value)) is not None:
+                problems.append(f"{section}.{key}: {problem}")
+    return problems
 
 
 def request_fields(kind: Kind, body: Any) -> tuple[dict[str, Any], list[str]]:

@@ -291,7 +291,8 @@ class _Parser:
     def _raw(
         self, model: str, endpoint: str | None
     ) -> tuple[dict[str, Any], tuple[LocalFile, ...], str | None]:
-        """`input` and `parameters` as given; only their `{path: P}`s are looked into."""
+        """`input` and `parameters` as given; their `{path: P}`s are looked into, and the
+        values of the fields a known model's row knows (what its API refuses)."""
         for key in self.doc:
             if key not in (*JOB_KEYS, *RAW_KEYS):
                 self.problems.append(
@@ -311,6 +312,8 @@ class _Parser:
             body["parameters"] = self.doc["parameters"]
             if not isinstance(body["parameters"], dict):
                 self.problems.append("parameters: must be a mapping")
+        if kind is not None and endpoint == kind.endpoint:  # refused here, not after uploads
+            self.problems += jobcheck.check_raw(kind, body)
         slots = list(path_slots(body))
         if len(slots) > MAX_LOCAL_FILES:
             self.problems.append(f"input: {len(slots)} local files, more than {MAX_LOCAL_FILES}")

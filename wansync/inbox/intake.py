@@ -39,7 +39,7 @@ class TaskFile:
 
 @dataclass(frozen=True, slots=True)
 class JobFile:
-    """A settled `.job` no live task has."""
+    """A settled `.job` no live task of its own has (a producer's task may hold its name)."""
 
     path: Path
 
@@ -226,8 +226,8 @@ class Intake:
         task = self.tracker.get(name)
         if task is None:
             return JobFile(path) if is_job else TaskFile(path)
-        if is_job:
-            return None  # the job's task: the `.job` moves with it when it ends
+        if is_job:  # the job's task: its `.job` moves with it when it ends
+            return None if task.record.job is not None else JobFile(path)  # else a clash
         try:
             held = file_task_id(path)  # news of a tracked task's `.task`: replaced?
         except OutOfResources as exc:

@@ -45,6 +45,7 @@ from wansync.inbox.intake import (
     Replaced,
     TaskFile,
     TaskGone,
+    name_of,
 )
 from wansync.outlets.followers import Outlets, api_observer
 from wansync.outlets.hooks import Hooks
@@ -260,6 +261,14 @@ class Daemon:
         for folder in (self.folders.inbox, self.folders.outbox, self.folders.failed):
             folder.mkdir(parents=True, exist_ok=True)
         self.lock.acquire()  # first: the temp files may be a running daemon's
+        if self.lock.inbox_moved is not None:
+            self.log.error(
+                "inbox.not_ours",
+                **self.lock.inbox_moved,
+                detail="another user's folder was put in place of the inbox, holding a lock "
+                "its owner can hold: never this daemon's inbox. Kept whole at moved_to; a new "
+                "inbox is made. Move into the inbox whatever in it should be fetched",
+            )
         for folder in (self.folders.inbox, self.folders.outbox, self.folders.failed):
             for removed in sweep_temp_files(folder):
                 self.log.info("temp.removed", path=removed.name)
@@ -376,8 +385,9 @@ class Daemon:
         """A settled file to its owner; one the system has no descriptor or memory to
         read now is read again later (never judged invalid for it)."""
         try:
-            if isinstance(found, JobFile):
-                self._carry_out(self.submitter.discover(found.path, now), now)
+            if isinstance(found, JobFile):  # `busy`: a producer's task holds its name
+                busy = self.tracker.get(name_of(found.path)) is not None
+                self._carry_out(self.submitter.discover(found.path, now, busy), now)
             elif self.submitter.holds_name(task_name(found.path)):
                 self.intake.hold(found.path)  # the job's create is out: its hand-over decides
             else:

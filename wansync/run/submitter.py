@@ -65,6 +65,7 @@ from wansync.run.handover import PLACE_RETRY, Placing
 from wansync.run.jobgate import RECOUNT_EVERY, Running, SendGate
 from wansync.run.jobjournal import Job, block
 from wansync.run.jobsearch import SEARCHES
+from wansync.run.namehold import NameHolds
 from wansync.run.publish import Folders
 from wansync.run.submit_worker import PostJob, UploadJob, WorkItem, has_oss, submit_io
 from wansync.run.workers import Workers
@@ -100,7 +101,7 @@ class Submitter:
         self.worker: Workers[WorkItem] = Workers(
             "submit", 1, submit_io(api, live.cfg.api.timeout, folders, mailbox)
         )
-        self._name_taken_logged: set[str] = set()
+        self.holds = NameHolds(folders, self.log)  # jobs whose NAME a task holds (namehold.py)
 
     # -- events: a task that ends or leaves frees a place under submit.max_in_progress --
     def __call__(self, event: ev.Event) -> None:
@@ -115,10 +116,11 @@ class Submitter:
         return jobjournal.save(self.folders, job, self.log, durable)
 
     # -- discovery ---------------------------------------------------------------------
-    def discover(self, path: Path, now: Now) -> list[Handover]:
-        """A settled `.job` file: queue it, or carry on from where its sidecar says."""
+    def discover(self, path: Path, now: Now, busy: bool = False) -> list[Handover]:
+        """A settled `.job` file: queue it, carry on from where its sidecar says, or leave
+        it alone when a task holds its name (`busy`: one is tracked under it; namehold.py)."""
         name = jobfile.job_name(path)
-        if name in self.jobs:
+        if name in self.jobs or self.holds.still(name, path):
             return []
         found = sidecar.read(self.folders.sidecar(name))
         if found is not None and found.job is None:
@@ -126,8 +128,8 @@ class Submitter:
         beside = self.folders.task(name).exists()
         if found is not None and (resumed := self._resume(name, found, beside, now)) is not None:
             return resumed
-        if beside:
-            self._name_taken(name, f"{name}.task is in the inbox too; rename one of them")
+        if (reason := self.holds.why(name, path, beside, busy)) is not None:
+            self.holds.hold(name, path, reason)
             return []
         return self._queue(path, name, found, now)
 
@@ -170,29 +172,27 @@ class Submitter:
         )
         return []
 
-    def _name_taken(self, name: str, detail: str) -> None:
-        if name not in self._name_taken_logged:  # once: a rescan meets it again and again
-            self._name_taken_logged.add(name)
-            self.log.error("job.name_taken", name=name, detail=detail)
-
     def holds_name(self, name: str) -> bool:
         """A producer's `NAME.task` settled while job NAME is here: must it wait?
 
-        Before the create goes out, the file wins: the job is left alone (`job.name_taken`,
-        as when the file was there first). From then on a task may exist, so the file
-        waits for the hand-over (`handover.place` moves the job's task to a free name).
+        Before the create goes out, the file wins: the job is left alone for good
+        (`job.name_taken`, as when the file was there first; namehold.py). From then on a
+        task may exist, so the file waits for the hand-over (`handover.place` moves the
+        job's task to a free name).
         """
         job = self.jobs.get(name)
         if job is None:
             return False
         if job.step in ("queued", "uploading"):  # nothing sent; an upload's answer is dropped
             del self.jobs[name]
-            self._name_taken(name, f"{name}.task came before the job was sent; rename one")
+            reason = f"{name}.task came before the job was sent: a task holds the name {name}"
+            self.holds.hold(name, self.folders.job(name), reason)
             return False
         return True
 
     def removed(self, name: str, now: Now) -> None:
         """The `.job` left the inbox: forget it, unless a task may already exist for it."""
+        self.holds.forget(name)
         job = self.jobs.get(name)
         if job is None or job.step != "queued" or self.active == name:
             return

@@ -134,13 +134,20 @@ class _Handler(Reply):
         elif path.startswith(tasks.TASK_PREFIX) and path.endswith(tasks.CANCEL_SUFFIX):
             tasks.cancel(self, self.sim, path[len(tasks.TASK_PREFIX) : -len(tasks.CANCEL_SUFFIX)])
         elif path == "/_sim/tasks":  # one task, or {"tasks": [...]} in bulk
-            body = json.loads(raw or b"{}")
-            for spec in body.get("tasks", [body]):
-                self.sim.add_task(spec.pop("task_id"), **spec)
+            try:
+                body = json.loads(raw or b"{}")
+                for spec in body.get("tasks", [body]):
+                    self.sim.add_task(spec.pop("task_id"), **spec)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                self.reply_error(400, "InvalidParameter", f"/_sim/tasks: {exc!r}")
+                return
             self.reply_json(200, {"ok": True})
         elif path == "/_sim/faults":
-            body = json.loads(raw or b"{}")
-            self.sim.add_fault(body.pop("target"), body.pop("kind"), **body)
+            try:
+                self.sim.add(faults.from_json(raw))
+            except faults.BadFault as exc:  # said, and the server goes on
+                self.reply_error(400, "InvalidParameter", f"/_sim/faults: {exc}")
+                return
             self.reply_json(200, {"ok": True})
         else:
             self.reply_error(404, "NotFound", "no such path")

@@ -94,7 +94,10 @@ class SimState:
         return task
 
     def add_fault(self, target: str, kind: str, **spec: Any) -> Fault:
-        fault = Fault(target, kind, **spec)
+        return self.add(Fault(target, kind, **spec))
+
+    def add(self, fault: Fault) -> Fault:
+        """Script `fault` (one checked by `faults.from_json`, or made by a test)."""
         with self._lock:
             self.faults.append(fault)
         return fault
