@@ -36,6 +36,13 @@ def wait_until(
         time.sleep(step)
 
 
+def searches(sim: Any) -> list[dict[str, Any]]:
+    """The task-list requests of job searches (each names the job's model), not the list
+    passes of list-assisted polling (every model, `poll.list_interval`), which share the
+    endpoint and its `kind` in the simulator's log."""
+    return [r for r in sim.requests("list") if r["query"].get("model_name")]
+
+
 def drop(inbox: Path, name: str, content: str | bytes) -> Path:
     """Write a task file the way producers should: hidden temp file, then rename."""
     data = content.encode() if isinstance(content, str) else content
@@ -61,7 +68,10 @@ class Env:
             "outbox": str(self.outbox),
             "failed": str(self.failed),
             "api": {"base_url": sim.url, "timeout": 2},
-            "poll": {"interval": 0.2, "max_per_second": 50},
+            # The task list at the tests' pace, as the polls: a watched task is asked directly
+            # only every 40 x interval, and a simulator task that counts looks moves on at each
+            # list pass (the default 5 s would hold every job's task back for seconds).
+            "poll": {"interval": 0.2, "max_per_second": 50, "list_interval": 0.2},
             "download": {"allowed_hosts": ["127.0.0.1"], "require_https": False},
             "log": {"format": "json", "level": "debug"},
             "watch": {"rescan_interval": 2},

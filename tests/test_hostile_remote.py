@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TEST_KEY, Env, drop, parse_log, wait_until
+from tests.helpers import TEST_KEY, Env, drop, parse_log, searches, wait_until
 from tests.trickle import TrickleApi
 
 URL_FRAME = [{"type": "first_frame", "url": "https://example.com/frame.png"}]
@@ -150,7 +150,7 @@ def test_submitting_sidecar_in_year_9999_does_not_block_other_jobs(jobs_env, sim
     wait_until(lambda: _succeeded(env, "normal"), 60, "the normal job to finish")
     assert daemon.stop() == 0
     assert not [e for e in env.all_logs() if "OverflowError" in json.dumps(e)]
-    assert sim.requests("list"), "the uncertain job was never searched for"
+    assert searches(sim), "the uncertain job was never searched for"
 
 
 def test_hard_linked_task_file_is_refused_and_never_polled(env, sim, tmp_path):

@@ -16,7 +16,7 @@ import pytest
 import requests
 import yaml
 
-from tests.helpers import TEST_KEY, Env, wait_until
+from tests.helpers import TEST_KEY, Env, searches, wait_until
 from wansync.core.record import JobRecord
 from wansync.files import sidecar
 from wansync.remote.api import SUBMIT_PATH
@@ -300,7 +300,7 @@ def test_a_5xx_without_a_task_ends_as_submit_uncertain_with_advice(jobs_env, sim
     assert data["error"]["code"] == "SubmitUncertain"
     assert "wansync retry unsure" in data["error"]["message"]
     assert len(sim.requests("submit")) == 1
-    assert len(sim.requests("list")) == 3, "searched three times before giving up"
+    assert len(searches(sim)) == 3, "searched three times before giving up"
     # the advice: `retry` searches the same window again first (nothing there: no create)
     assert env.cli("retry", "unsure").returncode == 0
     assert env.cli("once", "--timeout", "30").returncode == 1

@@ -20,6 +20,7 @@ import yaml
 
 from wansync.core.errors import ConfigError
 from wansync.core.inprogress import UNKNOWN, Limits
+from wansync.core.listpoll import LIST_INTERVAL
 
 CONFIG_ENV = "WANSYNC_CONFIG"
 KEY_ENV = "DASHSCOPE_API_KEY"
@@ -42,6 +43,19 @@ def parse_duration(value: Any) -> float:
         raise ValueError(f"{value!r} is not a duration (seconds, or like 15s, 10m, 24h)")
     if not seconds > 0 or seconds == float("inf"):
         raise ValueError("must be greater than 0")
+    return seconds
+
+
+MIN_LIST_INTERVAL = 0.1  # seconds; the list keeps to its share of the rate whatever this says
+
+
+def _list_interval(value: Any) -> float | None:
+    """`poll.list_interval`: a duration of at least MIN_LIST_INTERVAL, or null (the list off)."""
+    if value is None:
+        return None
+    seconds = parse_duration(value)
+    if seconds < MIN_LIST_INTERVAL:
+        raise ValueError(f"must be at least {MIN_LIST_INTERVAL:g} s, or null to turn the list off")
     return seconds
 
 
@@ -209,6 +223,7 @@ SCHEMA: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "poll.interval": (15, parse_duration),
     "poll.max_per_second": (10, _positive_rate),
     "poll.give_up_after": (86400, parse_duration),
+    "poll.list_interval": (LIST_INTERVAL, _list_interval),
     "download.concurrency": (4, _positive_int),
     "download.allowed_hosts": (["*.aliyuncs.com"], _host_patterns),
     "download.max_bytes": (2 * 1024**3, _positive_int),
@@ -244,6 +259,7 @@ class PollConfig:
     interval: float
     max_per_second: float
     give_up_after: float
+    list_interval: float | None  # None: no task list passes (docs/performance.md)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from wansync.core import events as ev
+from wansync.core.listpoll import ListRequest
 from wansync.core.tracker import Slot, Task
 
 
@@ -28,6 +29,13 @@ class StartPoll:
     task_id: str
     started: float
     started_wall: float
+
+
+@dataclass(frozen=True, slots=True)
+class StartList:
+    """Ask the task list for one page (the list worker, run/listing.py)."""
+
+    request: ListRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,4 +93,6 @@ class Emit:
     event: ev.Event
 
 
-Effect = StartPoll | StartDownload | Publish | ForgetFiles | WriteSidecars | ReloadKey | Emit
+Effect = (
+    StartPoll | StartList | StartDownload | Publish | ForgetFiles | WriteSidecars | ReloadKey | Emit
+)

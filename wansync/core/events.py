@@ -57,6 +57,7 @@ class TaskPolled(Event):
     seconds: float
     changed: bool  # task_status differs from the previous poll's (the log says it at info)
     url: str | None = None  # SUCCEEDED: the video URL, without its query string
+    found_by: str | None = None  # the poll that first saw the end: "list" or "poll"
     started: str | None = None  # None only in events made by hand (tests)
 
 
@@ -211,6 +212,52 @@ class AuthResumed(Event):
     detail: str = "the API accepts the key again"
 
 
+# -- the task list (run/listing.py) ---------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListPage(Event):
+    """A page of the task list answered: `rows` on it, `shown` of them tracked tasks,
+    `ended` of those polled at once because the list says they ended."""
+
+    EVENT = "list.page"
+    LEVEL = "debug"
+    window: int
+    page_no: int
+    rows: int
+    shown: int
+    ended: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListPaused(Event):
+    """A list request failed: the list waits `retry_in` s, and every task is polled as
+    without it meanwhile. Logged at warning for the first failure of a pause, then debug."""
+
+    EVENT = "list.paused"
+    LEVEL = "warning"
+    code: str
+    message: str
+    errors_in_row: int
+    retry_in: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListResumed(Event):
+    """A page answered after a pause: tasks the list shows are watched again."""
+
+    EVENT = "list.resumed"
+    detail: str = "the task list answers again"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListCut(Event):
+    """A bound cut a pass (the window's span, the pages per pass); the tasks left out
+    are polled as without the list."""
+
+    EVENT = "list.cut"
+    LEVEL = "debug"
+    reason: str
+
+
 # -- jobs (a `.job` before its task exists; then it is a task like any other) --------------
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobQueued(Event):
@@ -331,6 +378,8 @@ def log_consumer(logger: Any) -> Consumer:
             return
         if isinstance(event, TaskPolled) and not event.changed:
             level = "debug"
+        if isinstance(event, ListPaused) and event.errors_in_row > 1:
+            level = "debug"  # the pause was said once; each further failure only extends it
         getattr(logger, level)(event.EVENT, **event.fields())
 
     return consume

@@ -76,13 +76,15 @@ class ListPolicy:
 class Tracked:
     """A task still being polled. `submit_time` as the task API wrote it (None before
     the first poll); `listed_at`: our time when the list last showed it; `busy`: a poll
-    of it is in flight, so nothing is to be scheduled for it."""
+    of it is in flight, so nothing is to be scheduled for it; `status`: the task_status
+    it is known to have (its last poll's, or the list's `RUNNING` since)."""
 
     name: str
     task_id: str
     submit_time: str | None
     listed_at: float | None = None
     busy: bool = False
+    status: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +183,9 @@ class Outcome:
     `listed_at` to now. `slower`: now watched, pace them at `slow_interval` after their
     last poll. `faster`: no longer watched, back to today's pace. `request`: the next page to ask
     now (None: the pass is over or stopped). `note`: a bound cut the pass (a debug line).
+    `running`: known as PENDING, the list shows them RUNNING: their status moves on
+    without a poll (a watched task is asked directly only every `watched_interval`, and
+    the sidecar would say PENDING that long).
     """
 
     state: ListState
@@ -190,6 +195,7 @@ class Outcome:
     faster: tuple[str, ...] = ()
     request: ListRequest | None = None
     note: str | None = None
+    running: tuple[str, ...] = ()
 
 
 # -- (b) the windows ---------------------------------------------------------------------
@@ -359,11 +365,13 @@ class _Read:
     seen: tuple[str, ...]
     slower: tuple[str, ...]
     poll_now: tuple[str, ...]
+    running: tuple[str, ...]
 
 
 def _read_rows(page: Page, tasks: Mapping[str, Tracked], state: ListState) -> _Read:
     shown: dict[str, Tracked] = {}
     ended: set[str] = set()
+    running: set[str] = set()
     for row in page.rows:
         task = tasks.get(row.task_id)
         if task is None:
@@ -371,13 +379,18 @@ def _read_rows(page: Page, tasks: Mapping[str, Tracked], state: ListState) -> _R
         shown.setdefault(row.task_id, task)
         if row.status in ENDED:
             ended.add(row.task_id)
+        elif row.status == "RUNNING":
+            running.add(row.task_id)
     idle = {task_id: t for task_id, t in shown.items() if not t.busy}
     newly = (t for t in idle.values() if t.submit_time is not None and not watched(t, state))
+    # Only forward, and only from a poll's PENDING: a row may be older than the last poll.
+    started = (t for i, t in idle.items() if i in running - ended and t.status == "PENDING")
     return _Read(
         frozenset(shown),
         tuple(t.name for t in shown.values()),
         tuple(t.name for t in newly),
         tuple(t.name for task_id, t in idle.items() if task_id in ended),
+        tuple(t.name for t in started),
     )
 
 
@@ -396,7 +409,16 @@ def after_page(
     following, note = _advance(current, current.request, page)
     healthy = replace(state, healthy=True, errors_in_row=0, current=following)
     if following is not None:
-        return Outcome(healthy, read.poll_now, read.seen, read.slower, (), following.request)
+        return Outcome(
+            healthy,
+            read.poll_now,
+            read.seen,
+            read.slower,
+            (),
+            following.request,
+            None,
+            read.running,
+        )
     missed = tuple(  # every task, not only the covered ones: a cut task is missed too
         task.name
         for task_id, task in tasks.items()
@@ -410,7 +432,7 @@ def after_page(
         checked_since=current.started,
         next_at=current.started + period(current.pages + 1, policy),
     )
-    return Outcome(done, read.poll_now, read.seen, read.slower, missed, None, note)
+    return Outcome(done, read.poll_now, read.seen, read.slower, missed, None, note, read.running)
 
 
 # -- (e) list health ---------------------------------------------------------------------

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from wansync.core import events as ev
-from wansync.core.errors import WansyncError
+from wansync.core.errors import TransientError, WansyncError
+from wansync.core.listpoll import ListRequest, Page
 from wansync.core.tracker import Task
 
 
@@ -125,6 +126,15 @@ class LookupDone:
 JobStepDone = UploadDone | PostDone | LookupDone
 
 
+@dataclass(frozen=True, slots=True)
+class ListDone:
+    """One page of the task list (`request`), or the error it ended with (run/listing.py)."""
+
+    request: ListRequest
+    seconds: float
+    outcome: Page | TransientError
+
+
 # -- what the submitter hands to the loop (returned, not posted: it runs on the loop) ----
 @dataclass(frozen=True, slots=True)
 class Adopt:
@@ -147,7 +157,9 @@ class End:
 Handover = Adopt | End
 
 # An `ev.Event` posted by a thread (an API answer, a hook's result) is emitted by the loop.
-Message = PollDone | DownloadStarted | DownloadProgress | DownloadDone | JobStepDone | ev.Event
+Message = (
+    PollDone | DownloadStarted | DownloadProgress | DownloadDone | JobStepDone | ListDone | ev.Event
+)
 
 
 class Mailbox:

@@ -26,6 +26,10 @@ EXTENSIONS = {VIDEO_TYPE: "mp4", "image/png": "png", "image/jpeg": "jpg", "image
 
 # A job is `queued` then `submitting`; from `polling` on, a job and a task are the same.
 State = Literal["queued", "submitting", "polling", "downloading", "succeeded", "failed"]
+# How the task's end was learned: the task list said it ended (and a poll then saw it),
+# or a poll of its own did (docs/folders.md).
+FoundBy = Literal["list", "poll"]
+FOUND_BY: tuple[FoundBy, ...] = ("list", "poll")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +157,7 @@ class TaskRecord:
     published_as: str | None = None  # the name chosen in outbox/ or failed/
     hook: HookRecord | None = None
     job: JobRecord | None = None
+    found_by: FoundBy | None = None  # set by the poll that first saw the task's end
     # sidecar.py's own: JSON read that the fields above do not say (see sidecar.from_json)
     verbatim: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False, compare=False)
 

@@ -95,6 +95,11 @@ class Scheduler:
     def paused_until(self) -> float:
         return self._paused_until
 
+    @property
+    def probing(self) -> bool:
+        """An auth pause's probe is pending or under way: the next poll must be a task's."""
+        return self._probe_pending or self._probing
+
     # -- the decision ----------------------------------------------------------------
     def _rate_ready_at(self, now: float) -> float:
         while self._recent and self._recent[0] <= now - 1.0 - _EPSILON:

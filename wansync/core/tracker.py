@@ -46,6 +46,12 @@ class Task:
     reported_bytes: dict[int, int] = field(default_factory=dict)  # per file, at the last event
     followed_since: float | None = None  # monotonic: when this run began following it
     followed_before: float = 0.0  # seconds earlier runs followed it (lifecycle.task_age)
+    # the task list's (run/listing.py), in memory only: when the list last showed it
+    # (monotonic), today's (due, deadline) from its last poll, and whether the list
+    # said it ended before its own poll saw it (the sidecar's `found_by`)
+    listed_at: float | None = None
+    plan: tuple[float, float | None] | None = None
+    list_found: bool = False
 
     @property
     def task_id(self) -> str:

@@ -27,6 +27,7 @@ from wansync import log
 from wansync.core import times
 from wansync.core.record import (
     EXTENSIONS,
+    FOUND_BY,
     SCHEMA_VERSION,
     STATES,
     TERMINAL_STATES,
@@ -85,7 +86,7 @@ def error(code: str, message: str, transient: bool) -> ErrorInfo:
 
 # -- the record as JSON ---------------------------------------------------------------------
 _UNKNOWN: Final = object()  # `verbatim` marker of a key no field holds
-_TAIL = ("job", "download", "hook", "published_as")  # after the base keys, once set
+_TAIL = ("job", "found_by", "download", "hook", "published_as")  # after the base keys, once set
 
 
 def to_json(record: TaskRecord) -> dict[str, Any]:
@@ -194,6 +195,7 @@ _DUMPS: dict[str, Callable[[Any], Any]] = {
     "download": _download_json,
     "hook": hook_json,
     "job": _job_json,
+    "found_by": str,
     "published_as": str,
 }
 
@@ -239,6 +241,7 @@ def _record_of(data: dict[str, Any]) -> TaskRecord:
         published_as=get("published_as"),
         hook=_hook_of(get("hook")),
         job=_job_of(job) if job else None,
+        found_by=get("found_by"),
     )
     for key, raw in data.items():
         if key in _TAIL or key in ("error", "video", "outputs"):
@@ -470,6 +473,7 @@ FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
     "download": (False, _or_none(_DOWNLOAD), "null or {etag}"),
     "published_as": (False, _or_none(_plain_name), "null or a plain file name"),
     "job": (False, _or_none(_JOB), "null or the job's record"),
+    "found_by": (False, lambda v: v is None or v in FOUND_BY, '"list", "poll" or null'),
 }
 
 

@@ -36,6 +36,8 @@ from wansync.core.events import (
     DownloadProgress,
     Event,
     HookRan,
+    ListPage,
+    ListPaused,
     TaskFailed,
     TaskPolled,
     TaskRemoved,
@@ -129,6 +131,18 @@ class Metrics:
         self.auth_rejected = Counter(
             "wansync_auth_rejected", "Pauses because the API refused the key", registry=r
         )
+        self.list_requests = Counter(
+            "wansync_list_requests",
+            "Task list pages asked for, by result (ok, error)",
+            ["result"],
+            registry=r,
+        )
+        self.ended_found = Counter(
+            "wansync_tasks_ended_found",
+            "Task ends first learned through the list (by=list) or a task's own poll (by=poll)",
+            ["by"],
+            registry=r,
+        )
         self.poll_seconds = Histogram(
             "wansync_poll_duration_seconds",
             "Task API request time",
@@ -151,6 +165,10 @@ class Metrics:
             self.finished.labels(outcome)
         for result in ("ok", "failed"):
             self.hook_runs.labels(result)
+        for result in ("ok", "error"):
+            self.list_requests.labels(result)
+        for by in ("list", "poll"):
+            self.ended_found.labels(by)
         r.register(_Current(health, task_counts))
         ProcessCollector(registry=r)
 
@@ -163,7 +181,11 @@ class Metrics:
             self.download_bytes.inc(max(0, event.written))
             if isinstance(event, DownloadCompleted):
                 self.download_seconds.observe(max(0.0, event.seconds))
+        elif isinstance(event, ListPage | ListPaused):
+            self.list_requests.labels("ok" if isinstance(event, ListPage) else "error").inc()
         elif isinstance(event, TaskPolled):
+            if event.found_by in ("list", "poll"):
+                self.ended_found.labels(event.found_by).inc()
             if event.task_status == "SUCCEEDED" and event.task_id not in self._succeeded_seen:
                 if len(self._succeeded_seen) >= MAX_SEEN:
                     self._succeeded_seen.pop(next(iter(self._succeeded_seen)))

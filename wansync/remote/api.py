@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import urllib3
 
 from wansync import __version__
+from wansync.core import listpoll
 from wansync.core.errors import (
     AuthRejected,
     MalformedResponse,
@@ -247,6 +248,14 @@ class TaskApi:
             ):
                 return found
         return found
+
+    def list_page(self, params: dict[str, str | int]) -> listpoll.Page:
+        """One page of the task list (`GET /api/v1/tasks`, endpoint `list`), checked for
+        shape (`listpoll.read_page`): a list pass asks one page per request, each a slot
+        of `poll.max_per_second` (run/listing.py)."""
+        size = params.get("page_size", listpoll.PAGE_SIZE)
+        data = self._get_json("/api/v1/tasks", params)
+        return listpoll.read_page(data, size if isinstance(size, int) else listpoll.PAGE_SIZE)
 
     def submit(
         self, body: dict[str, Any], resolve_oss: bool, endpoint: str = VIDEO_GENERATION

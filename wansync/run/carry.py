@@ -17,6 +17,7 @@ from wansync.core.effects import (
     Publish,
     ReloadKey,
     StartDownload,
+    StartList,
     StartPoll,
     WriteSidecars,
 )
@@ -44,9 +45,11 @@ class Carrier:
         journal: Journal,
         bus: ev.EventBus,
         api: TaskApi,
+        listers: Workers[StartList],
     ) -> None:
         self.live, self.folders, self.tracker = live, folders, tracker
         self.pollers, self.fetchers, self.journal = pollers, fetchers, journal
+        self.listers = listers  # the task list's one worker (run/listing.py)
         self.bus, self.api = bus, api
         self.log = log.get("wansync.daemon")
 
@@ -55,6 +58,8 @@ class Carrier:
             match effect:
                 case StartPoll():
                     self.pollers.submit(effect)
+                case StartList():
+                    self.listers.submit(effect)
                 case StartDownload():
                     self.fetchers.submit(effect)
                 case Publish(task=task, others=others):

@@ -24,7 +24,7 @@ from types import FrameType
 from wansync import log
 from wansync.config import Config, Live
 from wansync.core import events as ev
-from wansync.core.effects import StartDownload, StartPoll
+from wansync.core.effects import StartDownload, StartList, StartPoll
 from wansync.core.errors import ConfigError, InboxLocked, OutOfResources
 from wansync.core.lifecycle import Now
 from wansync.core.messages import Adopt, End, Handover, LookupDone, Mailbox, PostDone, UploadDone
@@ -54,6 +54,7 @@ from wansync.remote.download import Downloader
 from wansync.run import handover, leftovers, signals
 from wansync.run.carry import Carrier, deliver_events
 from wansync.run.journal import Journal
+from wansync.run.listing import Listing, list_io
 from wansync.run.notify import Notifier, status_line
 from wansync.run.pipeline import Pipeline
 from wansync.run.reload import reload
@@ -123,6 +124,7 @@ class Parts:
     tracker: Tracker
     scheduler: Scheduler
     pollers: Workers[StartPoll]
+    listers: Workers[StartList]
     fetchers: Workers[StartDownload]
     bus: ev.EventBus
     hooks: Hooks
@@ -151,18 +153,20 @@ def build(
     scheduler = Scheduler(cfg.poll.interval, cfg.poll.max_per_second)
     tracker = Tracker(scheduler)
     pollers: Workers[StartPoll] = Workers("poll", workers, poll_io(api, mailbox))
+    listers: Workers[StartList] = Workers("list", 1, list_io(api, mailbox))
     fetchers: Workers[StartDownload] = Workers(
         "download", cfg.download.concurrency, fetch_io(downloader, mailbox)
     )
     bus = ev.EventBus(log.get("wansync.events"))
     # A hook's result wakes the loop: an idle daemon logs and counts it at once.
     hooks = Hooks(lambda: live.cfg.hooks, folders, report=mailbox.post)
-    pipeline = Pipeline(live, folders, tracker, scheduler, hooks.pending_record)
+    listing = Listing(live, tracker, scheduler)
+    pipeline = Pipeline(live, folders, tracker, scheduler, hooks.pending_record, listing)
     running = tracker.in_progress_by_model
     submitter = Submitter(live, folders, api, mailbox, running, tracker.ids, bus.emit)
     intake = Intake(folders, tracker, submitter.names)
     journal = Journal(tracker, folders, lambda: clock().mono)
-    carry = Carrier(live, folders, tracker, pollers, fetchers, journal, bus, api)
+    carry = Carrier(live, folders, tracker, pollers, fetchers, journal, bus, api, listers)
     outlets = Outlets(live, hooks, tracker, submitter.waiting, intake.watch_healthy)
     # Followers of every transition, in order: the files, the log, the job slots, then
     # the user's hooks and the numbers.
@@ -184,6 +188,7 @@ def build(
             tracker=tracker,
             scheduler=scheduler,
             pollers=pollers,
+            listers=listers,
             fetchers=fetchers,
             bus=bus,
             hooks=hooks,
@@ -278,7 +283,12 @@ class Daemon:
         if not burst:
             # watch first, then scan: nothing falls in between
             self.intake.start_watch(self.wake.set, self.live.cfg.watch.polling)
-        for workers in (self.parts.pollers, self.parts.fetchers, self.submitter):
+        for workers in (
+            self.parts.pollers,
+            self.parts.listers,
+            self.parts.fetchers,
+            self.submitter,
+        ):
             workers.start()
         if burst:
             self.burst = Burst()
@@ -335,6 +345,7 @@ class Daemon:
         self.outlets.finish(self.burst is not None, hooks_until, stopping, deliver)
         self.journal.flush(2.0, final=True)  # polls' counters too: a stop loses nothing
         self.parts.pollers.stop(0.0)
+        self.parts.listers.stop(0.0)
         self.submitter.stop()
         self.parts.fetchers.stop(STOP_GRACE)
         self.intake.stop_watch()

@@ -25,12 +25,13 @@ from wansync.core.messages import (
     Downloaded,
     DownloadProgress,
     DownloadStarted,
+    ListDone,
     Message,
     PollDone,
     TaskReport,
 )
 from wansync.core.predictor import CompletionModel
-from wansync.core.record import TERMINAL_STATES, DownloadState, FileDownload
+from wansync.core.record import TERMINAL_STATES, DownloadState, FileDownload, FoundBy
 from wansync.core.scheduler import Scheduler
 from wansync.core.shapes import Outputs, outputs_of
 from wansync.core.times import utc_iso
@@ -39,6 +40,7 @@ from wansync.files import sidecar, taskfile
 from wansync.files.taskfile import TaskSpec
 from wansync.remote.urlcheck import check_url
 from wansync.run import publish
+from wansync.run.listing import LIST, Listing
 from wansync.run.publish import Folders
 from wansync.run.transitions import HookFor, Transitions
 
@@ -95,8 +97,11 @@ class Pipeline:
         tracker: Tracker,
         scheduler: Scheduler,
         hook_for: HookFor,
+        listing: Listing | None = None,
     ) -> None:
         self.live = live
+        # the task list (run/listing.py); a pipeline built without one never lists
+        self.listing = listing or Listing(live, tracker, scheduler, off=True)
         self.folders = folders
         self.tracker = tracker
         self.scheduler = scheduler
@@ -171,7 +176,11 @@ class Pipeline:
         """The polls the scheduler allows and the downloads the free slots allow."""
         effects: list[Effect] = []
         policy = policy_of(self.live.cfg)
+        effects += self.listing.schedule(now)
         while (name := self.scheduler.take(now.mono)) is not None:
+            if name is LIST:  # the task list's turn: a page to ask for
+                effects += self.listing.take(now)
+                continue
             task = self.tracker.get(str(name))
             if task is None or task.busy:
                 continue
@@ -198,6 +207,8 @@ class Pipeline:
         match message:
             case PollDone():
                 return self._polled(message, now)
+            case ListDone():
+                return self.listing.handle(message, now)
             case DownloadStarted():
                 return self._download_started(message, now)
             case DownloadProgress():
@@ -277,10 +288,8 @@ class Pipeline:
         previous = record.task_status
         record.task_status, record.request_id = outcome.status, outcome.request_id
         record.output, record.usage = outcome.output, outcome.usage
-        rate = policy.max_per_second
-        wait, must = self.model.next_poll(
-            outcome.output, now.wall, len(self.tracker) / rate, policy.interval, 1 / rate
-        )
+        wait, must = self._plan(task, outcome, done.started, now, policy)
+        found_by = self._found_by(task, finished)
         decision = lifecycle.after_poll(task, outcome, done.started, now, policy, wait, must)
         if isinstance(decision, lifecycle.PollAt | lifecycle.StartDownload):
             task.errors_in_row = task.unsupported_in_row = 0
@@ -294,9 +303,30 @@ class Pipeline:
             seconds=round(done.seconds, 3),
             changed=outcome.status != previous or finished,
             url=_url(outcome.output.get("video_url")) if finished else None,
+            found_by=found_by,
             started=record.last_polled,
         )
         return [*effects, Emit(polled)]
+
+    def _plan(
+        self, task: Task, report: TaskReport, started: float, now: Now, policy: Policy
+    ) -> tuple[float, float | None]:
+        """Seconds from `started` to an unfinished task's next poll and to its deadline:
+        the predictor's (`next_poll`), or the watched pace while the list vouches for it."""
+        rate = policy.max_per_second
+        cycle = self.listing.cycle(len(self.tracker))  # N / rate without the list
+        wait, must = self.model.next_poll(report.output, now.wall, cycle, policy.interval, 1 / rate)
+        return self.listing.pace(task, started, wait, must)
+
+    @staticmethod
+    def _found_by(task: Task, finished: bool) -> FoundBy | None:
+        """The poll that first sees the task's end records how it was learned; one that
+        says the task is not finished clears the list's word that it was."""
+        found: FoundBy | None = None
+        if finished and task.record.found_by is None:
+            found = task.record.found_by = "list" if task.list_found else "poll"
+        task.list_found = task.list_found and finished
+        return found
 
     def _downloaded(self, task: Task, done: DownloadDone, now: Now) -> list[Effect]:
         """One file came down (or did not); once its round is over, what that means."""

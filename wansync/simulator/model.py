@@ -80,6 +80,11 @@ class SimTask:
     end_time: float | None = None
     canceled_at: float | None = None  # set by the cancel endpoint (PENDING tasks only)
 
+    @property
+    def counts_polls(self) -> bool:
+        """Its progress counts the looks at it (polls, list rows), not time."""
+        return self.run_seconds is None and self.seconds is None
+
     def status(self, now: float) -> str:
         """The task_status at `now`; the first terminal answer also fixes `end_time`."""
         if self.outcome == "UNKNOWN":

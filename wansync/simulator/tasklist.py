@@ -10,6 +10,11 @@ naming the parameter. Each row: `task_id`, `model_name`, `status`, `gmt_create` 
 
 Knobs: a task without a `model`, or with `listed=False`, is not shown (a list that lags
 behind the task API); faults with target "list" (429, 500, malformed) answer instead.
+
+A real task moves on with time whether or not anyone looks. A scripted task whose
+progress counts polls (the simulator's default: PENDING for so many polls, then
+RUNNING) moves on by one step each time a page shows it, as at a poll; else a list that
+sees it would never see it end, and a client that trusts the list would wait on it.
 """
 
 from __future__ import annotations
@@ -106,19 +111,24 @@ def _number(query: dict[str, list[str]], name: str, default: int, low: int, high
 def _page(state: SimState, query: _Query) -> dict[str, Any]:
     now = time.time()
     with state._lock:
-        rows = []
-        for task in state.tasks.values():
-            if task.model is None or not task.listed:
-                continue
-            status = task.status(now)
-            if query.keeps(task, status, state.api_clock(task.created)):
-                rows.append((task.created, task.task_id, _row(state, task, status)))
-    rows.sort(key=lambda r: (r[0], r[1]), reverse=True)  # newest first
-    first = (query.page - 1) * query.size
+        found = [
+            task
+            for task in state.tasks.values()
+            if task.model is not None
+            and task.listed
+            and query.keeps(task, task.status(now), state.api_clock(task.created))
+        ]
+        found.sort(key=lambda t: (t.created, t.task_id), reverse=True)  # newest first
+        first = (query.page - 1) * query.size
+        shown = found[first : first + query.size]
+        for task in shown:
+            if task.counts_polls:  # a row is a look at the task, as a poll is: it moves on
+                task.polls += 1
+        data = [_row(state, task, task.status(now)) for task in shown]
     return {
-        "data": [row for _, _, row in rows[first : first + query.size]],
-        "total": len(rows),
-        "total_page": max(1, math.ceil(len(rows) / query.size)),
+        "data": data,
+        "total": len(found),
+        "total_page": max(1, math.ceil(len(found) / query.size)),
         "page_no": query.page,
         "page_size": query.size,
     }
