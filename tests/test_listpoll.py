@@ -589,3 +589,13 @@ def test_against_the_simulator_the_list_finds_ended_tasks_and_never_vouches_for_
         assert state.next_at == 400.0 + 5.0
     finally:
         api.close()
+
+
+@pytest.mark.parametrize(
+    ("list_interval", "poll_interval", "expected"),
+    [(5.0, 15.0, 5.0), (5.0, 1.0, 1.0), (0.2, 0.2, 0.2), (None, 1.0, None)],
+)
+def test_the_list_is_asked_at_least_as_often_as_a_task_would_be_polled(
+    list_interval: float | None, poll_interval: float, expected: float | None
+) -> None:
+    assert lp.pass_interval(list_interval, poll_interval) == expected

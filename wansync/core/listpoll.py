@@ -56,6 +56,13 @@ _MAX_TIME_CHARS = 40
 _EARLIEST, _LATEST = datetime(2000, 1, 1), datetime(9000, 1, 1)
 
 
+def pass_interval(list_interval: float | None, poll_interval: float) -> float | None:
+    """The time between passes: `poll.list_interval`, but never longer than `poll.interval`,
+    so a short poll interval (a test, a walk at 1 s) never waits on the list for what a
+    direct poll would have told sooner. None: the list is off."""
+    return None if list_interval is None else min(list_interval, poll_interval)
+
+
 @dataclass(frozen=True, slots=True)
 class ListPolicy:
     """`interval`: `poll.list_interval`, the shortest time between two passes (None:

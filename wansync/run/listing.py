@@ -80,7 +80,7 @@ class Listing:
 
     def policy(self) -> ListPolicy:
         poll = self.live.cfg.poll
-        interval = None if self.off else poll.list_interval
+        interval = None if self.off else listpoll.pass_interval(poll.list_interval, poll.interval)
         return ListPolicy(interval, poll.interval, poll.max_per_second)
 
     # -- the pace of one task (after each of its polls) ---------------------------------
