@@ -60,7 +60,7 @@ def _scratch_dir(folder: Path) -> int:
                 raise
             aside = folder / f"{SCRATCH}.not-ours.{secrets.token_hex(4)}"
             with contextlib.suppress(FileNotFoundError):
-                os.rename(path, aside)
+                rename_noreplace(path, aside)
     raise FileExistsError(errno.EEXIST, f"cannot make the scratch folder {path}")
 
 
