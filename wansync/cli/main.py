@@ -39,8 +39,14 @@ def _config(args: argparse.Namespace) -> config.Config:
 
 
 def _daemon(
-    args: argparse.Namespace, burst: bool, only: set[str] | None = None, quiet: bool = False
+    args: argparse.Namespace,
+    burst: bool,
+    only: set[str] | None = None,
+    quiet: bool = False,
+    timeout: float | None = None,
 ) -> int:
+    """The daemon (`run`), or a burst (`once`; `submit --wait`: `only` its job, for the
+    `timeout` it has left)."""
     cfg = _config(args)
     key = config.load_api_key(cfg)
     log.add_secret(key)
@@ -60,7 +66,7 @@ def _daemon(
     daemon = build(cfg, key)
     daemon.install_signals()
     try:
-        return daemon.run(burst=burst, timeout=getattr(args, "timeout", None), only=only)
+        return daemon.run(burst=burst, timeout=timeout, only=only)
     except (InboxLocked, ConfigError):  # each says what and where in one line
         raise
     except Exception:
@@ -74,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    return _daemon(args, burst=True)
+    return _daemon(args, burst=True, timeout=args.timeout)
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -103,7 +109,10 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from wansync.cli.submit import submit
 
-    return submit(args, lambda name: _daemon(args, burst=True, only={name}, quiet=True))
+    return submit(
+        args,
+        lambda name, left: _daemon(args, burst=True, only={name}, quiet=True, timeout=left),
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -133,6 +142,8 @@ def _say_who_runs(cfg: config.Config) -> None:
     running = liveness.running(cfg.inbox)
     if running is not None:
         said = f"runs (PID {running.pid}, user {running.user}, since {running.started})"
+        if running.one_shot:
+            said += ": a one-shot run (`once` or `submit --wait`), not the daemon"
     else:
         last = liveness.read(cfg.inbox)
         when = f"; the last one stopped {last.stopped}" if last and last.stopped else ""
