@@ -35,6 +35,8 @@ EXIT_PIPE = 128 + signal.SIGPIPE  # 141: what a shell reports for a program SIGP
 
 
 def _config(args: argparse.Namespace) -> config.Config:
+    """The config file's settings; without one, a `ConfigError` saying where it looked
+    (only `status` goes on with the defaults)."""
     return config.load(args.config)
 
 
@@ -89,9 +91,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         task_id = check_task_id(args.task_id.strip())
     except TaskFileError as exc:
         raise UsageError(f"TASK_ID: {exc}") from None
-    name = args.name.removesuffix(TASK_SUFFIX) if args.name else task_id
-    if "/" in name or name.startswith(".") or name in ("", ".."):
-        raise UsageError(f"--name: {name!r} cannot be a file name (no '/', no leading '.')")
+    name = checks.name_given(args.name, TASK_SUFFIX) if args.name else task_id
     target = cfg.inbox / f"{name}{TASK_SUFFIX}"
     try:
         created = checks.make_inbox(cfg.inbox)
@@ -118,7 +118,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from wansync.cli.status import collect, render, watch
 
-    cfg = _config(args)
+    cfg = config.load(args.config, required=False)  # it only looks: the defaults, said
     _say_where(cfg)
     _say_who_runs(cfg)
     if args.watch:
@@ -156,8 +156,8 @@ def _say_where(cfg: config.Config) -> None:
     folders = f"{cfg.inbox}, {cfg.outbox}, {cfg.failed}"
     if cfg.source is None:
         say(
-            f"wansync: no config file found ($WANSYNC_CONFIG, {', '.join(config.SEARCH_PATH)});"
-            f" showing the default folders {folders}"
+            f"wansync: {config.looked_for()}; showing the default folders {folders} (every "
+            f"other command refuses without a config file: give -c FILE)"
         )
     elif not any(f.is_dir() for f in (cfg.inbox, cfg.outbox, cfg.failed)):
         say(f"wansync: {cfg.source}: none of its folders exist yet ({folders})")

@@ -29,7 +29,7 @@ import yaml
 
 from wansync import config
 from wansync.cli import visible
-from wansync.cli.checks import describe, inbox_error, make_inbox
+from wansync.cli.checks import describe, inbox_error, make_inbox, name_given
 from wansync.cli.say import out, say
 from wansync.core import kinds
 from wansync.core.errors import ConfigError, JobFileError, UsageError
@@ -194,9 +194,7 @@ def submit(args: argparse.Namespace, run_burst: Callable[[str, float | None], in
     except OSError as exc:
         raise inbox_error(exc, cfg.inbox) from None
     if args.name:
-        name = args.name.removesuffix(JOB_SUFFIX)
-        if "/" in name or name.startswith(".") or not name:
-            raise ConfigError(f"--name: {name!r} cannot be a file name (no '/', no leading '.')")
+        name = name_given(args.name, JOB_SUFFIX)
         if (cfg.inbox / f"{name}{JOB_SUFFIX}").exists() or (
             cfg.inbox / f"{name}{TASK_SUFFIX}"
         ).exists():
