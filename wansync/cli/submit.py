@@ -402,11 +402,7 @@ def watch(
         if record is None and _final(cfg, name, since) is not None:
             return EXIT_OK
         if record is not None:
-            status = record.task_status
-            line = record.state + (f" ({status})" if status else "")
-            if line != shown[0]:
-                say(f"wansync: {name}: {line}")
-                shown[0] = line
+            _say_state(name, record, shown)
         if gone is not None and gone():
             return None
         if deadline and time.monotonic() > deadline:
@@ -416,6 +412,15 @@ def watch(
         else:
             time.sleep(0.5)
     return EXIT_OK
+
+
+def _say_state(name: str, record: TaskRecord, shown: list[str]) -> None:
+    """`wansync: NAME: STATE (TASK STATUS)`, once per change."""
+    status = record.task_status
+    line = record.state + (f" ({status})" if status else "")
+    if line != shown[0]:
+        say(f"wansync: {name}: {line}")
+        shown[0] = line
 
 
 def _final(cfg: config.Config, name: str, since: float) -> tuple[Path, TaskRecord] | None:
