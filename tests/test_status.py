@@ -62,6 +62,8 @@ def test_without_a_config_it_says_which_folders_it_looked_at(tmp_path: Path) -> 
     assert result.returncode == 0
     assert result.stderr.count("\n") == 1
     assert "no config file found" in result.stderr and "/var/lib/wansync/inbox" in result.stderr
+    assert f"no wansync.yaml in {tmp_path}" in result.stderr  # where, as the refusals say it
+    assert "every other command refuses without a config file" in result.stderr
     assert result.stdout.startswith("WHERE")
 
 

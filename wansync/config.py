@@ -397,10 +397,33 @@ def find_config(explicit: str | None) -> Path | None:
     return None
 
 
-def load(explicit: str | None = None) -> Config:
-    """Read and validate the configuration; with no file anywhere, every default applies."""
+def looked_for() -> str:
+    """Where a config file was looked for, for a message: each place by its real path."""
+    try:
+        here = str(Path.cwd())
+    except OSError:  # the current folder was removed
+        here = "the current folder"
+    places = [f"${CONFIG_ENV} is not set"]
+    for candidate in SEARCH_PATH:
+        path = Path(candidate)
+        places.append(f"no {path.name} in {here}" if not path.is_absolute() else f"no {path}")
+    return f"no config file found ({'; '.join(places)})"
+
+
+def load(explicit: str | None = None, required: bool = True) -> Config:
+    """Read and validate the configuration. With no file anywhere, a command that writes
+    into the folders refuses (`required`): the defaults are the service's folders, and
+    work dropped there from the wrong folder is lost to the daemon the user meant
+    (docs/commands.md, "Config file"); `status` only looks, so it shows the defaults."""
     path = find_config(explicit)
     if path is None:
+        if required:
+            defaults = ", ".join(str(SCHEMA[key][0]) for key in ("inbox", "outbox", "failed"))
+            raise ConfigError(
+                f"{looked_for()}: nothing done. Run wansync in the folder of your wansync.yaml, "
+                f"or give -c FILE (or set {CONFIG_ENV}=FILE); a file that sets nothing means "
+                f"every default (the folders {defaults})"
+            )
         return from_mapping(None)
     try:
         text = path.read_text(encoding="utf-8")

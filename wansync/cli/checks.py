@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wansync import config
-from wansync.core.errors import ConfigError, NoSpace, WansyncError
+from wansync.core.errors import ConfigError, NoSpace, UsageError, WansyncError
+from wansync.files.names import JOB_SUFFIX, SIDECAR_SUFFIX, TASK_SUFFIX
 
 FOLDER_KEYS = ("inbox", "outbox", "failed")
 DEFAULT_SERVICE_USER = "wansync"  # the units' static User= and Group= (Running as a service)
@@ -146,6 +147,26 @@ def inbox_error(exc: OSError, inbox: Path, target: Path | None = None) -> Wansyn
     if isinstance(exc, FileExistsError | NotADirectoryError):
         return ConfigError(f"inbox: {inbox} is not a folder")
     return ConfigError(f"inbox: cannot write {describe(exc, inbox)}")
+
+
+RESERVED_SUFFIXES = (TASK_SUFFIX, JOB_SUFFIX, SIDECAR_SUFFIX)  # what wansync puts after NAME
+
+
+def name_given(given: str, suffix: str) -> str:
+    """`--name` of `add` (`suffix` .task) or `submit` (.job): the NAME its file is written
+    under (`x.task` means `x` for `add`). A name that still ends in a suffix wansync puts
+    after NAME (`add --name x.job`) would make `x.job.task`, a task no one meant: refused."""
+    name = given.removesuffix(suffix)
+    if "/" in name or name.startswith(".") or name in ("", ".."):
+        raise UsageError(f"--name: {name!r} cannot be a file name (no '/', no leading '.')")
+    for reserved in RESERVED_SUFFIXES:
+        if name.endswith(reserved):
+            raise UsageError(
+                f"--name: {given!r} ends in {reserved}, which would write {name}{suffix}; "
+                f"give the name alone (--name {name.removesuffix(reserved) or 'NAME'} writes "
+                f"{name.removesuffix(reserved) or 'NAME'}{suffix})"
+            )
+    return name
 
 
 def make_inbox(inbox: Path) -> bool:

@@ -35,12 +35,20 @@ EXIT_PIPE = 128 + signal.SIGPIPE  # 141: what a shell reports for a program SIGP
 
 
 def _config(args: argparse.Namespace) -> config.Config:
+    """The config file's settings; without one, a `ConfigError` saying where it looked
+    (only `status` goes on with the defaults)."""
     return config.load(args.config)
 
 
 def _daemon(
-    args: argparse.Namespace, burst: bool, only: set[str] | None = None, quiet: bool = False
+    args: argparse.Namespace,
+    burst: bool,
+    only: set[str] | None = None,
+    quiet: bool = False,
+    timeout: float | None = None,
 ) -> int:
+    """The daemon (`run`), or a burst (`once`; `submit --wait`: `only` its job, for the
+    `timeout` it has left)."""
     cfg = _config(args)
     key = config.load_api_key(cfg)
     log.add_secret(key)
@@ -60,7 +68,7 @@ def _daemon(
     daemon = build(cfg, key)
     daemon.install_signals()
     try:
-        return daemon.run(burst=burst, timeout=getattr(args, "timeout", None), only=only)
+        return daemon.run(burst=burst, timeout=timeout, only=only)
     except (InboxLocked, ConfigError):  # each says what and where in one line
         raise
     except Exception:
@@ -74,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    return _daemon(args, burst=True)
+    return _daemon(args, burst=True, timeout=args.timeout)
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -83,9 +91,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         task_id = check_task_id(args.task_id.strip())
     except TaskFileError as exc:
         raise UsageError(f"TASK_ID: {exc}") from None
-    name = args.name.removesuffix(TASK_SUFFIX) if args.name else task_id
-    if "/" in name or name.startswith(".") or name in ("", ".."):
-        raise UsageError(f"--name: {name!r} cannot be a file name (no '/', no leading '.')")
+    name = checks.name_given(args.name, TASK_SUFFIX) if args.name else task_id
     target = cfg.inbox / f"{name}{TASK_SUFFIX}"
     taken = UsageError(f"{target} already exists; pick another --name")
     try:
@@ -107,13 +113,16 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from wansync.cli.submit import submit
 
-    return submit(args, lambda name: _daemon(args, burst=True, only={name}, quiet=True))
+    return submit(
+        args,
+        lambda name, left: _daemon(args, burst=True, only={name}, quiet=True, timeout=left),
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from wansync.cli.status import collect, render, watch
 
-    cfg = _config(args)
+    cfg = config.load(args.config, required=False)  # it only looks: the defaults, said
     _say_where(cfg)
     _say_who_runs(cfg)
     if args.watch:
@@ -137,6 +146,8 @@ def _say_who_runs(cfg: config.Config) -> None:
     running = liveness.running(cfg.inbox)
     if running is not None:
         said = f"runs (PID {running.pid}, user {running.user}, since {running.started})"
+        if running.one_shot:
+            said += ": a one-shot run (`once` or `submit --wait`), not the daemon"
     else:
         last = liveness.read(cfg.inbox)
         when = f"; the last one stopped {last.stopped}" if last and last.stopped else ""
@@ -149,8 +160,8 @@ def _say_where(cfg: config.Config) -> None:
     folders = f"{cfg.inbox}, {cfg.outbox}, {cfg.failed}"
     if cfg.source is None:
         say(
-            f"wansync: no config file found ($WANSYNC_CONFIG, {', '.join(config.SEARCH_PATH)});"
-            f" showing the default folders {folders}"
+            f"wansync: {config.looked_for()}; showing the default folders {folders} (every "
+            f"other command refuses without a config file: give -c FILE)"
         )
     elif not any(f.is_dir() for f in (cfg.inbox, cfg.outbox, cfg.failed)):
         say(f"wansync: {cfg.source}: none of its folders exist yet ({folders})")

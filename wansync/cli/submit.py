@@ -17,9 +17,11 @@ import json
 import os
 import re
 import shlex
+import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ import yaml
 
 from wansync import config
 from wansync.cli import visible
-from wansync.cli.checks import describe, inbox_error, make_inbox
+from wansync.cli.checks import describe, inbox_error, make_inbox, name_given
 from wansync.cli.say import out, say
 from wansync.core import kinds
 from wansync.core.errors import ConfigError, JobFileError, UsageError
@@ -36,6 +38,7 @@ from wansync.files import liveness, lock, sidecar
 from wansync.files.fsutil import write_bytes_atomic
 from wansync.files.jobfile import JOB_SUFFIX, URL_SCHEMES, parse
 from wansync.files.taskfile import TASK_SUFFIX
+from wansync.run import signals
 from wansync.run.daemon import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, InboxLocked
 from wansync.run.publish import free_name
 
@@ -170,7 +173,7 @@ def refuse_unreadable(picture: Path, inbox: Path) -> None:
         )
 
 
-def submit(args: argparse.Namespace, run_burst: Callable[[str], int]) -> int:
+def submit(args: argparse.Namespace, run_burst: Callable[[str, float | None], int]) -> int:
     cfg = config.load(args.config)
     model = args.model or cfg.submit.model
     if args.image is not None and not args.image.startswith(URL_SCHEMES):
@@ -205,9 +208,7 @@ def _write_job(inbox: Path, asked: str | None, default: str, text: str) -> str:
     """Write the `.job` under the name `--name` gives, else under the first free name
     like `default`; the name written. A name another command takes at the same moment
     is never overwritten: `--name` is refused, a default name moves on to the next."""
-    name = asked.removesuffix(JOB_SUFFIX) if asked else default
-    if "/" in name or name.startswith(".") or not name:
-        raise ConfigError(f"--name: {name!r} cannot be a file name (no '/', no leading '.')")
+    name = name_given(asked, JOB_SUFFIX) if asked else default
     for _ in range(NAME_ATTEMPTS):
         if not asked:
             name = free_name(inbox, default)
@@ -224,62 +225,139 @@ def _write_job(inbox: Path, asked: str | None, default: str, text: str) -> str:
     raise ConfigError(f"{inbox}: the names tried for the job were all taken meanwhile; try again")
 
 
+LOCKED_PAUSES = (1.0, 2.0, 4.0, 8.0)  # the lock held by one that says nothing: ask again
+
+
+@dataclass
+class _Waiting:
+    """One `submit --wait`: its job, its deadline, and what it has said so far."""
+
+    cfg: config.Config
+    name: str
+    since: float  # a sidecar that began before this is another run's
+    deadline: float | None  # monotonic
+    shown: list[str] = field(default_factory=lambda: [""])  # the state line said last
+    said: str = ""  # whom it said it follows, last
+    goes_on: bool = False  # the one followed takes this job (a daemon, not a one-shot)
+
+
 def _wait(
     cfg: config.Config,
     name: str,
     timeout: float | None,
     since: float,
-    run_burst: Callable[[str], int],
+    run_burst: Callable[[str, float | None], int],
 ) -> int:
-    """Run the job here (or follow the daemon that holds the inbox), saying how it ends.
+    """Follow whoever runs the inbox; run the job here when no one does.
 
     A daemon that runs (its `.wansync.live`), or an inbox whose lock is another user's
     (the service's, stopped for a moment), is followed: that needs no API key and no
-    access to the lock. Only with no one else to do it is the job run here.
+    access to the lock. Whom to follow is asked again while following: a daemon stopped,
+    or a one-shot run (`once`, another `submit --wait`) ended, having taken only the files
+    it found when it started. With no one else to do it, the job is run here (a burst
+    for just this name); if another took the lock meanwhile, that one is followed.
     """
-    elsewhere = who_runs(cfg.inbox, name)
-    if elsewhere is not None:
-        say(f"wansync: {elsewhere}")
-        try:
-            code = watch(cfg, name, timeout, since, None, [""])
-        except KeyboardInterrupt:
-            code = EXIT_INTERRUPTED
-        return _ended(cfg, name, code, timeout, since, here=False)
-    stop, shown = threading.Event(), [""]  # the line last printed, shared by both watchers
-    progress = threading.Thread(
-        target=watch, args=(cfg, name, None, since, stop, shown), daemon=True
-    )
-    progress.start()  # the same readable lines as when following a daemon
-    here = True
+    waiting = _Waiting(cfg, name, since, time.monotonic() + timeout if timeout else None)
+    pauses = iter(LOCKED_PAUSES)
+    patience = 0.0  # how long no one may seem to run the inbox before this process tries
+    while True:
+        code = _follow(waiting, patience)
+        if code is not None:
+            return _ended(cfg, name, code, timeout, since, here=not waiting.goes_on)
+        if waiting.said:
+            say(
+                f"wansync: {name}: no wansync runs this inbox now and the job is not done: "
+                "running it here"
+            )
+            waiting.said = ""
+        code = _run_here(waiting, run_burst)
+        if code is not None:
+            return _ended(cfg, name, code, timeout, since, here=True)
+        patience = next(pauses, LOCKED_PAUSES[-1])  # its `.wansync.live` may come later
+
+
+def _follow(waiting: _Waiting, patience: float) -> int | None:
+    """Watch the job while someone else runs the inbox: its exit code once it ends (or
+    times out, or Ctrl-C), or None when no one has run it for `patience` seconds."""
+    nobody_since: list[float | None] = [None]
+
+    def gone() -> bool:
+        whom = _whom(waiting.cfg.inbox, waiting.name)
+        if whom is not None:
+            if whom[0] != waiting.said:
+                say(f"wansync: {whom[0]}")
+            waiting.said, waiting.goes_on = whom
+            nobody_since[0] = None
+            return False
+        waiting.goes_on = False
+        first = nobody_since[0] = nobody_since[0] or time.monotonic()
+        return time.monotonic() - first >= patience
+
+    if patience == 0 and gone():
+        return None
     try:
-        code = run_burst(name)
-    except InboxLocked:  # a daemon started meanwhile: it does the work, we watch
-        stop.set()
-        progress.join()
-        here = False
-        try:
-            code = watch(cfg, name, timeout, since, None, shown)
-        except KeyboardInterrupt:
-            code = EXIT_INTERRUPTED
+        code = watch(
+            waiting.cfg, waiting.name, waiting.deadline, waiting.since, waiting.shown, gone=gone
+        )
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    if code is None and _final(waiting.cfg, waiting.name, waiting.since) is not None:
+        return EXIT_OK  # ended just as the one that did it stopped
+    return code
+
+
+def _run_here(waiting: _Waiting, run_burst: Callable[[str, float | None], int]) -> int | None:
+    """Run the job in this process; None when another wansync took the inbox first."""
+    left = None if waiting.deadline is None else waiting.deadline - time.monotonic()
+    if left is not None and left <= 0:
+        return EXIT_TIMEOUT
+    stop = threading.Event()
+    progress = threading.Thread(  # the same readable lines as when following a daemon
+        target=watch,
+        args=(waiting.cfg, waiting.name, None, waiting.since, waiting.shown, stop),
+        daemon=True,
+    )
+    progress.start()
+    saved = {signum: signal.getsignal(signum) for signum in signals.CAUGHT}
+    try:
+        return run_burst(waiting.name, left)
+    except InboxLocked:  # a wansync started meanwhile: it does the work, we watch
+        return None
     except ConfigError as exc:  # no key here, most likely: say what became of the job
         raise ConfigError(
-            f"{exc} (no wansync runs on {cfg.inbox} to do it instead: {name}{JOB_SUFFIX} "
-            f"waits there for the next `wansync run` or `once`)"
+            f"{exc} (no wansync runs on {waiting.cfg.inbox} to do it instead: "
+            f"{waiting.name}{JOB_SUFFIX} waits there for the next `wansync run` or `once`)"
         ) from None
     finally:
+        for signum, handler in saved.items():  # Ctrl-C stops a follower again
+            signal.signal(signum, handler)
         stop.set()
-    progress.join(2)
-    return _ended(cfg, name, code, timeout, since, here)
+        progress.join(2)
 
 
 def who_runs(inbox: Path, name: str) -> str | None:
     """Who else does this inbox's work, said as the line `submit --wait` prints; None
     when no one does and this process may (it then runs the job itself)."""
+    whom = _whom(inbox, name)
+    return None if whom is None else whom[0]
+
+
+def _whom(inbox: Path, name: str) -> tuple[str, bool] | None:
+    """`who_runs`'s line, and whether that one takes this job (a one-shot run may not:
+    it takes only the files it found when it started)."""
     running = liveness.running(inbox)
     if running is not None:
-        return (
+        line = (
             f"following the wansync that runs this inbox (PID {running.pid}, user "
             f"{running.user}, since {running.started})"
+        )
+        if not running.one_shot:
+            return line, True
+        return (
+            f"{line}: a one-shot run (`wansync once` or another `submit --wait`), which "
+            f"takes only the files it found when it started; if it ends without "
+            f"{name}{JOB_SUFFIX}, this command runs it",
+            False,
         )
     found = lock.Found.at(inbox / lock.LOCK_NAME)
     place = lock.Inbox.at(inbox)
@@ -288,7 +366,8 @@ def who_runs(inbox: Path, name: str) -> str | None:
         return (
             f"no wansync runs on {inbox} now, and its lock belongs to "
             f"{lock.user_name(found.uid)} (the service): {name}{JOB_SUFFIX} waits for it "
-            f"to start (Ctrl-C stops waiting; the job stays)"
+            f"to start (Ctrl-C stops waiting; the job stays)",
+            True,
         )
     return None
 
@@ -317,25 +396,24 @@ def _left_over(cfg: config.Config, name: str, code: int, timeout: float | None, 
 def watch(
     cfg: config.Config,
     name: str,
-    timeout: float | None,
+    deadline: float | None,
     since: float,
+    shown: list[str],
     stop: threading.Event | None = None,
-    shown: list[str] | None = None,
-) -> int:
-    """Follow the job's sidecar, printing each change of state, until it has ended (or `stop`)."""
-    deadline = time.monotonic() + timeout if timeout else None
-    shown = shown if shown is not None else [""]
+    gone: Callable[[], bool] | None = None,
+) -> int | None:
+    """Follow the job's sidecar, printing each change of state, until it has ended
+    (EXIT_OK; also when `stop` is set), the monotonic `deadline` passes (EXIT_TIMEOUT),
+    or `gone()` says no one does its work any more (None)."""
     live = sidecar.path_for(cfg.inbox, name)
     while stop is None or not stop.is_set():
         record = sidecar.read(live)
         if record is None and _final(cfg, name, since) is not None:
             return EXIT_OK
         if record is not None:
-            status = record.task_status
-            line = record.state + (f" ({status})" if status else "")
-            if line != shown[0]:
-                say(f"wansync: {name}: {line}")
-                shown[0] = line
+            _say_state(name, record, shown)
+        if gone is not None and gone():
+            return None
         if deadline and time.monotonic() > deadline:
             return EXIT_TIMEOUT
         if stop is not None:
@@ -343,6 +421,15 @@ def watch(
         else:
             time.sleep(0.5)
     return EXIT_OK
+
+
+def _say_state(name: str, record: TaskRecord, shown: list[str]) -> None:
+    """`wansync: NAME: STATE (TASK STATUS)`, once per change."""
+    status = record.task_status
+    line = record.state + (f" ({status})" if status else "")
+    if line != shown[0]:
+        say(f"wansync: {name}: {line}")
+        shown[0] = line
 
 
 def _final(cfg: config.Config, name: str, since: float) -> tuple[Path, TaskRecord] | None:

@@ -8,7 +8,10 @@ atomically: its pid, its process's start time (pid reuse), the boot it runs in, 
 lock file's inode, and what it cannot see (the unit's `ProtectHome=`, `PrivateTmp=`),
 so that `submit` can tell before a job is written whether the daemon can read its
 picture. A clean stop rewrites it with `stopped`; after a crash it stays, and `running`
-sees through it (the pid is gone, or is another process now).
+sees through it (the pid is gone, or is another process now). `one_shot` says the holder
+is a `once` or a `submit --wait` run, not the daemon: it takes only the files it found
+when it started and then exits, so a `submit --wait` that follows it must be ready to run
+its own job once it has gone.
 
 A reader trusts none of it blindly: the file may be planted by anyone who can write the
 inbox. It only ever decides whom a command *follows*, never whether a daemon may start
@@ -53,6 +56,7 @@ class Record:
     cannot_see: tuple[str, ...]  # folders hidden from it (`ProtectHome=`)
     temp_folders: dict[str, str]  # "/tmp": "dev:ino" as it sees them (`PrivateTmp=`)
     stopped: str | None = None
+    one_shot: bool = False  # `once` or `submit --wait`: ends when what it found is done
 
 
 def _read_text(path: str, limit: int = 4096) -> str | None:
@@ -88,8 +92,9 @@ def _folder_id(path: str) -> str | None:
     return f"{st.st_dev}:{st.st_ino}"
 
 
-def describe_self(lock_inode: int, started: str) -> Record:
-    """This process, as the daemon of an inbox whose lock file has inode `lock_inode`."""
+def describe_self(lock_inode: int, started: str, one_shot: bool = False) -> Record:
+    """This process, as the daemon of an inbox whose lock file has inode `lock_inode`
+    (`one_shot`: a `once` or `submit --wait` run, which ends when what it found is done)."""
     uid = os.geteuid()
     try:
         user = pwd.getpwuid(uid).pw_name
@@ -108,6 +113,7 @@ def describe_self(lock_inode: int, started: str) -> Record:
         lock_inode=lock_inode,
         cannot_see=hidden,
         temp_folders=temps,
+        one_shot=one_shot,
     )
 
 
@@ -147,6 +153,9 @@ FIELDS: dict[str, Callable[[Any], bool]] = {
     "temp_folders": lambda v: isinstance(v, dict) and all(_text(x) for x in v.values()),
     "stopped": _maybe(_text),
 }
+OPTIONAL: dict[str, Callable[[Any], bool]] = {  # absent from the records of older wansyncs
+    "one_shot": lambda v: isinstance(v, bool),
+}
 
 
 def _parse(data: Any) -> Record | None:
@@ -156,6 +165,11 @@ def _parse(data: Any) -> Record | None:
     if not all(key in data and ok(data[key]) for key, ok in FIELDS.items()):
         return None
     fields = {key: data[key] for key in FIELDS}
+    for key, ok in OPTIONAL.items():
+        if key in data:
+            if not ok(data[key]):
+                return None
+            fields[key] = data[key]
     fields.update(gids=tuple(fields["gids"]), cannot_see=tuple(fields["cannot_see"]))
     return Record(**fields)
 

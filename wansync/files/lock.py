@@ -176,6 +176,7 @@ class InboxLock:
         self._record: liveness.Record | None = None
         self.replaced: list[str] = []  # what was moved aside, for the start-up log line
         self.inbox_moved: dict[str, str] | None = None  # a replaced inbox moved aside: what
+        self.one_shot = False  # held by a `once` or `submit --wait` run: its record says so
 
     def acquire(self) -> None:
         """Take the lock (exit 3 when another wansync holds it), then say so in
@@ -191,7 +192,7 @@ class InboxLock:
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
-        self._record = liveness.describe_self(inode, utc_iso(time.time()))
+        self._record = liveness.describe_self(inode, utc_iso(time.time()), self.one_shot)
         with contextlib.suppress(OSError):
             liveness.write(self.inbox, self._record)
 

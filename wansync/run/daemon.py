@@ -244,7 +244,7 @@ class Daemon:
         self, burst: bool = False, timeout: float | None = None, only: set[str] | None = None
     ) -> int:
         """The main loop; returns the process exit code. `only`: in burst, just these names."""
-        self.open()
+        self.open(burst)
         try:
             now = self.start(burst, timeout, only)
             while self.exit_code is None:
@@ -256,10 +256,13 @@ class Daemon:
         finally:
             self.close()
 
-    def open(self) -> None:
-        """The folders (our own temp files swept), the inbox lock; `InboxLocked` if taken."""
+    def open(self, burst: bool = False) -> None:
+        """The folders (our own temp files swept), the inbox lock; `InboxLocked` if taken.
+        A burst says so in `.wansync.live`: whoever follows it knows it will not take
+        files written after its start."""
         for folder in (self.folders.inbox, self.folders.outbox, self.folders.failed):
             folder.mkdir(parents=True, exist_ok=True)
+        self.lock.one_shot = burst
         self.lock.acquire()  # first: the temp files may be a running daemon's
         if self.lock.inbox_moved is not None:
             self.log.error(

@@ -18,7 +18,7 @@ def reload(live: Live, scheduler: Scheduler, api: TaskApi) -> bool:
     logger = log.get("wansync.daemon")
     old = live.cfg
     try:
-        new = config.load(str(old.source) if old.source else None)
+        new = config.load(str(old.source) if old.source else None, required=False)
         key = config.load_api_key(new)
     except ConfigError as exc:
         logger.error("config.reload_failed", error=str(exc), detail="keeping the old one")
