@@ -36,7 +36,7 @@ T0 = Now(1000.0, 1_800_000_000.0)
 T1 = Now(1000.1, 1_800_000_000.1)  # the next slot of the rate after a poll at T0
 SUBMIT = "2027-01-15 16:00:00.000"  # as the task API writes it (UTC+8, no zone)
 MODEL = "wan2.7-i2v"  # the simulator lists only tasks that have a model
-INTERVAL, LIST_EVERY, RATE = 1.0, 5.0, 20.0
+INTERVAL, LIST_EVERY, RATE = 1.0, 1.0, 20.0  # the list never less often than a poll
 
 
 def later(now: Now, seconds: float) -> Now:
@@ -220,14 +220,14 @@ def test_the_list_waits_until_a_submit_time_is_known(tmp_path):
 
 
 def test_a_list_error_puts_watched_tasks_back_at_todays_pace_and_says_so_once(tmp_path):
-    """A 500 pauses the list (5 s), the watched task is due at its plan again; a second
+    """A 500 pauses the list (one list interval), the watched task is due at its plan again; a second
     failure extends the pause at debug; a good page resumes the list."""
     s = watched_setup(tmp_path)
     t = later(T1, LIST_EVERY)
     effects = s.answer(s.list_turn(t), t, RemoteUnavailable("HTTP 500: boom", "HTTP500"))
     [paused] = emitted(effects)
     assert isinstance(paused, ev.ListPaused) and paused.errors_in_row == 1
-    assert paused.retry_in == 5.0 and paused.code == "HTTP500"
+    assert paused.retry_in == LIST_EVERY and paused.code == "HTTP500"
     assert s.due("clip") == T0.mono + INTERVAL  # today's plan from its last poll
     assert [e for e in effects if isinstance(e, WriteSidecars)] == [WriteSidecars(("clip",))]
     s.poll("clip", "RUNNING", later(t, 1.0))  # polled at today's pace meanwhile
