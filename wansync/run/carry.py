@@ -27,7 +27,7 @@ from wansync.core.messages import Mailbox
 from wansync.core.tracker import Tracker
 from wansync.files.folders import Folders
 from wansync.remote.api import TaskApi
-from wansync.run import publish
+from wansync.run import jobreplaced, publish
 from wansync.run.journal import Journal
 from wansync.run.workers import Workers
 
@@ -64,6 +64,9 @@ class Carrier:
                     self.fetchers.submit(effect)
                 case Publish(task=task, others=others):
                     record = task.record
+                    if record.job is not None and not record.published_as:  # nothing moved yet
+                        job = self.folders.job(record.name)
+                        jobreplaced.check(self.folders, record, job, now.wall)
                     ended = publish.finish(self.folders, record, now.wall, self.log, others)
                     if ended is not None:  # else: the inbox sidecar keeps it for a restart
                         self.tracker.count_ended(task.state)
