@@ -72,6 +72,13 @@ def test_a_jobs_task_file_taken_away_ends_the_job_and_never_sends_it_again(jobs_
     assert inbox_files(env) == [], "nothing is left to send again"
     assert [c["task_id"] for c in created(sim)] == [task_id], "one create, never a second"
     assert len(sim.requests("submit")) == 1
+    if how == "removed":  # the message's advice fetches the task after all
+        assert env.cli("add", task_id, "--name", "rt").returncode == 0
+        finish(sim, task_id)
+        assert env.cli("once", "--timeout", "30").returncode == 0
+        fetched = env.ended("rt")
+        assert fetched is not None and fetched["state"] == "succeeded"
+        assert (env.outbox / "rt.mp4").exists() and len(sim.requests("submit")) == 1
 
 
 def test_a_jobs_task_file_removed_while_wansync_is_stopped_is_written_again(jobs_env, sim):
