@@ -28,12 +28,12 @@ from wansync.core.effects import (
 from wansync.core.errors import AuthRejected
 from wansync.core.lifecycle import Now
 from wansync.core.messages import DownloadDone, Downloaded, PollDone, TaskReport
-from wansync.core.record import HookRecord, Output
+from wansync.core.record import HookRecord, JobRecord, Output
 from wansync.core.scheduler import Scheduler
 from wansync.core.tracker import Tracker
 from wansync.files import sidecar
 from wansync.run import publish
-from wansync.run.pipeline import Pipeline
+from wansync.run.pipeline import Pipeline, open_task
 from wansync.run.publish import Folders
 
 T0 = Now(1000.0, 1_800_000_000.0)
@@ -114,6 +114,20 @@ def test_a_removed_task_releases_everything_and_asks_to_drop_its_files(tmp_path:
     effects = p.pipeline.removed("clip", T0)
     assert effects[0] == ForgetFiles("clip") and events(effects) == ["task.removed"]
     assert "clip" not in p.tracker and "clip" not in p.scheduler
+
+
+def test_a_jobs_task_whose_task_file_left_ends_instead_of_being_dropped(tmp_path: Path) -> None:
+    """A job's task (its record holds the job): the job ends as `TaskFileRemoved`, to be
+    published in failed/ with its `.job`; nothing is dropped, so it is never sent again."""
+    p = Setup(tmp_path)
+    task, _ = open_task(p.folders, p.drop("clip", "task-clip-000001"), T0.wall)
+    task.record.job = JobRecord("clip.job", "wan2.7-t2v", 1)
+    p.pipeline.follow(task, T0)
+    [end] = p.pipeline.removed("clip", T0)
+    assert end == Publish(task) and "clip" not in p.tracker and "clip" not in p.scheduler
+    assert task.record.state == "failed" and task.record.error is not None
+    assert task.record.error.code == "TaskFileRemoved"
+    assert "wansync add task-clip-000001 --name clip" in task.record.error.message
 
 
 def test_an_auth_pause_shows_on_every_polling_task_and_its_probe_rereads_the_key(

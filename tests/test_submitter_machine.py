@@ -329,3 +329,54 @@ def test_a_job_written_after_a_task_of_its_name_ended_is_sent(m):
     _ended_in_outbox(m, "a", job.lstat().st_ctime - 3600)
     m.sub.discover(job, T0)
     assert m.sub.jobs["a"].step == "queued"
+
+
+def test_a_queued_job_replaced_is_read_again_and_queued_anew(m):
+    """Nothing sent: a new `a.job` in its place is read again; the create carries it. The
+    same bytes again (a touch) change nothing."""
+    m.sub.discover(m.drop("a", prompt="first"), T0)
+    assert m.sub.discover(m.drop("a", prompt="first"), T0) == []
+    assert m.emitted() == ["job.queued"]
+    assert m.sub.discover(m.drop("a", prompt="second"), T0) == []
+    assert m.emitted() == ["job.queued", "job.queued"] and list(m.sub.queue) == ["a"]
+    m.sub.dispatch(T0)
+    [post] = m.sent()
+    assert isinstance(post, PostJob) and post.body["input"]["prompt"] == "second"
+
+
+def test_a_job_replaced_while_its_upload_is_out_drops_that_upload(m):
+    """Replaced while uploading (nothing created yet): the upload's answer is dropped,
+    never sent as the new job's; the new file is uploaded and sent."""
+    (m.folders.inbox / "cat.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)
+    media = [{"type": "first_frame", "path": "cat.png"}]
+    m.sub.discover(m.drop("a", prompt="first", media=media), T0)
+    m.sub.dispatch(T0)
+    [upload] = m.sent()
+    assert isinstance(upload, UploadJob) and m.sub.jobs["a"].step == "uploading"
+    m.sub.discover(m.drop("a", prompt="second", media=media), T0)
+    assert m.sub.handle(UploadDone("a", ["oss://bucket/old.png"]), T0) == []
+    assert m.sent() == [] and m.sub.active is None
+    m.sub.dispatch(T0)
+    [again] = m.sent()
+    assert isinstance(again, UploadJob)
+    m.sub.handle(UploadDone("a", ["oss://bucket/new.png"]), T0)
+    [post] = m.sent()
+    assert post.body["input"]["prompt"] == "second"
+    assert post.body["input"]["media"][0]["url"] == "oss://bucket/new.png"
+
+
+def test_a_job_replaced_once_its_create_is_out_is_set_aside(m):
+    """Posting: the new file cannot change the request sent; it goes to `failed/a-2.job`
+    with a `JobReplaced` sidecar, and the job's task is handed over as the sent job's."""
+    m.sub.discover(m.drop("a", prompt="first"), T0)
+    m.sub.dispatch(T0)
+    m.sent()
+    new = m.drop("a", prompt="second").read_bytes()
+    assert m.sub.discover(m.folders.job("a"), T0) == []
+    assert not m.folders.job("a").exists()
+    assert (m.folders.failed / "a-2.job").read_bytes() == new
+    aside = sidecar.read(m.folders.failed / "a-2.status.json", published=True)
+    assert aside is not None and aside.error is not None and aside.error.code == "JobReplaced"
+    [adopt] = m.sub.handle(PostDone("a", Submitted("task-9", "r")), T0)
+    assert isinstance(adopt, Adopt) and adopt.task.task_id == "task-9"
+    assert adopt.task.record.job is not None and adopt.task.record.job.sha256 is not None

@@ -128,6 +128,8 @@ class JobRecord:
     # the task-list window for a lost answer, on the API's clock (ISO 8601 UTC, from, to):
     # recorded with the create or at the first search, so a restart or `retry` reuses it
     search_window: tuple[str, str] | None = None
+    # the digest of the `.job` as read for the request: a file put in its place is not it
+    sha256: str | None = None
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ that takes `img_url`, and the same words for a first frame given the other proto
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -56,13 +57,15 @@ KNOWN_FIELDS = frozenset(
 @dataclass(frozen=True)
 class JobSpec:
     """A valid job: the request body (local files still to fill in), where it goes (under
-    `/api/v1/services/`) and the user's meta."""
+    `/api/v1/services/`) and the user's meta; `sha256`: the digest of the bytes read
+    (`digest`), by which a file put in the job's place is told from it."""
 
     model: str
     body: dict[str, Any]
     uploads: tuple[LocalFile, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
     endpoint: str = kinds.VIDEO_GENERATION
+    sha256: str | None = None
 
 
 def is_job_name(filename: str) -> bool:
@@ -71,6 +74,11 @@ def is_job_name(filename: str) -> bool:
 
 def job_name(path: Path) -> str:
     return path.name[: -len(JOB_SUFFIX)]
+
+
+def digest(data: bytes) -> str:
+    """A job file's bytes as its sidecar records them (`job.sha256`)."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def request_body(spec: JobSpec, urls: list[str]) -> dict[str, Any]:
@@ -103,7 +111,8 @@ def read(path: Path, default_model: str, max_upload_bytes: int) -> JobSpec:
         raise JobFileError(str(exc)) from None
     except OSError as exc:  # out of descriptors or memory: read again later, never invalid
         raise taskfile.out_of_resources(exc, path) from None
-    return parse(data, default_model, path.parent, max_upload_bytes)
+    spec = parse(data, default_model, path.parent, max_upload_bytes)
+    return replace(spec, sha256=digest(data))
 
 
 def parse(data: bytes, default_model: str, base: Path, max_upload_bytes: int) -> JobSpec:

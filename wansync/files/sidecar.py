@@ -62,6 +62,7 @@ SUFFIX = names.SIDECAR_SUFFIX
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = bounded.MAX_DEPTH + 1  # a task's meta (64 deep) sits one level down
 SAFE_ID = re.compile(r"\A[A-Za-z0-9_-]{1,128}\Z")  # goes into the task URL's path as is
+SHA256 = re.compile(r"[0-9a-f]{64}")  # a `.job`'s digest, as `jobfile.digest` writes it
 HOOK_EVENTS = ("succeeded", "failed")
 HOOK_STATES = ("pending", "done", "failed")
 
@@ -185,6 +186,8 @@ def _job_json(j: JobRecord) -> dict[str, Any]:
     }
     if j.search_window is not None:
         out["search_window"] = list(j.search_window)
+    if j.sha256 is not None:
+        out["sha256"] = j.sha256
     return out
 
 
@@ -273,7 +276,9 @@ def _job_of(job: dict[str, Any]) -> JobRecord:
     kept = None
     if isinstance(window, list) and len(window) == 2 and all(_text(t) for t in window):
         kept = (window[0], window[1])
-    return JobRecord(**{k: job[k] for k in _JOB_KEYS}, search_window=kept)
+    digest = job.get("sha256")
+    sha256 = digest if isinstance(digest, str) and SHA256.fullmatch(digest) else None
+    return JobRecord(**{k: job[k] for k in _JOB_KEYS}, search_window=kept, sha256=sha256)
 
 
 def _output_of(v: dict[str, Any]) -> Output:

@@ -39,7 +39,9 @@ class TaskFile:
 
 @dataclass(frozen=True, slots=True)
 class JobFile:
-    """A settled `.job` no live task of its own has (a producer's task may hold its name)."""
+    """A settled `.job`: one to read (a producer's task may hold its name), or a tracked
+    job's own, settled again (a file put in its place after the create: the daemon
+    checks it, run/jobreplaced.py)."""
 
     path: Path
 
@@ -222,12 +224,11 @@ class Intake:
             return NameRefused(path)  # not UTF-8, or too long: to failed/
         if burst_names is not None and name not in burst_names:
             return None
-        is_job = jobfile.is_job_name(path.name)
+        if jobfile.is_job_name(path.name):  # if its name is tracked: the job's task's own
+            return JobFile(path)  # (replaced after the create?), or a producer's (a clash)
         task = self.tracker.get(name)
         if task is None:
-            return JobFile(path) if is_job else TaskFile(path)
-        if is_job:  # the job's task: its `.job` moves with it when it ends
-            return None if task.record.job is not None else JobFile(path)  # else a clash
+            return TaskFile(path)
         try:
             held = file_task_id(path)  # news of a tracked task's `.task`: replaced?
         except OutOfResources as exc:

@@ -24,10 +24,10 @@ from wansync.core.effects import (
 from wansync.core.errors import ConfigError
 from wansync.core.lifecycle import Now
 from wansync.core.messages import Mailbox
-from wansync.core.tracker import Tracker
+from wansync.core.tracker import Task, Tracker
 from wansync.files.folders import Folders
 from wansync.remote.api import TaskApi
-from wansync.run import publish
+from wansync.run import jobreplaced, publish
 from wansync.run.journal import Journal
 from wansync.run.workers import Workers
 
@@ -63,11 +63,7 @@ class Carrier:
                 case StartDownload():
                     self.fetchers.submit(effect)
                 case Publish(task=task, others=others):
-                    record = task.record
-                    ended = publish.finish(self.folders, record, now.wall, self.log, others)
-                    if ended is not None:  # else: the inbox sidecar keeps it for a restart
-                        self.tracker.count_ended(task.state)
-                        self.bus.emit(ended)
+                    self._publish(task, others, now)
                 case ForgetFiles(name=name, parts=parts):
                     publish.forget_files(self.folders, name, parts)
                 case WriteSidecars(names=names):
@@ -76,6 +72,17 @@ class Carrier:
                     self._reread_key()
                 case Emit(event=event):
                     self.bus.emit(event)
+
+    def _publish(self, task: Task, others: frozenset[str], now: Now) -> None:
+        """An ended task's files to outbox/ or failed/ (publish.py), then its event. A job's
+        `.job` that is not the file sent is set aside first (jobreplaced.py)."""
+        record = task.record
+        if record.job is not None and not record.published_as:  # nothing has moved yet
+            jobreplaced.check(self.folders, record, self.folders.job(record.name), now.wall)
+        ended = publish.finish(self.folders, record, now.wall, self.log, others)
+        if ended is not None:  # else: the inbox sidecar keeps it for a restart
+            self.tracker.count_ended(task.state)
+            self.bus.emit(ended)
 
     def _reread_key(self) -> None:
         """The probe of an auth pause: a key file fixed meanwhile is used at once."""

@@ -51,7 +51,7 @@ from wansync.outlets.followers import Outlets, api_observer
 from wansync.outlets.hooks import Hooks
 from wansync.remote.api import TaskApi
 from wansync.remote.download import Downloader
-from wansync.run import handover, leftovers, signals
+from wansync.run import handover, jobreplaced, leftovers, signals
 from wansync.run.carry import Carrier, deliver_events
 from wansync.run.journal import Journal
 from wansync.run.listing import Listing, list_io
@@ -388,8 +388,11 @@ class Daemon:
         """A settled file to its owner; one the system has no descriptor or memory to
         read now is read again later (never judged invalid for it)."""
         try:
-            if isinstance(found, JobFile):  # `busy`: a producer's task holds its name
-                busy = self.tracker.get(name_of(found.path)) is not None
+            task = self.tracker.get(name_of(found.path))
+            if isinstance(found, JobFile) and task is not None and task.record.job is not None:
+                jobreplaced.check(self.folders, task.record, found.path, now.wall)  # its own
+            elif isinstance(found, JobFile):  # `busy`: a producer's task holds its name
+                busy = task is not None
                 self._carry_out(self.submitter.discover(found.path, now, busy), now)
             elif self.submitter.holds_name(task_name(found.path)):
                 self.intake.hold(found.path)  # the job's create is out: its hand-over decides

@@ -70,7 +70,7 @@ def queued(
     if found is not None:
         fresh.first_seen = found.first_seen or fresh.first_seen
     fresh.state = "queued"
-    fresh.job = JobRecord(path.name, spec.model)
+    fresh.job = JobRecord(path.name, spec.model, sha256=spec.sha256)
     return fresh
 
 

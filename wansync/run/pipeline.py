@@ -45,6 +45,17 @@ from wansync.run.publish import Folders
 from wansync.run.transitions import HookFor, Transitions
 
 REMOVED = "task file was removed from the inbox; no longer tracked"
+TASK_FILE_REMOVED = "TaskFileRemoved"  # a job's `.task` removed while its task was followed
+
+
+def task_file_removed(task: Task) -> str:
+    """Why a job ended when its `.task` left the inbox, and how to follow its task again."""
+    return (
+        f"{task.name}.task was removed from the inbox while its task {task.task_id} was "
+        f"followed: wansync stopped following it and never sends the job again (the task "
+        f"exists and is paid for). To fetch it after all: wansync add {task.task_id} "
+        f"--name {task.name}"
+    )
 
 
 def _url(url: Any) -> str | None:
@@ -161,10 +172,13 @@ class Pipeline:
 
     def removed(self, name: str, now: Now, detail: str = REMOVED) -> list[Effect]:
         """The `.task` left the inbox (or another task's file took its place): stop at
-        once, release everything, drop our files."""
+        once, release everything, drop our files. A job's task ends instead, in
+        `failed/` with its `.job` and sidecar: the job is never sent again for it."""
         task = self.tracker.get(name)
         if task is None or task.state in TERMINAL_STATES:
             return []
+        if task.record.job is not None:
+            return self.steps.fail(task, TASK_FILE_REMOVED, task_file_removed(task), now)
         self.tracker.untrack(name)  # a result still in flight finds no task: dropped
         others = self.tracker.claimed()  # `.part` names another task downloads into now
         parts = publish.parts_of(self.folders, task.record)

@@ -60,7 +60,7 @@ from wansync.core.retry import as_transient
 from wansync.core.tracker import Task
 from wansync.files import jobfile, sidecar
 from wansync.remote.api import DEADLINE_TIMEOUTS, Submitted, TaskApi
-from wansync.run import handover, jobjournal, jobsearch
+from wansync.run import handover, jobjournal, jobreplaced, jobsearch
 from wansync.run.handover import PLACE_RETRY, Placing
 from wansync.run.jobgate import RECOUNT_EVERY, Running, SendGate
 from wansync.run.jobjournal import Job, block
@@ -120,7 +120,9 @@ class Submitter:
         """A settled `.job` file: queue it, carry on from where its sidecar says, or leave
         it alone when a task holds its name (`busy`: one is tracked under it; namehold.py)."""
         name = jobfile.job_name(path)
-        if name in self.jobs or self.holds.still(name, path):
+        if name in self.jobs:
+            return self._again(self.jobs[name], path, now)
+        if self.holds.still(name, path):
             return []
         found = sidecar.read(self.folders.sidecar(name))
         if found is not None and found.job is None:
@@ -152,6 +154,27 @@ class Submitter:
             self._start_uncertain(Job(name, found, None, "looking"), now, restarted=True)
             return []
         return None
+
+    def _again(self, job: Job, path: Path, now: Now) -> list[Handover]:
+        """The job's `.job` settled again (a file renamed onto it, a rewrite). Nothing
+        sent yet: a file that is not the one read is read again and queued anew (an
+        upload in flight is dropped); from the create on, it is set aside
+        (jobreplaced.py): the task is made from the job as it was read."""
+        if job.step not in ("queued", "uploading"):
+            jobreplaced.check(self.folders, job.record, path, now.wall)
+            return []
+        if jobreplaced.digest(path) in (block(job).sha256, None):
+            return []  # the same bytes (a touch, a copy of itself), or gone (JobGone comes)
+        del self.jobs[job.name]
+        if job.name in self.queue:
+            self.queue.remove(job.name)
+        self.log.warning(
+            "job.replaced",
+            name=job.name,
+            file=path.name,
+            detail="nothing was sent for it yet: the new file is read and queued anew",
+        )
+        return self._queue(path, job.name, job.record, now)
 
     def _queue(self, path: Path, name: str, found: TaskRecord | None, now: Now) -> list[Handover]:
         """Read and check the whole job; queue it, or end it as `InvalidJobFile`."""
@@ -286,8 +309,8 @@ class Submitter:
         """A worker's result: the state machine's next step."""
         self.active = None
         job = self.jobs.get(message.name)
-        if job is None:
-            return []
+        if job is None or (isinstance(message, UploadDone) and job.step != "uploading"):
+            return []  # its job was replaced (or ended) while the upload was out
         match message:
             case UploadDone(outcome=list() as urls):
                 self.active = job.name
