@@ -16,11 +16,12 @@ import pytest
 import requests
 import yaml
 
-from tests.helpers import TEST_KEY, Env, searches, wait_until
+from tests.helpers import TEST_KEY, Env, parse_log, searches, wait_until
 from wansync.core.record import JobRecord
 from wansync.files import sidecar
 from wansync.remote.api import SUBMIT_PATH
 from wansync.simulator import Simulator
+from wansync.simulator.model import SimTask
 
 SAMPLE_PNG = bytes.fromhex("89504e470d0a1a0a") + b"a tiny picture, not decoded by anyone"
 URL_FRAME = [{"type": "first_frame", "url": "https://example.com/frame.png"}]
@@ -288,6 +289,82 @@ def test_an_unanswered_create_is_found_in_the_task_list_not_sent_again(jobs_env,
     assert data["job"]["found_by"] == "task list"
     assert len(sim.requests("submit")) == 1, "an uncertain create is never re-sent"
     assert [c["task_id"] for c in created(sim)] == [data["task_id"]]
+
+
+STRANGER = "SOMEONE ELSE s clip"  # a task another program on the account made
+
+
+def strangers_task(sim: Simulator, task_id: str, ended: bool) -> SimTask:
+    """A task of the job's model, in its window, made by someone else with another prompt:
+    `ended` already (its answer echoes its prompt), or PENDING until the test ends it."""
+    polls = 0 if ended else 10**6
+    return sim.add_task(
+        task_id, model="wan2.2-t2v-plus", prompt=STRANGER, pending_polls=polls, running_polls=0
+    )
+
+
+MY_CLIP = {"model": "wan2.2-t2v-plus", "prompt": "my own clip"}
+
+
+def test_a_strangers_task_in_the_window_is_not_taken_as_the_jobs(jobs_env, sim):
+    """The create is lost (no task made) and someone else's ended task of the model is in
+    the window: its answer echoes another prompt, so it is not taken; the job ends
+    SubmitUncertain naming it, nothing published, the stranger's video untouched."""
+    env = jobs_env
+    sim.add_fault("submit", "reset")  # the create is lost, and no task was made
+    strangers_task(sim, "stranger-ended-0001", ended=True)
+    drop_job(env.inbox, "mine", MY_CLIP)
+    result = env.cli("once", "--timeout", "30")
+    assert result.returncode == 1, result.stderr
+    data = job_ended(env, "mine")
+    assert data["state"] == "failed" and data["error"]["code"] == "SubmitUncertain"
+    assert "so are not its: stranger-ended-0001" in data["error"]["message"]
+    assert data["task_id"] is None and not (env.outbox / "mine.mp4").exists()
+    assert not sim.requests("video"), "the stranger's video is never fetched"
+    refused = [e for e in parse_log(result.stderr) if e["event"] == "job.not_ours"]
+    assert [e["task_id"] for e in refused] == ["stranger-ended-0001"]
+    assert len(sim.requests("submit")) == 1 and not created(sim)
+
+
+def test_a_strangers_running_task_taken_from_the_list_is_refused_when_it_ends(jobs_env, sim):
+    """Found while it echoed no prompt yet (RUNNING), the stranger's task is taken; its
+    end echoes another prompt: nothing is fetched or published, the job ends
+    SubmitUncertain in failed/ saying so."""
+    env = jobs_env
+    sim.add_fault("submit", "reset")
+    stranger = strangers_task(sim, "stranger-running-01", ended=False)
+    drop_job(env.inbox, "mine", MY_CLIP)
+    d = env.start("once", "--timeout", "30")
+    wait_until(
+        lambda: (env.sidecar(env.inbox, "mine") or {}).get("task_id") == stranger.task_id,
+        20,
+        "the stranger's unended task to be taken from the list",
+    )
+    with sim._lock:  # its owner's task ends now: its answer echoes its prompt
+        stranger.pending_polls = 0
+    assert d.wait(30) == 1
+    data = job_ended(env, "mine")
+    assert data["state"] == "failed" and data["error"]["code"] == "SubmitUncertain"
+    assert data["task_id"] == "stranger-running-01" and data["job"]["found_by"] == "task list"
+    assert "is not this job's" in data["error"]["message"]
+    assert not sim.requests("video") and not list(env.outbox.iterdir())
+    assert (env.failed / "mine.job").exists()
+
+
+def test_the_jobs_own_task_is_taken_beside_a_strangers(jobs_env, sim):
+    """The create made a task but its answer is lost, and a stranger's ended task of the
+    model is in the window too: the stranger's echoes another prompt, so the job's own is
+    the one left (before, two candidates ended it SubmitUncertain)."""
+    env = jobs_env
+    sim.add_fault("submit", "reset", created=True)
+    strangers_task(sim, "stranger-ended-0002", ended=True)
+    drop_job(env.inbox, "mine", MY_CLIP)
+    result = env.cli("once", "--timeout", "30")
+    assert result.returncode == 0, result.stderr
+    data = job_ended(env, "mine")
+    assert data["state"] == "succeeded" and data["job"]["found_by"] == "task list"
+    assert [c["task_id"] for c in created(sim)] == [data["task_id"]]
+    assert (env.outbox / "mine.mp4").exists()
 
 
 def test_a_5xx_without_a_task_ends_as_submit_uncertain_with_advice(jobs_env, sim):

@@ -128,6 +128,9 @@ class JobRecord:
     # the task-list window for a lost answer, on the API's clock (ISO 8601 UTC, from, to):
     # recorded with the create or at the first search, so a restart or `retry` reuses it
     search_window: tuple[str, str] | None = None
+    # the prompt the create carried, as `jobmatch.digest` (written with `submit_started`):
+    # a task taken from the task list must echo it (None: a sidecar from before it was kept)
+    prompt_sha256: str | None = None
 
 
 @dataclass(slots=True)
