@@ -134,6 +134,40 @@ def test_local_files_are_uploaded_then_referenced_as_oss(jobs_env, sim, tmp_path
     assert (pictures / "first.png").exists(), "a user's picture is never moved or removed"
 
 
+@pytest.mark.parametrize("key_name", ["key.txt", "key.png"])
+def test_a_job_never_uploads_the_daemons_key_file(jobs_env, sim, key_name):
+    """`api.key_file: key.txt` named as a Wan 3.0 `file` (a document: a URL only) or in
+    the raw form, and the same key under a picture's name as a first frame (refused by
+    device and inode): every job fails InvalidJobFile naming the field; nothing is
+    uploaded or created."""
+    env = jobs_env
+    key = env.root / key_name
+    key.write_text(TEST_KEY + "\n")
+    key.chmod(0o600)
+    env.configure(api={"key_file": str(key)})
+    drop_job(
+        env.inbox,
+        "leak",
+        {"model": "wan3.0-video", "prompt": "p", "media": [{"type": "file", "path": str(key)}]},
+    )
+    raw = {"prompt": "p", "media": [{"type": "first_frame", "url": {"path": str(key)}}]}
+    drop_job(env.inbox, "raw", {"model": "wan3.0-video", "input": raw})
+    frame = [{"type": "first_frame", "path": str(key)}]
+    drop_job(env.inbox, "frame", {"model": "wan2.7-i2v", "prompt": "p", "media": frame})
+    result = env.cli("once", "--timeout", "30", key=None)  # the key from key_file only
+    assert result.returncode == 1, result.stderr
+    errors = {n: job_ended(env, n)["error"] for n in ("leak", "raw", "frame")}
+    assert {e["code"] for e in errors.values()} == {"InvalidJobFile"}
+    assert "media[0].path: a file is a URL, not a local file" in errors["leak"]["message"]
+    if key_name == "key.txt":
+        assert "is not a picture, audio or video file" in errors["raw"]["message"]
+        assert "is not a first_frame file" in errors["frame"]["message"]
+    else:
+        for name, where in (("raw", "input.media[0].url.path"), ("frame", "media[0].path")):
+            assert f"{where}: {str(key)!r} is wansync's API key file" in errors[name]["message"]
+    assert not sim.requests("upload") and not sim.requests("policy") and not created(sim)
+
+
 def test_a_hundred_jobs_never_exceed_the_in_progress_limit(tmp_path):
     with Simulator(key=TEST_KEY, pending_polls=2, running_polls=2, max_in_progress=5) as sim:
         env = Env(tmp_path, sim, submit={"max_per_second": 50, "max_in_progress": 5})

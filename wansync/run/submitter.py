@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from wansync import log
+from wansync import config, log
 from wansync.config import Live
 from wansync.core import events as ev
 from wansync.core import jobmatch
@@ -160,7 +160,8 @@ class Submitter:
         """Read and check the whole job; queue it, or end it as `InvalidJobFile`."""
         cfg = self.live.cfg.submit
         try:
-            spec = jobfile.read(path, cfg.model, cfg.max_upload_bytes)
+            keys = config.key_file_ids(self.live.cfg)  # never uploaded, whatever their name
+            spec = jobfile.read(path, cfg.model, cfg.max_upload_bytes, keys)
         except (JobFileError, OSError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             fresh = jobjournal.invalid(name, path, now.wall)
