@@ -383,6 +383,12 @@ def test_a_strangers_running_task_taken_from_the_list_is_refused_when_it_ends(jo
     assert "is not this job's" in data["error"]["message"]
     assert not sim.requests("video") and not list(env.outbox.iterdir())
     assert (env.failed / "mine.job").exists()
+    # the advice holds: `retry` searches again, skips that task, and creates nothing
+    assert env.cli("retry", "mine").returncode == 0
+    assert env.cli("once", "--timeout", "30").returncode == 1
+    again = env.sidecar(env.failed, "mine-2")  # failed/mine.* is the first end's
+    assert again["error"]["code"] == "SubmitUncertain" and again["task_id"] is None
+    assert len(sim.requests("submit")) == 1 and not created(sim)
 
 
 def test_the_jobs_own_task_is_taken_beside_a_strangers(jobs_env, sim):
