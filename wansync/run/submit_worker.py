@@ -1,4 +1,6 @@
-"""The submitter's one worker thread: upload, create, search; HTTP and folder reads only.
+"""The submitter's one worker thread: upload, create, search (the task list, then a poll
+of each unknown task it shows, for the prompt its answer echoes); HTTP and folder reads
+only.
 
 Each step's outcome goes back to the loop as a message (messages.py); the state machine
 in submitter.py decides what it means.
