@@ -469,7 +469,7 @@ def lag_side(root: Path, sc: LagScenario, who: str) -> LagSide:
             round_robin(sim, specs, sc.rate, sc.interval, deadline)
         else:
             if who == "failing":
-                faults = {"target": "list", "kind": "status", "status": 500, "count": 10**9}
+                faults = {"target": "list", "kind": "status", "status": 500, "count": 10**6}
                 sim._call("/_sim/faults", faults)
             listing = None if who == "today" else sc.list_interval
             poll = {"interval": sc.interval, "max_per_second": sc.rate, "list_interval": listing}

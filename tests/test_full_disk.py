@@ -131,7 +131,7 @@ def test_a_failed_sidecar_write_leaves_no_temp_file(small_disk):
 
 
 def test_a_failed_task_file_write_leaves_no_temp_file(small_disk):
-    """ENOSPC while writing a job's `.task` (producer-style temp + rename): no
+    """ENOSPC while writing a `.task` (`wansync add`'s producer-style temp + rename): no
     `.NAME.task.*.tmp` stays in the inbox, where no sweep would ever remove it."""
     target = small_disk / "j1.task"
     filler = fill(small_disk)

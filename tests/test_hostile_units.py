@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests.poison import _alias_bomb
 from wansync.core.errors import JobFileError, TaskFileError
-from wansync.files.fsutil import write_bytes_atomic, write_json_atomic
+from wansync.files.fsutil import write_bytes_atomic, write_json_atomic, write_new_file
 from wansync.files.jobfile import parse as parse_job
 from wansync.files.jobfile import read as read_job
 from wansync.files.taskfile import parse as parse_task
@@ -73,8 +73,11 @@ def test_job_name_of_245_bytes_is_accepted(tmp_path):
     path.write_bytes(job())
     assert read_job(path, MODEL, 10**6).model == MODEL
     target = tmp_path / ("J" * 245 + ".task")
-    write_bytes_atomic(target, b"x\n")  # the write the daemon does for the job's task
+    write_new_file(target, b"x\n")  # the write the daemon does for the job's task
     assert target.read_bytes() == b"x\n"
+    again = tmp_path / ("K" * 245 + ".task")
+    write_bytes_atomic(again, b"y\n")  # `wansync add --name KKK…`: a producer-style temp
+    assert again.read_bytes() == b"y\n"
 
 
 def test_name_that_is_not_utf8_is_refused_and_escaped(tmp_path):

@@ -281,17 +281,17 @@ def test_a_task_file_that_cannot_be_written_is_tried_again(m, monkeypatch):
     m.sub.discover(m.drop("a"), T0)
     m.sub.dispatch(T0)
     m.sent()
-    write = handover.write_bytes_atomic
+    write = handover.write_new_file
 
     def full_disk(*_: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(handover, "write_bytes_atomic", full_disk)
+    monkeypatch.setattr(handover, "write_new_file", full_disk)
     assert m.sub.handle(PostDone("a", Submitted("task-9", "r")), T0) == []
     assert m.state("a") == "polling" and m.sub.holds_name("a")
     assert m.sub.next_time() == T0.mono + PLACE_RETRY
     assert m.sub.dispatch(T0) == [], "not before its time"
-    monkeypatch.setattr(handover, "write_bytes_atomic", write)
+    monkeypatch.setattr(handover, "write_new_file", write)
     [adopt] = m.sub.dispatch(Now(T0.mono + PLACE_RETRY, T0.wall))
     assert isinstance(adopt, Adopt) and adopt.task.task_id == "task-9"
     assert m.folders.task("a").exists() and "a" not in m.sub.jobs

@@ -87,11 +87,15 @@ def cmd_add(args: argparse.Namespace) -> int:
     if "/" in name or name.startswith(".") or name in ("", ".."):
         raise UsageError(f"--name: {name!r} cannot be a file name (no '/', no leading '.')")
     target = cfg.inbox / f"{name}{TASK_SUFFIX}"
+    taken = UsageError(f"{target} already exists; pick another --name")
     try:
         created = checks.make_inbox(cfg.inbox)
-        if target.exists() or target.is_symlink():
-            raise UsageError(f"{target} already exists; pick another --name")
-        write_bytes_atomic(target, f"{task_id}\n".encode())
+        if os.path.lexists(target):
+            raise taken
+        try:
+            write_bytes_atomic(target, f"{task_id}\n".encode())
+        except FileExistsError:  # another `add` took the name meanwhile: its file stays
+            raise taken from None
     except OSError as exc:
         raise checks.inbox_error(exc, cfg.inbox, target) from None
     if created:  # said, so that a mistyped path is noticed

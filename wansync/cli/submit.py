@@ -42,6 +42,7 @@ from wansync.run.publish import free_name
 EXIT_INTERRUPTED = 130  # 128 + SIGINT; `once` gives 143 for SIGTERM
 FIELD_FLAGS = ("prompt", "n", "resolution", "duration")  # flags that are job fields as named
 IMAGE_ARG = "IMAGE_OR_URL"
+NAME_ATTEMPTS = 100  # free names tried when other commands keep taking them first
 
 
 def picture_slot(kind: kinds.Kind) -> tuple[str, str | None] | None:
@@ -191,29 +192,37 @@ def submit(args: argparse.Namespace, run_burst: Callable[[str], int]) -> int:
             say(f"wansync: created the inbox {cfg.inbox}")
     except OSError as exc:
         raise inbox_error(exc, cfg.inbox) from None
-    if args.name:
-        name = args.name.removesuffix(JOB_SUFFIX)
-        if "/" in name or name.startswith(".") or not name:
-            raise ConfigError(f"--name: {name!r} cannot be a file name (no '/', no leading '.')")
-        if (cfg.inbox / f"{name}{JOB_SUFFIX}").exists() or (
-            cfg.inbox / f"{name}{TASK_SUFFIX}"
-        ).exists():
-            raise ConfigError(
-                f"{cfg.inbox / name}.job (or .task) already exists; pick another --name"
-            )
-    else:
-        name = free_name(cfg.inbox, _default_name(args.image, model))
-    path = cfg.inbox / f"{name}{JOB_SUFFIX}"
     since = time.time() - 1.0
-    try:
-        write_bytes_atomic(path, text.encode("utf-8"))
-    except OSError as exc:
-        raise inbox_error(exc, cfg.inbox, path) from None
+    name = _write_job(cfg.inbox, args.name, _default_name(args.image, model), text)
+    path = cfg.inbox / f"{name}{JOB_SUFFIX}"
     if not args.wait:
         out(path)
         return EXIT_OK
     say(f"wansync: {path.name} written; waiting for its files")
     return _wait(cfg, name, args.timeout, since, run_burst)
+
+
+def _write_job(inbox: Path, asked: str | None, default: str, text: str) -> str:
+    """Write the `.job` under the name `--name` gives, else under the first free name
+    like `default`; the name written. A name another command takes at the same moment
+    is never overwritten: `--name` is refused, a default name moves on to the next."""
+    name = asked.removesuffix(JOB_SUFFIX) if asked else default
+    if "/" in name or name.startswith(".") or not name:
+        raise ConfigError(f"--name: {name!r} cannot be a file name (no '/', no leading '.')")
+    for _ in range(NAME_ATTEMPTS):
+        if not asked:
+            name = free_name(inbox, default)
+        elif any(os.path.lexists(inbox / f"{name}{s}") for s in (JOB_SUFFIX, TASK_SUFFIX)):
+            raise ConfigError(f"{inbox / name}.job (or .task) already exists; pick another --name")
+        path = inbox / f"{name}{JOB_SUFFIX}"
+        try:
+            write_bytes_atomic(path, text.encode("utf-8"))
+            return name
+        except FileExistsError:  # taken meanwhile, by another `submit`: its file stays
+            continue
+        except OSError as exc:
+            raise inbox_error(exc, inbox, path) from None
+    raise ConfigError(f"{inbox}: the names tried for the job were all taken meanwhile; try again")
 
 
 def _wait(

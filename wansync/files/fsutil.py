@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import functools
 import json
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,10 @@ from wansync.files.names import TEMP_SUFFIX, producer_temp, scratch_temp
 SCRATCH = ".wansync"  # hidden folder beside the files we rewrite often (not watched)
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+AT_FDCWD = -100  # <fcntl.h>: a path relative to the current folder
+RENAME_NOREPLACE = 1  # <linux/fs.h>: renameat2 fails with EEXIST instead of replacing
+UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP)  # "not here": fall back
+NO_LINK = (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS)  # no hard link here
 
 
 def fsync_dir(folder: Path) -> None:
@@ -53,7 +60,7 @@ def _scratch_dir(folder: Path) -> int:
                 raise
             aside = folder / f"{SCRATCH}.not-ours.{secrets.token_hex(4)}"
             with contextlib.suppress(FileNotFoundError):
-                os.rename(path, aside)
+                rename_noreplace(path, aside)
     raise FileExistsError(errno.EEXIST, f"cannot make the scratch folder {path}")
 
 
@@ -77,21 +84,44 @@ def _write_new(dir_fd: int | None, name: str | Path, payload: bytes, durable: bo
         raise
 
 
-def write_json_atomic(target: Path, data: Any, durable: bool = True) -> None:
+def write_json_atomic(target: Path, data: Any, durable: bool = True, new: bool = False) -> None:
     """Replace `target` with `data` as JSON in one rename; readers see old or new, never half.
+    `new`: create it at a name chosen as free, never replacing what appeared there since
+    (`FileExistsError`).
 
     Strict JSON (`allow_nan=False`): what other programs read must parse anywhere.
+    """
+    payload = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False).encode() + b"\n"
+    _via_scratch(target, payload, durable, replace=not new)
+
+
+def write_new_file(target: Path, data: bytes) -> None:
+    """Create `target` holding `data` (the `.task` of a job's task); `FileExistsError` when
+    anything is there already, which is left as it is.
+
+    Through the scratch folder, like a sidecar: a crash mid-write leaves its temp file
+    where the start-up sweep removes it, never beside the producers' own temp files.
+    """
+    _via_scratch(target, data, durable=True, replace=False)
+
+
+def _via_scratch(target: Path, payload: bytes, durable: bool, replace: bool) -> None:
+    """Write `payload` to a temp file in `target`'s scratch folder, then rename it onto
+    `target` (`replace`), or to `target` only if nothing is there.
+
     The temp file is created with O_EXCL | O_NOFOLLOW under a random name, in a folder
     opened without following links, so nothing planted there is written through.
     """
-    payload = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False).encode() + b"\n"
     folderguard.check(target.parent)
     dir_fd = _scratch_dir(target.parent)
     try:
         tmp = scratch_temp(target.name, secrets.token_hex(4))
         _write_new(dir_fd, tmp, payload, durable)
         try:
-            os.replace(tmp, target, src_dir_fd=dir_fd)
+            if replace:
+                os.replace(tmp, target, src_dir_fd=dir_fd)
+            else:
+                rename_noreplace(tmp, target, src_dir_fd=dir_fd)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dir_fd)
@@ -103,7 +133,9 @@ def write_json_atomic(target: Path, data: Any, durable: bool = True) -> None:
 
 
 def write_bytes_atomic(target: Path, data: bytes) -> None:
-    """Create `target` holding `data` in one rename, as a producer does (`wansync add`).
+    """Create `target` holding `data` in one rename, as a producer does (`wansync add`);
+    `FileExistsError` when anything is there already (even one that appeared a moment
+    ago, from a second `wansync add`), which is left as it is.
 
     The temp name is guessable (docs/folders.md), so it is created with O_EXCL |
     O_NOFOLLOW: a link planted there makes this write fail, never go through it.
@@ -116,7 +148,7 @@ def write_bytes_atomic(target: Path, data: bytes) -> None:
         tmp = tmp.with_name(producer_temp(f"{target.name}.{secrets.token_hex(4)}", os.getpid()))
         _write_new(None, tmp, data, durable=True)
     try:
-        os.replace(tmp, target)
+        rename_noreplace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -124,16 +156,82 @@ def write_bytes_atomic(target: Path, data: bytes) -> None:
     fsync_dir(target.parent)
 
 
-def move(src: Path, dst: Path) -> None:
-    """Rename `src` to `dst` on one filesystem, refusing to overwrite anything at `dst`.
+@functools.cache
+def _libc_renameat2() -> Callable[..., int] | None:
+    """glibc's `renameat2` (2.28 and later), or None where the C library has none."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return None
+    function.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    function.restype = ctypes.c_int
+    return function
 
-    Callers pick `dst` names that are free; the check guards against a writer that
-    appeared meanwhile (a plain rename would silently clobber its file).
+
+def renameat2(
+    src_dir_fd: int, src: str | Path, dst_dir_fd: int, dst: str | Path, flags: int
+) -> None:
+    """The `renameat2` system call; `OSError(ENOSYS)` where the C library lacks it."""
+    function = _libc_renameat2()
+    if function is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not in this C library")
+    if function(src_dir_fd, os.fsencode(src), dst_dir_fd, os.fsencode(dst), flags) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(dst))
+
+
+def rename_noreplace(src: str | Path, dst: Path, src_dir_fd: int | None = None) -> None:
+    """Rename `src` to `dst` unless something (a file, a link, even a dangling one) is at
+    `dst`: then `FileExistsError`, and both stay as they are. Atomic: a file another
+    process puts at `dst` at the same moment is never replaced.
+
+    `renameat2(RENAME_NOREPLACE)`; on a filesystem without it (NFS, some FUSE: EINVAL),
+    `link` then `unlink` (a link never replaces either; a crash between the two leaves
+    `src` as a second name of the file); where hard links are refused too, a check then
+    a rename, which only a writer in the instant between the two can beat.
+    """
+    at = AT_FDCWD if src_dir_fd is None else src_dir_fd
+    try:
+        renameat2(at, src, AT_FDCWD, dst, RENAME_NOREPLACE)
+        return
+    except OSError as exc:
+        if exc.errno == errno.EEXIST:
+            raise _taken(dst) from None
+        if exc.errno not in UNSUPPORTED:
+            raise
+    try:
+        os.link(src, dst, src_dir_fd=src_dir_fd, follow_symlinks=False)
+    except FileExistsError:
+        raise _taken(dst) from None
+    except OSError as exc:
+        if exc.errno not in NO_LINK:
+            raise
+    else:
+        os.unlink(src, dir_fd=src_dir_fd)
+        return
+    if os.path.lexists(dst):
+        raise _taken(dst)
+    os.rename(src, dst, src_dir_fd=src_dir_fd)
+
+
+def _taken(dst: Path) -> FileExistsError:
+    return FileExistsError(errno.EEXIST, f"{dst.name} already exists", str(dst))
+
+
+def move(src: Path, dst: Path) -> None:
+    """Rename `src` to `dst` on one filesystem, never onto anything at `dst`.
+
+    Callers pick `dst` names that are free; `rename_noreplace` keeps a file that
+    appeared there meanwhile (`FileExistsError`: the caller takes the next free name).
     """
     folderguard.check(src.parent, dst.parent)
-    if os.path.lexists(dst):
-        raise FileExistsError(f"{dst.name} already exists")
-    os.rename(src, dst)
+    rename_noreplace(src, dst)
 
 
 def move_durable(src: Path, dst: Path) -> None:

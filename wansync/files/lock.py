@@ -45,6 +45,7 @@ from pathlib import Path
 from wansync.core.errors import ConfigError, InboxLocked
 from wansync.core.times import utc_iso
 from wansync.files import liveness
+from wansync.files.fsutil import rename_noreplace
 from wansync.files.liveness import LOCK_NAME
 
 __all__ = ["LOCK_NAME", "Found", "Inbox", "InboxLock", "Verdict", "judge"]
@@ -321,7 +322,7 @@ class InboxLock:
         someone put it in place of ours. Kept whole under another name; a new inbox made."""
         aside = self.inbox.with_name(f"{self.inbox.name}.not-ours.{secrets.token_hex(4)}")
         try:
-            os.rename(self.inbox, aside)
+            rename_noreplace(self.inbox, aside)
         except FileNotFoundError:
             return  # gone meanwhile: look again
         except OSError as exc:
@@ -342,7 +343,7 @@ class InboxLock:
         """A lock file that is not one: kept under another hidden name, never followed."""
         aside = self.inbox / f"{LOCK_NAME}.not-ours.{secrets.token_hex(4)}"
         try:
-            os.rename(self.path, aside)
+            rename_noreplace(self.path, aside)
         except FileNotFoundError:
             return  # gone meanwhile: look again
         self.replaced.append(f"{found.what()}, moved to {aside.name}")

@@ -1,10 +1,10 @@
 """Every file name wansync derives from a task's NAME, and the one check that they all fit.
 
 A task `NAME` (from `NAME.task` or `NAME.job`) gives: its `.task` (which wansync writes
-for a job, through a producer-style temp file), its sidecar and the sidecar's scratch
-temp file, the hidden `.part` of each file it downloads (`.NAME.mp4.part`, or
-`.NAME.1.png.part`, `.NAME.2.png.part` … for several), and the published `NAME[-k].*`
-files (`NAME.mp4`, or `NAME.1.png` …: `group_suffix`).
+for a job through a scratch temp file, and `wansync add` through a producer-style one),
+its sidecar and the sidecar's scratch temp file, the hidden `.part` of each file it
+downloads (`.NAME.mp4.part`, or `.NAME.1.png.part`, `.NAME.2.png.part` … for several),
+and the published `NAME[-k].*` files (`NAME.mp4`, or `NAME.1.png` …: `group_suffix`).
 Most filesystems refuse names over 255 bytes. All derived names except `NAME.task` and
 `NAME.job` themselves are built from `stem(NAME)`, which is NAME shortened with a hash
 when long, so the only limit a user meets is NAME.task (and so NAME) within 255 bytes.
@@ -106,7 +106,8 @@ def producer_temp(filename: str, pid: int) -> str:
 
 
 def scratch_temp(filename: str, token: str) -> str:
-    """`NAME.status.json.TOKEN.wansync-tmp`: a sidecar's next version, in the scratch folder.
+    """`NAME.status.json.TOKEN.wansync-tmp`: a sidecar's next version (or a job's `.task`),
+    in the scratch folder.
 
     Random, so a link planted at a guessable name is never ours to open.
     """

@@ -310,9 +310,10 @@ def path_for(folder: Path, name: str) -> Path:
     return folder / f"{name}{SUFFIX}"
 
 
-def write(path: Path, record: TaskRecord, durable: bool = True) -> None:
-    """Atomically replace the sidecar; `durable=False` skips fsync for progress-only updates."""
-    write_json_atomic(path, to_json(record), durable=durable)
+def write(path: Path, record: TaskRecord, durable: bool = True, new: bool = False) -> None:
+    """Atomically replace the sidecar; `durable=False` skips fsync for progress-only updates,
+    `new` never replaces anything (`FileExistsError`: a name chosen as free was taken)."""
+    write_json_atomic(path, to_json(record), durable=durable, new=new)
 
 
 def load(path: Path) -> dict[str, Any] | None:

@@ -35,7 +35,7 @@ from wansync.core.record import TaskRecord
 from wansync.core.tracker import Task
 from wansync.files import names, sidecar, taskfile
 from wansync.files.folders import Folders
-from wansync.files.fsutil import move_durable, write_bytes_atomic
+from wansync.files.fsutil import move_durable, write_new_file
 from wansync.run.jobjournal import Job
 
 PLACE_RETRY = 5.0  # seconds before a `.task` that could not be written is tried again
@@ -123,11 +123,8 @@ def _place(
     folders: Folders, name: str, record: TaskRecord, in_use: Callable[[str], bool]
 ) -> Placed:
     task_id = str(record.task_id)
-    found = holder(folders.task(name))
-    if found == MISSING:
-        write_bytes_atomic(folders.task(name), taskfile.render(task_id, record.meta))
-        return Placed(name, record)
-    if found == task_id:  # written before a restart
+    found = _write_unless_there(folders.task(name), taskfile.render(task_id, record.meta))
+    if found is None or found == task_id:  # written now, or before a restart
         return Placed(name, record)
     new = free_name(folders, name, in_use)
     job = replace(record.job, file=f"{new}{names.JOB_SUFFIX}") if record.job else None
@@ -135,12 +132,25 @@ def _place(
     sidecar.write(folders.sidecar(new), moved)  # (1)
     if os.path.lexists(folders.job(name)):
         move_durable(folders.job(name), folders.job(new))  # (2)
-    write_bytes_atomic(folders.task(new), taskfile.render(task_id, record.meta))  # (3)
+    write_new_file(folders.task(new), taskfile.render(task_id, record.meta))  # (3)
     old = sidecar.read(folders.sidecar(name))
     if old is not None and old.task_id == task_id:
         with contextlib.suppress(FileNotFoundError):
             folders.sidecar(name).unlink()  # (4)
     return Placed(new, moved, found)
+
+
+def _write_unless_there(path: Path, data: bytes) -> str | None:
+    """Write `data` as the `.task` at `path` if none is there (None), else what holds it
+    (`holder`): a producer's file that appears meanwhile is read, never replaced."""
+    for _ in range(3):
+        found = holder(path)
+        if found != MISSING:
+            return found
+        with contextlib.suppress(FileExistsError):
+            write_new_file(path, data)
+            return None
+    raise FileExistsError(f"{path.name} keeps appearing and going")
 
 
 def reclaim(
@@ -153,7 +163,7 @@ def reclaim(
     try:
         target = folders.task(free_name(folders, name, in_use))
         move_durable(folders.task(name), target)
-        write_bytes_atomic(folders.task(name), taskfile.render(str(record.task_id), record.meta))
+        write_new_file(folders.task(name), taskfile.render(str(record.task_id), record.meta))
     except OSError as exc:
         logger.error("task.replaced", name=name, error=str(exc.strerror or exc))
         return None

@@ -19,7 +19,6 @@ from wansync.core.effects import Effect, Emit
 from wansync.core.record import HookRecord, TaskRecord
 from wansync.files import names, sidecar
 from wansync.files.folders import Folders
-from wansync.files.fsutil import move_durable
 from wansync.files.lock import user_name
 from wansync.run import publish
 
@@ -86,9 +85,7 @@ def move_aside(folders: Folders, name: str, path: Path, why: str) -> None:
     file = names.escape(path.name)
     try:
         folders.check(folders.inbox, folders.failed)
-        chosen = publish.free_name(folders.failed, names.stem(name))
-        target = folders.failed / f"{chosen}{sidecar.SUFFIX}"
-        move_durable(path, target)
+        target = publish.move_to_free(path, folders.failed, names.stem(name), sidecar.SUFFIX)
     except FileNotFoundError:
         return  # gone meanwhile (or never there: `sidecar.read` found nothing)
     except OSError as exc:  # failed/ unwritable or replaced: left where it is

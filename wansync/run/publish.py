@@ -319,14 +319,39 @@ def refuse_name(folders: Folders, path: Path, hook: HookRecord | None = None) ->
     logger = log.get("wansync.publish")
     try:
         folders.check(folders.inbox, folders.failed)
-        record.published_as = chosen = free_name(folders.failed, stem(shown))
-        move_durable(path, folders.failed / f"{chosen}{suffix}")
-        sidecar.write(folders.failed / f"{chosen}{sidecar.SUFFIX}", record)
+        chosen = _refused_to_failed(folders, path, suffix, record)
     except OSError as exc:  # gone meanwhile, or failed/ unwritable: the next scan tries again
         logger.error(event, name=shown, error=reason, detail=f"not moved: {exc.strerror or exc}")
         return Refused(record, None)
     logger.warning(event, name=shown, file=names.escape(path.name), error=reason, code=code)
     return Refused(record, folders.failed / f"{chosen}{sidecar.SUFFIX}")
+
+
+def _refused_to_failed(folders: Folders, path: Path, suffix: str, record: TaskRecord) -> str:
+    """Move a refused file to `failed/` under a free name, its sidecar beside it; the name.
+    A name taken meanwhile (the file's or the sidecar's) is never written over: the file
+    moves on to the next free name."""
+    for _ in range(ATTEMPTS):
+        target = move_to_free(path, folders.failed, stem(record.name), suffix)
+        record.published_as = chosen = target.name.removesuffix(suffix)
+        try:
+            sidecar.write(folders.failed / f"{chosen}{sidecar.SUFFIX}", record, new=True)
+            return chosen
+        except FileExistsError:
+            path = target
+    raise FileExistsError(f"{folders.failed}: the names chosen for {record.name} were taken")
+
+
+def move_to_free(src: Path, folder: Path, name: str, suffix: str) -> Path:
+    """Move `src` to `folder/NAME[-k]SUFFIX`, the first free name (`free_name`); where it
+    went. A name taken between the choice and the move is never written over (the move
+    fails on it), and the next free name is chosen."""
+    for _ in range(ATTEMPTS):
+        target = folder / f"{free_name(folder, name)}{suffix}"
+        with contextlib.suppress(FileExistsError):
+            move_durable(src, target)
+            return target
+    raise FileExistsError(f"{folder}: the names chosen for {src.name} were taken meanwhile")
 
 
 # -- the end of a task's way ------------------------------------------------------------------
