@@ -223,6 +223,43 @@ def test_job_image_that_is_a_link_is_refused(tmp_path):
         parse_job(json.dumps(old).encode(), MODEL, tmp_path, 10**6)
 
 
+def test_only_pictures_audio_and_clips_are_local_files(tmp_path):
+    """A document (`.txt`, `.md`, `.pdf`: common names for secrets) is never a local file,
+    in the fields form (a Wan 3.0 `file` is a URL only) or the raw form."""
+    (tmp_path / "notes.txt").write_text("a secret")
+    doc = {"model": "wan3.0-video", "prompt": "p", "media": [{"type": "file", "path": "notes.txt"}]}
+    with pytest.raises(JobFileError, match=r"media\[0\]\.path: a file is a URL, not a local file"):
+        parse_job(json.dumps(doc).encode(), MODEL, tmp_path, 10**6)
+    url = {
+        "model": "wan3.0-video",
+        "prompt": "p",
+        "media": [{"type": "file", "url": "https://h/a.pdf"}],
+    }
+    assert parse_job(json.dumps(url).encode(), MODEL, tmp_path, 10**6).uploads == ()
+    raw = {"model": "wan9.9-x", "endpoint": "aigc/video-generation/video-synthesis"}
+    raw["input"] = {"prompt": "p", "file_url": {"path": "notes.txt"}}
+    with pytest.raises(JobFileError, match=r"'notes.txt' is not a picture, audio or video file"):
+        parse_job(json.dumps(raw).encode(), MODEL, tmp_path, 10**6)
+
+
+def test_the_key_file_is_never_uploaded_whatever_its_name(tmp_path):
+    """The API key file named like a picture: refused by device and inode on the opened
+    descriptor, naming the field; the same file's twin (another inode) is a picture."""
+    (tmp_path / "key.png").write_text("sk-secret\n")
+    (tmp_path / "twin.png").write_text("sk-secret\n")
+    st = os.stat(tmp_path / "key.png")
+    keys = frozenset({(st.st_dev, st.st_ino)})
+    for path in ("key.png", str(tmp_path / "key.png")):
+        doc = {"prompt": "p", "media": [{"type": "first_frame", "path": path}]}
+        with pytest.raises(JobFileError, match=r"media\[0\]\.path: .* is wansync's API key file"):
+            parse_job(json.dumps(doc).encode(), MODEL, tmp_path, 10**6, keys)
+    raw = {"input": {"prompt": "p", "media": [{"type": "first_frame", "url": {"path": "key.png"}}]}}
+    with pytest.raises(JobFileError, match=r"input\.media\[0\]\.url\.path: 'key.png' is wansync"):
+        parse_job(json.dumps(raw).encode(), MODEL, tmp_path, 10**6, keys)
+    twin = {"prompt": "p", "media": [{"type": "first_frame", "path": "twin.png"}]}
+    assert len(parse_job(json.dumps(twin).encode(), MODEL, tmp_path, 10**6, keys).uploads) == 1
+
+
 @pytest.fixture
 def uploader():
     """An Uploader talking to the simulator's upload policy and storage."""

@@ -16,11 +16,12 @@ import pytest
 import requests
 import yaml
 
-from tests.helpers import TEST_KEY, Env, searches, wait_until
+from tests.helpers import TEST_KEY, Env, parse_log, searches, wait_until
 from wansync.core.record import JobRecord
 from wansync.files import sidecar
 from wansync.remote.api import SUBMIT_PATH
 from wansync.simulator import Simulator
+from wansync.simulator.model import SimTask
 
 SAMPLE_PNG = bytes.fromhex("89504e470d0a1a0a") + b"a tiny picture, not decoded by anyone"
 URL_FRAME = [{"type": "first_frame", "url": "https://example.com/frame.png"}]
@@ -131,6 +132,40 @@ def test_local_files_are_uploaded_then_referenced_as_oss(jobs_env, sim, tmp_path
     assert set(old) == {"prompt", "img_url"}
     assert sim.desk.objects[old["img_url"].removeprefix("oss://")] == b"jpeg bytes"
     assert (pictures / "first.png").exists(), "a user's picture is never moved or removed"
+
+
+@pytest.mark.parametrize("key_name", ["key.txt", "key.png"])
+def test_a_job_never_uploads_the_daemons_key_file(jobs_env, sim, key_name):
+    """`api.key_file: key.txt` named as a Wan 3.0 `file` (a document: a URL only) or in
+    the raw form, and the same key under a picture's name as a first frame (refused by
+    device and inode): every job fails InvalidJobFile naming the field; nothing is
+    uploaded or created."""
+    env = jobs_env
+    key = env.root / key_name
+    key.write_text(TEST_KEY + "\n")
+    key.chmod(0o600)
+    env.configure(api={"key_file": str(key)})
+    drop_job(
+        env.inbox,
+        "leak",
+        {"model": "wan3.0-video", "prompt": "p", "media": [{"type": "file", "path": str(key)}]},
+    )
+    raw = {"prompt": "p", "media": [{"type": "first_frame", "url": {"path": str(key)}}]}
+    drop_job(env.inbox, "raw", {"model": "wan3.0-video", "input": raw})
+    frame = [{"type": "first_frame", "path": str(key)}]
+    drop_job(env.inbox, "frame", {"model": "wan2.7-i2v", "prompt": "p", "media": frame})
+    result = env.cli("once", "--timeout", "30", key=None)  # the key from key_file only
+    assert result.returncode == 1, result.stderr
+    errors = {n: job_ended(env, n)["error"] for n in ("leak", "raw", "frame")}
+    assert {e["code"] for e in errors.values()} == {"InvalidJobFile"}
+    assert "media[0].path: a file is a URL, not a local file" in errors["leak"]["message"]
+    if key_name == "key.txt":
+        assert "is not a picture, audio or video file" in errors["raw"]["message"]
+        assert "is not a first_frame file" in errors["frame"]["message"]
+    else:
+        for name, where in (("raw", "input.media[0].url.path"), ("frame", "media[0].path")):
+            assert f"{where}: {str(key)!r} is wansync's API key file" in errors[name]["message"]
+    assert not sim.requests("upload") and not sim.requests("policy") and not created(sim)
 
 
 def test_a_hundred_jobs_never_exceed_the_in_progress_limit(tmp_path):
@@ -288,6 +323,88 @@ def test_an_unanswered_create_is_found_in_the_task_list_not_sent_again(jobs_env,
     assert data["job"]["found_by"] == "task list"
     assert len(sim.requests("submit")) == 1, "an uncertain create is never re-sent"
     assert [c["task_id"] for c in created(sim)] == [data["task_id"]]
+
+
+STRANGER = "SOMEONE ELSE s clip"  # a task another program on the account made
+
+
+def strangers_task(sim: Simulator, task_id: str, ended: bool) -> SimTask:
+    """A task of the job's model, in its window, made by someone else with another prompt:
+    `ended` already (its answer echoes its prompt), or PENDING until the test ends it."""
+    polls = 0 if ended else 10**6
+    return sim.add_task(
+        task_id, model="wan2.2-t2v-plus", prompt=STRANGER, pending_polls=polls, running_polls=0
+    )
+
+
+MY_CLIP = {"model": "wan2.2-t2v-plus", "prompt": "my own clip"}
+
+
+def test_a_strangers_task_in_the_window_is_not_taken_as_the_jobs(jobs_env, sim):
+    """The create is lost (no task made) and someone else's ended task of the model is in
+    the window: its answer echoes another prompt, so it is not taken; the job ends
+    SubmitUncertain naming it, nothing published, the stranger's video untouched."""
+    env = jobs_env
+    sim.add_fault("submit", "reset")  # the create is lost, and no task was made
+    strangers_task(sim, "stranger-ended-0001", ended=True)
+    drop_job(env.inbox, "mine", MY_CLIP)
+    result = env.cli("once", "--timeout", "30")
+    assert result.returncode == 1, result.stderr
+    data = job_ended(env, "mine")
+    assert data["state"] == "failed" and data["error"]["code"] == "SubmitUncertain"
+    assert "so are not its: stranger-ended-0001" in data["error"]["message"]
+    assert data["task_id"] is None and not (env.outbox / "mine.mp4").exists()
+    assert not sim.requests("video"), "the stranger's video is never fetched"
+    refused = [e for e in parse_log(result.stderr) if e["event"] == "job.not_ours"]
+    assert [e["task_id"] for e in refused] == ["stranger-ended-0001"]
+    assert len(sim.requests("submit")) == 1 and not created(sim)
+
+
+def test_a_strangers_running_task_taken_from_the_list_is_refused_when_it_ends(jobs_env, sim):
+    """Found while it echoed no prompt yet (RUNNING), the stranger's task is taken; its
+    end echoes another prompt: nothing is fetched or published, the job ends
+    SubmitUncertain in failed/ saying so."""
+    env = jobs_env
+    sim.add_fault("submit", "reset")
+    stranger = strangers_task(sim, "stranger-running-01", ended=False)
+    drop_job(env.inbox, "mine", MY_CLIP)
+    d = env.start("once", "--timeout", "30")
+    wait_until(
+        lambda: (env.sidecar(env.inbox, "mine") or {}).get("task_id") == stranger.task_id,
+        20,
+        "the stranger's unended task to be taken from the list",
+    )
+    with sim._lock:  # its owner's task ends now: its answer echoes its prompt
+        stranger.pending_polls = 0
+    assert d.wait(30) == 1
+    data = job_ended(env, "mine")
+    assert data["state"] == "failed" and data["error"]["code"] == "SubmitUncertain"
+    assert data["task_id"] == "stranger-running-01" and data["job"]["found_by"] == "task list"
+    assert "is not this job's" in data["error"]["message"]
+    assert not sim.requests("video") and not list(env.outbox.iterdir())
+    assert (env.failed / "mine.job").exists()
+    # the advice holds: `retry` searches again, skips that task, and creates nothing
+    assert env.cli("retry", "mine").returncode == 0
+    assert env.cli("once", "--timeout", "30").returncode == 1
+    again = env.sidecar(env.failed, "mine-2")  # failed/mine.* is the first end's
+    assert again["error"]["code"] == "SubmitUncertain" and again["task_id"] is None
+    assert len(sim.requests("submit")) == 1 and not created(sim)
+
+
+def test_the_jobs_own_task_is_taken_beside_a_strangers(jobs_env, sim):
+    """The create made a task but its answer is lost, and a stranger's ended task of the
+    model is in the window too: the stranger's echoes another prompt, so the job's own is
+    the one left (before, two candidates ended it SubmitUncertain)."""
+    env = jobs_env
+    sim.add_fault("submit", "reset", created=True)
+    strangers_task(sim, "stranger-ended-0002", ended=True)
+    drop_job(env.inbox, "mine", MY_CLIP)
+    result = env.cli("once", "--timeout", "30")
+    assert result.returncode == 0, result.stderr
+    data = job_ended(env, "mine")
+    assert data["state"] == "succeeded" and data["job"]["found_by"] == "task list"
+    assert [c["task_id"] for c in created(sim)] == [data["task_id"]]
+    assert (env.outbox / "mine.mp4").exists()
 
 
 def test_a_5xx_without_a_task_ends_as_submit_uncertain_with_advice(jobs_env, sim):

@@ -220,8 +220,8 @@ def test_the_list_waits_until_a_submit_time_is_known(tmp_path):
 
 
 def test_a_list_error_puts_watched_tasks_back_at_todays_pace_and_says_so_once(tmp_path):
-    """A 500 pauses the list (one list interval), the watched task is due at its plan again; a second
-    failure extends the pause at debug; a good page resumes the list."""
+    """A 500 pauses the list (one list interval), the watched task is due at its plan
+    again; a second failure extends the pause at debug; a good page resumes the list."""
     s = watched_setup(tmp_path)
     t = later(T1, LIST_EVERY)
     effects = s.answer(s.list_turn(t), t, RemoteUnavailable("HTTP 500: boom", "HTTP500"))

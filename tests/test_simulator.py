@@ -64,6 +64,25 @@ def test_orig_prompt_echoes_the_prompt_sent_to_the_create_endpoint(sim):
     assert answer["output"]["orig_prompt"] == "a heron lifts off the lake"
 
 
+def test_the_prompt_is_echoed_with_the_end_as_the_vendor_does(sim):
+    """As the vendor's pages show: a PENDING or RUNNING answer carries the id, status and
+    times, no `orig_prompt`; SUCCEEDED echoes it (a classic picture task in each of
+    `results[]`), FAILED gives its code and message. wansync's check of a task taken from
+    the task list (jobmatch.py) relies on exactly this."""
+    task_id = create(sim, prompt="a heron lifts off the lake").json()["output"]["task_id"]
+    seen = [poll(sim, task_id)["output"] for _ in range(3)]
+    assert [o["task_status"] for o in seen] == ["PENDING", "RUNNING", "SUCCEEDED"]
+    assert [("orig_prompt" in o) for o in seen] == [False, False, True]
+    body = {"model": "wan2.2-t2i-flash", "input": {"prompt": "a heron"}, "parameters": {"n": 2}}
+    url = sim.url + "/api/v1/services/aigc/text2image/image-synthesis"
+    made = requests.post(url, json=body, headers=CREATE_HEADERS, timeout=10).json()
+    done = poll_until_done(sim, made["output"]["task_id"])["output"]
+    assert "orig_prompt" not in done and {r["orig_prompt"] for r in done["results"]} == {"a heron"}
+    failed = create(sim, prompt="a heron [fail]").json()["output"]["task_id"]
+    seen = [poll(sim, failed)["output"] for _ in range(3)]
+    assert seen[-1]["task_status"] == "FAILED" and "orig_prompt" not in seen[-1]
+
+
 def test_usage_durations_match_the_video_file_served(sim):
     """`duration`, `video_duration` and `output_video_duration` are the served MP4's length."""
     task_id = create(sim).json()["output"]["task_id"]

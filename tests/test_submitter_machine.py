@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from structlog.testing import capture_logs
 
 from wansync import config
 from wansync.config import Live
 from wansync.core import events as ev
+from wansync.core import jobmatch
 from wansync.core.errors import (
     AuthRejected,
     RateLimited,
@@ -171,6 +173,60 @@ def test_uncertain_with_one_unknown_task_found_takes_it(m):
     [adopt] = m.sub.handle(LookupDone("a", rows, frozenset({"known"})), T0)
     assert isinstance(adopt, Adopt) and (adopt.task.name, adopt.task.task_id) == ("a", "mine")
     assert sidecar.read(m.folders.sidecar("a")).job.found_by == "task list"
+
+
+def test_the_create_records_the_digest_of_its_prompt(m):
+    """`submitting` keeps what a task found in the list must echo: the prompt's digest."""
+    m.sub.discover(m.drop("a"), T0)
+    m.sub.dispatch(T0)
+    assert sidecar.read(m.folders.sidecar("a")).job.prompt_sha256 == jobmatch.digest("a cat")
+
+
+def test_a_listed_task_echoing_another_prompt_is_never_taken(m):
+    """The only unknown task of the model echoes another prompt: not the job's. It is
+    said once, never polled again, the search goes on, and the job ends SubmitUncertain
+    naming it (someone else on the account made it in the window)."""
+    start_looking(m)
+    said = {"stranger": jobmatch.digest("SOMEONE ELSE s clip")}
+    with capture_logs() as logs:
+        assert (
+            m.sub.handle(LookupDone("a", [{"task_id": "stranger"}], frozenset(), None, said), T0)
+            == []
+        )
+        for _ in SEARCHES[1:-1]:
+            m.sub.dispatch(Now(T0.mono + 10_000, T0.wall))
+            [lookup] = m.sent()
+            assert "stranger" in lookup.ours, "a refused task is not polled again"
+            rows = [{"task_id": "stranger"}]
+            assert m.sub.handle(LookupDone("a", rows, frozenset()), T0) == []
+    assert [e["task_id"] for e in logs if e["event"] == "job.not_ours"] == ["stranger"]
+    m.sub.dispatch(Now(T0.mono + 20_000, T0.wall))
+    m.sent()
+    [end] = m.sub.handle(LookupDone("a", [{"task_id": "stranger"}], frozenset()), T0)
+    assert isinstance(end, End) and end.task.record.error.code == "SubmitUncertain"
+    assert "echo another prompt, so are not its: stranger" in end.task.record.error.message
+    assert end.task.record.task_id is None
+
+
+def test_the_task_echoing_the_jobs_prompt_is_taken_among_others(m):
+    """Two unknown tasks, one echoing the job's prompt: that one is the job's (before, two
+    candidates ended the job SubmitUncertain); one echoing another is left alone."""
+    start_looking(m)
+    rows = [{"task_id": "running"}, {"task_id": "mine"}, {"task_id": "theirs"}]
+    said = {"mine": jobmatch.digest(" a cat\n"), "theirs": jobmatch.digest("a dog")}
+    [adopt] = m.sub.handle(LookupDone("a", rows, frozenset(), None, said), T0)
+    assert isinstance(adopt, Adopt) and adopt.task.task_id == "mine"
+
+
+def test_an_unended_candidate_alone_is_taken_to_be_checked_when_it_ends(m):
+    """One unknown task whose answer echoes no prompt yet (PENDING): taken, as before; its
+    prompt is checked when it ends (test_jobmatch.py)."""
+    start_looking(m)
+    rows = [{"task_id": "pending"}, {"task_id": "theirs"}]
+    said = {"pending": None, "theirs": jobmatch.digest("a dog")}
+    [adopt] = m.sub.handle(LookupDone("a", rows, frozenset(), None, said), T0)
+    assert isinstance(adopt, Adopt) and adopt.task.task_id == "pending"
+    assert adopt.task.record.job.found_by == jobmatch.TASK_LIST
 
 
 def test_uncertain_with_several_found_fails(m):

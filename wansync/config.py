@@ -6,6 +6,7 @@ defaults and the documentation cannot drift apart.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
@@ -483,6 +484,22 @@ def load_api_key(cfg: Config) -> str:
         f"no API key: set api.key_file, ${KEY_ENV}, "
         f"or (under systemd) the {CREDENTIAL_NAME} credential"
     )
+
+
+def key_file_ids(cfg: Config) -> frozenset[tuple[int, int]]:
+    """(device, inode) of the files the API key is read from (`api.key_file`, the systemd
+    credential), as they are now: a job may never upload one, whatever it is named
+    (joblocal.py). A file that cannot be looked at is not among them."""
+    paths = [cfg.api.key_file]
+    if cred_dir := os.environ.get("CREDENTIALS_DIRECTORY"):
+        paths.append(Path(cred_dir) / CREDENTIAL_NAME)
+    found: set[tuple[int, int]] = set()
+    for path in paths:
+        if path is not None:
+            with contextlib.suppress(OSError):
+                st = path.stat()
+                found.add((st.st_dev, st.st_ino))
+    return frozenset(found)
 
 
 class Live:

@@ -185,7 +185,8 @@ def submit(args: argparse.Namespace, run_burst: Callable[[str, float | None], in
     doc = job_document(args, cfg.submit.model)
     text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
     try:  # the daemon's own check, now: a bad picture or prompt fails here, not later
-        parse(text.encode(), cfg.submit.model, cfg.inbox, cfg.submit.max_upload_bytes)
+        keys = config.key_file_ids(cfg)
+        parse(text.encode(), cfg.submit.model, cfg.inbox, cfg.submit.max_upload_bytes, keys)
     except JobFileError as exc:
         say(f"wansync: {_as_typed(str(exc), model)}")
         return EXIT_CONFIG

@@ -16,13 +16,17 @@ MAX_URL = 8192  # characters; a longer "URL" is not one
 MAX_ITEMS = 64  # media items or URLs a job may list (the vendor allows at most 21)
 
 URL_SCHEMES = ("http://", "https://", "oss://")
-FILE_CLASSES: Mapping[str, tuple[str, ...]] = {  # what a local file of each class may be
+# What a local file of each class may be named: only media are ever uploaded from this
+# machine (docs/security.md). A document (`.txt`, `.md` are common names for secrets)
+# and a web page are URLs only, never a local file.
+FILE_CLASSES: Mapping[str, tuple[str, ...]] = {
     "image": (".jpg", ".jpeg", ".png", ".bmp", ".webp"),
     "audio": (".mp3", ".wav"),
     "video": (".mp4", ".mov"),
-    "document": (".pdf", ".docx", ".txt", ".md"),
-    "page": (),  # a web page: a URL only, never a local file
+    "document": (),
+    "page": (),
 }
+MEDIA_FILES = FILE_CLASSES["image"] + FILE_CLASSES["audio"] + FILE_CLASSES["video"]
 
 Check = Callable[[Any], str | None]
 

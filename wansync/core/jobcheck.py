@@ -115,7 +115,10 @@ def _check_item(media: Media, item: Any, where: str, counts: dict[str, int]) -> 
         problems.append(f"{where}: give exactly one of url or path")
     elif "path" in item:
         if not FILE_CLASSES[kind_of.media]:
-            problems.append(f"{where}.path: a {kind_of.name} is a URL, not a local file")
+            problems.append(
+                f"{where}.path: a {kind_of.name} is a URL, not a local file (wansync "
+                "uploads only local pictures, audio and clips)"
+            )
         elif problem := source_problem({"path": item["path"]}):
             problems.append(f"{where}.path: {problem}")
     elif isinstance(item["url"], Mapping):  # a local file is `path:`, listed by local_files

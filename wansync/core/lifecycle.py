@@ -8,6 +8,8 @@ a task is here, in one table a test can walk through:
                      output names (shapes.py), or Fail when a URL is not one we may
                      fetch / was refused already; an output that names no file → Retry
                      as MalformedResponse, the third in a row → Fail(UnsupportedOutput);
+                     a job's task taken from the task list whose answer echoes another
+                     prompt than the job's → Fail(SubmitUncertain) (jobmatch.py);
                      FAILED/CANCELED/UNKNOWN → Fail
   poll error         TaskFailed → Fail;  AuthRejected → PauseForAuth (everyone waits,
                      one probe goes first);  RateLimited → Retry with an account pause;
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from wansync.core import jobmatch
 from wansync.core.errors import (
     AuthRejected,
     Stopping,
@@ -220,8 +223,23 @@ def after_report(
             "the API does not know this task id (wrong id, other region, or older than 24 h)",
         )
     if status == "SUCCEEDED":
+        if (foreign := not_the_jobs(task, report)) is not None:
+            return foreign
         return after_success(task, output, now, policy)
     return PollAt(started + defer, None if must is None else started + must)  # PENDING/RUNNING
+
+
+def not_the_jobs(task: Task, report: TaskReport) -> Fail | None:
+    """A job's task taken from the task list (its create's answer was lost) is checked
+    when its answer first echoes its prompt: another prompt than the job's means someone
+    else on the account made it, so nothing of it is fetched and the job ends
+    `SubmitUncertain` (docs/jobs.md, At most once)."""
+    job = task.record.job
+    if job is None or job.found_by != jobmatch.TASK_LIST:
+        return None
+    if jobmatch.compare(job.prompt_sha256, report.prompt_sha256) != "other":
+        return None
+    return Fail("SubmitUncertain", jobmatch.not_ours_message(task.name, task.task_id))
 
 
 def after_success(task: Task, output: dict[str, Any], now: Now, policy: Policy) -> Decision:

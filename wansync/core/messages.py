@@ -8,8 +8,8 @@ ended with (see `workers.attempt`), never a raised exception.
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from wansync.core import events as ev
@@ -26,6 +26,9 @@ class TaskReport:
     request_id: str | None
     output: dict[str, Any]
     usage: dict[str, Any] | None
+    # the prompt the answer echoes, as `jobmatch.digest` (read before `output` was cleaned,
+    # which cuts long text); None when it echoes none
+    prompt_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,12 +118,14 @@ class PostDone:
 @dataclass(frozen=True, slots=True)
 class LookupDone:
     """A task-list search; `known`: ids of our tasks that ended in the last day;
-    `window`: the [from, to] searched, Unix seconds on the server's clock."""
+    `window`: the [from, to] searched, Unix seconds on the server's clock; `said`: the
+    candidates polled, each with the digest of the prompt its answer echoes (None: none)."""
 
     name: str
     outcome: list[dict[str, Any]] | WansyncError
     known: frozenset[str]
     window: tuple[float, float] | None = None
+    said: Mapping[str, str | None] = field(default_factory=dict)
 
 
 JobStepDone = UploadDone | PostDone | LookupDone

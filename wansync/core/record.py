@@ -130,6 +130,9 @@ class JobRecord:
     search_window: tuple[str, str] | None = None
     # the digest of the `.job` as read for the request: a file put in its place is not it
     sha256: str | None = None
+    # the prompt the create carried, as `jobmatch.digest` (written with `submit_started`):
+    # a task taken from the task list must echo it (None: a sidecar from before it was kept)
+    prompt_sha256: str | None = None
 
 
 @dataclass(slots=True)

@@ -27,11 +27,12 @@ from typing import Any
 
 from wansync.core import jobcheck, kinds
 from wansync.core.errors import JobFileError, TaskFileError
-from wansync.core.fields import FILE_CLASSES, URL_SCHEMES
+from wansync.core.fields import FILE_CLASSES, MEDIA_FILES, URL_SCHEMES
 from wansync.files import bounded, names, taskfile
 from wansync.files.fsutil import FileTooLarge, NotARegularFile, read_small
 from wansync.files.joblocal import (
     MAX_LOCAL_FILES,
+    Identities,
     LocalFile,
     label,
     open_local,
@@ -48,7 +49,6 @@ JOB_KEYS = ("model", "endpoint", "meta")  # the job's own keys, in either form
 RAW_KEYS = ("input", "parameters")
 IMAGE = "image"  # wan2.6 and older: the first frame as a local file (today's form)
 ENDPOINT = re.compile(r"aigc(/[a-z0-9][a-z0-9_.-]{0,63}){2}")  # under /api/v1/services/
-ANY_FILE = tuple(ext for exts in FILE_CLASSES.values() for ext in exts)
 KNOWN_FIELDS = frozenset(
     {*JOB_KEYS, *RAW_KEYS, IMAGE, *(name for k in kinds.KINDS for name in k.field_names())}
 )
@@ -93,8 +93,11 @@ def request_body(spec: JobSpec, urls: list[str]) -> dict[str, Any]:
     return body
 
 
-def read(path: Path, default_model: str, max_upload_bytes: int) -> JobSpec:
-    """Read and check a job file: its name, its size, its content, its local files.
+def read(
+    path: Path, default_model: str, max_upload_bytes: int, keys: Identities = frozenset()
+) -> JobSpec:
+    """Read and check a job file: its name, its size, its content, its local files
+    (`keys`: the API key files, never uploaded whatever their name).
 
     `OutOfResources` (not `JobFileError`) when the system had no descriptor or memory to
     read the job or one of its files: the job is fine and is read again later.
@@ -111,11 +114,17 @@ def read(path: Path, default_model: str, max_upload_bytes: int) -> JobSpec:
         raise JobFileError(str(exc)) from None
     except OSError as exc:  # out of descriptors or memory: read again later, never invalid
         raise taskfile.out_of_resources(exc, path) from None
-    spec = parse(data, default_model, path.parent, max_upload_bytes)
+    spec = parse(data, default_model, path.parent, max_upload_bytes, keys)
     return replace(spec, sha256=digest(data))
 
 
-def parse(data: bytes, default_model: str, base: Path, max_upload_bytes: int) -> JobSpec:
+def parse(
+    data: bytes,
+    default_model: str,
+    base: Path,
+    max_upload_bytes: int,
+    keys: Identities = frozenset(),
+) -> JobSpec:
     """Validate a job file's bytes; relative `path`s are read against `base` (the inbox)."""
     if len(data) > MAX_BYTES:
         raise JobFileError(f"file is larger than {MAX_BYTES // 1024} KiB")
@@ -128,7 +137,7 @@ def parse(data: bytes, default_model: str, base: Path, max_upload_bytes: int) ->
         raise JobFileError(f"file is {exc}" if str(exc).startswith("not ") else str(exc)) from None
     if not isinstance(doc, dict):
         raise JobFileError("must be a mapping of fields (model, prompt, …, or input)")
-    return _Parser(doc, default_model, base, max_upload_bytes).spec()
+    return _Parser(doc, default_model, base, max_upload_bytes, keys).spec()
 
 
 @dataclass
@@ -202,11 +211,14 @@ def _what(fields: dict[Any, Any], where: str, media: str) -> str:
 
 
 class _Parser:
-    def __init__(self, doc: dict[Any, Any], default_model: str, base: Path, limit: int) -> None:
+    def __init__(
+        self, doc: dict[Any, Any], default_model: str, base: Path, limit: int, keys: Identities
+    ) -> None:
         self.doc = doc
         self.default_model = default_model
         self.base = base
         self.limit = limit
+        self.keys = keys
         self.problems: list[str] = []
 
     def spec(self) -> JobSpec:
@@ -285,12 +297,13 @@ class _Parser:
         opened: dict[str, LocalFile] = {}
         for where, raw, media in jobcheck.local_files(kind, fields):
             extensions = FILE_CLASSES[media]
-            if not extensions:  # a web page: jobcheck already says it must be a URL
+            if not extensions:  # a document or a web page: jobcheck says it must be a URL
                 continue
             try:
                 what = _what(fields, where, media)
+                shown = labels.get(where, where)
                 opened[raw] = open_local(
-                    labels.get(where, where), raw, self.base, self.limit, what, extensions
+                    shown, raw, self.base, self.limit, what, extensions, self.keys
                 )
             except JobFileError as exc:
                 self.problems.append(str(exc))
@@ -328,11 +341,11 @@ class _Parser:
             self.problems.append(f"input: {len(slots)} local files, more than {MAX_LOCAL_FILES}")
             slots = []
         uploads: list[LocalFile] = []
-        what = "picture, audio, video or document"
+        what = "picture, audio or video"
         for slot, raw in slots:
             try:
                 where = f"{label(slot)}.path"
-                local = open_local(where, raw, self.base, self.limit, what, ANY_FILE)
+                local = open_local(where, raw, self.base, self.limit, what, MEDIA_FILES, self.keys)
                 uploads.append(replace(local, slot=slot))
             except JobFileError as exc:
                 self.problems.append(str(exc))

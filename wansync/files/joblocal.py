@@ -5,8 +5,10 @@ URL (or, in the field form, as a `media` item's `path`). Each is checked before 
 is sent: a relative path is read from the inbox and may not hold `..`; no link anywhere
 on the way (`pathwalk`); a regular, non-empty file with one name, of at most
 `submit.max_upload_bytes`, whose extension fits what the slot takes
-(`fields.FILE_CLASSES`). What was checked (device, inode, size) goes with it, so the
-upload sends that very file or nothing.
+(`fields.FILE_CLASSES`: pictures, audio, clips), and that is not the daemon's own API
+key file whatever its name (by device and inode, on the opened descriptor). What was
+checked (device, inode, size) goes with it, so the upload sends that very file or
+nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from wansync.files.fsutil import NotARegularFile
 MAX_LOCAL_FILES = 64  # `{path}`s one job may name (the vendor takes at most 21 inputs)
 
 Slot = tuple[str | int, ...]  # keys from the body's root, e.g. ("input", "media", 0, "url")
+Identities = frozenset[tuple[int, int]]  # (device, inode) of files never uploaded: the key's
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,16 @@ def label(slot: Slot) -> str:
 
 
 def open_local(
-    where: str, raw: Any, base: Path, limit: int, what: str, extensions: tuple[str, ...]
+    where: str,
+    raw: Any,
+    base: Path,
+    limit: int,
+    what: str,
+    extensions: tuple[str, ...],
+    keys: Identities = frozenset(),
 ) -> LocalFile:
-    """Check one local file now (`slot` left empty for the caller to fill in).
+    """Check one local file now (`slot` left empty for the caller to fill in); `keys`:
+    the API key files (`config.key_file_ids`), refused whatever they are named.
 
     `JobFileError` names `where` (the field) and says what is wrong; `OutOfResources`
     when the system had no descriptor or memory to open it (the job is read again later).
@@ -104,6 +114,8 @@ def open_local(
             problem += f" (looked for {path}: a relative path is read from the inbox)"
         raise JobFileError(f"{where}: {raw!r}: {problem}") from None
     os.close(fd)
+    if (st.st_dev, st.st_ino) in keys:
+        raise JobFileError(f"{where}: {raw!r} is wansync's API key file; it is never uploaded")
     if st.st_size == 0:
         raise JobFileError(f"{where}: {raw!r} is empty")
     if st.st_size > limit:

@@ -62,7 +62,7 @@ SUFFIX = names.SIDECAR_SUFFIX
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = bounded.MAX_DEPTH + 1  # a task's meta (64 deep) sits one level down
 SAFE_ID = re.compile(r"\A[A-Za-z0-9_-]{1,128}\Z")  # goes into the task URL's path as is
-SHA256 = re.compile(r"[0-9a-f]{64}")  # a `.job`'s digest, as `jobfile.digest` writes it
+SHA256 = re.compile(r"[0-9a-f]{64}")  # a job's `sha256` (of its `.job`) and `prompt_sha256`
 HOOK_EVENTS = ("succeeded", "failed")
 HOOK_STATES = ("pending", "done", "failed")
 
@@ -188,6 +188,8 @@ def _job_json(j: JobRecord) -> dict[str, Any]:
         out["search_window"] = list(j.search_window)
     if j.sha256 is not None:
         out["sha256"] = j.sha256
+    if j.prompt_sha256 is not None:
+        out["prompt_sha256"] = j.prompt_sha256
     return out
 
 
@@ -270,15 +272,23 @@ _JOB_KEYS = ("file", "model", "attempts", "submit_started", "submitted", "found_
 
 def _job_of(job: dict[str, Any]) -> JobRecord:
     """The `job` object as a record. A `search_window` that is not two texts is read as
-    none (a fresh window is then placed): a job being submitted must never lose its
-    journal over it, or it would be sent again."""
+    none (a fresh window is then placed), a `prompt_sha256` that is not 64 hex digits as
+    none (a task taken from the list is then not checked): a job being submitted must
+    never lose its journal over it, or it would be sent again."""
     window = job.get("search_window")
     kept = None
     if isinstance(window, list) and len(window) == 2 and all(_text(t) for t in window):
         kept = (window[0], window[1])
     digest = job.get("sha256")
     sha256 = digest if isinstance(digest, str) and SHA256.fullmatch(digest) else None
-    return JobRecord(**{k: job[k] for k in _JOB_KEYS}, search_window=kept, sha256=sha256)
+    prompt = job.get("prompt_sha256")
+    prompt_sha256 = prompt if isinstance(prompt, str) and SHA256.fullmatch(prompt) else None
+    return JobRecord(
+        **{k: job[k] for k in _JOB_KEYS},
+        search_window=kept,
+        sha256=sha256,
+        prompt_sha256=prompt_sha256,
+    )
 
 
 def _output_of(v: dict[str, Any]) -> Output:

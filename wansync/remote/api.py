@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import urllib3
 
 from wansync import __version__
-from wansync.core import listpoll
+from wansync.core import jobmatch, listpoll
 from wansync.core.errors import (
     AuthRejected,
     MalformedResponse,
@@ -398,6 +398,7 @@ class TaskApi:
         # strings, capped (an echoed key, a 900 KB `code`). The signed URLs of the files
         # a SUCCEEDED answer names (shapes.py: at most 16) are kept whole.
         found = outputs_of(output) if task_status == "SUCCEEDED" else None
+        echoed = jobmatch.said_digest(output)  # before the cleaning cuts a long prompt
         output = clean_tree(output, keep=("video_url",))
         if isinstance(found, Outputs):
             _put_back(output, found.files)
@@ -410,6 +411,7 @@ class TaskApi:
             request_id=clean(request_id, CODE_CHARS) if isinstance(request_id, str) else None,
             output=output,
             usage=clean_tree(usage) if isinstance(usage, dict) else None,
+            prompt_sha256=echoed,
         )
 
 

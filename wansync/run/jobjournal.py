@@ -8,11 +8,12 @@ needs to carry on; `save` writes it. When to save is submitter.py's to decide: a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from wansync import log
+from wansync.core import jobmatch
 from wansync.core.record import JobRecord, TaskRecord
 from wansync.core.times import utc_iso
 from wansync.files import jobfile, sidecar
@@ -32,6 +33,7 @@ class Job:
     lookups: int = 0
     due: float = 0.0  # monotonic: not before this (a backoff, the next search)
     searching_since: float = 0.0
+    not_ours: set[str] = field(default_factory=set)  # listed tasks echoing another prompt
 
 
 def block(job: Job) -> JobRecord:
@@ -74,15 +76,17 @@ def queued(
     return fresh
 
 
-def submitting(job: Job, window: Window | None, now: float) -> None:
-    """About to send the create: one more attempt, when, and where a lost answer's task
-    will be looked for (on the API's clock; None: the first search finds it out)."""
+def submitting(job: Job, body: dict[str, Any], window: Window | None, now: float) -> None:
+    """About to send the create `body`: one more attempt, when, where a lost answer's task
+    will be looked for (on the API's clock; None: the first search finds it out), and
+    the digest of its prompt, which a task found there must echo (jobmatch.py)."""
     was = block(job)
     job.record.job = replace(
         was,
         attempts=was.attempts + 1,
         submit_started=utc_iso(now),
         search_window=window_record(window) if window else None,
+        prompt_sha256=jobmatch.digest(jobmatch.prompt_sent(body)),
     )
     job.record.state, job.record.error = "submitting", None
 

@@ -1,4 +1,6 @@
-"""The submitter's one worker thread: upload, create, search; HTTP and folder reads only.
+"""The submitter's one worker thread: upload, create, search (the task list, then a poll
+of each unknown task it shows, for the prompt its answer echoes); HTTP and folder reads
+only.
 
 Each step's outcome goes back to the loop as a message (messages.py); the state machine
 in submitter.py decides what it means.
@@ -7,6 +9,7 @@ in submitter.py decides what it means.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -14,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wansync.core import jobmatch
 from wansync.core.errors import SubmitAmbiguous
 from wansync.core.kinds import VIDEO_GENERATION
 from wansync.core.messages import JobStepDone, LookupDone, Mailbox, PostDone, UploadDone
 from wansync.files import sidecar
 from wansync.files.jobfile import LocalFile
-from wansync.remote.api import TaskApi
+from wansync.remote.api import TaskApi, TaskReport
 from wansync.remote.serverclock import Offset, Window
 from wansync.remote.upload import Uploader
 from wansync.run.publish import Folders
@@ -47,6 +51,7 @@ class LookupJob:
     model: str
     recorded: Window | None  # the window a search already used (in the sidecar): again
     plan: Callable[[Offset | None], Window]  # else: the window for the server's clock
+    ours: frozenset[str] = frozenset()  # ids the loop knows as ours (or not the job's)
 
 
 def search(api: TaskApi, item: LookupJob, used: list[Window]) -> list[dict[str, Any]]:
@@ -66,6 +71,21 @@ def search(api: TaskApi, item: LookupJob, used: list[Window]) -> list[dict[str, 
         used.append(item.plan(after))
         rows = api.list_tasks(item.model, *used[-1])
     return rows
+
+
+def echoes(
+    api: TaskApi, item: LookupJob, rows: list[dict[str, Any]], known: frozenset[str]
+) -> dict[str, str | None]:
+    """Poll the unknown tasks the search found (at most `MAX_CHECKED`; more cannot be
+    told apart anyway): each one's echoed prompt digest, None if its answer echoes none.
+    A poll that fails leaves its task out: unknown, as if it echoed nothing."""
+    candidates = jobmatch.unknown_tasks(rows, item.ours | known, item.model)
+    said: dict[str, str | None] = {}
+    for task_id in candidates[: jobmatch.MAX_CHECKED]:
+        answer = attempt(functools.partial(api.fetch, task_id))
+        if isinstance(answer, TaskReport):
+            said[task_id] = answer.prompt_sha256
+    return said
 
 
 WorkItem = UploadJob | PostJob | LookupJob
@@ -90,7 +110,9 @@ def submit_io(
                 used: list[Window] = []
                 found = attempt(lambda: search(api, item, used))
                 window = used[-1] if used else None
-                message = LookupDone(name, found, frozenset(ended_ids(folders)), window)
+                known = frozenset(ended_ids(folders))
+                said = echoes(api, item, found, known) if isinstance(found, list) else {}
+                message = LookupDone(name, found, known, window, said)
         mailbox.post(message)
 
     return run

@@ -16,7 +16,9 @@ may do:
 
 Only one create request is in flight at a time. So at most one job is ever uncertain,
 and nothing else is sent until it is settled: a task of this model that appears in the
-task list in its time window, and that no job or task of ours knows, is its own.
+task list in its time window, and that no job or task of ours knows, is its own, unless
+its answer echoes another prompt (jobsearch.py, jobmatch.py: someone else on the account
+made it).
 
 All state lives on the main thread; the one worker thread only does the HTTP calls and
 posts their outcomes (messages.py). The submitter never calls into the daemon: what it
@@ -31,13 +33,14 @@ and writing the new task's `.task` (handover.py).
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from wansync import log
+from wansync import config, log
 from wansync.config import Live
 from wansync.core import events as ev
+from wansync.core import jobmatch
 from wansync.core.errors import (
     JobFileError,
     SubmitAmbiguous,
@@ -180,7 +183,8 @@ class Submitter:
         """Read and check the whole job; queue it, or end it as `InvalidJobFile`."""
         cfg = self.live.cfg.submit
         try:
-            spec = jobfile.read(path, cfg.model, cfg.max_upload_bytes)
+            keys = config.key_file_ids(self.live.cfg)  # never uploaded, whatever their name
+            spec = jobfile.read(path, cfg.model, cfg.max_upload_bytes, keys)
         except (JobFileError, OSError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             fresh = jobjournal.invalid(name, path, now.wall)
@@ -260,7 +264,8 @@ class Submitter:
             job = self.jobs[self.uncertain[0]]
             if now.mono >= job.due:  # search the task list for its task (jobsearch.py)
                 self.active = job.name
-                self.worker.submit(jobsearch.lookup(job, now, self._request_time()))
+                ours = frozenset(self._tracked_ids())
+                self.worker.submit(jobsearch.lookup(job, now, self._request_time(), ours))
             return handed
         self._start_next(now)
         return handed
@@ -284,7 +289,7 @@ class Submitter:
         assert job.spec is not None
         body = jobfile.request_body(job.spec, urls)
         window = jobsearch.window_at_send(self.api.clock, now.wall, self._request_time())
-        jobjournal.submitting(job, window, now.wall)
+        jobjournal.submitting(job, body, window, now.wall)
         if not self._save(job):  # not on disk: sending now could make a task twice
             self.active = None
             error = TransientError("cannot write the sidecar", "SidecarWriteError")
@@ -325,10 +330,10 @@ class Submitter:
                 | PostDone(outcome=WansyncError() as error)
             ):
                 return self._not_sent(job, error, now)
-            case LookupDone(outcome=list() as rows, known=known, window=window):
+            case LookupDone(outcome=list() as rows, known=known, window=window, said=said):
                 if window is not None:  # a restart or `retry` searches this same window
                     jobjournal.searched(job, window)
-                return self._on_search(job, rows, known, now)
+                return self._on_search(job, rows, known, said, now)
             case LookupDone(outcome=WansyncError() as error):
                 self.gate.back_off(job, error, now, self.live.cfg.poll.interval)
                 self.log.warning("job.search_failed", name=job.name, error=str(error))
@@ -362,13 +367,38 @@ class Submitter:
         self.uncertain.append(job.name)
 
     def _on_search(
-        self, job: Job, rows: list[dict[str, Any]], known: frozenset[str], now: Now
+        self,
+        job: Job,
+        rows: list[dict[str, Any]],
+        known: frozenset[str],
+        said: Mapping[str, str | None],
+        now: Now,
     ) -> list[Handover]:
-        """One search's verdict (jobsearch.py): the task, another search, or a failure."""
+        """One search's verdict (jobsearch.py): the task, another search, or a failure.
+        A listed task whose answer echoes another prompt is not the job's: said once."""
         search_for = self.live.cfg.submit.search_for
         ours = known | self._tracked_ids()
+        for task_id in jobsearch.not_ours(block(job), rows, ours, said):
+            if task_id not in job.not_ours:
+                job.not_ours.add(task_id)
+                self.log.warning(
+                    "job.not_ours",
+                    name=job.name,
+                    task_id=task_id,
+                    message="a task of the model in the search window echoes another "
+                    "prompt than the job's: not taken",
+                )
         verdict = jobsearch.judge(
-            job.name, block(job), rows, ours, job.lookups, job.searching_since, search_for, now
+            job.name,
+            block(job),
+            rows,
+            ours,
+            job.not_ours,
+            said,
+            job.lookups,
+            job.searching_since,
+            search_for,
+            now,
         )
         if isinstance(verdict, jobsearch.Again):
             job.lookups += 1
@@ -377,7 +407,7 @@ class Submitter:
             return []
         self.uncertain.popleft()
         if isinstance(verdict, jobsearch.Found):
-            return self._record(job, verdict.task_id, None, "task list", now)
+            return self._record(job, verdict.task_id, None, jobmatch.TASK_LIST, now)
         return [self._fail(job, "SubmitUncertain", verdict.message)]
 
     def _record(
