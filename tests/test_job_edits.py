@@ -72,6 +72,11 @@ def test_a_jobs_task_file_taken_away_ends_the_job_and_never_sends_it_again(jobs_
     assert inbox_files(env) == [], "nothing is left to send again"
     assert [c["task_id"] for c in created(sim)] == [task_id], "one create, never a second"
     assert len(sim.requests("submit")) == 1
+    if how == "removed":  # `retry` would pay twice: refused, pointing at `add`
+        refused = env.cli("retry", "rt")
+        assert refused.returncode == 1, refused.stderr
+        assert f"wansync add {task_id} --name rt" in refused.stderr
+        assert "second, paid task" in refused.stderr and (env.failed / "rt.job").exists()
     if how == "removed":  # the message's advice fetches the task after all
         assert env.cli("add", task_id, "--name", "rt").returncode == 0
         finish(sim, task_id)

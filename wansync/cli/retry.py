@@ -5,7 +5,7 @@ overwrites); both sidecars keep `"name": "NAME"`. So a record is found by the si
 `name` (and by file name for a sidecar-less one), the newest by `finished`, and its file
 is moved back under the original name: retrying never grows `NAME-2-2`.
 
-Two records are not simply moved back (docs/commands.md, `retry`):
+Three records are not simply moved back (docs/commands.md, `retry`):
 - a task DashScope itself FAILED: polling the same id again cannot change that, and a
   job sent again is a new paid task that may fail the same way. Refused (exit 1), saying
   what can help, unless `--force`.
@@ -13,6 +13,9 @@ Two records are not simply moved back (docs/commands.md, `retry`):
   goes back with its journal in state `submitting` and the search window it recorded,
   so the daemon searches the task list again and takes a task it finds there instead of
   creating a second one; `--force` sends it anew without searching.
+- a job that ended `TaskFileRemoved`: its task exists; `wansync add ID` follows it with
+  no new task, while the job sent again would be a second paid one. Refused (exit 1),
+  saying so, unless `--force`.
 
 A file to move back that is a symbolic link (or a folder, a FIFO) is never followed nor
 moved: exit 2 naming it (`plain_file`), `--force` or not.
@@ -37,6 +40,7 @@ from wansync.files.jobfile import JOB_SUFFIX
 from wansync.files.taskfile import TASK_SUFFIX
 
 UNCERTAIN = "SubmitUncertain"
+TASK_FILE_REMOVED = "TaskFileRemoved"  # a job's task left by hand: `add` follows it again
 
 
 class NothingToRetry(WansyncError):
@@ -170,10 +174,20 @@ def _search_again(cfg: Config, name: str, record: Record, src: Path, dst: Path) 
 
 
 def refused(name: str, record: Record, suffix: str) -> str | None:
-    """Why retrying `record` cannot help, or None: DashScope itself FAILED its task."""
+    """Why retrying `record` cannot help, or None: DashScope itself FAILED its task, or a
+    job's task exists and was only left (its `.task` removed): sending the job again would
+    pay for a second task where `add` follows the first."""
+    error = record.record.error
+    task_id = record.record.task_id
+    if suffix == JOB_SUFFIX and error and error.code == TASK_FILE_REMOVED and task_id:
+        return (
+            f"{name}: its task {task_id} exists (its .task was removed while it was "
+            f"followed); `wansync add {task_id} --name {name}` follows it again with no new "
+            f"task. Retrying the job sends it anew as a second, paid task: "
+            f"`wansync retry {name} --force` does that"
+        )
     if record.record.task_status != "FAILED":
         return None
-    error = record.record.error
     said = f"{error.code}: {error.message}" if error else "no reason given"
     head = f"{name}: DashScope ended task {record.record.task_id} as FAILED ({said})"
     if suffix == JOB_SUFFIX:
