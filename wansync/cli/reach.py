@@ -2,7 +2,7 @@
 
 `wansync check` runs as root or as an administrator, who may enter every folder; the
 service runs as its own user, who may not. A venv built on a Python in root's home
-(pyenv's `/root/.pyenv`, mode 0700) passes every check made as root and then fails to
+(pyenv's, in root's home folder, mode 0700) passes every check made as root and then fails to
 start with `status=203/EXEC`. So the path is walked as the kernel walks it: every folder
 on the way must let the user search it (`x`), every link is followed from where it
 lives, and the file itself must let the user execute (or read) it.
