@@ -1,6 +1,6 @@
 """All benchmarks in one run, each against a baseline measured in the same run.
 
-    python -m bench            # everything, about 8 minutes on 2 cores
+    python -m bench            # everything, about 32 minutes on 2 cores (lag1000: 20)
     python -m bench --only latency,cpu
 
 Prints one table: what was measured, the baseline, wansync's figure, the ratio or the
