@@ -32,15 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wansync.config import Config
-from wansync.core.errors import WansyncError
+from wansync.core.errors import TASK_FILE_REMOVED, SubmitAmbiguous, WansyncError
 from wansync.core.record import TaskRecord
 from wansync.files import names, sidecar
 from wansync.files.fsutil import move_durable
 from wansync.files.jobfile import JOB_SUFFIX
 from wansync.files.taskfile import TASK_SUFFIX
 
-UNCERTAIN = "SubmitUncertain"
-TASK_FILE_REMOVED = "TaskFileRemoved"  # a job's task left by hand: `add` follows it again
+UNCERTAIN = SubmitAmbiguous.code
 
 
 class NothingToRetry(WansyncError):

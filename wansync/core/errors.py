@@ -164,6 +164,11 @@ class SubmitAmbiguous(TransientError):
     code = "SubmitUncertain"
 
 
+# a job's `.task` removed while its task was followed: the job ends, never sent again, and
+# `wansync retry` points at `wansync add ID` instead of paying for a second task
+TASK_FILE_REMOVED = "TaskFileRemoved"
+
+
 def internal(exc: BaseException, error: type[WansyncError] = TransientError) -> WansyncError:
     """A bug's exception as an outcome the loop understands (never its text: it may hold data)."""
     return error(f"unexpected {type(exc).__name__}", "InternalError")

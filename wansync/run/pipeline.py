@@ -18,7 +18,7 @@ from wansync.config import Config, Live
 from wansync.core import events as ev
 from wansync.core import lifecycle
 from wansync.core.effects import Effect, Emit, ForgetFiles, ReloadKey, StartDownload, StartPoll
-from wansync.core.errors import TaskFileError
+from wansync.core.errors import TASK_FILE_REMOVED, TaskFileError
 from wansync.core.lifecycle import Now, Policy
 from wansync.core.messages import (
     DownloadDone,
@@ -45,7 +45,6 @@ from wansync.run.publish import Folders
 from wansync.run.transitions import HookFor, Transitions
 
 REMOVED = "task file was removed from the inbox; no longer tracked"
-TASK_FILE_REMOVED = "TaskFileRemoved"  # a job's `.task` removed while its task was followed
 
 
 def task_file_removed(task: Task) -> str:
