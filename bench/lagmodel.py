@@ -349,7 +349,7 @@ class ListedDaemon:
                 self.sched.add(key, *self.today[key])
         for name in out.poll_now:
             key = int(name[1:])
-            self.sched.add(key, now, now)
+            self.sched.add(key, now, now, urgent=True)
             self.triggered.add(key)
         self.watched = sum(listpoll.watched(t, self.state) for t in self.tracked.values())
 

@@ -465,8 +465,19 @@ def test_watched_polls_never_take_more_than_half_the_rate():
 
 
 def test_the_cycle_of_unwatched_tasks_counts_what_the_list_and_watched_polls_leave():
-    state = lp.ListState()
+    state = lp.ListState(checked_since=0.0)  # a pass has answered
     assert lp.cycle(100, 900, state, POLICY) == pytest.approx(100 / (16 - 900 / 600))
+
+
+def test_the_cycle_is_todays_until_the_list_answers_and_again_once_it_fails():
+    """No share of the rate is set aside for a list that has not answered yet, nor for
+    one that fails: the predictor plans with N / rate, as without the list."""
+    error = RemoteUnavailable("HTTP 500: boom", "HTTP500")
+    assert lp.cycle(100, 0, lp.ListState(), POLICY) == 100 / POLICY.max_per_second
+    answered = lp.ListState(checked_since=1.0)
+    assert lp.cycle(100, 0, answered, POLICY) == pytest.approx(100 / 16)
+    failed = lp.after_error(answered, error, {}, 2.0, POLICY).state
+    assert lp.cycle(100, 0, failed, POLICY) == 100 / POLICY.max_per_second
 
 
 def test_a_watched_task_the_list_never_says_ended_is_still_polled_at_a_bounded_interval():

@@ -146,6 +146,18 @@ def test_a_shown_task_slows_down_and_an_end_the_list_shows_is_polled_at_once(tmp
     assert s.tracker.get("clip").record.found_by == "list"
 
 
+def test_an_end_the_list_shows_is_polled_on_its_answer_not_a_rate_slot_later(tmp_path):
+    """The page took the slot at `t`; its answer names an end: the poll goes at once (the
+    sliding second still counts it), where a merely due task waits for the next slot."""
+    s = watched_setup(tmp_path)
+    s.discover("other", "task-other-00001", T1)
+    t = later(T1, LIST_EVERY)
+    s.answer(s.list_turn(t), t, {"task-clip-000001": "SUCCEEDED"})
+    assert [(e.name, e.started) for e in s.dispatch(t) if isinstance(e, StartPoll)] == [
+        ("clip", t.mono)
+    ]
+
+
 def test_an_end_a_poll_sees_by_itself_is_found_by_poll_and_said_once(tmp_path):
     """With no word from the list, the poll that sees the end says `poll`; a later poll
     of the same task (no URL yet) does not count it again."""

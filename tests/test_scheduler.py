@@ -161,3 +161,54 @@ def test_rate_interval_and_two_cycle_bound_hold_for_any_preference(n, rate, inte
         assert min(gaps[:-1], default=interval) >= interval - 1e-9
         assert max(gaps) <= bound + 0.01  # + the rate window's 2 ms margin, once
     assert len(starts) == n
+
+
+def test_an_urgent_key_starts_right_after_the_last_start_not_a_slot_later():
+    """A task the list says ended goes on the list's answer (no 1 / rate wait), a task
+    merely due waits for its slot, and the urgent key still keeps `interval` after its
+    own last poll and any pause."""
+    sched = Scheduler(interval=1.0, max_per_second=10)
+    sched.add("page", 0.0)
+    assert sched.take(0.0) == "page"
+    sched.add("due", 0.0)
+    sched.add("ended", 0.0, 0.0, urgent=True)
+    assert sched.next_time(0.0) == 0.0
+    assert sched.take(0.0) == "ended"
+    assert sched.take(0.0) is None and sched.next_time(0.0) == 0.1
+    assert sched.take(0.1) == "due"
+    sched.add("ended", 0.1, 0.1, urgent=True)  # polled at 0.0: not before 1.0
+    assert sched.take(0.5) is None and sched.take(1.0) == "ended"
+    sched.add("ended", 2.0, urgent=True)
+    sched.pause_until(3.0)
+    assert sched.take(2.0) is None and sched.next_time(2.0) == 3.0
+
+
+def test_an_urgent_key_added_again_plainly_waits_for_its_slot():
+    sched = Scheduler(interval=1.0, max_per_second=10)
+    sched.add("page", 0.0)
+    assert sched.take(0.0) == "page"
+    sched.add("ended", 0.0, urgent=True)
+    sched.add("ended", 0.0)
+    assert sched.take(0.0) is None and sched.take(0.1) == "ended"
+
+
+@settings(max_examples=100, deadline=None)
+@given(rate=st.integers(1, 20), urgent=st.integers(1, 60), seed=st.integers(0, 2**32 - 1))
+def test_urgent_keys_never_break_the_sliding_second(rate, urgent, seed):
+    """However many keys are urgent at once, among others merely due, no sliding second
+    holds more than `rate` starts."""
+    rng = random.Random(seed)
+    sched = Scheduler(interval=0.5, max_per_second=rate)
+    for i in range(40):
+        sched.add(f"t{i}", rng.uniform(0, 2))
+    for i in range(urgent):
+        when = rng.uniform(0, 2)
+        sched.add(f"u{i}", when, when, urgent=True)
+    starts: list[float] = []
+    now: float | None = 0.0
+    while now is not None:
+        while sched.take(now) is not None:
+            starts.append(now)
+        now = sched.next_time(now)
+    assert len(starts) == 40 + urgent
+    assert max_in_any_window(starts) <= rate

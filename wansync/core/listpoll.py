@@ -171,6 +171,12 @@ class ListState:
     checked_since: float = -math.inf
     current: Pass | None = None
 
+    @property
+    def answering(self) -> bool:
+        """The list has answered (a whole pass, or a page since its last error) and not
+        failed since: only then is its share of the rate set aside (`cycle`)."""
+        return self.healthy and self.checked_since > -math.inf
+
 
 @dataclass(frozen=True, slots=True)
 class Begin:
@@ -493,10 +499,11 @@ def pace(
 
 
 def cycle(unwatched: int, watched_count: int, state: ListState, policy: ListPolicy) -> float:
-    """The per-task cycle the predictor should plan with: N / rate without the list; with
-    it, the unwatched tasks share what the list and the watched polls leave of the rate."""
+    """The per-task cycle the predictor should plan with: N / rate, as without the list,
+    while the list is off, failing or not heard from yet; once it answers, the unwatched
+    tasks share what the list and the watched polls leave of the rate."""
     rate = policy.max_per_second
-    if policy.interval is None or not state.healthy:
+    if policy.interval is None or not state.answering:  # off, failing, or not heard yet
         return (unwatched + watched_count) / rate
     left = rate * (1 - LIST_SHARE) - watched_count / slow_interval(watched_count, policy)
     return unwatched / max(left, rate * LIST_SHARE)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections import deque
 from collections.abc import Hashable
 
@@ -35,11 +36,16 @@ class Scheduler:
         self._paused_until = 0.0
         self._probe_pending = False  # after an auth pause: one probe poll, then wait for it
         self._probing = False
+        self._urgent: dict[Hashable, int] = {}  # key -> the seq of the add that said so
 
     # -- membership ------------------------------------------------------------------
-    def add(self, key: Hashable, due: float, deadline: float | None = None) -> None:
+    def add(
+        self, key: Hashable, due: float, deadline: float | None = None, urgent: bool = False
+    ) -> None:
         """Schedule `key` at `due`, never sooner than `interval` after its last poll began;
-        from `deadline` on (if given) it goes before every task whose deadline has not come."""
+        from `deadline` on (if given) it goes before every task whose deadline has not come.
+        `urgent`: it may start right after the request before it, not a slot later (the
+        sliding second still holds): a task the list says ended is polled on its answer."""
         if deadline is not None:
             due = min(due, deadline)  # the bound wins over a later preference
         last = self._last_start.get(key)
@@ -49,6 +55,9 @@ class Scheduler:
         self._due[key] = (due, seq)
         heapq.heappush(self._heap, (due, seq, key))
         self._deadline.pop(key, None)
+        self._urgent.pop(key, None)
+        if urgent:
+            self._urgent[key] = seq
         if deadline is not None:
             deadline = max(deadline, due)
             self._deadline[key] = (deadline, seq)
@@ -63,6 +72,7 @@ class Scheduler:
         """Take `key` out of the queue but remember when it was last polled."""
         self._due.pop(key, None)
         self._deadline.pop(key, None)
+        self._urgent.pop(key, None)
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._due
@@ -101,12 +111,14 @@ class Scheduler:
         return self._probe_pending or self._probing
 
     # -- the decision ----------------------------------------------------------------
-    def _rate_ready_at(self, now: float) -> float:
+    def _rate_ready_at(self, now: float, spaced: bool = True) -> float:
+        """When the rate lets a request start: the sliding second's count, and (`spaced`)
+        1 / rate after the last start."""
         while self._recent and self._recent[0] <= now - 1.0 - _EPSILON:
             self._recent.popleft()
         limit = max(1, int(self.max_per_second))
         start = now
-        if self._recent:
+        if self._recent and spaced:
             start = max(start, self._recent[-1] + 1.0 / self.max_per_second)
         if len(self._recent) >= limit:
             start = max(start, self._recent[-limit] + 1.0 + _EPSILON)
@@ -126,24 +138,49 @@ class Scheduler:
     def _peek(self) -> tuple[float, Hashable] | None:
         return self._head(self._heap, self._due)
 
-    def next_time(self, now: float) -> float | None:
-        """When the next poll may start (possibly `now` or earlier), or None if nothing waits."""
+    def _urgent_head(self) -> tuple[float, Hashable] | None:
+        """The earliest-due urgent key (there are few: the ends one list page found)."""
+        best: tuple[float, int, Hashable] | None = None
+        for key, seq in list(self._urgent.items()):
+            entry = self._due.get(key)
+            if entry is None or entry[1] != seq:
+                del self._urgent[key]  # taken, parked or added again since
+            elif best is None or entry < best[:2]:
+                best = (*entry, key)
+        return None if best is None else (best[0], best[2])
+
+    def _ready(self, now: float) -> tuple[float, tuple[float, Hashable] | None]:
+        """When the next poll may start, and the urgent key that may start before any
+        other (None: the next poll is the usual choice)."""
         head = self._peek()
         if head is None or self._probing:
-            return None
-        return max(head[0], self._paused_until, self._rate_ready_at(now))
+            return math.inf, None
+        when = max(head[0], self._paused_until, self._rate_ready_at(now))
+        urgent = self._urgent_head()
+        if urgent is not None:
+            sooner = max(urgent[0], self._paused_until, self._rate_ready_at(now, spaced=False))
+            if sooner < when:
+                return sooner, urgent
+        return when, None
+
+    def next_time(self, now: float) -> float | None:
+        """When the next poll may start (possibly `now` or earlier), or None if nothing waits."""
+        when, _ = self._ready(now)
+        return None if when == math.inf else when
 
     def take(self, now: float) -> Hashable | None:
         """The key to poll now, if any; its start is recorded against the rate."""
-        when = self.next_time(now)
-        if when is None or when > now:
+        when, urgent = self._ready(now)
+        if when > now:
             return None
         forced = self._head(self._deadlines, self._deadline)
         head = forced if forced is not None and forced[0] <= now else self._peek()
-        assert head is not None  # next_time() saw it
+        head = urgent or head
+        assert head is not None  # _ready() saw it
         _, key = head
         del self._due[key]
         self._deadline.pop(key, None)
+        self._urgent.pop(key, None)
         self._recent.append(now)
         self._last_start[key] = now
         if self._probe_pending:

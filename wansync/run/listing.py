@@ -189,8 +189,8 @@ class Listing:
             self._pace_at(task, due, due, now)
         for task in self._tasks(out.faster):
             self._pace_at(task, *(task.plan or (now.mono, None)), now)
-        for task in self._tasks(out.poll_now):
-            self.scheduler.add(task.name, now.mono, now.mono)
+        for task in self._tasks(out.poll_now):  # on this answer, not a rate slot later
+            self.scheduler.add(task.name, now.mono, now.mono, urgent=True)
             task.list_found = True
         state = self.state
         self.watched = sum(listpoll.watched(tracked(t), state) for t in self._polling())
