@@ -7,6 +7,9 @@ A task may also carry a deadline (the latest it must be polled): once that has c
 before every merely due task, earliest deadline first. Poll starts are at least 1/rate
 apart, so deadlines set a fixed time after each poll are too, and a forced poll waits at
 most a slot or so: that is what bounds the gap while `due` is free to say "not yet".
+The one exception is an `urgent` key (a task the task list says ended): it may start
+right after the request before it, within the sliding second's count, so its poll goes
+on the list's answer rather than a slot later.
 """
 
 from __future__ import annotations
