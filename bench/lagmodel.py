@@ -343,10 +343,9 @@ class ListedDaemon:
             key = int(name[1:])
             due = (self.sched.last_start(key) or now) + slow
             self.sched.add(key, due, due)
-        for name in out.faster:
-            key = int(name[1:])
-            if key in self.today:
-                self.sched.add(key, *self.today[key])
+        plans = {n: self.today[int(n[1:])] for n in out.faster if int(n[1:]) in self.today}
+        for name, plan in listpoll.back_to_today(plans, now, self.policy).items():
+            self.sched.add(int(name[1:]), *plan)
         for name in out.poll_now:
             key = int(name[1:])
             self.sched.add(key, now, now, urgent=True)

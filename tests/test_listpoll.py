@@ -464,6 +464,30 @@ def test_watched_polls_never_take_more_than_half_the_rate():
     assert lp.slow_interval(20_000, POLICY) == 20_000 / (0.5 * 20.0)
 
 
+def test_tasks_back_at_todays_pace_are_spread_over_the_watched_share_not_due_at_once():
+    """After a list error the watched tasks' plans date from polls minutes ago: the i-th
+    in order of its plan is due no sooner than i / (half the rate) from now, its
+    deadline never before its due time; a plan still ahead is kept as it is."""
+    now, step = 1000.0, 1 / (0.5 * 20.0)
+    plans = {
+        "late": (400.0, 410.0),
+        "later": (300.0, 320.0),
+        "no-bound": (350.0, None),
+        "ahead": (1005.0, 1010.0),
+    }
+    spread = lp.back_to_today(plans, now, POLICY)
+    assert spread == {
+        "later": (now, now),
+        "no-bound": (now + step, None),
+        "late": (now + 2 * step, now + 2 * step),
+        "ahead": (1005.0, 1010.0),
+    }
+    many = lp.back_to_today({f"t{i}": (10.0, 20.0) for i in range(1000)}, now, POLICY)
+    dues = sorted(due for due, _ in many.values())
+    assert dues[0] == now and dues[-1] == pytest.approx(now + 999 * step)  # 100 s at most
+    assert all(deadline is not None and deadline >= due for due, deadline in many.values())
+
+
 def test_the_cycle_of_unwatched_tasks_counts_what_the_list_and_watched_polls_leave():
     state = lp.ListState(checked_since=0.0)  # a pass has answered
     assert lp.cycle(100, 900, state, POLICY) == pytest.approx(100 / (16 - 900 / 600))

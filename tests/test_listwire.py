@@ -240,7 +240,7 @@ def test_a_list_error_puts_watched_tasks_back_at_todays_pace_and_says_so_once(tm
     [paused] = emitted(effects)
     assert isinstance(paused, ev.ListPaused) and paused.errors_in_row == 1
     assert paused.retry_in == LIST_EVERY and paused.code == "HTTP500"
-    assert s.due("clip") == T0.mono + INTERVAL  # today's plan from its last poll
+    assert s.due("clip") == t.mono  # today's plan from its last poll, past: due now
     assert [e for e in effects if isinstance(e, WriteSidecars)] == [WriteSidecars(("clip",))]
     s.poll("clip", "RUNNING", later(t, 0.5))  # polled at today's pace while the list waits
     assert s.due("clip") == t.mono + 0.5 + INTERVAL
@@ -250,6 +250,37 @@ def test_a_list_error_puts_watched_tasks_back_at_todays_pace_and_says_so_once(tm
     t = later(t, 10.0)
     kinds = [type(e) for e in emitted(s.answer(s.list_turn(t), t, {"task-clip-000001": "RUNNING"}))]
     assert kinds == [ev.ListPage, ev.ListResumed]
+
+
+def test_after_a_list_error_the_watched_tasks_are_not_all_due_at_once(tmp_path):
+    """Their plans date from their last polls, long past: each falls due a slot of the
+    watched share (half the rate) after the one before, not all at once."""
+    s = Setup(tmp_path)
+    names = [f"c{i}" for i in range(4)]
+    for i, name in enumerate(names):
+        s.discover(name, f"task-clip-{i:06d}")
+    polled: set[str] = set()
+    shown = None
+    for k in range(100):  # a slot of the rate each: first polls, then a pass shows all
+        t = later(T0, k / RATE)
+        for effect in s.dispatch(t):
+            if isinstance(effect, StartPoll):
+                polled.add(effect.name)
+                s.answer_poll(effect, "RUNNING", t)
+            elif isinstance(effect, StartList) and len(polled) == 4:
+                s.answer(effect, t, {f"task-clip-{i:06d}": "RUNNING" for i in range(4)})
+                shown = t
+            elif isinstance(effect, StartList):  # a pass before all were polled
+                s.answer(effect, t, {})
+        if shown is not None:
+            break
+    assert shown is not None
+    assert all((s.due(n) or 0.0) > shown.mono + 30 * INTERVAL for n in names)  # watched
+    t = later(shown, 30.0)  # their plans (a poll interval after T0) are long past
+    s.answer(s.list_turn(t), t, RemoteUnavailable("HTTP 500: boom", "HTTP500"))
+    step = 1 / (listpoll.WATCHED_SHARE * RATE)
+    dues = sorted(s.due(n) or 0.0 for n in names)
+    assert dues == pytest.approx([t.mono + i * step for i in range(4)])
 
 
 def test_no_list_slot_while_an_auth_pause_waits_for_its_probe(tmp_path):

@@ -498,6 +498,29 @@ def pace(
     return today
 
 
+Plan = tuple[float, float | None]  # (due, deadline) on the caller's monotonic clock
+
+
+def back_to_today(plans: Mapping[str, Plan], now: float, policy: ListPolicy) -> dict[str, Plan]:
+    """Today's plans for tasks the list no longer vouches for (`faster`), spread out.
+
+    A watched task's plan dates from its last direct poll, often minutes ago: taken as
+    they are, after one list error every such task would be due and past its deadline at
+    once, and its polls would go before every other task's for N / rate seconds (at 1,000
+    watched tasks and 20/s, a new task's first poll waited 42 s in `bench.lagmodel`,
+    15 s without the list). So, in order of their plans, the i-th may not be due before
+    now + i / (WATCHED_SHARE x rate): the returning tasks take the share watched polls
+    had, and every other task keeps the rest. Their gaps stay bounded: the last is
+    polled N / (WATCHED_SHARE x rate) seconds from now at the latest."""
+    step = 1.0 / (WATCHED_SHARE * policy.max_per_second)
+    ordered = sorted(plans.items(), key=lambda item: (item[1][0], item[0]))
+    spread: dict[str, Plan] = {}
+    for i, (name, (due, deadline)) in enumerate(ordered):
+        due = max(due, now + i * step)
+        spread[name] = (due, None if deadline is None else max(deadline, due))
+    return spread
+
+
 def cycle(unwatched: int, watched_count: int, state: ListState, policy: ListPolicy) -> float:
     """The per-task cycle the predictor should plan with: N / rate, as without the list,
     while the list is off, failing or not heard from yet; once it answers, the unwatched

@@ -187,8 +187,7 @@ class Listing:
         for task in self._tasks(out.slower):
             due = (self.scheduler.last_start(task.name) or now.mono) + slow
             self._pace_at(task, due, due, now)
-        for task in self._tasks(out.faster):
-            self._pace_at(task, *(task.plan or (now.mono, None)), now)
+        self._back_to_today(list(self._tasks(out.faster)), now)
         for task in self._tasks(out.poll_now):  # on this answer, not a rate slot later
             self.scheduler.add(task.name, now.mono, now.mono, urgent=True)
             task.list_found = True
@@ -196,6 +195,14 @@ class Listing:
         self.watched = sum(listpoll.watched(tracked(t), state) for t in self._polling())
         changed = tuple(dict.fromkeys((*out.slower, *out.faster, *out.running)))
         return [WriteSidecars(changed)] if changed else []  # `next_poll` or `task_status`
+
+    def _back_to_today(self, tasks: list[Task], now: Now) -> None:
+        """Today's plans again for tasks the list stopped vouching for, spread out so that
+        they do not all fall due at once (`listpoll.back_to_today`)."""
+        plans = {t.name: t.plan or (now.mono, None) for t in tasks}
+        spread = listpoll.back_to_today(plans, now.mono, self.policy())
+        for task in tasks:
+            self._pace_at(task, *spread[task.name], now)
 
     def _pace_at(self, task: Task, due: float, deadline: float | None, now: Now) -> None:
         self.scheduler.add(task.name, due, deadline)
@@ -208,9 +215,7 @@ class Listing:
         if self.state == listpoll.ListState():
             return []
         vouched = [t for t in self._polling() if listpoll.watched(tracked(t), self.state)]
-        for task in vouched:
-            if not (task.busy or task.errors_in_row):
-                self._pace_at(task, *(task.plan or (now.mono, None)), now)
+        self._back_to_today([t for t in vouched if not (t.busy or t.errors_in_row)], now)
         self.state, self.watched = listpoll.ListState(), 0
         names = tuple(t.name for t in vouched)
         return [WriteSidecars(names)] if names else []
