@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -44,3 +45,39 @@ def test_json_lines_carry_no_secret_even_from_stdlib_loggers():
     text = stream.getvalue()
     assert "sk-unit-test-secret" not in text and "Signature" not in text
     assert isinstance(lines[2]["exception"], list)  # a structured field, one line
+
+
+def test_a_line_below_the_level_is_never_built_and_a_reload_changes_that_at_once():
+    """Most polls are a debug line: at level info it must not be made (its fields, the
+    structlog chain) only to be dropped; a reload to debug makes it again."""
+    from wansync.core import events as ev
+
+    stream = io.StringIO()
+    log.configure("info", "json", stream)
+    made: list[str] = []
+
+    class Logger:
+        def __getattr__(self, level: str):
+            return lambda event, **fields: made.append(f"{level} {event}")
+
+    consume = ev.log_consumer(Logger(), log.enabled("wansync.daemon"))
+    polled = ev.TaskPolled(
+        at=0.0,
+        name="a",
+        task_id="t-1",
+        task_status="RUNNING",
+        polls=2,
+        seconds=0.1,
+        changed=False,
+        url=None,
+        found_by=None,
+        started=None,
+    )
+    changed = dataclasses.replace(polled, task_status="SUCCEEDED", changed=True)
+    consume(polled)
+    consume(changed)
+    assert made == ["info task.polled"], "the unchanged poll's debug line is not made"
+    log.set_level("debug")
+    consume(polled)
+    assert made == ["info task.polled", "debug task.polled"]
+    log.set_level("info")

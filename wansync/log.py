@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import structlog
@@ -202,6 +203,21 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
 def set_level(level: str) -> None:
     """Change the level at run time (SIGHUP reload)."""
     logging.getLogger().setLevel(level.upper())
+
+
+def enabled(name: str) -> Callable[[str], bool]:
+    """Whether `name`'s logger writes a line at a level (`"debug"`…), as of now: the
+    stdlib's own cached check, so it follows a reload's `set_level` at once. When
+    nothing filters by level (structlog configured otherwise, as a test's capture is),
+    every line is made."""
+    stdlib = logging.getLogger(name)
+
+    def check(level: str) -> bool:
+        if structlog.stdlib.filter_by_level not in structlog.get_config()["processors"]:
+            return True
+        return stdlib.isEnabledFor(logging.getLevelName(level.upper()))
+
+    return check
 
 
 def get(name: str = "wansync") -> Any:

@@ -369,8 +369,13 @@ class EventBus:
                 )
 
 
-def log_consumer(logger: Any) -> Consumer:
-    """Every event with a LEVEL becomes one structured log line, named by its EVENT."""
+def log_consumer(logger: Any, enabled: Callable[[str], bool] = lambda level: True) -> Consumer:
+    """Every event with a LEVEL becomes one structured log line, named by its EVENT.
+
+    `enabled(level)`: whether a line at that level would be written at all; most polls
+    are a debug line, and building one only for the level filter to drop it was a
+    measurable part of a poll's CPU (docs/performance.md).
+    """
 
     def consume(event: Event) -> None:
         level = event.LEVEL
@@ -380,6 +385,7 @@ def log_consumer(logger: Any) -> Consumer:
             level = "debug"
         if isinstance(event, ListPaused) and event.errors_in_row > 1:
             level = "debug"  # the pause was said once; each further failure only extends it
-        getattr(logger, level)(event.EVENT, **event.fields())
+        if enabled(level):
+            getattr(logger, level)(event.EVENT, **event.fields())
 
     return consume

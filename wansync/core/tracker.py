@@ -148,6 +148,8 @@ class Tracker:
         A task stays due while files of its round are left to start; one whose `.part`
         names another task holds waits `CLAIM_RETRY` seconds.
         """
+        if not self._due:  # the usual case: asked twice a tick
+            return []
         free = concurrency - self.downloads_running
         out: list[tuple[Task, Slot]] = []
         for _, name in sorted((d, n) for n, d in self._due.items() if d <= now):

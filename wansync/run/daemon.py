@@ -170,7 +170,11 @@ def build(
     outlets = Outlets(live, hooks, tracker, submitter.waiting, intake.watch_healthy)
     # Followers of every transition, in order: the files, the log, the job slots, then
     # the user's hooks and the numbers.
-    for consumer in (journal, ev.log_consumer(log.get("wansync.daemon")), submitter):
+    for consumer in (
+        journal,
+        ev.log_consumer(log.get("wansync.daemon"), log.enabled("wansync.daemon")),
+        submitter,
+    ):
         bus.subscribe(consumer)
     for consumer in outlets.consumers():
         bus.subscribe(consumer)
