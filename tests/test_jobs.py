@@ -340,17 +340,24 @@ def strangers_task(sim: Simulator, task_id: str, ended: bool) -> SimTask:
 MY_CLIP = {"model": "wan2.2-t2v-plus", "prompt": "my own clip"}
 
 
+def lost_create_beside_a_stranger(env, sim, stranger_id: str, created: bool):
+    """The job's create answer is lost (`created`: the task was made all the same) while a
+    stranger's ended task of the same model is in the window; `once` runs to its end.
+    Returns its result and the job's ended sidecar."""
+    sim.add_fault("submit", "reset", **({"created": True} if created else {}))
+    strangers_task(sim, stranger_id, ended=True)
+    drop_job(env.inbox, "mine", MY_CLIP)
+    result = env.cli("once", "--timeout", "30")
+    return result, job_ended(env, "mine")
+
+
 def test_a_strangers_task_in_the_window_is_not_taken_as_the_jobs(jobs_env, sim):
     """The create is lost (no task made) and someone else's ended task of the model is in
     the window: its answer echoes another prompt, so it is not taken; the job ends
     SubmitUncertain naming it, nothing published, the stranger's video untouched."""
     env = jobs_env
-    sim.add_fault("submit", "reset")  # the create is lost, and no task was made
-    strangers_task(sim, "stranger-ended-0001", ended=True)
-    drop_job(env.inbox, "mine", MY_CLIP)
-    result = env.cli("once", "--timeout", "30")
+    result, data = lost_create_beside_a_stranger(env, sim, "stranger-ended-0001", created=False)
     assert result.returncode == 1, result.stderr
-    data = job_ended(env, "mine")
     assert data["state"] == "failed" and data["error"]["code"] == "SubmitUncertain"
     assert "so are not its: stranger-ended-0001" in data["error"]["message"]
     assert data["task_id"] is None and not (env.outbox / "mine.mp4").exists()
@@ -396,12 +403,8 @@ def test_the_jobs_own_task_is_taken_beside_a_strangers(jobs_env, sim):
     model is in the window too: the stranger's echoes another prompt, so the job's own is
     the one left (before, two candidates ended it SubmitUncertain)."""
     env = jobs_env
-    sim.add_fault("submit", "reset", created=True)
-    strangers_task(sim, "stranger-ended-0002", ended=True)
-    drop_job(env.inbox, "mine", MY_CLIP)
-    result = env.cli("once", "--timeout", "30")
+    result, data = lost_create_beside_a_stranger(env, sim, "stranger-ended-0002", created=True)
     assert result.returncode == 0, result.stderr
-    data = job_ended(env, "mine")
     assert data["state"] == "succeeded" and data["job"]["found_by"] == "task list"
     assert [c["task_id"] for c in created(sim)] == [data["task_id"]]
     assert (env.outbox / "mine.mp4").exists()
