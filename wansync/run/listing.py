@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Final
 
-from wansync.config import Live, PollConfig
+from wansync.config import Live
 from wansync.core import events as ev
 from wansync.core import listpoll
 from wansync.core.effects import Effect, Emit, StartList, WriteSidecars
@@ -77,18 +77,11 @@ class Listing:
         self.in_flight = False  # a list request is out: the next waits for its answer
         self.watched = 0  # tasks the list vouches for, as of its last answer
         self._maybe_known = True  # a task may have a known submit_time: worth a look
-        self._policy_of: tuple[PollConfig, ListPolicy] | None = None  # and its config
 
     def policy(self) -> ListPolicy:
-        """The list's settings from the config in force, made once per config (a reload
-        replaces it): every poll's pace asks for them."""
         poll = self.live.cfg.poll
-        if self._policy_of is None or self._policy_of[0] is not poll:
-            interval = (
-                None if self.off else listpoll.pass_interval(poll.list_interval, poll.interval)
-            )
-            self._policy_of = (poll, ListPolicy(interval, poll.interval, poll.max_per_second))
-        return self._policy_of[1]
+        interval = None if self.off else listpoll.pass_interval(poll.list_interval, poll.interval)
+        return ListPolicy(interval, poll.interval, poll.max_per_second)
 
     # -- the pace of one task (after each of its polls) ---------------------------------
     def cycle(self, tracked_count: int) -> float:

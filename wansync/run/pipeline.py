@@ -110,7 +110,6 @@ class Pipeline:
         listing: Listing | None = None,
     ) -> None:
         self.live = live
-        self._policy_of: tuple[Config, Policy] | None = None  # the config it was made of
         # the task list (run/listing.py); a pipeline built without one never lists
         self.listing = listing or Listing(live, tracker, scheduler, off=True)
         self.folders = folders
@@ -185,19 +184,11 @@ class Pipeline:
         removed = ev.TaskRemoved(at=now.wall, name=name, task_id=task.task_id, detail=detail)
         return [ForgetFiles(name, tuple(p for p in parts if p.name not in others)), Emit(removed)]
 
-    def _policy(self) -> Policy:
-        """`policy_of` the config in force, made once per config (a reload replaces it):
-        every poll asks for it several times."""
-        cfg = self.live.cfg
-        if self._policy_of is None or self._policy_of[0] is not cfg:
-            self._policy_of = (cfg, policy_of(cfg))
-        return self._policy_of[1]
-
     # -- dispatch ----------------------------------------------------------------------
     def dispatch(self, now: Now) -> list[Effect]:
         """The polls the scheduler allows and the downloads the free slots allow."""
         effects: list[Effect] = []
-        policy = self._policy()
+        policy = policy_of(self.live.cfg)
         effects += self.listing.schedule(now)
         while (name := self.scheduler.take(now.mono)) is not None:
             if name is LIST:  # the task list's turn: a page to ask for
@@ -300,7 +291,7 @@ class Pipeline:
         record.followed = round(lifecycle.task_age(task, now), 3)
         outcome = done.outcome
         effects = self.steps.answered(outcome, now)
-        policy = self._policy()
+        policy = policy_of(self.live.cfg)
         if not isinstance(outcome, TaskReport):
             decision = lifecycle.after_poll(task, outcome, done.started, now, policy, 0)
             return effects + self.steps.apply(task, decision, now)
@@ -374,7 +365,7 @@ class Pipeline:
         if verdict is None:
             return effects  # other files of its round are still to come
         url = group.error_url or done.url
-        decision = lifecycle.after_download(task, url, verdict, now, self._policy())
+        decision = lifecycle.after_download(task, url, verdict, now, policy_of(self.live.cfg))
         return effects + self.steps.apply(task, decision, now)
 
     # -- what the daemon asks ----------------------------------------------------------
