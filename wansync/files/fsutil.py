@@ -6,7 +6,6 @@ import contextlib
 import ctypes
 import errno
 import functools
-import json
 import os
 import secrets
 import stat
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from wansync.core.errors import NotARegularFile as NotARegularFile  # re-exported: taskfile, jobfile
-from wansync.files import folderguard
+from wansync.files import folderguard, jsontext
 from wansync.files.names import TEMP_SUFFIX, producer_temp, scratch_temp
 
 SCRATCH = ".wansync"  # hidden folder beside the files we rewrite often (not watched)
@@ -91,7 +90,7 @@ def write_json_atomic(target: Path, data: Any, durable: bool = True, new: bool =
 
     Strict JSON (`allow_nan=False`): what other programs read must parse anywhere.
     """
-    payload = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False).encode() + b"\n"
+    payload = jsontext.indented(data).encode() + b"\n"
     _via_scratch(target, payload, durable, replace=not new)
 
 
