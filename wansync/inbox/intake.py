@@ -208,6 +208,8 @@ class Intake:
 
     def take(self, now: Now, burst_names: set[str] | None) -> Iterator[Found]:
         """Every settled file, one at a time (in burst, only the ones the scan found)."""
+        if not self.candidates:
+            return  # nothing to look at: neither is the inbox (a stat a tick saved)
         if self.folders.replaced(self.folders.inbox):
             self.candidates = Candidates()  # not read through a link; the rescan finds them
             return
@@ -302,7 +304,7 @@ class Intake:
         """The watcher's news: files to look at soon, files gone."""
         assert self.watcher is not None
         events = self.watcher.drain()
-        if self.folders.replaced(self.folders.inbox):
+        if not events or self.folders.replaced(self.folders.inbox):
             return  # paths through a link; the rescan finds what they were once it is back
         for kind, path in events:
             if path.parent != self.folders.inbox:

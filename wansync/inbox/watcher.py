@@ -86,13 +86,18 @@ class InboxWatcher:
 
         An exception in a handler ends the observer; deleting the folder does not always
         end the emitter (not while a file in it is open, as our lock is), hence the stat.
+        Asked on every tick, it looks at most once a second while the answer is yes.
         """
-        if not (self._observer.is_alive() and all(e.is_alive() for e in self._observer.emitters)):
-            return False
         now = time.monotonic()
         if now - self._checked < 1.0:
             return True
-        self._checked = now
+        healthy = self._healthy_now()
+        self._checked = now if healthy else 0.0
+        return healthy
+
+    def _healthy_now(self) -> bool:
+        if not (self._observer.is_alive() and all(e.is_alive() for e in self._observer.emitters)):
+            return False
         try:
             st = self.inbox.stat()
         except OSError:

@@ -334,8 +334,8 @@ class Daemon:
         self._hand_on(self.intake.take(now, self.burst.names if self.burst else None), now)
         # Polls first: a poll's start paces the next one, so no other work delays it.
         self.carry(self.pipeline.dispatch(self.clock()), now)
-        self._drain()
-        self.carry(self.pipeline.dispatch(self.clock()), now)
+        if self._drain():  # what came may make a poll due (a list page) or free a slot
+            self.carry(self.pipeline.dispatch(self.clock()), now)
         self._carry_out(self.submitter.dispatch(self.clock()), now)
         self._flush_journal()
         self.exit_code = self._end(now)
@@ -423,8 +423,9 @@ class Daemon:
         self.carry(self.pipeline.removed(name, now, REPLACED), now)
         self.carry(self.pipeline.discover(replaced.path, now), now)
 
-    def _drain(self) -> None:
-        """Every worker result since the last tick, to whoever owns that step.
+    def _drain(self) -> bool:
+        """Every worker result since the last tick, to whoever owns that step; False when
+        none came.
 
         The clock is read after the drain: no result is handled at a time before it came
         (a 429 that comes mid-tick pauses polling for its whole Retry-After).
@@ -439,6 +440,7 @@ class Daemon:
                     self.bus.emit(message)
                 case _:
                     self.carry(self.pipeline.handle(message, now), now)
+        return bool(messages)
 
     def _carry_out(self, handovers: list[Handover], now: Now) -> None:
         """What the submitter hands over: a task to track, or a job to publish. A `.task`
