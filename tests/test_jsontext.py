@@ -73,7 +73,13 @@ def test_a_sidecar_shaped_record_is_written_as_json_dumps_writes_it() -> None:
     assert indented(record).startswith('{\n  "schema": 1,\n  "name": "clip",\n  "meta": {},')
 
 
-@pytest.mark.parametrize("value", [float("nan"), {"a": [float("inf")]}, {"k": object()}])
+cycle: list[Any] = []
+cycle.append({"me": cycle})
+
+
+@pytest.mark.parametrize(
+    "value", [float("nan"), {"a": [float("inf")]}, {"k": object()}, cycle], ids=str
+)
 def test_what_json_refuses_is_refused_alike(value: Any) -> None:
     kind, _ = outcome(stdlib, value)
     assert kind != "text"

@@ -3,8 +3,8 @@ allow_nan=False)` writes it, in about two thirds of the time.
 
 The stdlib leaves its C encoder once `indent` is given, and every poll of a task writes
 its sidecar (docs/performance.md). Plain JSON values with string keys are written here;
-anything else (another key type, an int or str subclass, NaN) is handed to `json.dumps`
-itself, so the text, and every error, is always the stdlib's.
+anything else (another key type, an int or str subclass, NaN, a cycle) is handed to
+`json.dumps` itself, so the text, and every error, is always the stdlib's.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def indented(value: Any) -> str:
     """`value` as `json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)`."""
     try:
         return _text(value, "\n")
-    except _NotPlain:
+    except (_NotPlain, RecursionError):  # a cycle: the stdlib says so (ValueError)
         return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)
 
 
