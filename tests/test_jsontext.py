@@ -78,7 +78,9 @@ cycle.append({"me": cycle})
 
 
 @pytest.mark.parametrize(
-    "value", [float("nan"), {"a": [float("inf")]}, {"k": object()}, cycle], ids=str
+    "value",
+    [float("nan"), {"a": [float("inf")]}, {"k": object()}, cycle],
+    ids=["nan", "infinity", "object", "cycle"],
 )
 def test_what_json_refuses_is_refused_alike(value: Any) -> None:
     kind, _ = outcome(stdlib, value)
