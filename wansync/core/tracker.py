@@ -148,7 +148,7 @@ class Tracker:
         A task stays due while files of its round are left to start; one whose `.part`
         names another task holds waits `CLAIM_RETRY` seconds.
         """
-        if not self._due:  # the usual case: asked twice a tick
+        if not self._due:  # the usual case: asked on every dispatch
             return []
         free = concurrency - self.downloads_running
         out: list[tuple[Task, Slot]] = []
